@@ -1,0 +1,181 @@
+//! Encoders from the model to the Prometheus exposition formats.
+//!
+//! Written by hand rather than through a client library because our families
+//! are rebuilt on every scrape from `/proc` and `/sys`: a registry of
+//! long-lived metric objects would only add copies.
+
+use crate::model::{Family, MetricSet, MetricType};
+use std::fmt::Write as _;
+
+/// The exposition format chosen by content negotiation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4.
+    PrometheusText,
+    /// OpenMetrics 1.0.0 text.
+    OpenMetrics,
+}
+
+impl Format {
+    pub const PROMETHEUS_CONTENT_TYPE: &'static str = "text/plain; version=0.0.4; charset=utf-8";
+    pub const OPENMETRICS_CONTENT_TYPE: &'static str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+    /// Picks the format from an HTTP `Accept` header (OpenMetrics when asked for).
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        match accept {
+            Some(accept) if accept.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::PrometheusText,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::PrometheusText => Self::PROMETHEUS_CONTENT_TYPE,
+            Format::OpenMetrics => Self::OPENMETRICS_CONTENT_TYPE,
+        }
+    }
+}
+
+/// Encodes `set` in `format`. Families without samples are left out.
+pub fn encode(set: &MetricSet, format: Format) -> String {
+    let mut out = String::with_capacity(64 * 1024);
+    for family in set.families() {
+        if !family.samples.is_empty() {
+            encode_family(&mut out, family, format);
+        }
+    }
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
+    out
+}
+
+fn encode_family(out: &mut String, family: &Family, format: Format) {
+    let spec = family.spec;
+    // OpenMetrics names a counter family without its `_total` suffix.
+    let family_name = match (format, spec.kind) {
+        (Format::OpenMetrics, MetricType::Counter) => spec.name.strip_suffix("_total").unwrap_or(spec.name),
+        _ => spec.name,
+    };
+    out.push_str("# HELP ");
+    out.push_str(family_name);
+    out.push(' ');
+    escape_help(out, spec.help);
+    out.push_str("\n# TYPE ");
+    out.push_str(family_name);
+    out.push(' ');
+    out.push_str(spec.kind.as_str());
+    out.push('\n');
+    for sample in &family.samples {
+        out.push_str(spec.name);
+        if !spec.labels.is_empty() {
+            out.push('{');
+            let mut first = true;
+            for (name, value) in spec.labels.iter().zip(sample.label_values.iter()) {
+                // An empty value means "no such label" in Prometheus; leave it out.
+                if value.is_empty() {
+                    continue;
+                }
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push_str(name);
+                out.push_str("=\"");
+                escape_label_value(out, value);
+                out.push('"');
+            }
+            out.push('}');
+            if first {
+                // Every label was empty: drop the braces again.
+                out.truncate(out.len() - 2);
+            }
+        }
+        out.push(' ');
+        write_value(out, sample.value);
+        out.push('\n');
+    }
+}
+
+fn write_value(out: &mut String, value: f64) {
+    if value.is_nan() {
+        out.push_str("NaN");
+    } else if value.is_infinite() {
+        out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
+    } else if value.fract() == 0.0 && value.abs() < 1e15 {
+        // Integral values (byte counts, counters) print without a fraction.
+        let _ = write!(out, "{}", value as i64);
+    } else {
+        let _ = write!(out, "{value}");
+    }
+}
+
+fn escape_help(out: &mut String, help: &str) {
+    for c in help.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn escape_label_value(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::MetricSpec;
+
+    static BYTES: MetricSpec = MetricSpec::gauge("memleak_test_bytes", "Test \\ help\nline.", &["group", "pid"]);
+    static FAULTS: MetricSpec = MetricSpec::counter("memleak_test_faults_total", "Faults.", &[]);
+
+    fn sample_set() -> MetricSet {
+        let mut set = MetricSet::new();
+        set.push(&BYTES, &["we\"ird\\\n", ""], 1304.0 * 1024.0);
+        set.push(&BYTES, &["", ""], 0.5);
+        set.push(&FAULTS, &[], f64::INFINITY);
+        set
+    }
+
+    #[test]
+    fn prometheus_text_escapes_and_drops_empty_labels() {
+        let text = encode(&sample_set(), Format::PrometheusText);
+        assert_eq!(
+            text,
+            "# HELP memleak_test_bytes Test \\\\ help\\nline.\n\
+             # TYPE memleak_test_bytes gauge\n\
+             memleak_test_bytes{group=\"we\\\"ird\\\\\\n\"} 1335296\n\
+             memleak_test_bytes 0.5\n\
+             # HELP memleak_test_faults_total Faults.\n\
+             # TYPE memleak_test_faults_total counter\n\
+             memleak_test_faults_total +Inf\n"
+        );
+    }
+
+    #[test]
+    fn openmetrics_names_counter_families_without_total_and_ends_with_eof() {
+        let text = encode(&sample_set(), Format::OpenMetrics);
+        assert!(text.contains("# TYPE memleak_test_faults counter\nmemleak_test_faults_total +Inf\n"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn negotiation_prefers_openmetrics_only_when_asked() {
+        assert_eq!(Format::negotiate(None), Format::PrometheusText);
+        assert_eq!(Format::negotiate(Some("text/plain;version=0.0.4")), Format::PrometheusText);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5")),
+            Format::OpenMetrics
+        );
+    }
+}

@@ -1,0 +1,25 @@
+//! The common model of memleak-exporter and one module per signal technology.
+//!
+//! Every technology lives in its own module named after it (`psi`, `host_memory`,
+//! `process`, `cgroup`, …). A module declares its [`MetricSpec`]s next to the code
+//! that emits them and offers one or more of the three roles in [`roles`]:
+//! a scrape-time [`Collector`], a pure [`Parser`] of artifacts, or a bounded
+//! [`Capture`]. [`registry`] is the one explicit list of technologies.
+
+pub mod encode;
+pub mod fsroot;
+pub mod kv;
+pub mod model;
+pub mod problem;
+pub mod registry;
+pub mod roles;
+
+pub mod cgroup;
+pub mod host_memory;
+pub mod process;
+pub mod psi;
+
+pub use fsroot::FsRoots;
+pub use model::{Family, MetricSet, MetricSpec, MetricType};
+pub use problem::{Problem, ProblemKind};
+pub use roles::{Capture, Collection, Collector, Parser, ScrapeContext};

@@ -1,0 +1,290 @@
+//! The scrape-time walk over `/proc`.
+
+use super::detail::Refresher;
+use super::group::{self, ExitedCarry, GroupKey, Totals};
+use super::select::{cgroup_of, cmdline_text};
+use super::*;
+use crate::fsroot::{self, FsRoots, ReadError};
+use crate::problem::{Problem, ProblemKind};
+use crate::roles::{Collection, Collector, ScrapeContext};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Scrapes after which the fault counts of a group with no live member are forgotten.
+const CARRY_TTL_SCRAPES: u64 = 40;
+/// How often the deadline is checked in the walk.
+const DEADLINE_CHECK_EVERY: usize = 64;
+
+/// What is cached per process for its lifetime: read once, not on every scrape.
+#[derive(Debug)]
+struct Identity {
+    cmdline: String,
+    cgroup: String,
+}
+
+/// One selected process of this scrape.
+#[derive(Debug)]
+struct Seen {
+    key: ProcKey,
+    group: GroupKey,
+    stat: stat::ProcStat,
+}
+
+/// Reads `/proc/PID/stat` of every process on each scrape and sums selected
+/// processes into bounded groups.
+#[derive(Debug)]
+pub struct ProcessCollector {
+    procfs: PathBuf,
+    config: Config,
+    page_size: u64,
+    ticks_per_second: f64,
+    boot_time: Option<f64>,
+    identities: HashMap<ProcKey, Identity>,
+    carry: ExitedCarry,
+    refresher: Option<Refresher>,
+    buf: Vec<u8>,
+}
+
+impl ProcessCollector {
+    /// Starts the detail refresher thread unless details are turned off.
+    pub fn new(roots: &FsRoots, config: Config) -> std::io::Result<Self> {
+        let refresher = if config.detail_interval.is_zero() {
+            None
+        } else {
+            Some(Refresher::start(roots.procfs.clone(), config.pss)?)
+        };
+        Ok(ProcessCollector {
+            procfs: roots.procfs.clone(),
+            config,
+            page_size: sysconf(libc::_SC_PAGESIZE, 4096),
+            ticks_per_second: sysconf(libc::_SC_CLK_TCK, 100) as f64,
+            boot_time: None,
+            identities: HashMap::new(),
+            carry: ExitedCarry::default(),
+            refresher,
+            buf: Vec::with_capacity(1024),
+        })
+    }
+
+    fn needs_identity(&self) -> bool {
+        let s = &self.config.selection;
+        s.needs_cmdline() || s.needs_cgroup() || self.config.group_by == GroupBy::Cgroup
+    }
+
+    /// Reads `cmdline` and `cgroup` once per process. `None`: it exited.
+    fn identity(&mut self, key: ProcKey, dir: &mut PathBuf) -> Option<&Identity> {
+        if !self.identities.contains_key(&key) {
+            dir.push("cmdline");
+            let cmdline = fsroot::read_into(dir, &mut self.buf).map(|()| cmdline_text(&self.buf));
+            dir.pop();
+            dir.push("cgroup");
+            let cgroup = fsroot::read_text(dir).map(|t| cgroup_of(&t).unwrap_or("").to_owned());
+            dir.pop();
+            let (cmdline, cgroup) = match (cmdline, cgroup) {
+                (Err(ReadError::Missing), _) | (_, Err(ReadError::Missing)) => return None,
+                // Unreadable (hidepid, LSM): match against empty values rather than lose the process.
+                (cmdline, cgroup) => (cmdline.unwrap_or_default(), cgroup.unwrap_or_default()),
+            };
+            self.identities.insert(key, Identity { cmdline, cgroup });
+        }
+        self.identities.get(&key)
+    }
+
+    fn read_boot_time(&mut self, out: &mut Collection) -> Option<f64> {
+        if self.boot_time.is_none() {
+            let path = self.procfs.join("stat");
+            match fsroot::read_text(&path) {
+                Ok(text) => {
+                    self.boot_time = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("btime "))
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(|v| v as f64);
+                    if self.boot_time.is_none() {
+                        out.problem(Problem::new(ProblemKind::Parse, &path, "no `btime` line", ""));
+                    }
+                }
+                Err(err) => out.problem(err.to_problem(&path, "is procfs mounted at --path.procfs?")),
+            }
+        }
+        self.boot_time
+    }
+
+    /// Walks `/proc`, returning the selected processes.
+    fn walk(&mut self, ctx: &ScrapeContext, out: &mut Collection) -> Vec<Seen> {
+        let entries = match std::fs::read_dir(&self.procfs) {
+            Ok(entries) => entries,
+            Err(err) => {
+                out.problem(ReadError::from(err).to_problem(&self.procfs, "is procfs mounted at --path.procfs?"));
+                return Vec::new();
+            }
+        };
+        let pids: Vec<u32> = entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()).collect();
+        let mut seen = Vec::with_capacity(pids.len());
+        let mut dir = self.procfs.clone();
+        for (i, pid) in pids.iter().enumerate() {
+            if i % DEADLINE_CHECK_EVERY == 0 && ctx.expired() {
+                out.timed_out(&self.procfs, i, pids.len());
+                break;
+            }
+            dir.push(pid.to_string());
+            if let Some(s) = self.read_one(*pid, &mut dir, out) {
+                seen.push(s);
+            }
+            dir.pop();
+        }
+        seen
+    }
+
+    fn read_one(&mut self, pid: u32, dir: &mut PathBuf, out: &mut Collection) -> Option<Seen> {
+        dir.push("stat");
+        let read = fsroot::read_into(dir, &mut self.buf);
+        let parsed = match read {
+            // Exited between listing and reading: skipped silently.
+            Err(ReadError::Missing) => None,
+            Err(err) => {
+                out.problem(err.to_problem(dir, ""));
+                None
+            }
+            Ok(()) => match stat::parse(&self.buf) {
+                Ok(s) => Some(s),
+                Err(reason) => {
+                    out.problem(Problem::new(ProblemKind::Parse, dir, reason, ""));
+                    None
+                }
+            },
+        };
+        dir.pop();
+        let stat = parsed?;
+        if !self.config.selection.admits_comm(&stat.comm, stat.kernel_thread) {
+            return None;
+        }
+        let key = ProcKey { pid, start_ticks: stat.start_ticks };
+        let mut cgroup = String::new();
+        if self.needs_identity() {
+            let selection = self.config.selection.clone();
+            let identity = self.identity(key, dir)?;
+            if !selection.admits_identity(&identity.cmdline, &identity.cgroup) {
+                return None;
+            }
+            cgroup.clone_from(&identity.cgroup);
+        }
+        let group = match self.config.group_by {
+            GroupBy::Comm => GroupKey { group: stat.comm.clone(), pid: String::new() },
+            GroupBy::Cgroup => GroupKey { group: cgroup, pid: String::new() },
+            GroupBy::Pid => GroupKey { group: stat.comm.clone(), pid: pid.to_string() },
+        };
+        Some(Seen { key, group, stat })
+    }
+
+    fn sum(&mut self, seen: &[Seen], boot_time: Option<f64>, out: &mut Collection) -> HashMap<GroupKey, Totals> {
+        let keys: Vec<ProcKey> = seen.iter().map(|s| s.key).collect();
+        let mut detail_age = None;
+        let snapshot = self.refresher.as_ref().map(|refresher| {
+            let never = refresher.lock().taken_at.is_none();
+            if never {
+                refresher.refresh_now(&keys);
+            }
+            let mut snapshot = refresher.lock();
+            let age = snapshot.taken_at.map(|t| t.elapsed()).unwrap_or_default();
+            if !never && age >= self.config.detail_interval {
+                refresher.request(keys.clone());
+            }
+            detail_age = Some(age.as_secs_f64());
+            out.problems.append(&mut snapshot.problems);
+            snapshot
+        });
+        let mut groups: HashMap<GroupKey, Totals> = HashMap::new();
+        for s in seen {
+            let t = groups.entry(s.group.clone()).or_default();
+            t.processes += 1;
+            t.threads += s.stat.num_threads;
+            t.resident += s.stat.rss_pages * self.page_size;
+            t.virtual_ += s.stat.vsize_bytes;
+            t.minflt += s.stat.minflt;
+            t.majflt += s.stat.majflt;
+            if let Some(boot) = boot_time {
+                let start = boot + s.stat.start_ticks as f64 / self.ticks_per_second;
+                t.oldest_start = Some(t.oldest_start.map_or(start, |o: f64| o.min(start)));
+            }
+            if let Some(d) = snapshot.as_ref().and_then(|snap| snap.details.get(&s.key)) {
+                t.add_detail(d);
+            }
+        }
+        drop(snapshot);
+        if let Some(age) = detail_age {
+            out.metrics.push(&DETAIL_AGE, &[], age);
+        }
+        groups
+    }
+
+    fn carry_exited(&mut self, seen: &[Seen], groups: &mut HashMap<GroupKey, Totals>) {
+        if self.config.group_by == GroupBy::Pid {
+            // A per-pid series ends with its process; nothing to carry.
+            return;
+        }
+        let live = seen.iter().map(|s| (s.key, (s.group.group.clone(), s.stat.minflt, s.stat.majflt))).collect();
+        self.carry.update(live, CARRY_TTL_SCRAPES, self.config.max_groups);
+        for name in self.carry.groups() {
+            let (minflt, majflt) = self.carry.carried(name);
+            let t = groups.entry(GroupKey { group: name.to_owned(), pid: String::new() }).or_default();
+            t.minflt += minflt;
+            t.majflt += majflt;
+        }
+    }
+}
+
+impl Collector for ProcessCollector {
+    fn id(&self) -> &'static str {
+        SIGNAL.id
+    }
+
+    fn collect(&mut self, ctx: &ScrapeContext, out: &mut Collection) {
+        let boot_time = self.read_boot_time(out);
+        let seen = self.walk(ctx, out);
+        if self.needs_identity() {
+            let live: std::collections::HashSet<ProcKey> = seen.iter().map(|s| s.key).collect();
+            self.identities.retain(|k, _| live.contains(k));
+        }
+        let mut groups = self.sum(&seen, boot_time, out);
+        self.carry_exited(&seen, &mut groups);
+        let (groups, folded) = group::cap(groups, self.config.max_groups);
+        emit(&groups, out);
+        out.metrics.push(&FOLDED_GROUPS, &[], folded as f64);
+    }
+}
+
+fn emit(groups: &[(GroupKey, Totals)], out: &mut Collection) {
+    let m = &mut out.metrics;
+    for (key, t) in groups {
+        let labels = [key.group.as_str(), key.pid.as_str()];
+        m.push(&PROCESSES, &labels, t.processes as f64);
+        m.push(&THREADS, &labels, t.threads as f64);
+        m.push(&RESIDENT, &labels, t.resident as f64);
+        m.push(&VIRTUAL, &labels, t.virtual_ as f64);
+        m.push(&MINOR_FAULTS, &labels, t.minflt as f64);
+        m.push(&MAJOR_FAULTS, &labels, t.majflt as f64);
+        if let Some(start) = t.oldest_start {
+            m.push(&START_TIME, &labels, start);
+        }
+        if t.with_detail > 0 {
+            m.push(&ANON, &labels, t.anon as f64);
+            m.push(&FILE, &labels, t.file as f64);
+            m.push(&SHMEM, &labels, t.shmem as f64);
+            m.push(&SWAP, &labels, t.swap as f64);
+            m.push(&DATA, &labels, t.data as f64);
+            m.push(&RESIDENT_PEAK, &labels, t.resident_peak as f64);
+            m.push(&MAPPINGS, &labels, t.mappings as f64);
+        }
+        if t.with_pss > 0 {
+            m.push(&PSS, &labels, t.pss as f64);
+            m.push(&PSS_ANON, &labels, t.pss_anon as f64);
+        }
+    }
+}
+
+fn sysconf(name: libc::c_int, fallback: u64) -> u64 {
+    // SAFETY: sysconf has no preconditions; it returns -1 for unknown names.
+    let value = unsafe { libc::sysconf(name) };
+    if value > 0 { value as u64 } else { fallback }
+}
