@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Collectors over the fixture roots (`tests/fixtures/make-roots.py`): targeted
 //! checks against the values the kernel files hold, and a golden file of the
 //! whole exposition (`UPDATE_GOLDEN=1 cargo test` rewrites it; review the diff).

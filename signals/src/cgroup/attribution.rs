@@ -32,15 +32,10 @@ pub fn attribute(path: &str) -> Attribution {
         if let Some(uid) = pod_uid(component) {
             a.pod_uid = uid;
         }
-        if let Some(scope) = component.strip_suffix(".scope") {
-            if let Some((prefix, runtime)) = SCOPE_PREFIXES.iter().find(|(p, _)| scope.starts_with(p)) {
-                let id = &scope[prefix.len()..];
-                if is_container_id(id) {
-                    a.container_runtime = (*runtime).to_owned();
-                    a.container_id = id.to_owned();
-                    continue;
-                }
-            }
+        if let Some((runtime, id)) = scoped_container(component) {
+            a.container_runtime = runtime.to_owned();
+            a.container_id = id.to_owned();
+            continue;
         }
         if is_container_id(component) {
             a.container_id = (*component).to_owned();
@@ -55,6 +50,14 @@ pub fn attribute(path: &str) -> Attribution {
         }
     }
     a
+}
+
+/// `docker-<id>.scope` and the like: (runtime, id).
+fn scoped_container(component: &str) -> Option<(&'static str, &str)> {
+    let scope = component.strip_suffix(".scope")?;
+    let (prefix, runtime) = SCOPE_PREFIXES.iter().find(|(p, _)| scope.starts_with(p))?;
+    let id = &scope[prefix.len()..];
+    is_container_id(id).then_some((*runtime, id))
 }
 
 /// A full 64-hex-digit container id.

@@ -95,10 +95,10 @@ fn read_v1(dir: &Path, problems: &mut Vec<Problem>) -> Option<Reading> {
     if let Some(failcnt) = number(&dir.join("memory.failcnt"), problems).flatten() {
         r.events.push(("max", failcnt));
     }
-    if let Some(oom) = keyed(&dir.join("memory.oom_control"), problems) {
-        if let Some((_, kills)) = oom.iter().find(|(k, _)| *k == "oom_kill") {
-            r.events.push(("oom_kill", *kills));
-        }
+    if let Some(oom) = keyed(&dir.join("memory.oom_control"), problems)
+        && let Some((_, kills)) = oom.iter().find(|(k, _)| *k == "oom_kill")
+    {
+        r.events.push(("oom_kill", *kills));
     }
     Some(r)
 }

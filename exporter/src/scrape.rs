@@ -1,0 +1,129 @@
+//! One scrape: run every enabled collector within the deadline, add the self
+//! metrics, and log each problem once with what, where and how to fix it.
+
+use crate::self_metrics::{BUILD_INFO, COLLECTOR_DURATION, COLLECTOR_SUCCESS, ERRORS};
+use memleak_signals::{Collection, Collector, MetricSet, Problem, ScrapeContext};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Distinct problems remembered so each is logged at warn level once; past
+/// this the memory is cleared (and they are logged again), so it stays bounded.
+const MAX_REMEMBERED_PROBLEMS: usize = 10_000;
+/// Problems logged per collector per scrape; the rest are summed up in one line.
+const MAX_LOGGED_PER_SCRAPE: usize = 5;
+/// Kept free of the scrape timeout that Prometheus announces, for encoding and transfer.
+const TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
+
+pub struct Scraper {
+    collectors: Vec<(&'static str, Mutex<Box<dyn Collector>>)>,
+    errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    warned: Mutex<HashSet<String>>,
+    max_budget: Duration,
+}
+
+impl std::fmt::Debug for Scraper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scraper").field("collectors", &self.ids()).finish_non_exhaustive()
+    }
+}
+
+impl Scraper {
+    pub fn new(collectors: Vec<Box<dyn Collector>>, max_budget: Duration) -> Self {
+        Scraper {
+            collectors: collectors.into_iter().map(|c| (c.id(), Mutex::new(c))).collect(),
+            errors: Mutex::default(),
+            warned: Mutex::default(),
+            max_budget,
+        }
+    }
+
+    pub fn ids(&self) -> Vec<&'static str> {
+        self.collectors.iter().map(|(id, _)| *id).collect()
+    }
+
+    /// The budget for a scrape: ours, or less if Prometheus announced a shorter timeout.
+    pub fn budget(&self, announced: Option<Duration>) -> Duration {
+        match announced {
+            Some(t) => self.max_budget.min(t.saturating_sub(TIMEOUT_MARGIN).max(Duration::from_millis(100))),
+            None => self.max_budget,
+        }
+    }
+
+    /// Runs every collector (in parallel: they read different files) and returns all metrics.
+    pub fn scrape(&self, budget: Duration) -> MetricSet {
+        let ctx = ScrapeContext::with_budget(budget);
+        let results: Vec<(&'static str, Collection, Duration)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .collectors
+                .iter()
+                .map(|(id, collector)| {
+                    scope.spawn(move || {
+                        let started = Instant::now();
+                        let mut out = Collection::default();
+                        collector.lock().unwrap_or_else(PoisonError::into_inner).collect(&ctx, &mut out);
+                        (*id, out, started.elapsed())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .zip(self.collectors.iter())
+                .map(|(h, (id, _))| h.join().unwrap_or_else(|_| (*id, panicked(id), Duration::ZERO)))
+                .collect()
+        });
+
+        let mut set = MetricSet::new();
+        set.push(&BUILD_INFO, &[env!("CARGO_PKG_VERSION"), "jemalloc"], 1.0);
+        let mut errors = self.errors.lock().unwrap_or_else(PoisonError::into_inner);
+        for (id, out, elapsed) in results {
+            set.push(&COLLECTOR_DURATION, &[id], elapsed.as_secs_f64());
+            set.push(&COLLECTOR_SUCCESS, &[id], if out.problems.is_empty() { 1.0 } else { 0.0 });
+            for problem in &out.problems {
+                *errors.entry((id, problem.kind.as_str())).or_default() += 1;
+            }
+            self.log_problems(id, &out.problems);
+            set.append(out.metrics);
+        }
+        for ((signal, kind), count) in errors.iter() {
+            set.push(&ERRORS, &[signal, kind], *count as f64);
+        }
+        set
+    }
+
+    fn log_problems(&self, collector: &str, problems: &[Problem]) {
+        let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
+        if warned.len() > MAX_REMEMBERED_PROBLEMS {
+            warned.clear();
+        }
+        let mut suppressed = 0;
+        let mut logged = 0;
+        for p in problems {
+            let first_time = warned.insert(format!("{collector}\0{}\0{}", p.kind.as_str(), p.path.display()));
+            if first_time && logged < MAX_LOGGED_PER_SCRAPE {
+                logged += 1;
+                tracing::warn!(
+                    collector,
+                    kind = p.kind.as_str(),
+                    path = %p.path.display(),
+                    hint = %p.hint,
+                    "{}", p.detail
+                );
+            } else {
+                suppressed += usize::from(first_time);
+                tracing::debug!(collector, kind = p.kind.as_str(), path = %p.path.display(), "{}", p.detail);
+            }
+        }
+        if suppressed > 0 {
+            tracing::warn!(collector, more = suppressed, "more new problems in this scrape (see --log.level=debug)");
+        }
+    }
+}
+
+/// A collector that panicked (a bug): the scrape goes on without it.
+fn panicked(id: &str) -> Collection {
+    tracing::error!(collector = id, "collector panicked; this is a bug, please report it");
+    let mut out = Collection::default();
+    out.problem(Problem::new(memleak_signals::ProblemKind::Read, std::path::Path::new(""), "collector panicked", ""));
+    out
+}

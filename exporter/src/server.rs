@@ -1,0 +1,134 @@
+//! The HTTP server: `/metrics`, health, readiness, the landing page and the
+//! exporter's own heap profile.
+
+use crate::cli::Settings;
+use crate::collectors;
+use crate::heap_profile;
+use crate::scrape::Scraper;
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use memleak_signals::encode::{self, Format};
+use memleak_signals::registry;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone)]
+struct AppState {
+    scraper: Arc<Scraper>,
+}
+
+pub fn run(settings: Settings) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        // Scrapes run on blocking threads; a few suffice for concurrent scrapers.
+        .max_blocking_threads(4)
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(settings))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let collectors = collectors::build(&settings)?;
+    let scraper = Arc::new(Scraper::new(collectors, settings.scrape_timeout));
+    let listener = tokio::net::TcpListener::bind(settings.listen).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {}: {e}; is another exporter running there? choose another address with --web.listen-address",
+            settings.listen
+        )
+    })?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        address = %settings.listen,
+        collectors = scraper.ids().join(","),
+        procfs = %settings.roots.procfs.display(),
+        cgroupfs = %settings.roots.cgroupfs.display(),
+        "memleak-exporter listening"
+    );
+    let app = router(AppState { scraper });
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+    tracing::info!("memleak-exporter stopped");
+    Ok(())
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(landing))
+        .route("/metrics", get(metrics))
+        .route("/-/healthy", get(|| async { "OK\n" }))
+        .route("/-/ready", get(|| async { "Ready\n" }))
+        .route("/debug/pprof/heap", get(heap))
+        .with_state(state)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!(signal = "SIGINT", "shutting down"),
+        () = terminate => tracing::info!(signal = "SIGTERM", "shutting down"),
+    }
+}
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let announced = headers
+        .get("X-Prometheus-Scrape-Timeout-Seconds")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64);
+    let scraper = Arc::clone(&state.scraper);
+    let budget = scraper.budget(announced);
+    match tokio::task::spawn_blocking(move || encode::encode(&scraper.scrape(budget), format)).await {
+        Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "scrape task failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "scrape failed; see the exporter's log\n").into_response()
+        }
+    }
+}
+
+async fn heap() -> Response {
+    match heap_profile::dump().await {
+        Ok(profile) => ([(header::CONTENT_TYPE, "application/octet-stream")], profile).into_response(),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response(),
+    }
+}
+
+async fn landing(State(state): State<AppState>) -> Html<String> {
+    let enabled = state.scraper.ids();
+    let rows: String = registry::SIGNALS
+        .iter()
+        .filter(|s| s.roles.collector)
+        .map(|s| {
+            let on = if enabled.contains(&s.id) { "enabled" } else { "disabled" };
+            format!("<tr><td><code>{}</code></td><td>{on}</td><td>{}</td></tr>\n", s.id, s.description)
+        })
+        .collect();
+    Html(format!(
+        "<!doctype html>\n<html><head><title>memleak-exporter</title></head><body>\n\
+         <h1>memleak-exporter {version}</h1>\n<p>Memory-leak signals for Prometheus.</p>\n\
+         <h2>Endpoints</h2>\n<ul>\n\
+         <li><a href=\"/metrics\">/metrics</a>: Prometheus text or OpenMetrics (by Accept header)</li>\n\
+         <li><a href=\"/-/healthy\">/-/healthy</a>, <a href=\"/-/ready\">/-/ready</a>: health and readiness</li>\n\
+         <li><a href=\"/debug/pprof/heap\">/debug/pprof/heap</a>: the exporter's own heap profile (pprof)</li>\n\
+         </ul>\n<h2>Signals</h2>\n<table>\n<tr><th>signal</th><th>state</th><th>what</th></tr>\n{rows}</table>\n\
+         </body></html>\n",
+        version = env!("CARGO_PKG_VERSION"),
+    ))
+}
