@@ -3,6 +3,8 @@
 mod cli;
 mod collectors;
 mod config;
+#[cfg(test)]
+mod docs;
 mod heap_profile;
 mod logging;
 mod scrape;

@@ -256,7 +256,10 @@ fn a_port_in_use_is_a_clear_error() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains(&format!("cannot listen on {address}")) && stderr.contains("--web.listen-address"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {address}")) && stderr.contains("--web.listen-address"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -26,10 +26,10 @@ fn main() {
                 let name = entry.file_name();
                 let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
                 buf.clear();
-                if let Ok(mut f) = std::fs::File::open(format!("/proc/{pid}/{file}")) {
-                    if f.read_to_end(&mut buf).is_ok() {
-                        processes += 1;
-                    }
+                if let Ok(mut f) = std::fs::File::open(format!("/proc/{pid}/{file}"))
+                    && f.read_to_end(&mut buf).is_ok()
+                {
+                    processes += 1;
                 }
             }
             times.push(started.elapsed().as_secs_f64() * 1000.0);

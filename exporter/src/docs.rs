@@ -1,0 +1,64 @@
+//! The README's generated sections (flag list, metric table) and the test that
+//! keeps them in sync: `UPDATE_README=1 cargo test -p memleak-exporter readme` rewrites them.
+
+use crate::cli;
+use crate::self_metrics;
+use memleak_signals::MetricSpec;
+use memleak_signals::registry::SIGNALS;
+
+fn metric_row(spec: &MetricSpec) -> String {
+    let labels = if spec.labels.is_empty() { String::new() } else { format!("`{}`", spec.labels.join("`, `")) };
+    format!("| `{}` | {} | {} | {} |\n", spec.name, spec.kind.as_str(), labels, spec.help.replace('|', "\\|"))
+}
+
+/// The metric table, by signal, from the specs.
+pub fn metric_table() -> String {
+    let mut out = String::from("| metric | type | labels | meaning |\n|---|---|---|---|\n");
+    for spec in self_metrics::ALL {
+        out.push_str(&metric_row(spec));
+    }
+    for signal in SIGNALS {
+        for spec in signal.metrics {
+            out.push_str(&metric_row(spec));
+        }
+    }
+    out
+}
+
+/// `--help` as printed on a 100-column terminal.
+pub fn flag_list() -> String {
+    let help = cli::command().term_width(100).render_help().to_string();
+    let trimmed: String = help.lines().map(|l| format!("{}\n", l.trim_end())).collect();
+    format!("```text\n{trimmed}```\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replaces the text between `<!-- NAME:begin -->` and `<!-- NAME:end -->`.
+    fn splice(text: &str, name: &str, body: &str) -> Option<String> {
+        let begin = format!("<!-- {name}:begin -->\n");
+        let end = format!("<!-- {name}:end -->");
+        let start = text.find(&begin)? + begin.len();
+        let stop = text[start..].find(&end)? + start;
+        Some(format!("{}{body}{}", &text[..start], &text[stop..]))
+    }
+
+    #[test]
+    fn readme_generated_sections_are_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let updated = splice(&readme, "metrics", &metric_table())
+            .and_then(|t| splice(&t, "flags", &flag_list()))
+            .expect("README.md lacks the <!-- metrics:begin/end --> or <!-- flags:begin/end --> markers");
+        if std::env::var_os("UPDATE_README").is_some() {
+            std::fs::write(path, &updated).unwrap();
+            return;
+        }
+        assert!(
+            readme == updated,
+            "README.md is out of date: run UPDATE_README=1 cargo test -p memleak-exporter readme"
+        );
+    }
+}
