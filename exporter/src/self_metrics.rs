@@ -2,7 +2,7 @@
 
 use memleak_signals::MetricSpec;
 
-pub static BUILD_INFO: MetricSpec = MetricSpec::gauge(
+pub static BUILD_INFO: MetricSpec = MetricSpec::info(
     "memleak_exporter_build_info",
     "Always 1; labels carry the version and the allocator the exporter runs on.",
     &["version", "allocator"],

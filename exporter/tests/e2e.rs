@@ -2,100 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_memleak-exporter");
-
-fn fixture_root(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../signals/tests/fixtures").join(name)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A running exporter, killed on drop.
-struct Exporter {
-    child: Child,
-    port: u16,
-    stderr_path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Exporter {
-    fn start(args: &[&str]) -> Exporter {
-        let dir = tempfile::tempdir().unwrap();
-        let stderr_path = dir.path().join("stderr.log");
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let child = Command::new(BIN)
-            .args(["--web.listen-address", &listen])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_path).unwrap())
-            .spawn()
-            .unwrap();
-        let mut exporter = Exporter { child, port, stderr_path, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Some(status) = exporter.child.try_wait().unwrap() {
-                panic!("exporter exited early with {status}: {}", exporter.stderr());
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() && exporter.get("/-/ready", None).0 == 200 {
-                return exporter;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("exporter not ready in 20 s: {}", exporter.stderr());
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-
-    /// (status, headers, body)
-    fn get(&self, path: &str, accept: Option<&str>) -> (u16, String, Vec<u8>) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n{accept}Connection: close\r\n\r\n").unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).unwrap();
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("no header end");
-        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-        (status, head, raw[split + 4..].to_vec())
-    }
-
-    fn metrics(&self) -> String {
-        let (status, _, body) = self.get("/metrics", None);
-        assert_eq!(status, 200);
-        String::from_utf8(body).unwrap()
-    }
-
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc_kill(self.child.id() as i32, 15) };
-        let status = self.child.wait().unwrap();
-        (status, self.stderr())
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
+use common::{BIN, Exporter, fixture_root, require_tool};
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 /// Lines whose values depend on time.
 fn stable(text: &str) -> String {
@@ -138,20 +51,14 @@ fn scrape_of_this_host_passes_promtool() {
 
 /// `promtool check metrics` must print nothing. Under CI=true a missing promtool fails.
 fn promtool_check(text: &str) {
-    let child = Command::new("promtool")
+    let Some(promtool) = require_tool("promtool", "prometheus") else { return };
+    let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(err) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("SKIP promtool check: {err}; install Debian package `prometheus`");
-            return;
-        }
-        Err(err) => panic!("promtool is required under CI=true (Debian package `prometheus`): {err}"),
-    };
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -283,5 +190,49 @@ fn help_documents_every_flag() {
         "--no-collector.cgroup",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}
+
+#[test]
+fn a_permission_denied_file_is_reported_with_a_hint() {
+    // Root reads everything, so drop to `nobody` with setpriv (util-linux) to meet EACCES for real.
+    if !is_root() {
+        eprintln!("SKIP: needs root to switch to user nobody");
+        return;
+    }
+    let Some(setpriv) = require_tool("setpriv", "util-linux") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&fixture_root("root-v2"), dir.path());
+    chmod_tree(dir.path());
+    std::fs::set_permissions(dir.path().join("proc/meminfo"), std::os::unix::fs::PermissionsExt::from_mode(0o000))
+        .unwrap();
+    let exporter = Exporter::start_with(
+        Some(setpriv.as_path()),
+        &["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"],
+        &["--path.rootfs", dir.path().to_str().unwrap()],
+    );
+    let text = exporter.metrics();
+    assert!(text.contains("memleak_exporter_collector_success{collector=\"host_memory\"} 0\n"), "{text}");
+    assert!(text.contains("memleak_exporter_errors_total{signal=\"host_memory\",type=\"permission\"} 1\n"));
+    assert!(text.contains("memleak_host_memory_page_faults_total "), "vmstat is still read");
+    assert!(text.contains("memleak_exporter_collector_success{collector=\"process\"} 1\n"));
+    let stderr = exporter.stderr();
+    assert!(stderr.contains("meminfo") && stderr.contains("Permission denied") && stderr.contains("hint="), "{stderr}");
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+fn chmod_tree(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let is_dir = path.is_dir();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(if is_dir { 0o755 } else { 0o644 })).unwrap();
+    if is_dir {
+        for entry in std::fs::read_dir(path).unwrap() {
+            chmod_tree(&entry.unwrap().path());
+        }
     }
 }

@@ -52,10 +52,15 @@ pub fn encode(set: &MetricSet, format: Format) -> String {
 
 fn encode_family(out: &mut String, family: &Family, format: Format) {
     let spec = family.spec;
-    // OpenMetrics names a counter family without its `_total` suffix.
-    let family_name = match (format, spec.kind) {
-        (Format::OpenMetrics, MetricType::Counter) => spec.name.strip_suffix("_total").unwrap_or(spec.name),
-        _ => spec.name,
+    // OpenMetrics names a counter family without its `_total` suffix and an
+    // info family without `_info`; the text format has no info type.
+    let (family_name, type_name) = match (format, spec.kind) {
+        (Format::OpenMetrics, MetricType::Counter) => {
+            (spec.name.strip_suffix("_total").unwrap_or(spec.name), "counter")
+        }
+        (Format::OpenMetrics, MetricType::Info) => (spec.name.strip_suffix("_info").unwrap_or(spec.name), "info"),
+        (Format::PrometheusText, MetricType::Info) => (spec.name, "gauge"),
+        (_, kind) => (spec.name, kind.as_str()),
     };
     out.push_str("# HELP ");
     out.push_str(family_name);
@@ -64,7 +69,7 @@ fn encode_family(out: &mut String, family: &Family, format: Format) {
     out.push_str("\n# TYPE ");
     out.push_str(family_name);
     out.push(' ');
-    out.push_str(spec.kind.as_str());
+    out.push_str(type_name);
     out.push('\n');
     for sample in &family.samples {
         out.push_str(spec.name);
@@ -138,6 +143,7 @@ mod tests {
 
     static BYTES: MetricSpec = MetricSpec::gauge("memleak_test_bytes", "Test \\ help\nline.", &["group", "pid"]);
     static FAULTS: MetricSpec = MetricSpec::counter("memleak_test_faults_total", "Faults.", &[]);
+    static BUILD: MetricSpec = MetricSpec::info("memleak_test_build_info", "Build.", &["version"]);
 
     fn sample_set() -> MetricSet {
         let mut set = MetricSet::new();
@@ -167,6 +173,15 @@ mod tests {
         let text = encode(&sample_set(), Format::OpenMetrics);
         assert!(text.contains("# TYPE memleak_test_faults counter\nmemleak_test_faults_total +Inf\n"));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn info_is_a_gauge_in_text_and_info_in_openmetrics() {
+        let mut set = MetricSet::new();
+        set.push(&BUILD, &["1.0"], 1.0);
+        assert!(encode(&set, Format::PrometheusText).contains("# TYPE memleak_test_build_info gauge\n"));
+        let om = encode(&set, Format::OpenMetrics);
+        assert!(om.contains("# TYPE memleak_test_build info\nmemleak_test_build_info{version=\"1.0\"} 1\n"), "{om}");
     }
 
     #[test]

@@ -11,6 +11,9 @@ pub enum MetricType {
     Gauge,
     /// A counter; its name ends in `_total` (checked by a test).
     Counter,
+    /// A constant 1 whose labels carry facts; its name ends in `_info`. A gauge
+    /// in the Prometheus text format, OpenMetrics' `info` type in OpenMetrics.
+    Info,
 }
 
 impl MetricType {
@@ -18,6 +21,7 @@ impl MetricType {
         match self {
             MetricType::Gauge => "gauge",
             MetricType::Counter => "counter",
+            MetricType::Info => "info",
         }
     }
 }
@@ -35,6 +39,10 @@ pub struct MetricSpec {
 impl MetricSpec {
     pub const fn gauge(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
         MetricSpec { name, help, kind: MetricType::Gauge, labels }
+    }
+
+    pub const fn info(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+        MetricSpec { name, help, kind: MetricType::Info, labels }
     }
 
     pub const fn counter(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {

@@ -49,7 +49,7 @@ mod tests {
     use crate::model::MetricType;
     use std::collections::HashSet;
 
-    const UNITS: &[&str] = &["bytes", "seconds", "ratio", "total", "info"];
+    const UNITS: &[&str] = &["bytes", "seconds", "ratio"];
     const UNITLESS_QUANTITIES: &[&str] = &["count", "processes", "threads", "mappings", "cgroups", "success", "groups"];
 
     #[test]
@@ -69,6 +69,7 @@ mod tests {
                 MetricType::Counter => {
                     assert_eq!(suffix, "total", "counter {} must end in _total", spec.name)
                 }
+                MetricType::Info => assert_eq!(suffix, "info", "info metric {} must end in _info", spec.name),
                 MetricType::Gauge => assert!(
                     suffix != "total" && (UNITS.contains(&suffix) || UNITLESS_QUANTITIES.contains(&suffix)),
                     "gauge {} must end in a base unit or a known count word",

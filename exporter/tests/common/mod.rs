@@ -1,0 +1,149 @@
+//! Helpers shared by the end-to-end tests: start the real binary, talk HTTP.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_memleak-exporter");
+
+pub fn fixture_root(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../signals/tests/fixtures").join(name)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running exporter, killed on drop.
+pub struct Exporter {
+    child: Child,
+    pub port: u16,
+    stderr_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Exporter {
+    pub fn start(args: &[&str]) -> Exporter {
+        Exporter::start_with(None, &[], args)
+    }
+
+    /// Starts the binary through `wrapper wrapper_args… BIN args…` when a wrapper is given.
+    pub fn start_with(wrapper: Option<&Path>, wrapper_args: &[&str], args: &[&str]) -> Exporter {
+        let dir = tempfile::tempdir().unwrap();
+        let stderr_path = dir.path().join("stderr.log");
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut command = match wrapper {
+            Some(w) => {
+                let mut c = Command::new(w);
+                c.args(wrapper_args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = command
+            .args(["--web.listen-address", &listen])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap();
+        let mut exporter = Exporter { child, port, stderr_path, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = exporter.child.try_wait().unwrap() {
+                panic!("exporter exited early with {status}: {}", exporter.stderr());
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() && exporter.get("/-/ready", None).0 == 200 {
+                return exporter;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("exporter not ready in 20 s: {}", exporter.stderr());
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// (status, headers, body)
+    pub fn get(&self, path: &str, accept: Option<&str>) -> (u16, String, Vec<u8>) {
+        http_get(self.port, path, accept)
+    }
+
+    pub fn metrics(&self) -> String {
+        let (status, _, body) = self.get("/metrics", None);
+        assert_eq!(status, 200);
+        String::from_utf8(body).unwrap()
+    }
+
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc_kill(self.child.id() as i32, 15) };
+        let status = self.child.wait().unwrap();
+        (status, self.stderr())
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// GET over HTTP/1.1 on loopback: (status, headers, body).
+pub fn http_get(port: u16, path: &str, accept: Option<&str>) -> (u16, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n{accept}Connection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("no header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut body = raw[split + 4..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (status, head, body)
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&raw[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&raw[eol + 2..eol + 2 + size]);
+        raw = &raw[eol + 2 + size + 2..];
+    }
+    out
+}
+
+/// A tool the tests need: its path, or a skip (None) outside CI. Under CI=true a missing tool fails.
+pub fn require_tool(name: &str, package: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()));
+    match found {
+        Some(path) => Some(path),
+        None if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{name} is required under CI=true: install the Debian package `{package}`")
+        }
+        None => {
+            eprintln!("SKIP: {name} not found; install the Debian package `{package}`");
+            None
+        }
+    }
+}
