@@ -71,25 +71,6 @@ impl ProcessCollector {
         s.needs_cmdline() || s.needs_cgroup() || self.config.group_by == GroupBy::Cgroup
     }
 
-    /// Reads `cmdline` and `cgroup` once per process. `None`: it exited.
-    fn identity(&mut self, key: ProcKey, dir: &mut PathBuf) -> Option<&Identity> {
-        if !self.identities.contains_key(&key) {
-            dir.push("cmdline");
-            let cmdline = fsroot::read_into(dir, &mut self.buf).map(|()| cmdline_text(&self.buf));
-            dir.pop();
-            dir.push("cgroup");
-            let cgroup = fsroot::read_text(dir).map(|t| cgroup_of(&t).unwrap_or("").to_owned());
-            dir.pop();
-            let (cmdline, cgroup) = match (cmdline, cgroup) {
-                (Err(ReadError::Missing), _) | (_, Err(ReadError::Missing)) => return None,
-                // Unreadable (hidepid, LSM): match against empty values rather than lose the process.
-                (cmdline, cgroup) => (cmdline.unwrap_or_default(), cgroup.unwrap_or_default()),
-            };
-            self.identities.insert(key, Identity { cmdline, cgroup });
-        }
-        self.identities.get(&key)
-    }
-
     fn read_boot_time(&mut self, out: &mut Collection) -> Option<f64> {
         if self.boot_time.is_none() {
             let path = self.procfs.join("stat");
@@ -162,9 +143,8 @@ impl ProcessCollector {
         let key = ProcKey { pid, start_ticks: stat.start_ticks };
         let mut cgroup = String::new();
         if self.needs_identity() {
-            let selection = self.config.selection.clone();
-            let identity = self.identity(key, dir)?;
-            if !selection.admits_identity(&identity.cmdline, &identity.cgroup) {
+            let identity = identity(&mut self.identities, key, dir, &mut self.buf)?;
+            if !self.config.selection.admits_identity(&identity.cmdline, &identity.cgroup) {
                 return None;
             }
             cgroup.clone_from(&identity.cgroup);
@@ -252,6 +232,30 @@ impl Collector for ProcessCollector {
         emit(&groups, out);
         out.metrics.push(&FOLDED_GROUPS, &[], folded as f64);
     }
+}
+
+/// Reads `cmdline` and `cgroup` once per process and caches them. `None`: it exited.
+fn identity<'a>(
+    cache: &'a mut HashMap<ProcKey, Identity>,
+    key: ProcKey,
+    dir: &mut PathBuf,
+    buf: &mut Vec<u8>,
+) -> Option<&'a Identity> {
+    if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(key) {
+        dir.push("cmdline");
+        let cmdline = fsroot::read_into(dir, buf).map(|()| cmdline_text(buf));
+        dir.pop();
+        dir.push("cgroup");
+        let cgroup = fsroot::read_text(dir).map(|t| cgroup_of(&t).unwrap_or("").to_owned());
+        dir.pop();
+        let (cmdline, cgroup) = match (cmdline, cgroup) {
+            (Err(ReadError::Missing), _) | (_, Err(ReadError::Missing)) => return None,
+            // Unreadable (hidepid, LSM): match against empty values rather than lose the process.
+            (cmdline, cgroup) => (cmdline.unwrap_or_default(), cgroup.unwrap_or_default()),
+        };
+        slot.insert(Identity { cmdline, cgroup });
+    }
+    cache.get(&key)
 }
 
 fn emit(groups: &[(GroupKey, Totals)], out: &mut Collection) {
