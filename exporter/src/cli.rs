@@ -40,6 +40,15 @@ pub struct Cli {
     #[arg(long = "web.scrape-timeout", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub scrape_timeout: Option<Duration>,
 
+    /// File holding the bearer token that Alertmanager must send to POST /api/v1/alerts. Without it the
+    /// webhook answers only when the exporter listens on loopback.
+    #[arg(long = "webhook.token-file", value_name = "PATH")]
+    pub webhook_token_file: Option<PathBuf>,
+
+    /// Largest webhook request body accepted, in bytes [default: 1048576].
+    #[arg(long = "webhook.max-body-bytes", value_name = "BYTES")]
+    pub webhook_max_body_bytes: Option<usize>,
+
     /// Log level: error, warn, info, debug or trace [default: info].
     #[arg(long = "log.level", value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -131,6 +140,8 @@ pub struct Settings {
     pub check_only: bool,
     pub listen: SocketAddr,
     pub scrape_timeout: Duration,
+    pub webhook_token_file: Option<PathBuf>,
+    pub webhook_max_body_bytes: usize,
     pub log_level: tracing::Level,
     pub log_format: LogFormat,
     pub roots: FsRoots,
@@ -203,6 +214,9 @@ fn merge(cli: Cli, file: FileConfig, matches: &ArgMatches) -> anyhow::Result<Set
     if scrape_timeout.is_zero() {
         bail!("--web.scrape-timeout must be more than 0s");
     }
+    let webhook_token_file = cli.webhook_token_file.or(file.webhook.token_file);
+    let webhook_max_body_bytes =
+        positive("webhook.max-body-bytes", cli.webhook_max_body_bytes.or(file.webhook.max_body_bytes), 1 << 20)?;
     let level_text = cli.log_level.or(file.log.level).unwrap_or_else(|| "info".into());
     let log_level = level_text.parse::<tracing::Level>().map_err(|_| {
         anyhow::anyhow!("--log.level: unknown level {level_text:?}; use error, warn, info, debug or trace")
@@ -284,6 +298,8 @@ fn merge(cli: Cli, file: FileConfig, matches: &ArgMatches) -> anyhow::Result<Set
         check_only: cli.config_check,
         listen,
         scrape_timeout,
+        webhook_token_file,
+        webhook_max_body_bytes,
         log_level,
         log_format,
         roots,

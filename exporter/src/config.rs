@@ -12,6 +12,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub web: WebFile,
     #[serde(default)]
+    pub webhook: WebhookFile,
+    #[serde(default)]
     pub log: LogFile,
     #[serde(default)]
     pub paths: PathsFile,
@@ -25,6 +27,13 @@ pub struct WebFile {
     pub listen_address: Option<String>,
     #[serde(default, with = "humantime_serde")]
     pub scrape_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookFile {
+    pub token_file: Option<PathBuf>,
+    pub max_body_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -10,6 +10,7 @@ mod logging;
 mod scrape;
 mod self_metrics;
 mod server;
+mod webhook;
 
 use std::process::ExitCode;
 

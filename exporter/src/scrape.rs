@@ -1,9 +1,12 @@
 //! One scrape: run every enabled collector within the deadline, add the self
 //! metrics, and log each problem once with what, where and how to fix it.
 
-use crate::self_metrics::{BUILD_INFO, COLLECTOR_DURATION, COLLECTOR_SUCCESS, ERRORS};
+use crate::self_metrics::{
+    BUILD_INFO, CAPTURE_REQUESTS, COLLECTOR_DURATION, COLLECTOR_SUCCESS, Counters, ERRORS, WEBHOOK_REQUESTS,
+};
 use memleak_signals::{Collection, Collector, MetricSet, Problem, ScrapeContext};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -17,7 +20,7 @@ const TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
 
 pub struct Scraper {
     collectors: Vec<(&'static str, Mutex<Box<dyn Collector>>)>,
-    errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    counters: Arc<Counters>,
     warned: Mutex<HashSet<String>>,
     max_budget: Duration,
 }
@@ -29,10 +32,10 @@ impl std::fmt::Debug for Scraper {
 }
 
 impl Scraper {
-    pub fn new(collectors: Vec<Box<dyn Collector>>, max_budget: Duration) -> Self {
+    pub fn new(collectors: Vec<Box<dyn Collector>>, max_budget: Duration, counters: Arc<Counters>) -> Self {
         Scraper {
             collectors: collectors.into_iter().map(|c| (c.id(), Mutex::new(c))).collect(),
-            errors: Mutex::default(),
+            counters,
             warned: Mutex::default(),
             max_budget,
         }
@@ -75,18 +78,17 @@ impl Scraper {
 
         let mut set = MetricSet::new();
         set.push(&BUILD_INFO, &[env!("CARGO_PKG_VERSION"), "jemalloc"], 1.0);
-        let mut errors = self.errors.lock().unwrap_or_else(PoisonError::into_inner);
         for (id, out, elapsed) in results {
             set.push(&COLLECTOR_DURATION, &[id], elapsed.as_secs_f64());
             set.push(&COLLECTOR_SUCCESS, &[id], if out.problems.is_empty() { 1.0 } else { 0.0 });
             for problem in &out.problems {
-                *errors.entry((id, problem.kind.as_str())).or_default() += 1;
+                self.counters.inc(&ERRORS, &[id, problem.kind.as_str()]);
             }
             self.log_problems(id, &out.problems);
             set.append(out.metrics);
         }
-        for ((signal, kind), count) in errors.iter() {
-            set.push(&ERRORS, &[signal, kind], *count as f64);
+        for spec in [&ERRORS, &WEBHOOK_REQUESTS, &CAPTURE_REQUESTS] {
+            self.counters.emit(spec, &mut set);
         }
         set
     }

@@ -5,12 +5,15 @@ use crate::cli::Settings;
 use crate::collectors;
 use crate::heap_profile;
 use crate::scrape::Scraper;
+use crate::self_metrics::Counters;
+use crate::webhook::{self, Access, Webhook};
 use anyhow::Context;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use memleak_signals::encode::{self, Format};
 use memleak_signals::registry;
 use std::sync::Arc;
@@ -33,7 +36,9 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let collectors = collectors::build(&settings)?;
-    let scraper = Arc::new(Scraper::new(collectors, settings.scrape_timeout));
+    let counters = Arc::new(Counters::default());
+    let scraper = Arc::new(Scraper::new(collectors, settings.scrape_timeout, Arc::clone(&counters)));
+    let access = Arc::new(Access::from_settings(settings.webhook_token_file.as_deref(), settings.listen)?);
     let listener = tokio::net::TcpListener::bind(settings.listen).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot listen on {}: {e}; is another exporter running there? choose another address with --web.listen-address",
@@ -46,15 +51,26 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         collectors = scraper.ids().join(","),
         procfs = %settings.roots.procfs.display(),
         cgroupfs = %settings.roots.cgroupfs.display(),
+        webhook = access.describe(),
         "memleak-exporter listening"
     );
-    let app = router(AppState { scraper });
+    if matches!(*access, Access::Disabled) {
+        tracing::warn!(
+            "POST /api/v1/alerts refuses every request: set --webhook.token-file, or listen on loopback only"
+        );
+    }
+    let hook = Webhook { access, counters };
+    let app = router(AppState { scraper }, hook, settings.webhook_max_body_bytes);
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
     tracing::info!("memleak-exporter stopped");
     Ok(())
 }
 
-fn router(state: AppState) -> Router {
+fn router(state: AppState, hook: Webhook, max_body_bytes: usize) -> Router {
+    let webhook = Router::new()
+        .route("/api/v1/alerts", post(webhook::receive))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(hook);
     Router::new()
         .route("/", get(landing))
         .route("/metrics", get(metrics))
@@ -62,6 +78,7 @@ fn router(state: AppState) -> Router {
         .route("/-/ready", get(|| async { "Ready\n" }))
         .route("/debug/pprof/heap", get(heap))
         .with_state(state)
+        .merge(webhook)
 }
 
 async fn shutdown_signal() {
@@ -127,6 +144,7 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
          <li><a href=\"/metrics\">/metrics</a>: Prometheus text or OpenMetrics (by Accept header)</li>\n\
          <li><a href=\"/-/healthy\">/-/healthy</a>, <a href=\"/-/ready\">/-/ready</a>: health and readiness</li>\n\
          <li><a href=\"/debug/pprof/heap\">/debug/pprof/heap</a>: the exporter's own heap profile (pprof)</li>\n\
+         <li>POST /api/v1/alerts: Alertmanager webhook (version 4) that asks for captures</li>\n\
          </ul>\n<h2>Signals</h2>\n<table>\n<tr><th>signal</th><th>state</th><th>what</th></tr>\n{rows}</table>\n\
          </body></html>\n",
         version = env!("CARGO_PKG_VERSION"),

@@ -236,3 +236,77 @@ fn chmod_tree(path: &Path) {
         }
     }
 }
+
+/// POST to the webhook: (status, body).
+fn post_alerts(port: u16, token: Option<&str>, body: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(
+        stream,
+        "POST /api/v1/alerts HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    let _ = stream.read_to_string(&mut raw);
+    let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+const ALERT: &str = r#"{"version":"4","status":"firing","receiver":"memleak","alerts":[{"status":"firing","labels":{"alertname":"ProcessMemoryLeak","capture":"allocator-profile","group":"a_cachesvc","severity":"warning"},"fingerprint":"f1"}]}"#;
+
+#[test]
+fn webhook_authenticates_validates_and_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret\n").unwrap();
+    let root = fixture_root("root-v2");
+    let exporter = Exporter::start(&[
+        "--path.rootfs",
+        root.to_str().unwrap(),
+        "--webhook.token-file",
+        token_file.to_str().unwrap(),
+        "--webhook.max-body-bytes",
+        "4096",
+    ]);
+    let port = exporter.port;
+    let cases: Vec<(Option<&str>, String, u16, &str)> = vec![
+        (None, ALERT.into(), 401, "missing `Authorization: Bearer"),
+        (Some("wrong"), ALERT.into(), 401, "wrong bearer token"),
+        (Some("s3cret"), "{not json".into(), 400, "malformed JSON"),
+        (Some("s3cret"), ALERT.replace(r#""version":"4""#, r#""version":"2""#), 400, "unsupported webhook version"),
+        (Some("s3cret"), ALERT.replace("allocator-profile", "shell"), 422, "unknown capture kind"),
+        (Some("s3cret"), ALERT.replace(r#""group":"a_cachesvc","#, ""), 422, "no target label"),
+        (Some("s3cret"), format!("{}{}", ALERT, " ".repeat(5000)), 413, "cannot read the body"),
+        (Some("s3cret"), ALERT.into(), 202, "\"accepted\":1"),
+    ];
+    for (token, body, code, needle) in &cases {
+        let (status, reply) = post_alerts(port, *token, body);
+        assert_eq!(status, *code, "{needle}: {reply}");
+        let json: serde_json::Value =
+            serde_json::from_str(&reply).unwrap_or_else(|e| panic!("not JSON ({e}): {reply}"));
+        assert!(json.to_string().contains(needle), "{needle}: {json}");
+    }
+    let text = exporter.metrics();
+    assert!(text.contains("memleak_exporter_capture_requests_total{kind=\"allocator-profile\",status=\"firing\"} 1\n"));
+    assert!(text.contains("memleak_exporter_webhook_requests_total{code=\"401\"} 2\n"), "{text}");
+    assert!(text.contains("memleak_exporter_webhook_requests_total{code=\"202\"} 1\n"));
+    let log = exporter.stderr();
+    assert!(log.contains("capture requested") && log.contains("group=a_cachesvc"), "{log}");
+}
+
+#[test]
+fn webhook_without_token_is_refused_beyond_loopback() {
+    let root = fixture_root("root-v2");
+    let port = common::free_port();
+    let exporter = Exporter::start_on(&format!("0.0.0.0:{port}"), &["--path.rootfs", root.to_str().unwrap()]);
+    let (status, reply) = post_alerts(exporter.port, None, ALERT);
+    assert_eq!(status, 403, "{reply}");
+    assert!(reply.contains("--webhook.token-file"), "{reply}");
+    assert!(exporter.stderr().contains("refuses every request"));
+    // On loopback only, local callers need no token.
+    let local = Exporter::start(&["--path.rootfs", root.to_str().unwrap()]);
+    assert_eq!(post_alerts(local.port, None, ALERT).0, 202);
+}

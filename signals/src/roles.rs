@@ -100,6 +100,11 @@ pub enum CaptureTarget {
     Cgroup { path_in_hierarchy: String },
 }
 
+/// The capture kinds an alert may ask for with its `capture` label. Severity
+/// maps to the layers: warning → `allocator-profile` (layer 2), critical →
+/// `ebpf-malloc` or `staleness` (layer 3).
+pub const CAPTURE_KINDS: &[&str] = &["allocator-profile", "ebpf-malloc", "staleness"];
+
 /// A bounded, cancellable deep capture.
 pub trait Capture: Send + Sync {
     fn kind(&self) -> &'static str;

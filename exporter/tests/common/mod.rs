@@ -31,12 +31,21 @@ impl Exporter {
         Exporter::start_with(None, &[], args)
     }
 
+    /// Starts listening on `listen` (HOST:PORT) instead of a loopback port.
+    pub fn start_on(listen: &str, args: &[&str]) -> Exporter {
+        let mut all = vec!["--web.listen-address", listen];
+        all.extend_from_slice(args);
+        Exporter::start_with(None, &[], &all)
+    }
+
     /// Starts the binary through `wrapper wrapper_args… BIN args…` when a wrapper is given.
     pub fn start_with(wrapper: Option<&Path>, wrapper_args: &[&str], args: &[&str]) -> Exporter {
         let dir = tempfile::tempdir().unwrap();
         let stderr_path = dir.path().join("stderr.log");
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
+        // A --web.listen-address in `args` replaces the default loopback port.
+        let given = args.windows(2).find(|w| w[0] == "--web.listen-address").map(|w| w[1].to_owned());
+        let listen = given.unwrap_or_else(|| format!("127.0.0.1:{}", free_port()));
+        let port: u16 = listen.rsplit(':').next().unwrap().parse().unwrap();
         let mut command = match wrapper {
             Some(w) => {
                 let mut c = Command::new(w);
@@ -45,8 +54,10 @@ impl Exporter {
             }
             None => Command::new(BIN),
         };
+        if !args.contains(&"--web.listen-address") {
+            command.args(["--web.listen-address", &listen]);
+        }
         let child = command
-            .args(["--web.listen-address", &listen])
             .args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
