@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain, on Debian 12:
-#   promtool (Debian package `prometheus`) for `promtool check metrics`.
+#   prometheus, promtool (package `prometheus`): scrape tests, `promtool check/test`;
+#   alertmanager, amtool (package `prometheus-alertmanager`): the webhook loop, `amtool check-config`.
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -1,16 +1,6 @@
 //! `memleak-exporter`: memory-leak signals for Prometheus.
 
-mod cli;
-mod collectors;
-mod config;
-#[cfg(test)]
-mod docs;
-mod heap_profile;
-mod logging;
-mod scrape;
-mod self_metrics;
-mod server;
-mod webhook;
+use memleak_exporter::{cli, logging, server};
 
 use std::process::ExitCode;
 

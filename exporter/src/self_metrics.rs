@@ -37,7 +37,6 @@ pub static CAPTURE_REQUESTS: MetricSpec = MetricSpec::counter(
 );
 
 /// Every self metric, for the README table and the naming test.
-#[cfg_attr(not(test), allow(dead_code))]
 pub static ALL: &[&MetricSpec] =
     &[&BUILD_INFO, &COLLECTOR_DURATION, &COLLECTOR_SUCCESS, &ERRORS, &WEBHOOK_REQUESTS, &CAPTURE_REQUESTS];
 

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Generates the Grafana dashboards (memleak-*.json) so that they stay uniform:
+a datasource variable, stable uids, a unit on every panel. Edit this script, run
+it, and commit both. The test suite parses every query and checks the series it
+names (exporter/tests/consistency.rs); Grafana itself is not installable on the
+build machines.
+"""
+import json
+import os
+
+DS = {"type": "prometheus", "uid": "${datasource}"}
+
+
+def var_query(name, query, label, multi=True):
+    return {
+        "name": name, "label": label, "type": "query", "datasource": DS,
+        "query": {"query": query, "refId": f"{name}-var"}, "definition": query,
+        "refresh": 2, "includeAll": multi, "multi": multi, "allValue": ".*" if multi else None,
+        "current": {}, "options": [], "sort": 1,
+    }
+
+
+TEMPLATING = {
+    "list": [
+        {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
+         "current": {}, "options": [], "refresh": 1},
+        var_query("instance", "label_values(memleak_exporter_build_info, instance)", "Instance"),
+    ]
+}
+
+
+def panel(pid, title, targets, unit, x, y, w=12, h=8, kind="timeseries", description=""):
+    return {
+        "id": pid, "type": kind, "title": title, "description": description, "datasource": DS,
+        "gridPos": {"x": x, "y": y, "w": w, "h": h},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "options": {"legend": {"displayMode": "list", "placement": "bottom"}} if kind == "timeseries" else {},
+        "targets": [{"refId": chr(65 + i), "datasource": DS, "expr": expr, "legendFormat": legend}
+                    for i, (expr, legend) in enumerate(targets)],
+    }
+
+
+def dashboard(uid, title, description, panels, extra_vars=()):
+    templating = {"list": TEMPLATING["list"] + list(extra_vars)}
+    return {
+        "uid": uid, "title": title, "description": description, "tags": ["memleak"],
+        "editable": True, "schemaVersion": 39, "version": 1, "timezone": "browser",
+        "time": {"from": "now-24h", "to": "now"}, "refresh": "1m",
+        "templating": templating, "annotations": {"list": []},
+        "links": [{"title": t, "type": "dashboards", "tags": ["memleak"], "asDropdown": False} for t in ["memleak"]],
+        "panels": panels,
+    }
+
+
+I = 'instance=~"$instance"'
+
+fleet = dashboard("memleak-fleet", "memleak: fleet overview",
+                  "Where memory grows across the fleet: top growing groups and cgroups, time to limits, pressure, OOM kills, firing leak alerts.", [
+    panel(1, "Top growing process groups (anon, 6h slope)",
+          [(f"topk(10, memleak:process_anon_bytes:deriv6h{{{I}}})", "{{instance}} {{group}}")], "Bps", 0, 0),
+    panel(2, "Top growing cgroups (anon, 6h slope)",
+          [(f"topk(10, memleak:cgroup_anon_bytes:deriv6h{{{I}}})", "{{instance}} {{cgroup}}")], "Bps", 12, 0),
+    panel(3, "Cgroups closest to their memory limit",
+          [(f"bottomk(10, memleak:cgroup_usage_bytes:seconds_to_limit{{{I}}})", "{{instance}} {{cgroup}}")], "s", 0, 8),
+    panel(4, "Time until MemAvailable runs out",
+          [(f"memleak:host_memory_available_bytes:seconds_to_exhaustion{{{I}}}", "{{instance}}")], "s", 12, 8),
+    panel(5, "Memory pressure (PSI)",
+          [(f"memleak:psi_some:ratio_rate5m{{{I}}}", "{{instance}} some"),
+           (f"memleak:psi_full:ratio_rate5m{{{I}}}", "{{instance}} full")], "percentunit", 0, 16),
+    panel(6, "OOM kills (per hour)",
+          [(f"increase(memleak_host_memory_oom_kills_total{{{I}}}[1h])", "{{instance}} host"),
+           (f'sum by (instance) (increase(memleak_cgroup_events_total{{{I}, event="oom_kill"}}[1h]))', "{{instance}} cgroups")],
+          "short", 12, 16),
+    panel(7, "Firing leak alerts",
+          [('ALERTS{alertstate="firing", alertname=~"(Process|Cgroup)MemoryLeak.*"}', "{{alertname}} {{instance}} {{group}}{{cgroup}}")],
+          "short", 0, 24, w=16, kind="table"),
+    panel(8, "Exporter collectors healthy",
+          [(f"min by (collector) (memleak_exporter_collector_success{{{I}}})", "{{collector}}")], "bool", 16, 24, w=8, kind="stat"),
+])
+
+G = 'instance=~"$instance", group=~"$group"'
+C = 'instance=~"$instance", cgroup=~"$cgroup"'
+drill = dashboard("memleak-drilldown", "memleak: process group and cgroup drill-down",
+                  "Every layer-1 signal of one process group or cgroup, with the floors and the trend fit the alerts use.", [
+    panel(1, "Process group memory",
+          [(f"memleak_process_anon_bytes{{{G}}}", "anon {{group}}"), (f"memleak_process_resident_bytes{{{G}}}", "RSS {{group}}"),
+           (f"memleak_process_pss_bytes{{{G}}}", "PSS {{group}}"), (f"memleak_process_data_bytes{{{G}}}", "VmData {{group}}")],
+          "bytes", 0, 0),
+    panel(2, "Floors of anonymous memory (what the leak alerts watch)",
+          [(f"memleak:process_anon_bytes:min15m{{{G}}}", "15m floor {{group}}"),
+           (f"memleak:process_anon_bytes:min2h{{{G}}}", "2h floor {{group}}")], "bytes", 12, 0),
+    panel(3, "Growth rate (least-squares slope)",
+          [(f"memleak:process_anon_bytes:deriv1h{{{G}}}", "anon 1h {{group}}"),
+           (f"memleak:process_anon_bytes:deriv6h{{{G}}}", "anon 6h {{group}}"),
+           (f"memleak:process_data_bytes:deriv1h{{{G}}}", "VmData 1h {{group}}")], "Bps", 0, 8),
+    panel(4, "Trend fit R² (1 = a straight climb)",
+          [(f"memleak:process_anon_bytes:r2_1h{{{G}}}", "1h {{group}}"),
+           (f"memleak:process_anon_bytes:r2_6h{{{G}}}", "6h {{group}}")], "percentunit", 12, 8),
+    panel(5, "Page faults",
+          [(f"memleak:process_minor_faults:rate5m{{{G}}}", "minor/s {{group}}"),
+           (f"rate(memleak_process_major_faults_total{{{G}}}[5m])", "major/s {{group}}")], "ops", 0, 16),
+    panel(6, "Page-fault rate against its daily baseline",
+          [(f"memleak:process_minor_faults:rate5m_to_baseline_ratio{{{G}}}", "{{group}}")], "percentunit", 12, 16),
+    panel(7, "Processes and restarts",
+          [(f"memleak_process_processes{{{G}}}", "processes {{group}}"),
+           (f"changes(memleak_process_start_time_seconds{{{G}}}[1h])", "restarts/h {{group}}")], "short", 0, 24),
+    panel(8, "Cgroup memory",
+          [(f"memleak_cgroup_usage_bytes{{{C}}}", "usage {{cgroup}}"), (f"memleak_cgroup_limit_bytes{{{C}}}", "limit {{cgroup}}"),
+           (f"memleak_cgroup_anon_bytes{{{C}}}", "anon {{cgroup}}"), (f"memleak_cgroup_file_bytes{{{C}}}", "file {{cgroup}}"),
+           (f"memleak_cgroup_kernel_bytes{{{C}}}", "kernel {{cgroup}}"),
+           (f"memleak_cgroup_slab_unreclaimable_bytes{{{C}}}", "unreclaimable slab {{cgroup}}")], "bytes", 12, 24),
+    panel(9, "Cgroup memory events",
+          [(f"increase(memleak_cgroup_events_total{{{C}}}[5m])", "{{event}} {{cgroup}}")], "short", 0, 32),
+    panel(10, "Cgroup memory pressure (PSI some)",
+          [(f"memleak:cgroup_psi_some:ratio_rate5m{{{C}}}", "{{cgroup}}")], "percentunit", 12, 32),
+    panel(11, "Cgroup time to limit",
+          [(f"memleak:cgroup_usage_bytes:seconds_to_limit{{{C}}}", "{{cgroup}}")], "s", 0, 40),
+    panel(12, "Cgroup anon trend fit R²",
+          [(f"memleak:cgroup_anon_bytes:r2_1h{{{C}}}", "{{cgroup}}")], "percentunit", 12, 40),
+], extra_vars=[
+    var_query("group", 'label_values(memleak_process_processes{instance=~"$instance"}, group)', "Process group"),
+    var_query("cgroup", 'label_values(memleak_cgroup_usage_bytes{instance=~"$instance"}, cgroup)', "Cgroup"),
+])
+
+captures = dashboard("memleak-captures", "memleak: captures",
+                     "Capture requests sent by Alertmanager to the exporters' webhooks, and the alerts that asked for them.", [
+    panel(1, "Capture requests accepted (per hour)",
+          [(f"sum by (kind, status) (increase(memleak_exporter_capture_requests_total{{{I}}}[1h]))", "{{kind}} {{status}}")],
+          "short", 0, 0),
+    panel(2, "Webhook requests by HTTP status (per hour)",
+          [(f"sum by (code) (increase(memleak_exporter_webhook_requests_total{{{I}}}[1h]))", "{{code}}")], "short", 12, 0),
+    panel(3, "Alerts asking for a capture",
+          [('ALERTS{alertstate="firing", capture!=""}', "{{alertname}} {{capture}} {{instance}} {{group}}{{cgroup}}")],
+          "short", 0, 8, w=24, kind="table",
+          description="Each row is a target the exporter was asked to capture. Profiles and flame graphs of finished "
+                      "captures will be linked here once the exporter runs captures; today it records the requests."),
+])
+
+if __name__ == "__main__":
+    here = os.path.dirname(os.path.abspath(__file__))
+    for d in (fleet, drill, captures):
+        with open(os.path.join(here, f"{d['uid']}.json"), "w") as f:
+            json.dump(d, f, indent=2)
+            f.write("\n")
