@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Exporter, fixture_root, free_port, http_get, require_tool};
+use common::{Exporter, fixture_root, free_port, query, require_tool};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,23 +16,6 @@ impl Drop for Prometheus {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Runs an instant query and returns the first result's value.
-fn query(port: u16, promql: &str) -> Option<f64> {
-    let encoded: String = promql
-        .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b == b'_' { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect();
-    let (status, _, body) = http_get(port, &format!("/api/v1/query?query={encoded}"), None);
-    if status != 200 {
-        return None;
-    }
-    let body = String::from_utf8_lossy(&body);
-    // {"status":"success","data":{"resultType":"vector","result":[{"metric":{…},"value":[t,"2"]}]}}
-    let value = body.split("\"value\":[").nth(1)?;
-    let number = value.split('"').nth(1)?;
-    number.parse().ok()
 }
 
 #[test]

@@ -158,3 +158,20 @@ pub fn require_tool(name: &str, package: &str) -> Option<PathBuf> {
         }
     }
 }
+
+/// Runs an instant Prometheus query on `port` and returns the first result's value.
+pub fn query(port: u16, promql: &str) -> Option<f64> {
+    let encoded: String = promql
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b == b'_' { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect();
+    let (status, _, body) = http_get(port, &format!("/api/v1/query?query={encoded}"), None);
+    if status != 200 {
+        return None;
+    }
+    let body = String::from_utf8_lossy(&body);
+    // {"status":"success","data":{"resultType":"vector","result":[{"metric":{…},"value":[t,"2"]}]}}
+    let value = body.split("\"value\":[").nth(1)?;
+    let number = value.split('"').nth(1)?;
+    number.parse().ok()
+}
