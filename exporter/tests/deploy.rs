@@ -1,0 +1,201 @@
+//! The deployment files, checked structurally (no cluster, Docker engine or
+//! collector binary runs on the build machines): every flag they pass exists,
+//! selectors match, the DaemonSet keeps only the capabilities it needs, every
+//! mounted file exists, and the PrometheusRule is generated from alerts/.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::require_tool;
+use serde_norway::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+fn yaml(path: &str) -> Value {
+    let text = std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Every `--flag` of the exporter.
+fn known_flags() -> BTreeSet<String> {
+    memleak_exporter::cli::command().get_arguments().filter_map(|a| a.get_long().map(|l| format!("--{l}"))).collect()
+}
+
+fn assert_flags_exist(args: impl IntoIterator<Item = String>, context: &str) {
+    let known = known_flags();
+    let mut seen = 0;
+    for arg in args {
+        let flag = arg.split('=').next().unwrap().to_owned();
+        if flag.starts_with("--") {
+            assert!(known.contains(&flag), "{context}: {flag} is not a flag of memleak-exporter");
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "{context}: no flags found");
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_sequence().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect()
+}
+
+const PROMETHEUS_RULE_HEADER: &str = "\
+# Generated from alerts/rules/memleak.rules.yml by exporter/tests/deploy.rs:
+# do not edit; run `UPDATE_GENERATED=1 cargo test -p memleak-exporter --test deploy`.
+apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata:
+  name: memleak-exporter
+  namespace: monitoring
+  labels:
+    app.kubernetes.io/name: memleak-exporter
+spec:
+";
+
+#[test]
+fn the_prometheus_rule_is_generated_from_the_rules() {
+    let rules = std::fs::read_to_string(repo("alerts/rules/memleak.rules.yml")).unwrap();
+    let body: String = rules
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| if l.is_empty() { "\n".to_owned() } else { format!("  {l}\n") })
+        .collect();
+    let generated = format!("{PROMETHEUS_RULE_HEADER}{body}");
+    let path = repo("deploy/kubernetes/prometheusrule.yaml");
+    if std::env::var_os("UPDATE_GENERATED").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(committed == generated, "{} is stale: rerun with UPDATE_GENERATED=1", path.display());
+    // And structurally: the same groups as the rule file.
+    let rule: Value = serde_norway::from_str(&committed).unwrap();
+    let source: Value = serde_norway::from_str(&rules).unwrap();
+    assert_eq!(rule["spec"]["groups"], source["groups"]);
+}
+
+#[test]
+fn the_daemonset_is_least_privilege_and_wired_to_its_service() {
+    let ds = yaml("deploy/kubernetes/daemonset.yaml");
+    assert_eq!(ds["kind"], "DaemonSet");
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod["hostPID"], Value::Bool(true));
+    assert_eq!(pod["automountServiceAccountToken"], Value::Bool(false));
+    let labels = &ds["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(&ds["spec"]["selector"]["matchLabels"], labels);
+    let c = &pod["containers"][0];
+    let sec = &c["securityContext"];
+    assert_eq!(sec["privileged"], Value::Bool(false));
+    assert_eq!(sec["allowPrivilegeEscalation"], Value::Bool(false));
+    assert_eq!(sec["readOnlyRootFilesystem"], Value::Bool(true));
+    assert_eq!(strings(&sec["capabilities"]["drop"]), ["ALL"]);
+    let added: BTreeSet<String> = strings(&sec["capabilities"]["add"]).into_iter().collect();
+    let needed: BTreeSet<String> = ["SYS_PTRACE", "DAC_READ_SEARCH", "BPF", "PERFMON"].map(String::from).into();
+    assert_eq!(added, needed, "exactly the capabilities the exporter uses");
+    let args = strings(&c["args"]);
+    assert_flags_exist(args.clone(), "daemonset");
+    assert!(args.contains(&"--path.rootfs=/host".to_owned()));
+    let mounts: Vec<(String, bool)> = c["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|m| (m["mountPath"].as_str().unwrap().to_owned(), m["readOnly"] == Value::Bool(true)))
+        .collect();
+    for path in ["/host/proc", "/host/sys", "/host/sys/fs/cgroup", "/host/sys/kernel/btf"] {
+        assert!(mounts.contains(&(path.to_owned(), true)), "{path} must be mounted read-only");
+    }
+    let token_dir = mounts.iter().find(|(p, _)| p.starts_with("/etc/memleak-exporter")).unwrap();
+    assert!(args.iter().any(|a| a.starts_with(&format!("--webhook.token-file={}", token_dir.0))));
+    for probe in ["livenessProbe", "readinessProbe"] {
+        let path = c[probe]["httpGet"]["path"].as_str().unwrap();
+        assert!(["/-/healthy", "/-/ready"].contains(&path), "{probe} {path}");
+    }
+    let port = &c["ports"][0];
+    assert_eq!((port["name"].as_str(), port["containerPort"].as_u64()), (Some("metrics"), Some(9487)));
+
+    let svc = yaml("deploy/kubernetes/service.yaml");
+    assert_eq!(&svc["spec"]["selector"], labels, "the Service selects the DaemonSet's pods");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "metrics");
+    let sm = yaml("deploy/kubernetes/servicemonitor.yaml");
+    assert_eq!(
+        &sm["spec"]["selector"]["matchLabels"], &svc["metadata"]["labels"],
+        "the ServiceMonitor selects the Service"
+    );
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], svc["spec"]["ports"][0]["name"]);
+    let sa = yaml("deploy/kubernetes/serviceaccount.yaml");
+    assert_eq!(pod["serviceAccountName"], sa["metadata"]["name"]);
+    for file in strings(&yaml("deploy/kubernetes/kustomization.yaml")["resources"]) {
+        assert!(repo(&format!("deploy/kubernetes/{file}")).is_file(), "kustomization names missing {file}");
+    }
+}
+
+#[test]
+fn the_compose_stack_mounts_existing_files_and_valid_flags() {
+    let compose = yaml("deploy/compose/compose.yaml");
+    let services = compose["services"].as_mapping().unwrap();
+    let names: BTreeSet<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
+    for needed in ["memleak-exporter", "prometheus", "alertmanager", "grafana", "otel-collector"] {
+        assert!(names.contains(needed), "compose lacks {needed}");
+    }
+    assert_flags_exist(strings(&compose["services"]["memleak-exporter"]["command"]), "compose exporter");
+    for (name, service) in services {
+        for volume in service["volumes"].as_sequence().into_iter().flatten() {
+            let source = volume.as_str().unwrap().split(':').next().unwrap();
+            if source.starts_with('.') {
+                let path = repo("deploy/compose").join(source);
+                assert!(path.exists(), "{name:?}: mounts {source}, which does not exist");
+            }
+        }
+    }
+    // The Alertmanager of the stack calls the exporter's webhook with the shared token.
+    let am = yaml("deploy/compose/alertmanager.yml");
+    let hook = &am["receivers"][1]["webhook_configs"][0];
+    assert_eq!(hook["url"], "http://memleak-exporter:9487/api/v1/alerts");
+}
+
+#[test]
+fn the_stack_configs_pass_promtool_and_amtool() {
+    for (tool, package, args) in [
+        ("amtool", "prometheus-alertmanager", vec!["check-config", "deploy/compose/alertmanager.yml"]),
+        ("promtool", "prometheus", vec!["check", "config", "--syntax-only", "deploy/compose/prometheus.yml"]),
+    ] {
+        let Some(path) = require_tool(tool, package) else { continue };
+        let out = std::process::Command::new(path).args(&args).current_dir(repo("")).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn the_systemd_unit_passes_valid_flags_and_is_hardened() {
+    let unit = std::fs::read_to_string(repo("deploy/systemd/memleak-exporter.service")).unwrap();
+    let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).unwrap();
+    assert_flags_exist(exec.split_whitespace().skip(1).map(String::from), "systemd unit");
+    for setting in ["NoNewPrivileges=yes", "ProtectSystem=strict", "CapabilityBoundingSet=", "MemoryMax="] {
+        assert!(unit.contains(setting), "the unit lacks {setting}");
+    }
+}
+
+#[test]
+fn the_collector_pipelines_use_defined_components() {
+    let config = yaml("otel-collector/agent.yaml");
+    let pipelines = config["service"]["pipelines"].as_mapping().unwrap();
+    assert!(!pipelines.is_empty());
+    for (name, pipeline) in pipelines {
+        for section in ["receivers", "processors", "exporters"] {
+            for component in strings(&pipeline[section]) {
+                assert!(
+                    config[section].as_mapping().unwrap().contains_key(component.as_str()),
+                    "pipeline {name:?} uses {section} {component} that is not defined"
+                );
+            }
+        }
+    }
+}
