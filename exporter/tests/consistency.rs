@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::require_tool;
+use common::{repo, run_tool, yaml};
 use memleak_exporter::self_metrics;
 use memleak_signals::registry;
 use memleak_signals::roles::CAPTURE_KINDS;
@@ -15,16 +15,6 @@ use promql_parser::parser::{self, Expr, LabelModifier};
 use serde_json::Value as Json;
 use serde_norway::Value as Yaml;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
-}
-
-fn yaml(path: &str) -> Yaml {
-    serde_norway::from_str(&std::fs::read_to_string(repo(path)).unwrap()).unwrap()
-}
 
 /// Labels Prometheus adds to every scraped series.
 const TARGET_LABELS: &[&str] = &["instance", "job"];
@@ -214,26 +204,15 @@ fn every_dashboard_query_names_real_series() {
     assert!(queries > 20);
 }
 
-fn run(tool: &str, package: &str, args: &[&str]) {
-    let Some(path) = require_tool(tool, package) else { return };
-    let out = Command::new(path).args(args).current_dir(repo("")).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{tool} {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn promtool_accepts_the_rules_and_runs_the_scenario_corpus() {
-    run("promtool", "prometheus", &["check", "rules", "alerts/rules/memleak.rules.yml"]);
-    run("promtool", "prometheus", &["test", "rules", "alerts/tests/scenarios.test.yml"]);
+    run_tool("promtool", "prometheus", &["check", "rules", "alerts/rules/memleak.rules.yml"]);
+    run_tool("promtool", "prometheus", &["test", "rules", "alerts/tests/scenarios.test.yml"]);
 }
 
 #[test]
 fn amtool_accepts_the_alertmanager_example() {
-    run("amtool", "prometheus-alertmanager", &["check-config", "alerts/alertmanager.example.yml"]);
+    run_tool("amtool", "prometheus-alertmanager", &["check-config", "alerts/alertmanager.example.yml"]);
 }
 
 #[test]

@@ -7,19 +7,9 @@
 
 mod common;
 
-use common::require_tool;
+use common::{repo, run_tool, yaml};
 use serde_norway::Value;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
-}
-
-fn yaml(path: &str) -> Value {
-    let text = std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
 
 /// Every `--flag` of the exporter.
 fn known_flags() -> BTreeSet<String> {
@@ -158,19 +148,8 @@ fn the_compose_stack_mounts_existing_files_and_valid_flags() {
 
 #[test]
 fn the_stack_configs_pass_promtool_and_amtool() {
-    for (tool, package, args) in [
-        ("amtool", "prometheus-alertmanager", vec!["check-config", "deploy/compose/alertmanager.yml"]),
-        ("promtool", "prometheus", vec!["check", "config", "--syntax-only", "deploy/compose/prometheus.yml"]),
-    ] {
-        let Some(path) = require_tool(tool, package) else { continue };
-        let out = std::process::Command::new(path).args(&args).current_dir(repo("")).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{tool} {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    run_tool("amtool", "prometheus-alertmanager", &["check-config", "deploy/compose/alertmanager.yml"]);
+    run_tool("promtool", "prometheus", &["check", "config", "--syntax-only", "deploy/compose/prometheus.yml"]);
 }
 
 #[test]

@@ -175,3 +175,26 @@ pub fn query(port: u16, promql: &str) -> Option<f64> {
     let number = value.split('"').nth(1)?;
     number.parse().ok()
 }
+
+/// A path in the repository.
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// A YAML file of the repository, parsed.
+pub fn yaml(path: &str) -> serde_norway::Value {
+    let text = std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Runs a real tool from the repository root; it must succeed. Skips (or fails under CI=true) when missing.
+pub fn run_tool(tool: &str, package: &str, args: &[&str]) {
+    let Some(path) = require_tool(tool, package) else { return };
+    let out = Command::new(path).args(args).current_dir(repo("")).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
