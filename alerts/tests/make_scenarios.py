@@ -28,12 +28,19 @@ def encode(values):
     """promtool's expanding notation: runs with a constant step become `a+bxn`."""
     out, i = [], 0
     while i < len(values):
+        if values[i] is None:
+            j = i
+            while j + 1 < len(values) and values[j + 1] is None:
+                j += 1
+            out.append(f"_x{j - i + 1}" if j > i else "_")
+            i = j + 1
+            continue
         j = i + 1
         if j < len(values):
-            step = values[j] - values[i]
-            while j + 1 < len(values) and values[j + 1] - values[j] == step:
+            step = values[j] - values[i] if values[j] is not None else None
+            while step is not None and j + 1 < len(values) and values[j + 1] is not None and values[j + 1] - values[j] == step:
                 j += 1
-        if j - i >= 2:
+        if step is not None and j - i >= 2:
             sign = "+" if step >= 0 else "-"
             out.append(f"{values[i]}{sign}{abs(step)}x{j - i}")
             i = j + 1
@@ -45,7 +52,8 @@ def encode(values):
 
 def series(name, labels, fn):
     lbl = ",".join(f'{k}="{v}"' for k, v in {**labels, "instance": INSTANCE, "job": JOB}.items())
-    return {"series": f"{name}{{{lbl}}}", "values": encode([int(fn(t)) for t in range(MINUTES + 1)])}
+    values = [fn(t) for t in range(MINUTES + 1)]
+    return {"series": f"{name}{{{lbl}}}", "values": encode([None if v is None else int(v) for v in values])}
 
 
 def hm(minutes):
@@ -136,6 +144,9 @@ SCENARIOS = [
     ("process restart: steady 1 GB, restart at 5h, warm-up of 20 min", "no leak",
      *process("restart", lambda t: GB + n4() if t < 300 else 150 * MB + min(t - 300, 20) * 850 * MB // 20 + n4(),
               start_time=lambda t: 1_700_000_000 if t < 300 else 1_700_018_000), {}),
+    ("process restart with a series gap: gone 10 min at 6h, back at 200 MB, warm-up of 20 min", "no leak",
+     *process("restart-gap", lambda t: GB + n4() if t < 360 else None if t < 370 else 200 * MB + min(t - 370, 20) * 800 * MB // 20 + n4(),
+              start_time=lambda t: 1_700_000_000 if t < 360 else None if t < 370 else 1_700_022_200), {}),
     ("noisy flat usage: 1 GB +- 20 MB", "no leak",
      *process("noisy-flat", lambda t: GB + n3()), {}),
     ("cgroup leak: anon 1 GB + 50 MB/h, limit 8 GB", "leak",
