@@ -19,6 +19,12 @@ pub mod host_memory;
 pub mod process;
 pub mod psi;
 
+pub mod artifact;
+pub mod asan;
+pub mod lsan;
+pub mod massif;
+pub mod memcheck;
+
 pub use fsroot::FsRoots;
 pub use model::{Family, MetricSet, MetricSpec, MetricType};
 pub use problem::{Problem, ProblemKind};
