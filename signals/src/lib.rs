@@ -13,6 +13,7 @@ pub mod model;
 pub mod problem;
 pub mod registry;
 pub mod roles;
+pub mod sanitizer;
 
 pub mod cgroup;
 pub mod host_memory;
