@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain, on Debian 12:
 #   prometheus, promtool (package `prometheus`): scrape tests, `promtool check/test`;
-#   alertmanager, amtool (package `prometheus-alertmanager`): the webhook loop, `amtool check-config`.
+#   alertmanager, amtool (package `prometheus-alertmanager`): the webhook loop, `amtool check-config`;
+#   go (package `golang-go`): `go tool pprof` reads our pprof profiles back.
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+command -v go >/dev/null 2>&1 || missing+=(golang-go)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -24,6 +24,9 @@ Every flag can also be set in the YAML file given by --config.file; see the READ
 #[derive(Debug, Parser)]
 #[command(name = "memleak-exporter", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Subcommand>,
+
     /// YAML configuration file; flags given on the command line win over it.
     #[arg(long = "config.file", value_name = "PATH")]
     pub config_file: Option<PathBuf>,
@@ -134,9 +137,27 @@ pub struct Cli {
     pub cgroup_max_cgroups: Option<usize>,
 }
 
+/// Subcommands besides serving metrics.
+#[derive(Debug, clap::Subcommand)]
+pub enum Subcommand {
+    /// Convert Massif, memcheck XML, LSan and ASan output (format detected from the content) into a
+    /// pprof profile (NAME.pb.gz), collapsed stacks (NAME.folded), a flame graph (NAME.svg) and a
+    /// JSON summary (NAME.json) in --out; without --out, print a summary with the top leak sites.
+    Ingest {
+        /// Folder for the outputs (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Files to ingest.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
 /// Everything the exporter needs to run, validated.
 #[derive(Debug)]
 pub struct Settings {
+    /// A subcommand to run instead of the server.
+    pub command: Option<Subcommand>,
     pub check_only: bool,
     pub listen: SocketAddr,
     pub scrape_timeout: Duration,
@@ -295,6 +316,7 @@ fn merge(cli: Cli, file: FileConfig, matches: &ArgMatches) -> anyhow::Result<Set
     };
 
     Ok(Settings {
+        command: cli.command,
         check_only: cli.config_check,
         listen,
         scrape_timeout,

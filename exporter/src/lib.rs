@@ -7,6 +7,7 @@ pub mod config;
 #[cfg(test)]
 mod docs;
 pub mod heap_profile;
+pub mod ingest;
 pub mod logging;
 pub mod scrape;
 pub mod self_metrics;

@@ -1,6 +1,6 @@
 //! `memleak-exporter`: memory-leak signals for Prometheus.
 
-use memleak_exporter::{cli, logging, server};
+use memleak_exporter::{cli, ingest, logging, server};
 
 use std::process::ExitCode;
 
@@ -24,6 +24,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(cli::Subcommand::Ingest { out, files }) = &settings.command {
+        let failed = ingest::run(files, out.as_deref());
+        return if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    }
     if settings.check_only {
         println!("memleak-exporter: configuration is valid");
         println!("{}", settings.summary());

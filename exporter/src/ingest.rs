@@ -1,0 +1,146 @@
+//! `memleak-exporter ingest [--out DIR] FILE…`: converts development and
+//! allocator tools' output into a pprof profile, collapsed stacks, an SVG
+//! flame graph and a JSON summary, or prints a summary with the top leak sites.
+
+use anyhow::Context;
+use memleak_signals::artifact::{Ingested, Profile, detect, folded, pprof, sites};
+use serde_json::{Value, json};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Top sites listed in summaries.
+const TOP_SITES: usize = 10;
+
+/// Ingests every file; returns how many failed (each failure is printed on stderr).
+pub fn run(files: &[PathBuf], out: Option<&Path>) -> usize {
+    if let Some(dir) = out
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        eprintln!("memleak-exporter ingest: cannot create {}: {e}", dir.display());
+        return files.len().max(1);
+    }
+    let mut failed = 0;
+    for file in files {
+        let result = ingest_file(file).and_then(|ingested| match out {
+            Some(dir) => write_outputs(file, &ingested, dir),
+            None => {
+                print!("{}", human_summary(file, &ingested));
+                Ok(())
+            }
+        });
+        if let Err(e) = result {
+            eprintln!("memleak-exporter ingest: {}: {e:#}", file.display());
+            failed += 1;
+        }
+    }
+    failed
+}
+
+/// Reads and parses one file (its format is detected from the content).
+pub fn ingest_file(file: &Path) -> anyhow::Result<Ingested> {
+    let f = std::fs::File::open(file).context("cannot open")?;
+    let mut bytes = Vec::new();
+    f.take(detect::MAX_ARTIFACT_BYTES + 1).read_to_end(&mut bytes).context("cannot read")?;
+    if bytes.len() as u64 > detect::MAX_ARTIFACT_BYTES {
+        anyhow::bail!("larger than {} bytes; split it or raise the limit", detect::MAX_ARTIFACT_BYTES);
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(detect::ingest(&text)?)
+}
+
+fn write_outputs(file: &Path, ingested: &Ingested, dir: &Path) -> anyhow::Result<()> {
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "artifact".into());
+    let base = dir.join(&name);
+    let with = |ext: &str| PathBuf::from(format!("{}.{ext}", base.display()));
+    if let Some(profile) = ingested.profiles.first() {
+        std::fs::write(with("pb.gz"), pprof::encode(profile, &name)).context("writing the pprof profile")?;
+        let collapsed = folded::encode(profile, 0);
+        std::fs::write(with("folded"), &collapsed).context("writing the collapsed stacks")?;
+        let svg = flame_graph(profile, &name, &collapsed)?;
+        std::fs::write(with("svg"), svg).context("writing the flame graph")?;
+    }
+    let summary = serde_json::to_string_pretty(&json_summary(&name, ingested))?;
+    std::fs::write(with("json"), summary + "\n").context("writing the summary")?;
+    Ok(())
+}
+
+fn flame_graph(profile: &Profile, name: &str, collapsed: &str) -> anyhow::Result<Vec<u8>> {
+    let mut svg = Vec::new();
+    if collapsed.is_empty() {
+        return Ok(svg);
+    }
+    let mut options = inferno::flamegraph::Options::default();
+    options.title = format!("{name}: {}", profile.name);
+    options.count_name = profile.sample_types.first().map_or("bytes", |t| t.unit).to_owned();
+    inferno::flamegraph::from_lines(&mut options, collapsed.lines(), &mut svg).context("drawing the flame graph")?;
+    Ok(svg)
+}
+
+/// The JSON summary: format, totals, attributes, top sites and every record.
+pub fn json_summary(name: &str, ingested: &Ingested) -> Value {
+    let totals: serde_json::Map<String, Value> = ingested.totals.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let attributes: serde_json::Map<String, Value> =
+        ingested.attributes.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let top = ingested.profiles.first().map(|p| {
+        sites::top(p, 0, TOP_SITES)
+            .into_iter()
+            .map(|s| {
+                let values: serde_json::Map<String, Value> =
+                    p.sample_types.iter().zip(&s.values).map(|(t, v)| (t.kind.to_owned(), json!(v))).collect();
+                json!({ "function": s.frame.function, "file": s.frame.file, "line": s.frame.line, "values": values })
+            })
+            .collect::<Vec<_>>()
+    });
+    let records: Vec<Value> = ingested
+        .records
+        .iter()
+        .map(|r| {
+            let stacks: Vec<Value> = r
+                .stacks
+                .iter()
+                .map(|(role, frames)| {
+                    let frames: Vec<String> = frames.iter().map(|f| f.to_string()).collect();
+                    json!({ "role": role, "frames": frames })
+                })
+                .collect();
+            let attributes: serde_json::Map<String, Value> =
+                r.attributes.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            json!({
+                "severity": r.severity.as_str(), "kind": r.kind, "message": r.message,
+                "bytes": r.bytes, "blocks": r.blocks, "attributes": attributes, "stacks": stacks,
+            })
+        })
+        .collect();
+    json!({
+        "file": name,
+        "format": ingested.format,
+        "totals": totals,
+        "attributes": attributes,
+        "profiles": ingested.profiles.iter().map(|p| json!({ "name": p.name, "samples": p.samples.len(),
+            "sample_types": p.sample_types.iter().map(|t| format!("{}/{}", t.kind, t.unit)).collect::<Vec<_>>() })).collect::<Vec<_>>(),
+        "top_sites": top,
+        "records": records,
+    })
+}
+
+/// What a person reads in a terminal: the format, the totals, the top sites.
+pub fn human_summary(file: &Path, ingested: &Ingested) -> String {
+    let mut s = format!("{} ({})\n", file.display(), ingested.format);
+    for (k, v) in &ingested.totals {
+        s.push_str(&format!("  {k:<24} {v}\n"));
+    }
+    if let Some(p) = ingested.profiles.first() {
+        let unit = p.sample_types.first().map_or("", |t| t.kind);
+        s.push_str(&format!("  top sites by {unit}:\n"));
+        for site in sites::top(p, 0, TOP_SITES) {
+            let values: Vec<String> =
+                p.sample_types.iter().zip(&site.values).map(|(t, v)| format!("{v} {}", t.unit)).collect();
+            s.push_str(&format!("    {:<40} {}\n", site.frame.to_string(), values.join(", ")));
+        }
+    }
+    let errors = ingested.records.iter().filter(|r| !r.kind.starts_with("leak.") && r.kind != "massif.snapshot");
+    for r in errors {
+        s.push_str(&format!("  {} {}: {}\n", r.severity.as_str(), r.kind, r.message));
+    }
+    s
+}
