@@ -64,10 +64,8 @@ pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
             out.records.push(record);
         } else if trimmed == "Suppressions used:" {
             suppressed = suppressions(&mut lines);
-        } else if let Some(rest) = trimmed.strip_prefix("SUMMARY: ") {
-            if let Some(totals) = summary_line(rest) {
-                summary = Some(totals);
-            }
+        } else if let Some(totals) = trimmed.strip_prefix("SUMMARY: ").and_then(summary_line) {
+            summary = Some(totals);
         }
     }
     let Some((bytes, allocations)) = summary else {
