@@ -140,13 +140,18 @@ pub struct Cli {
 /// Subcommands besides serving metrics.
 #[derive(Debug, clap::Subcommand)]
 pub enum Subcommand {
-    /// Convert Massif, memcheck XML, LSan and ASan output (format detected from the content) into a
-    /// pprof profile (NAME.pb.gz), collapsed stacks (NAME.folded), a flame graph (NAME.svg) and a
-    /// JSON summary (NAME.json) in --out; without --out, print a summary with the top leak sites.
+    /// Convert Massif, memcheck XML, LSan, ASan, jemalloc and gperftools heap dumps (format detected
+    /// from the content) into a pprof profile (NAME.pb.gz), collapsed stacks (NAME.folded), a flame
+    /// graph (NAME.svg) and a JSON summary (NAME.json) in --out; without --out, print a summary with
+    /// the top leak sites.
     Ingest {
         /// Folder for the outputs (created if missing).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Folder holding the binaries of a heap dump's process, searched by file name before the
+        /// paths the dump records (repeatable).
+        #[arg(long = "symbols", value_name = "DIR")]
+        symbols: Vec<PathBuf>,
         /// Files to ingest.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,

@@ -4,6 +4,7 @@
 
 use anyhow::Context;
 use memleak_signals::artifact::{Ingested, Profile, detect, folded, pprof, sites};
+use memleak_signals::heapprof::symbolize::{SymbolPath, symbolize};
 use serde_json::{Value, json};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,8 @@ use std::path::{Path, PathBuf};
 const TOP_SITES: usize = 10;
 
 /// Ingests every file; returns how many failed (each failure is printed on stderr).
-pub fn run(files: &[PathBuf], out: Option<&Path>) -> usize {
+pub fn run(files: &[PathBuf], out: Option<&Path>, symbols: &[PathBuf]) -> usize {
+    let symbol_path = SymbolPath { dirs: symbols.to_vec(), recorded_paths: true };
     if let Some(dir) = out
         && let Err(e) = std::fs::create_dir_all(dir)
     {
@@ -21,7 +23,18 @@ pub fn run(files: &[PathBuf], out: Option<&Path>) -> usize {
     }
     let mut failed = 0;
     for file in files {
-        let result = ingest_file(file).and_then(|ingested| match out {
+        let result = ingest_file(file).and_then(|mut ingested| {
+            let missing = symbolize(&mut ingested.profiles, &symbol_path);
+            if !missing.is_empty() {
+                eprintln!(
+                    "memleak-exporter ingest: {}: left unsymbolized (binary not found; pass --symbols DIR): {}",
+                    file.display(),
+                    missing.join(", ")
+                );
+            }
+            Ok(ingested)
+        });
+        let result = result.and_then(|ingested| match out {
             Some(dir) => write_outputs(file, &ingested, dir),
             None => {
                 print!("{}", human_summary(file, &ingested));

@@ -24,8 +24,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(cli::Subcommand::Ingest { out, files }) = &settings.command {
-        let failed = ingest::run(files, out.as_deref());
+    if let Some(cli::Subcommand::Ingest { out, files, symbols }) = &settings.command {
+        let failed = ingest::run(files, out.as_deref(), symbols);
         return if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     }
     if settings.check_only {

@@ -40,9 +40,17 @@ fn pprof_top(go: &Path, profile: &Path, function: &str) -> (u64, u64) {
 fn profiles_are_read_back_by_go_tool_pprof() {
     let Some(go) = require_tool("go", "golang-go") else { return };
     let dir = tempfile::tempdir().unwrap();
-    let inputs = ["memcheck/a.xml", "lsan/asan.txt", "lsan/standalone.txt", "massif/a.massif.out"];
+    let inputs = [
+        "memcheck/a.xml",
+        "lsan/asan.txt",
+        "lsan/standalone.txt",
+        "massif/a.massif.out",
+        "jemalloc/a.jeprof.heap",
+        "tcmalloc/a.prof.heap",
+    ];
     let status = Command::new(BIN)
-        .args(["ingest", "--out", dir.path().to_str().unwrap()])
+        .args(["ingest", "--out", dir.path().to_str().unwrap(), "--symbols"])
+        .arg(artifact("bin"))
         .args(inputs.iter().map(|i| artifact(i)))
         .status()
         .unwrap();
@@ -54,6 +62,9 @@ fn profiles_are_read_back_by_go_tool_pprof() {
         ("asan.txt", 409_600, 307_200),
         ("standalone.txt", 409_600, 307_200),
         ("a.massif.out", 415_860, 305_664),
+        // jemalloc's dump also holds libstdc++'s 80 KiB emergency pool; gperftools' the 96 B of init_config.
+        ("a.jeprof.heap", 491_616, 307_200),
+        ("a.prof.heap", 409_696, 307_200),
     ] {
         let profile = dir.path().join(format!("{file}.pb.gz"));
         assert_eq!(pprof_top(&go, &profile, "leak_request_buffer"), (total, site), "{file}");

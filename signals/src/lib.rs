@@ -22,9 +22,12 @@ pub mod psi;
 
 pub mod artifact;
 pub mod asan;
+pub mod heapprof;
+pub mod jemalloc;
 pub mod lsan;
 pub mod massif;
 pub mod memcheck;
+pub mod tcmalloc;
 
 pub use fsroot::FsRoots;
 pub use model::{Family, MetricSet, MetricSpec, MetricType};

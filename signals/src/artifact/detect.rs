@@ -21,6 +21,8 @@ pub static FORMATS: &[Format] = &[
     Format { id: "memcheck", sniff: crate::memcheck::sniff, parse: crate::memcheck::parse },
     Format { id: "lsan", sniff: crate::lsan::sniff, parse: crate::lsan::parse },
     Format { id: "asan", sniff: crate::asan::sniff, parse: crate::asan::parse },
+    Format { id: "jemalloc", sniff: crate::jemalloc::sniff, parse: crate::jemalloc::parse },
+    Format { id: "tcmalloc", sniff: crate::tcmalloc::sniff, parse: crate::tcmalloc::parse },
 ];
 
 /// How many bytes of the head are enough to recognize every format.

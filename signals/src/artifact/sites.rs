@@ -12,6 +12,8 @@ const ALLOCATORS: &[&str] = &[
     "reallocarray",
     "free",
     "strdup",
+    "__strdup",
+    "__strndup",
     "strndup",
     "posix_memalign",
     "aligned_alloc",
@@ -70,6 +72,14 @@ const RUNTIME_PREFIXES: &[&str] = &[
     "__asan_",
     "__lsan_",
     "__sanitizer",
+    // Unsymbolized frames of allocator and C runtime libraries (`libjemalloc.so.2+0x2d21`).
+    "libjemalloc",
+    "libtcmalloc",
+    "libmimalloc",
+    "libc.so",
+    "libc-",
+    "libstdc++",
+    "ld-linux",
 ];
 
 /// Source paths of the Rust standard library, as debug info records them

@@ -1,0 +1,99 @@
+//! Resolving `module+0xoffset` frames to function names from the ELF symbol
+//! tables of the binaries, found at their recorded path or in search folders.
+//! (I/O lives here, not in the parsers.)
+
+use crate::artifact::{Frame, Profile};
+use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Function symbols of one binary, sorted by address.
+#[derive(Debug, Default)]
+struct Symbols {
+    /// (file offset start, file offset end, virtual address start) of each loadable segment.
+    segments: Vec<(u64, u64, u64)>,
+    functions: Vec<(u64, u64, String)>,
+}
+
+impl Symbols {
+    fn load(path: &Path) -> Option<Symbols> {
+        let data = std::fs::read(path).ok()?;
+        let file = object::File::parse(&*data).ok()?;
+        let segments = file
+            .segments()
+            .filter_map(|s| {
+                let (offset, size) = s.file_range();
+                (size > 0).then_some((offset, offset + size, s.address()))
+            })
+            .collect();
+        let mut functions: Vec<(u64, u64, String)> = file
+            .symbols()
+            .chain(file.dynamic_symbols())
+            .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
+            .filter_map(|s| Some((s.address(), s.size(), demangle(s.name().ok()?))))
+            .collect();
+        functions.sort();
+        functions.dedup_by_key(|f| f.0);
+        Some(Symbols { segments, functions })
+    }
+
+    /// The function holding file offset `offset`.
+    fn lookup(&self, offset: u64) -> Option<&str> {
+        let &(start, _, vaddr) = self.segments.iter().find(|(s, e, _)| *s <= offset && offset < *e)?;
+        let address = offset - start + vaddr;
+        let i = self.functions.partition_point(|f| f.0 <= address).checked_sub(1)?;
+        let (start, size, name) = &self.functions[i];
+        (size == &0 || address < start + size).then_some(name.as_str())
+    }
+}
+
+fn demangle(name: &str) -> String {
+    format!("{:#}", rustc_demangle::demangle(name))
+}
+
+/// Where to look for the binaries named in a dump.
+#[derive(Debug, Clone, Default)]
+pub struct SymbolPath {
+    /// Folders searched by file name, first.
+    pub dirs: Vec<PathBuf>,
+    /// Then the path recorded in the dump: right when ingesting on the host
+    /// that produced it, wrong if that host had other builds of the libraries.
+    pub recorded_paths: bool,
+}
+
+/// Finds binaries and resolves the frames of `profiles` that are still
+/// `module+0xoffset`. Returns the modules that could not be found.
+pub fn symbolize(profiles: &mut [Profile], path: &SymbolPath) -> Vec<String> {
+    let mut cache: HashMap<String, Option<Symbols>> = HashMap::new();
+    let mut missing = Vec::new();
+    for profile in profiles.iter_mut() {
+        for sample in &mut profile.samples {
+            for (depth, frame) in sample.stack.iter_mut().enumerate() {
+                let (Some(module), Some(offset)) = (frame.file.clone(), frame.address) else { continue };
+                if !frame.function.contains("+0x") {
+                    continue;
+                }
+                let symbols =
+                    cache.entry(module.clone()).or_insert_with(|| find(&module, path).and_then(|p| Symbols::load(&p)));
+                let Some(symbols) = symbols else {
+                    if !missing.contains(&module) {
+                        missing.push(module);
+                    }
+                    continue;
+                };
+                // Return addresses point after the call: look up the call itself.
+                let at = if depth == 0 { offset } else { offset.saturating_sub(1) };
+                if let Some(name) = symbols.lookup(at) {
+                    *frame = Frame { function: name.to_owned(), ..frame.clone() };
+                }
+            }
+        }
+    }
+    missing
+}
+
+fn find(module: &str, path: &SymbolPath) -> Option<PathBuf> {
+    let name = Path::new(module).file_name()?;
+    let recorded = path.recorded_paths.then(|| PathBuf::from(module));
+    path.dirs.iter().map(|dir| dir.join(name)).chain(recorded).find(|p| p.is_file())
+}
