@@ -23,7 +23,7 @@ pub fn run(files: &[PathBuf], out: Option<&Path>, symbols: &[PathBuf]) -> usize 
     }
     let mut failed = 0;
     for file in files {
-        let result = ingest_file(file).and_then(|mut ingested| {
+        let result = ingest_file(file).map(|mut ingested| {
             let missing = symbolize(&mut ingested.profiles, &symbol_path);
             if !missing.is_empty() {
                 eprintln!(
@@ -32,7 +32,7 @@ pub fn run(files: &[PathBuf], out: Option<&Path>, symbols: &[PathBuf]) -> usize 
                     missing.join(", ")
                 );
             }
-            Ok(ingested)
+            ingested
         });
         let result = result.and_then(|ingested| match out {
             Some(dir) => write_outputs(file, &ingested, dir),
