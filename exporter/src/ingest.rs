@@ -57,8 +57,7 @@ pub fn ingest_file(file: &Path) -> anyhow::Result<Ingested> {
     if bytes.len() as u64 > detect::MAX_ARTIFACT_BYTES {
         anyhow::bail!("larger than {} bytes; split it or raise the limit", detect::MAX_ARTIFACT_BYTES);
     }
-    let text = String::from_utf8_lossy(&bytes);
-    Ok(detect::ingest(&text)?)
+    Ok(detect::ingest_bytes(&bytes)?)
 }
 
 fn write_outputs(file: &Path, ingested: &Ingested, dir: &Path) -> anyhow::Result<()> {

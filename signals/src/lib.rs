@@ -23,6 +23,7 @@ pub mod psi;
 pub mod artifact;
 pub mod asan;
 pub mod heapprof;
+pub mod heaptrack;
 pub mod jemalloc;
 pub mod lsan;
 pub mod massif;

@@ -37,6 +37,17 @@ impl fmt::Display for Frame {
     }
 }
 
+/// A symbol as people read it: Rust names demangled (legacy and v0) without
+/// their `::h<hash>` suffix, which tools such as heaptrack leave on names they
+/// demangle themselves. C and C++ names pass through.
+pub fn demangle(name: &str) -> String {
+    let demangled = format!("{:#}", rustc_demangle::demangle(name));
+    match demangled.rsplit_once("::h") {
+        Some((head, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => head.to_owned(),
+        _ => demangled,
+    }
+}
+
 /// A sample type of a profile, as in pprof (`inuse_space`/`bytes`, …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ValueType {

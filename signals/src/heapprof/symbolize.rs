@@ -30,7 +30,7 @@ impl Symbols {
             .symbols()
             .chain(file.dynamic_symbols())
             .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
-            .filter_map(|s| Some((s.address(), s.size(), demangle(s.name().ok()?))))
+            .filter_map(|s| Some((s.address(), s.size(), crate::artifact::demangle(s.name().ok()?))))
             .collect();
         functions.sort();
         functions.dedup_by_key(|f| f.0);
@@ -45,10 +45,6 @@ impl Symbols {
         let (start, size, name) = &self.functions[i];
         (size == &0 || address < start + size).then_some(name.as_str())
     }
-}
-
-fn demangle(name: &str) -> String {
-    format!("{:#}", rustc_demangle::demangle(name))
 }
 
 /// Where to look for the binaries named in a dump.
