@@ -28,6 +28,7 @@ pub mod jemalloc;
 pub mod lsan;
 pub mod massif;
 pub mod memcheck;
+pub mod mimalloc;
 pub mod tcmalloc;
 
 pub use fsroot::FsRoots;
