@@ -87,9 +87,12 @@ fn words_with_ends(line: &str) -> impl Iterator<Item = (&str, usize)> {
     line.split_whitespace().map(move |w| (w, w.as_ptr() as usize - line.as_ptr() as usize + w.len()))
 }
 
+/// One value of a row: the amount (bytes when `sized`), and where its text ends.
+type Value = (f64, bool, usize);
+
 /// `  100.3 KiB   100.3 KiB   100.3 KiB   256   B     400        not all freed`
 /// → [(102707, true, end), …, (400, false, end)] and the status text.
-fn values_and_status(rest: &str) -> Option<(Vec<(f64, bool, usize)>, String)> {
+fn values_and_status(rest: &str) -> Option<(Vec<Value>, String)> {
     let words: Vec<(&str, usize)> = words_with_ends(rest).collect();
     let mut values = Vec::new();
     let mut i = 0;
