@@ -22,6 +22,7 @@ pub mod psi;
 
 pub mod artifact;
 pub mod asan;
+pub mod bpftrace;
 pub mod heapprof;
 pub mod heaptrack;
 pub mod jemalloc;

@@ -25,6 +25,7 @@ pub static FORMATS: &[Format] = &[
     Format { id: "jemalloc", sniff: crate::jemalloc::sniff, parse: crate::jemalloc::parse },
     Format { id: "tcmalloc", sniff: crate::tcmalloc::sniff, parse: crate::tcmalloc::parse },
     Format { id: "mimalloc", sniff: crate::mimalloc::sniff, parse: crate::mimalloc::parse },
+    Format { id: "bpftrace", sniff: crate::bpftrace::sniff, parse: crate::bpftrace::parse },
 ];
 
 /// Decompresses zstd and gzip input (heaptrack writes `.zst` or `.gz`), at most
