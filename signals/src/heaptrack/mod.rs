@@ -50,7 +50,8 @@ pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
     let mut last_plus: Option<usize> = None;
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
-        let (tag, rest) = line.split_at(line.len().min(1));
+        let tag_len = line.chars().next().map_or(0, char::len_utf8);
+        let (tag, rest) = line.split_at(tag_len);
         let rest = rest.trim_start();
         let hex = |s: &str| {
             u64::from_str_radix(s, 16).map_err(|_| malformed(n, format!("expected a hex number, found {s:?}")))
@@ -100,7 +101,7 @@ pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
                 live[kind] += 1;
                 allocations[kind] += 1;
                 total_allocs += 1;
-                current += size as i64;
+                current = current.saturating_add(size.min(i64::MAX as u64) as i64);
                 peak = peak.max(current);
                 last_plus = Some(kind);
             }
@@ -112,7 +113,7 @@ pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
                     .ok_or_else(|| malformed(n, format!("allocation kind {kind} is not defined")))?
                     .0;
                 live[kind] -= 1;
-                current -= size as i64;
+                current = current.saturating_sub(size.min(i64::MAX as u64) as i64);
                 // heaptrack's "temporary": freed right after it was allocated.
                 if last_plus == Some(kind) {
                     temporary += 1;
@@ -135,12 +136,18 @@ pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
     let (mut leaked_bytes, mut leaked_count) = (0i64, 0i64);
     for (kind, &(size, trace)) in data.kinds.iter().enumerate() {
         let count = live[kind].max(0);
-        leaked_bytes += count * size as i64;
+        let bytes = count.saturating_mul(size.min(i64::MAX as u64) as i64);
+        leaked_bytes = leaked_bytes.saturating_add(bytes);
         leaked_count += count;
         let stack = stacks.entry(trace).or_insert_with(|| data.stack(trace)).clone();
         leaks.samples.push(Sample {
             stack,
-            values: vec![count * size as i64, count, (allocations[kind] * size) as i64, allocations[kind] as i64],
+            values: vec![
+                bytes,
+                count,
+                allocations[kind].saturating_mul(size).min(i64::MAX as u64) as i64,
+                allocations[kind] as i64,
+            ],
             labels: Vec::new(),
         });
     }

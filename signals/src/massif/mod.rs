@@ -89,7 +89,7 @@ pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
     let detailed = peak.filter(|s| s.tree.is_some()).or_else(|| snapshots.iter().rev().find(|s| s.tree.is_some()));
     if let Some(tree) = detailed.and_then(|s| s.tree.as_ref()) {
         let mut profile = Profile::new("peak", vec![INUSE_SPACE]);
-        tree::leaves(tree, &mut Vec::new(), &mut profile.samples);
+        tree::leaves(tree, &mut profile.samples);
         out.profiles.push(profile);
     }
     out.attributes.push(("command".into(), cmd));
