@@ -52,6 +52,23 @@ pub struct Cli {
     #[arg(long = "webhook.max-body-bytes", value_name = "BYTES")]
     pub webhook_max_body_bytes: Option<usize>,
 
+    /// Directory whose new files are ingested once and exposed as memleak_ingest_* metrics; results
+    /// and outputs are kept in DIR/.ingested, unreadable files go to DIR/.failed (repeatable).
+    #[arg(long = "ingest.dir", value_name = "DIR")]
+    pub ingest_dirs: Vec<PathBuf>,
+
+    /// How often the watched directories are scanned [default: 10s].
+    #[arg(long = "ingest.interval", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub ingest_interval: Option<Duration>,
+
+    /// Most ingested results kept per directory; older ones are deleted [default: 100].
+    #[arg(long = "ingest.keep", value_name = "N")]
+    pub ingest_keep: Option<usize>,
+
+    /// Folder holding binaries to symbolize heap dumps with, searched by file name (repeatable).
+    #[arg(long = "ingest.symbols", value_name = "DIR")]
+    pub ingest_symbols: Vec<PathBuf>,
+
     /// Log level: error, warn, info, debug or trace [default: info].
     #[arg(long = "log.level", value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -168,6 +185,8 @@ pub struct Settings {
     pub scrape_timeout: Duration,
     pub webhook_token_file: Option<PathBuf>,
     pub webhook_max_body_bytes: usize,
+    /// The watched directories, when any.
+    pub watch: Option<crate::watch::WatchConfig>,
     pub log_level: tracing::Level,
     pub log_format: LogFormat,
     pub roots: FsRoots,
@@ -243,6 +262,21 @@ fn merge(cli: Cli, file: FileConfig, matches: &ArgMatches) -> anyhow::Result<Set
     let webhook_token_file = cli.webhook_token_file.or(file.webhook.token_file);
     let webhook_max_body_bytes =
         positive("webhook.max-body-bytes", cli.webhook_max_body_bytes.or(file.webhook.max_body_bytes), 1 << 20)?;
+    let ingest_dirs = if cli.ingest_dirs.is_empty() { file.ingest.dirs.clone() } else { cli.ingest_dirs.clone() };
+    let watch = (!ingest_dirs.is_empty())
+        .then(|| -> anyhow::Result<crate::watch::WatchConfig> {
+            Ok(crate::watch::WatchConfig {
+                dirs: ingest_dirs,
+                interval: cli.ingest_interval.or(file.ingest.interval).unwrap_or(Duration::from_secs(10)),
+                keep: positive("ingest.keep", cli.ingest_keep.or(file.ingest.keep), 100)?,
+                symbols: if cli.ingest_symbols.is_empty() {
+                    file.ingest.symbols.clone()
+                } else {
+                    cli.ingest_symbols.clone()
+                },
+            })
+        })
+        .transpose()?;
     let level_text = cli.log_level.or(file.log.level).unwrap_or_else(|| "info".into());
     let log_level = level_text.parse::<tracing::Level>().map_err(|_| {
         anyhow::anyhow!("--log.level: unknown level {level_text:?}; use error, warn, info, debug or trace")
@@ -327,6 +361,7 @@ fn merge(cli: Cli, file: FileConfig, matches: &ArgMatches) -> anyhow::Result<Set
         scrape_timeout,
         webhook_token_file,
         webhook_max_body_bytes,
+        watch,
         log_level,
         log_format,
         roots,

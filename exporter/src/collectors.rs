@@ -25,5 +25,9 @@ pub fn build(settings: &Settings) -> anyhow::Result<Vec<Box<dyn Collector>>> {
         };
         collectors.push(collector);
     }
+    if let Some(watch) = &settings.watch {
+        let collector = crate::watch::start(watch.clone()).context("starting the ingest watcher")?;
+        collectors.push(Box::new(collector));
+    }
     Ok(collectors)
 }

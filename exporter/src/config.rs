@@ -14,6 +14,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub webhook: WebhookFile,
     #[serde(default)]
+    pub ingest: IngestFile,
+    #[serde(default)]
     pub log: LogFile,
     #[serde(default)]
     pub paths: PathsFile,
@@ -34,6 +36,18 @@ pub struct WebFile {
 pub struct WebhookFile {
     pub token_file: Option<PathBuf>,
     pub max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestFile {
+    #[serde(default)]
+    pub dirs: Vec<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    pub keep: Option<usize>,
+    #[serde(default)]
+    pub symbols: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

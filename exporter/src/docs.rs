@@ -14,7 +14,7 @@ fn metric_row(spec: &MetricSpec) -> String {
 /// The metric table, by signal, from the specs.
 pub fn metric_table() -> String {
     let mut out = String::from("| metric | type | labels | meaning |\n|---|---|---|---|\n");
-    for spec in self_metrics::ALL {
+    for spec in self_metrics::ALL.iter().chain(crate::watch::SPECS) {
         out.push_str(&metric_row(spec));
     }
     for signal in SIGNALS {

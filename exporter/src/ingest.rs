@@ -60,7 +60,8 @@ pub fn ingest_file(file: &Path) -> anyhow::Result<Ingested> {
     Ok(detect::ingest_bytes(&bytes)?)
 }
 
-fn write_outputs(file: &Path, ingested: &Ingested, dir: &Path) -> anyhow::Result<()> {
+/// Writes NAME.pb.gz, NAME.folded, NAME.svg (when there is a profile) and NAME.json into `dir`.
+pub fn write_outputs(file: &Path, ingested: &Ingested, dir: &Path) -> anyhow::Result<()> {
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "artifact".into());
     let base = dir.join(&name);
     let with = |ext: &str| PathBuf::from(format!("{}.{ext}", base.display()));

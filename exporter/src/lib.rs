@@ -12,4 +12,5 @@ pub mod logging;
 pub mod scrape;
 pub mod self_metrics;
 pub mod server;
+pub mod watch;
 pub mod webhook;

@@ -71,8 +71,12 @@ mod tests {
 
     #[test]
     fn names_follow_the_conventions() {
-        for spec in ALL {
-            assert!(spec.name.starts_with("memleak_exporter_"), "{}", spec.name);
+        for spec in ALL.iter().chain(crate::watch::SPECS) {
+            assert!(
+                spec.name.starts_with("memleak_exporter_") || spec.name.starts_with("memleak_ingest_"),
+                "{}",
+                spec.name
+            );
             let counter = spec.kind == memleak_signals::MetricType::Counter;
             assert_eq!(counter, spec.name.ends_with("_total"), "{}", spec.name);
             assert!(spec.help.ends_with('.') || spec.help.ends_with(')'), "{}", spec.name);

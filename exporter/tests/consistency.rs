@@ -27,7 +27,10 @@ struct Catalog {
 impl Catalog {
     fn exported() -> Catalog {
         let mut series = BTreeMap::new();
-        let specs = registry::all_metric_specs().map(|(_, m)| m).chain(self_metrics::ALL.iter().copied());
+        let specs = registry::all_metric_specs()
+            .map(|(_, m)| m)
+            .chain(self_metrics::ALL.iter().copied())
+            .chain(memleak_exporter::watch::SPECS.iter().copied());
         for spec in specs {
             let labels = spec.labels.iter().chain(TARGET_LABELS).map(|l| (*l).to_owned()).collect();
             series.insert(spec.name.to_owned(), labels);

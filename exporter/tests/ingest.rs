@@ -109,3 +109,75 @@ fn the_summary_names_the_top_sites_and_bad_files_fail_clearly() {
     // The good file among them is still converted.
     assert!(String::from_utf8_lossy(&out.stdout).contains("asan.heap-use-after-free"));
 }
+
+/// Copies a fixture into `dir` with a modification time in the past (so it counts as settled).
+fn drop_file(dir: &Path, fixture: &str, name: &str) {
+    let target = dir.join(name);
+    std::fs::copy(artifact(fixture), &target).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&target).unwrap();
+    file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60)).unwrap();
+}
+
+fn wait_for(exporter: &common::Exporter, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = exporter.metrics();
+        if text.contains(needle) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_watched_directory_is_ingested_once_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let watched = dir.path().join("dumps");
+    std::fs::create_dir(&watched).unwrap();
+    drop_file(&watched, "memcheck/a.xml", "svc.memcheck.xml");
+    drop_file(&watched, "tcmalloc/a.prof.heap", "svc.0001.heap");
+    drop_file(&watched, "asan/uaf.txt", "asan.log.4242");
+    std::fs::write(watched.join("notes.txt"), "not a dump\n").unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(watched.join("notes.txt")).unwrap();
+    file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60)).unwrap();
+    let bin = artifact("bin");
+    let args = [
+        "--ingest.dir",
+        watched.to_str().unwrap(),
+        "--ingest.interval",
+        "200ms",
+        "--ingest.symbols",
+        bin.to_str().unwrap(),
+        "--no-collector.process",
+        "--no-collector.cgroup",
+    ];
+    let exporter = common::Exporter::start(&args);
+    let text = wait_for(&exporter, "memleak_ingest_files_total{format=\"unknown\",outcome=\"failed\"} 1");
+    // Ground truth: 409,600 B leaked (memcheck), 409,696 B in use (gperftools), one ASan error.
+    assert!(
+        text.contains("memleak_ingest_leaked_bytes{format=\"memcheck\",file=\"svc.memcheck.xml\"} 409600\n"),
+        "{text}"
+    );
+    assert!(text.contains("memleak_ingest_inuse_bytes{format=\"tcmalloc\",file=\"svc.0001.heap\"} 409696\n"), "{text}");
+    assert!(text.contains("memleak_ingest_error_records{format=\"asan\",file=\"asan.log.4242\"} 1\n"), "{text}");
+    assert!(text.contains("memleak_ingest_files_total{format=\"memcheck\",outcome=\"ingested\"} 1\n"));
+    // Moved away with their outputs; the unreadable one beside its reason.
+    let done = watched.join(".ingested");
+    for name in ["svc.memcheck.xml", "svc.memcheck.xml.pb.gz", "svc.memcheck.xml.svg", "svc.0001.heap.json"] {
+        assert!(done.join(name).is_file(), "{name}");
+    }
+    let reason = std::fs::read_to_string(watched.join(".failed/notes.txt.error.txt")).unwrap();
+    assert!(reason.contains("not a format memleak-exporter knows"), "{reason}");
+    assert!(!watched.join("svc.memcheck.xml").exists());
+    drop(exporter);
+
+    // A restart ingests nothing again but still exposes the kept results.
+    let exporter = common::Exporter::start(&args);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let text = exporter.metrics();
+    assert!(
+        text.contains("memleak_ingest_leaked_bytes{format=\"memcheck\",file=\"svc.memcheck.xml\"} 409600\n"),
+        "{text}"
+    );
+    assert!(!text.contains("memleak_ingest_files_total{"), "nothing is taken twice: {text}");
+}
