@@ -14,6 +14,7 @@ pub mod problem;
 pub mod registry;
 pub mod roles;
 pub mod sanitizer;
+pub mod valgrind;
 
 pub mod cgroup;
 pub mod host_memory;

@@ -63,8 +63,7 @@ fn node_line(n: usize, line: &str, depth: usize) -> Result<(usize, Node), Artifa
     Ok((count, Node { bytes, frame: frame(desc, depth), children: Vec::with_capacity(count.min(64)) }))
 }
 
-/// `0x1092A5: leak_request_buffer (leaky_a.c:69)`, `0x4C2D: malloc (in /lib/x.so)`,
-/// `in 2 places, all below massif's threshold (1.00%)`; the root has no frame.
+/// The frame of a tree node; the root (the allocation functions) has none.
 fn frame(desc: &str, depth: usize) -> Option<Frame> {
     if depth == 0 {
         return None;
@@ -72,23 +71,7 @@ fn frame(desc: &str, depth: usize) -> Option<Frame> {
     if desc.starts_with("in ") && desc.contains("below massif's threshold") {
         return Some(Frame::function("[below threshold]"));
     }
-    let (address, rest) = match desc.split_once(": ") {
-        Some((a, r)) if a.starts_with("0x") => (u64::from_str_radix(&a[2..], 16).ok(), r),
-        _ => (None, desc),
-    };
-    let (function, location) = match rest.rfind(" (") {
-        Some(i) if rest.ends_with(')') => (&rest[..i], Some(&rest[i + 2..rest.len() - 1])),
-        _ => (rest, None),
-    };
-    let (file, line) = match location {
-        Some(loc) if loc.starts_with("in ") => (Some(loc[3..].to_owned()), None),
-        Some(loc) => match loc.rsplit_once(':') {
-            Some((f, l)) if l.chars().all(|c| c.is_ascii_digit()) => (Some(f.to_owned()), l.parse().ok()),
-            _ => (Some(loc.to_owned()), None),
-        },
-        None => (None, None),
-    };
-    Some(Frame { function: function.to_owned(), file, line, address })
+    Some(crate::valgrind::frame(desc))
 }
 
 /// One sample per leaf, with the path from the root (innermost first). Iterative.

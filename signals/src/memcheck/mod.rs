@@ -1,11 +1,12 @@
-//! Valgrind memcheck reports (`--xml=yes`, protocol 4): one record per loss
-//! record and per error, a leak profile, and the leak totals.
+//! Valgrind memcheck reports (`--xml=yes`, protocol 4, or the text log): one
+//! record per loss record and per error, a leak profile, and the leak totals.
 //!
 //! Double counting: a definitely-lost record whose blocks point to others says
 //! "102,400 (256 direct, 102,144 indirect) bytes", and the indirect bytes also
 //! have their own record. The profile and the totals take only the direct part
 //! of such a record, so per-site sums and totals match the LEAK SUMMARY.
 
+mod text;
 mod xml;
 
 use crate::artifact::{
@@ -15,7 +16,7 @@ use crate::artifact::{
 pub const ID: &str = "memcheck";
 
 pub fn sniff(head: &str) -> bool {
-    head.contains("<valgrindoutput>") && head.contains("<protocoltool>memcheck</protocoltool>")
+    (head.contains("<valgrindoutput>") && head.contains("<protocoltool>memcheck</protocoltool>")) || text::is_text(head)
 }
 
 /// One `<error>` element.
@@ -32,7 +33,7 @@ pub struct Error {
 }
 
 pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
-    let report = xml::read(text)?;
+    let report = if text.trim_start().starts_with('<') { xml::read(text)? } else { text::read(text)? };
     let mut out = Ingested::new(ID);
     out.attributes.extend(report.attributes);
     let mut leaks = Profile::new("leaks", vec![LEAKED_SPACE, LEAKED_OBJECTS]);

@@ -9,7 +9,12 @@ fn fixture(name: &str) -> String {
 
 #[test]
 fn program_a_leaks_without_double_counting() {
-    let out = parse(&fixture("a.xml")).unwrap();
+    for name in ["a.xml", "a.txt"] {
+        program_a(&parse(&fixture(name)).unwrap(), name);
+    }
+}
+
+fn program_a(out: &Ingested, name: &str) {
     // LEAK SUMMARY: definitely lost 307,456 B in 201 blocks, indirectly lost 102,144 B in 399,
     // possibly 0, still reachable 96 B in 1 block.
     assert_eq!(out.total("definite_bytes"), Some(307_456.0));
@@ -33,12 +38,17 @@ fn program_a_leaks_without_double_counting() {
     let kinds: Vec<&str> = out.records.iter().map(|r| r.kind.as_str()).collect();
     assert_eq!(kinds, ["leak.reachable", "leak.indirect", "leak.definite", "leak.definite"]);
     assert_eq!(out.records[2].bytes, Some(102_400));
-    assert!(out.attributes.contains(&("command".into(), "/build/leakfix/build/a_cachesvc leak".into())));
+    assert!(out.attributes.contains(&("command".into(), "/build/leakfix/build/a_cachesvc leak".into())), "{name}");
 }
 
 #[test]
 fn use_after_free_is_an_error_record_with_three_stacks() {
-    let out = parse(&fixture("a-uaf.xml")).unwrap();
+    for name in ["a-uaf.xml", "a-uaf.txt"] {
+        use_after_free(&parse(&fixture(name)).unwrap());
+    }
+}
+
+fn use_after_free(out: &Ingested) {
     assert_eq!(out.total("errors"), Some(1.0));
     let r = &out.records[0];
     assert_eq!(r.kind, "memcheck.InvalidRead");
@@ -55,6 +65,8 @@ fn use_after_free_is_an_error_record_with_three_stacks() {
 #[test]
 fn program_r_merges_the_calloc_and_malloc_records() {
     let out = parse(&fixture("r.xml")).unwrap();
+    let text = parse(&fixture("r.txt")).unwrap();
+    assert_eq!(text.totals, out.totals, "the text log says what the XML says");
     // README: definitely lost 528,000 B in 300 blocks; leak_token_buffer 509,952/249 + 2,048/1.
     assert_eq!(out.total("leaked_bytes"), Some(528_000.0));
     assert_eq!(out.total("leaked_blocks"), Some(300.0));
@@ -71,4 +83,7 @@ fn truncated_xml_is_reported() {
     let cut = &text[..text.len() / 2];
     assert!(matches!(parse(cut), Err(ArtifactError::Truncated { .. }) | Err(ArtifactError::Malformed { .. })));
     assert!(matches!(parse("<valgrindoutput><error></x>"), Err(ArtifactError::Malformed { line: 1, .. })));
+    let log = fixture("a.txt");
+    let cut: String = log.lines().take(20).map(|l| format!("{l}\n")).collect();
+    assert!(matches!(parse(&cut), Err(ArtifactError::Truncated { .. })));
 }
