@@ -48,8 +48,34 @@ pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
     let mut allocations: Vec<u64> = Vec::new();
     let (mut current, mut peak, mut total_allocs, mut temporary) = (0i64, 0i64, 0u64, 0u64);
     let mut last_plus: Option<usize> = None;
-    for (i, line) in text.lines().enumerate() {
+    for (i, raw) in text.as_bytes().split(|&b| b == b'\n').enumerate() {
         let n = i + 1;
+        // The hot path: millions of `+ <kind>` and `- <kind>` lines.
+        if let [tag @ (b'+' | b'-'), b' ', digits @ ..] = raw {
+            let kind = hex_bytes(digits).ok_or_else(|| malformed(n, "expected a hex allocation kind".into()))? as usize;
+            let size =
+                data.kinds.get(kind).ok_or_else(|| malformed(n, format!("allocation kind {kind} is not defined")))?.0;
+            let size = size.min(i64::MAX as u64) as i64;
+            if *tag == b'+' {
+                live[kind] += 1;
+                allocations[kind] += 1;
+                total_allocs += 1;
+                current = current.saturating_add(size);
+                peak = peak.max(current);
+                last_plus = Some(kind);
+            } else {
+                live[kind] -= 1;
+                current = current.saturating_sub(size);
+                // heaptrack's "temporary": freed right after it was allocated.
+                if last_plus == Some(kind) {
+                    temporary += 1;
+                }
+                last_plus = None;
+            }
+            continue;
+        }
+        let line = String::from_utf8_lossy(raw);
+        let line = line.trim_end_matches('\r');
         let tag_len = line.chars().next().map_or(0, char::len_utf8);
         let (tag, rest) = line.split_at(tag_len);
         let rest = rest.trim_start();
@@ -90,35 +116,6 @@ pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
                 push(&mut data.kinds, (size, trace), n)?;
                 live.push(0);
                 allocations.push(0);
-            }
-            "+" => {
-                let kind = next()? as usize;
-                let size = data
-                    .kinds
-                    .get(kind)
-                    .ok_or_else(|| malformed(n, format!("allocation kind {kind} is not defined")))?
-                    .0;
-                live[kind] += 1;
-                allocations[kind] += 1;
-                total_allocs += 1;
-                current = current.saturating_add(size.min(i64::MAX as u64) as i64);
-                peak = peak.max(current);
-                last_plus = Some(kind);
-            }
-            "-" => {
-                let kind = next()? as usize;
-                let size = data
-                    .kinds
-                    .get(kind)
-                    .ok_or_else(|| malformed(n, format!("allocation kind {kind} is not defined")))?
-                    .0;
-                live[kind] -= 1;
-                current = current.saturating_sub(size.min(i64::MAX as u64) as i64);
-                // heaptrack's "temporary": freed right after it was allocated.
-                if last_plus == Some(kind) {
-                    temporary += 1;
-                }
-                last_plus = None;
             }
             "X" => command = rest.to_owned(),
             _ => {}
@@ -205,6 +202,24 @@ impl Data {
         }
         frames
     }
+}
+
+/// A hex number from ASCII digits (trailing spaces and `\r` end it).
+fn hex_bytes(digits: &[u8]) -> Option<u64> {
+    let mut value: u64 = 0;
+    let mut any = false;
+    for &b in digits {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            b' ' | b'\r' => break,
+            _ => return None,
+        };
+        value = value.checked_mul(16)?.checked_add(u64::from(d))?;
+        any = true;
+    }
+    any.then_some(value)
 }
 
 fn push<T>(v: &mut Vec<T>, item: T, line: usize) -> Result<(), ArtifactError> {
