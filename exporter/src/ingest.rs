@@ -49,13 +49,35 @@ pub fn run(files: &[PathBuf], out: Option<&Path>, symbols: &[PathBuf]) -> usize 
     failed
 }
 
+/// Inputs at least this large show their progress on stderr (when it is a terminal).
+const PROGRESS_FROM_BYTES: u64 = 32 << 20;
+
 /// Reads and parses one file (its format is detected from the content).
 pub fn ingest_file(file: &Path) -> anyhow::Result<Ingested> {
-    let f = std::fs::File::open(file).context("cannot open")?;
-    let mut bytes = Vec::new();
-    f.take(detect::MAX_ARTIFACT_BYTES + 1).read_to_end(&mut bytes).context("cannot read")?;
-    if bytes.len() as u64 > detect::MAX_ARTIFACT_BYTES {
-        anyhow::bail!("larger than {} bytes; split it or raise the limit", detect::MAX_ARTIFACT_BYTES);
+    let mut f = std::fs::File::open(file).context("cannot open")?;
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if size > detect::MAX_ARTIFACT_BYTES {
+        anyhow::bail!("{size} bytes, larger than the {} accepted; split it", detect::MAX_ARTIFACT_BYTES);
+    }
+    let progress = size >= PROGRESS_FROM_BYTES && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut bytes = Vec::with_capacity(size as usize);
+    let mut chunk = vec![0u8; 4 << 20];
+    loop {
+        let n = f.read(&mut chunk).context("cannot read")?;
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+        if bytes.len() as u64 > detect::MAX_ARTIFACT_BYTES {
+            anyhow::bail!("larger than {} bytes; split it", detect::MAX_ARTIFACT_BYTES);
+        }
+        if progress {
+            let done = bytes.len() as u64 * 40 / size.max(1);
+            eprint!("\r{}: [{:<40}] {} MB", file.display(), "#".repeat(done.min(40) as usize), bytes.len() >> 20);
+        }
+    }
+    if progress {
+        eprintln!("\r{}: read {} MB, parsing…{:30}", file.display(), bytes.len() >> 20, "");
     }
     Ok(detect::ingest_bytes(&bytes)?)
 }

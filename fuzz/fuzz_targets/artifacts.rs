@@ -1,0 +1,14 @@
+//! Every artifact parser on arbitrary bytes: through detection (with zstd and
+//! gzip decompression) and each parser directly. Any panic is a bug.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use memleak_signals::artifact::detect::{FORMATS, ingest_bytes};
+
+fuzz_target!(|data: &[u8]| {
+    let _ = ingest_bytes(data);
+    let text = String::from_utf8_lossy(data);
+    for format in FORMATS {
+        let _ = (format.parse)(&text);
+    }
+});
