@@ -12,6 +12,24 @@ use std::path::{Path, PathBuf};
 /// Top sites listed in summaries.
 const TOP_SITES: usize = 10;
 
+/// Where ingested artifacts go. The OTLP exporter (profiles, logs, metrics)
+/// will be one more sink beside the folder of files.
+pub trait Sink {
+    fn ship(&self, source: &Path, ingested: &Ingested) -> anyhow::Result<()>;
+}
+
+/// Writes NAME.pb.gz, NAME.folded, NAME.svg and NAME.json into a folder.
+#[derive(Debug)]
+pub struct FolderSink {
+    pub dir: PathBuf,
+}
+
+impl Sink for FolderSink {
+    fn ship(&self, source: &Path, ingested: &Ingested) -> anyhow::Result<()> {
+        write_outputs(source, ingested, &self.dir)
+    }
+}
+
 /// Ingests every file; returns how many failed (each failure is printed on stderr).
 pub fn run(files: &[PathBuf], out: Option<&Path>, symbols: &[PathBuf]) -> usize {
     let symbol_path = SymbolPath { dirs: symbols.to_vec(), recorded_paths: true };
@@ -35,7 +53,7 @@ pub fn run(files: &[PathBuf], out: Option<&Path>, symbols: &[PathBuf]) -> usize 
             ingested
         });
         let result = result.and_then(|ingested| match out {
-            Some(dir) => write_outputs(file, &ingested, dir),
+            Some(dir) => FolderSink { dir: dir.to_path_buf() }.ship(file, &ingested),
             None => {
                 print!("{}", human_summary(file, &ingested));
                 Ok(())

@@ -10,7 +10,7 @@
 //! `--ingest.keep` results are kept; older ones are deleted. A file is taken
 //! only when it has not changed for `SETTLE` (a writer may still be busy).
 
-use crate::ingest;
+use crate::ingest::{self, Sink};
 use memleak_signals::heapprof::symbolize::{SymbolPath, symbolize};
 use memleak_signals::{Collection, Collector, MetricSpec, ScrapeContext};
 use std::collections::BTreeMap;
@@ -142,7 +142,7 @@ fn take(dir: &Path, path: &Path, config: &WatchConfig, kept: &Mutex<Kept>) {
     let result = ingest::ingest_file(path).and_then(|mut ingested| {
         symbolize(&mut ingested.profiles, &symbols);
         std::fs::create_dir_all(&done)?;
-        ingest::write_outputs(path, &ingested, &done)?;
+        ingest::FolderSink { dir: done.clone() }.ship(path, &ingested)?;
         std::fs::rename(path, done.join(&name))?;
         Ok(ingested)
     });
