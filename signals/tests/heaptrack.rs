@@ -69,3 +69,25 @@ fn truncated_zstd_is_an_error() {
     let bytes = std::fs::read(path).unwrap();
     assert!(detect::ingest_bytes(&bytes[..bytes.len() / 2]).is_err());
 }
+
+#[test]
+fn heaptrack_print_reports_say_the_same_within_rounding() {
+    for (name, leaked, top) in
+        [("a-print.txt", 409_700.0, "leak_request_buffer"), ("r-print.txt", 528_540.0, "leaky_r::leak_token_buffer")]
+    {
+        let out = ingest(name);
+        assert_eq!(out.format, "heaptrack", "{name}");
+        // heaptrack_print rounds to 10 B (K = 1000, two decimals).
+        assert_eq!(out.total("leaked_bytes"), Some(leaked), "{name}");
+        let t = sites::top(&out.profiles[0], 0, 1);
+        assert_eq!(t[0].frame.function, top, "{name}");
+    }
+    let out = ingest("a-print.txt");
+    assert_eq!(out.total("allocations"), Some(1402.0));
+    assert_eq!(out.total("temporary_allocations"), Some(400.0));
+    let t = sites::top(&out.profiles[0], 0, 3);
+    assert_eq!((t[0].values[0], t[0].values[1]), (307_200, 200));
+    assert_eq!((t[1].frame.function.as_str(), t[1].values[0], t[1].values[1]), ("leaky_cache_insert", 102_400, 400));
+    let stack: Vec<&str> = out.profiles[0].samples[0].stack.iter().map(|f| f.function.as_str()).collect();
+    assert_eq!(stack, ["leak_request_buffer", "handle_request", "run_service", "main"]);
+}

@@ -15,13 +15,16 @@ use crate::artifact::{
 };
 use std::collections::HashMap;
 
+pub mod print;
+
 pub const ID: &str = "heaptrack";
 
 /// Most string, ip, trace and allocation-kind entries accepted (bounds memory on hostile input).
 const MAX_ENTRIES: usize = 50_000_000;
 
 pub fn sniff(head: &str) -> bool {
-    head.starts_with("v ") && head.lines().nth(1).is_some_and(|l| l.starts_with("X ") || l.starts_with("I "))
+    (head.starts_with("v ") && head.lines().nth(1).is_some_and(|l| l.starts_with("X ") || l.starts_with("I ")))
+        || print::sniff(head)
 }
 
 #[derive(Debug, Default)]
@@ -42,6 +45,9 @@ struct Data {
 }
 
 pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+    if print::sniff(text) {
+        return print::parse(text);
+    }
     let mut data = Data::default();
     let mut command = String::new();
     let mut live: Vec<i64> = Vec::new();
