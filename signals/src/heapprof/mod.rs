@@ -6,7 +6,7 @@
 
 pub mod symbolize;
 
-use crate::artifact::Frame;
+use crate::artifact::{ArtifactError, Frame};
 
 /// One executable mapping of the dumped process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +36,17 @@ pub fn mappings<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<Mapping> {
         }
     }
     out
+}
+
+/// The mappings of the dump's `MAPPED_LIBRARIES:` section; its absence means
+/// the dump was cut short.
+pub fn mapped_libraries(text: &str, format: &'static str) -> Result<Vec<Mapping>, ArtifactError> {
+    let at = text.find("\nMAPPED_LIBRARIES:").ok_or_else(|| ArtifactError::Truncated {
+        format,
+        line: text.lines().count(),
+        message: "no MAPPED_LIBRARIES section: the dump is incomplete".into(),
+    })?;
+    Ok(mappings(text[at..].lines().skip(2)))
 }
 
 /// `0x7f81a90a2630 0x55ac559d122e …` → addresses.

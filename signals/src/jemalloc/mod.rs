@@ -19,12 +19,7 @@ pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
         .strip_prefix("heap_v2/")
         .and_then(|p| p.trim().parse().ok())
         .ok_or_else(|| malformed(1, "expected `heap_v2/<sampling period>`"))?;
-    let maps_at = text.find("\nMAPPED_LIBRARIES:").ok_or_else(|| ArtifactError::Truncated {
-        format: ID,
-        line: text.lines().count(),
-        message: "no MAPPED_LIBRARIES section: the dump is incomplete".into(),
-    })?;
-    let maps = heapprof::mappings(text[maps_at..].lines().skip(2));
+    let maps = heapprof::mapped_libraries(text, ID)?;
     let mut profile = Profile::new("inuse", vec![INUSE_OBJECTS, INUSE_SPACE]);
     let mut stack: Option<Vec<u64>> = None;
     let mut totals = (0u64, 0u64);

@@ -29,12 +29,7 @@ pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
         .ok_or_else(|| malformed(1, "expected `heap profile: N: B [N: B] @ heapprofile`"))?;
     // `@ heap_v2/<period>` marks a sampled profile.
     let period = kind.strip_prefix("heap_v2/").and_then(|p| p.parse().ok()).unwrap_or(1);
-    let maps_at = text.find("\nMAPPED_LIBRARIES:").ok_or_else(|| ArtifactError::Truncated {
-        format: ID,
-        line: text.lines().count(),
-        message: "no MAPPED_LIBRARIES section: the dump is incomplete".into(),
-    })?;
-    let maps = heapprof::mappings(text[maps_at..].lines().skip(2));
+    let maps = heapprof::mapped_libraries(text, ID)?;
     let mut profile = Profile::new("inuse", vec![INUSE_SPACE, INUSE_OBJECTS, ALLOC_SPACE, ALLOC_OBJECTS]);
     for (n, line) in lines {
         if line.trim().is_empty() || line.starts_with("MAPPED_LIBRARIES:") {
