@@ -80,6 +80,10 @@ const RUNTIME_PREFIXES: &[&str] = &[
     "libc-",
     "libstdc++",
     "ld-linux",
+    // C++ runtime templates (`__gnu_cxx::new_allocator<T>::allocate`, `std::vector<T>::_M_realloc_insert`).
+    "__gnu_cxx::",
+    "__cxxabiv1::",
+    "operator delete",
 ];
 
 /// Source paths of the Rust standard library, as debug info records them
@@ -90,8 +94,13 @@ const RUNTIME_FILES: &[&str] = &["library/alloc/", "library/core/", "library/std
 /// Whether `frame` is an allocator or runtime frame rather than program code.
 pub fn is_runtime(frame: &Frame) -> bool {
     let f = frame.function.as_str();
+    // Demangled C++ template functions start with their return type: `void std::vector<…>::…`.
+    let unqualified = match f.split_once(' ') {
+        Some((ret, rest)) if !ret.contains(['(', '<', ':']) => rest,
+        _ => f,
+    };
     ALLOCATORS.contains(&f)
-        || RUNTIME_PREFIXES.iter().any(|p| f.starts_with(p))
+        || RUNTIME_PREFIXES.iter().any(|p| f.starts_with(p) || unqualified.starts_with(p))
         || frame
             .file
             .as_deref()
@@ -143,6 +152,17 @@ mod tests {
                 .map(Frame::function)
                 .collect();
         assert_eq!(site(&stack).map(|f| f.function.as_str()), Some("leaky_r::leak_token_buffer"));
+        let cpp: Vec<Frame> = [
+            "operator new(unsigned long)",
+            "__gnu_cxx::new_allocator<int>::allocate(unsigned long, void const*)",
+            "void std::vector<int, std::allocator<int> >::_M_realloc_insert<int const&>(int const&)",
+            "Cache::insert(int)",
+            "main",
+        ]
+        .into_iter()
+        .map(Frame::function)
+        .collect();
+        assert_eq!(site(&cpp).map(|f| f.function.as_str()), Some("Cache::insert(int)"));
         let only_runtime = vec![Frame::function("malloc")];
         assert_eq!(site(&only_runtime).map(|f| f.function.as_str()), Some("malloc"));
     }
