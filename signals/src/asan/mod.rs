@@ -26,7 +26,12 @@ pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
             r.attributes.push(("pid".into(), pid.to_owned()));
             current = Some(r);
         } else if let Some(r) = current.as_mut() {
-            if let Some((access, size)) = access_line(t) {
+            if let Some(first) = sanitizer::frame(t).filter(|_| r.stacks.is_empty()) {
+                // Errors without an access line (double-free, bad-free, SEGV) put their stack right here.
+                let mut stack = vec![first];
+                stack.extend(sanitizer::stack(&mut lines));
+                push_stack(r, "access", stack);
+            } else if let Some((access, size)) = access_line(t) {
                 r.attributes.push(("access".into(), access.into()));
                 r.attributes.push(("access_size".into(), size.to_string()));
                 r.bytes = Some(size);
@@ -42,6 +47,10 @@ pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
                 push_stack(r, "allocation", sanitizer::stack(&mut lines));
             } else if let Some(summary) = t.strip_prefix("SUMMARY: AddressSanitizer: ") {
                 r.attributes.push(("summary".into(), summary.to_owned()));
+                // The SUMMARY names the kind canonically (`double-free`, `bad-free`), the ERROR line not always.
+                if let Some(kind) = summary.split_whitespace().next() {
+                    r.kind = format!("asan.{kind}");
+                }
                 if let Some(done) = current.take() {
                     out.records.push(done);
                 }
@@ -142,6 +151,30 @@ mod tests {
             assert_eq!((line(&r, "access"), line(&r, "allocation")), (Some(124), Some(123)), "{name}");
             assert_eq!(line(&r, "free"), None);
         }
+    }
+
+    #[test]
+    fn double_free_takes_its_kind_from_the_summary_and_keeps_its_stack() {
+        let text = "=================================================================\n\
+==7==ERROR: AddressSanitizer: attempting double-free on 0x602000000010 in thread T0:\n\
+    #0 0x7f in __interceptor_free ../asan_malloc_linux.cpp:52\n\
+    #1 0x55 in release_twice /src/b.c:31\n\
+    #2 0x55 in main /src/b.c:40\n\
+\n\
+0x602000000010 is located 0 bytes inside of 16-byte region [0x602000000010,0x602000000020)\n\
+freed by thread T0 here:\n\
+    #0 0x7f in __interceptor_free ../asan_malloc_linux.cpp:52\n\
+    #1 0x55 in release_twice /src/b.c:30\n\
+\n\
+previously allocated by thread T0 here:\n\
+    #0 0x7f in __interceptor_malloc ../asan_malloc_linux.cpp:69\n\
+    #1 0x55 in make /src/b.c:20\n\
+\n\
+SUMMARY: AddressSanitizer: double-free ../asan_malloc_linux.cpp:52 in __interceptor_free\n";
+        let r = parse(text).unwrap().records.remove(0);
+        assert_eq!(r.kind, "asan.double-free");
+        assert_eq!((line(&r, "access"), line(&r, "free"), line(&r, "allocation")), (Some(31), Some(30), Some(20)));
+        assert_eq!(attr(&r, "region_size"), Some("16"));
     }
 
     #[test]

@@ -43,9 +43,11 @@ pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
                 });
                 continue;
             }
-            let (key, value) = rest.rsplit_once(": ").ok_or_else(|| malformed(n, "expected `@name[key]: value`"))?;
-            let value: f64 = value.trim().parse().map_err(|_| malformed(n, "map value is not a number"))?;
-            out.totals.push((key.to_owned(), value));
+            let (key, value) = rest.rsplit_once(':').ok_or_else(|| malformed(n, "expected `@name[key]: value`"))?;
+            // Histograms (`@h:` then `[1, 2) 3 |@@@|` lines) and stats have no single value: skipped.
+            if let Ok(value) = value.trim().parse::<f64>() {
+                out.totals.push((key.to_owned(), value));
+            }
         } else if let Some(rest) = line.trim().split_once(" bytes in ") {
             // BCC memleak: "\t307200 bytes in 200 allocations from stack"
             let (bytes, rest) = rest;
@@ -136,5 +138,7 @@ mod tests {
         );
         assert_eq!(top[1].frame.file.as_deref(), Some("a_cachesvc"));
         assert!(parse("Attaching 1 probe...\n@bytes[\n  f+1\n").is_err());
+        let hist = "Attaching 1 probe...\n\n@sizes: \n[1, 2)     3 |@@@@|\n[2, 4)     1 |@   |\n\n@calls[a]: 4\n";
+        assert_eq!(parse(hist).unwrap().totals, [("calls[a]".to_owned(), 4.0)]);
     }
 }
