@@ -3,8 +3,9 @@
 //! Every technology lives in its own module named after it (`psi`, `host_memory`,
 //! `process`, `cgroup`, …). A module declares its [`MetricSpec`]s next to the code
 //! that emits them and offers one or more of the three roles in [`roles`]:
-//! a scrape-time [`Collector`], a pure [`Parser`] of artifacts, or a bounded
-//! [`Capture`]. [`registry`] is the one explicit list of technologies.
+//! a scrape-time [`Collector`], a pure parser of artifacts (an entry of
+//! [`artifact::detect::FORMATS`]), or a bounded [`Capture`]. [`registry`] lists
+//! the collectors; `FORMATS` lists the parsers.
 
 pub mod encode;
 pub mod fsroot;
@@ -36,4 +37,4 @@ pub mod tcmalloc;
 pub use fsroot::FsRoots;
 pub use model::{Family, MetricSet, MetricSpec, MetricType};
 pub use problem::{Problem, ProblemKind};
-pub use roles::{Capture, Collection, Collector, Parser, ScrapeContext};
+pub use roles::{Capture, Collection, Collector, ScrapeContext};

@@ -1,7 +1,9 @@
-//! The one explicit list of signal technologies.
+//! The explicit list of scrape-time signal technologies (collectors). Artifact
+//! parsers have theirs in `artifact::detect::FORMATS`.
 //!
-//! Adding a technology: its module, one line in `SIGNALS`, its fixtures, and
-//! (for a collector) its construction in the exporter's `collectors.rs`.
+//! Adding a collector: its module, one line in `SIGNALS`, its fixtures, and its
+//! construction in the exporter's `collectors.rs`. Adding a parser: its module,
+//! one line in `FORMATS`, its fixtures.
 
 use crate::model::MetricSpec;
 

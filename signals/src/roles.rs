@@ -2,8 +2,9 @@
 //!
 //! * [`Collector`]: a scrape-time read of current state (layer 1). Cheap,
 //!   synchronous, bounded by the scrape's deadline.
-//! * [`Parser`]: a pure function from an artifact's bytes to the model (dev/CI
-//!   files, allocator dumps, capture outputs). No I/O, no clock.
+//! * Parser: a pure function from an artifact's text to the model (dev/CI
+//!   files, allocator dumps, capture outputs), no I/O, no clock: an entry of
+//!   [`crate::artifact::detect::FORMATS`] (its `sniff` and `parse`).
 //! * [`Capture`]: a bounded, cancellable deep capture of one target, started by
 //!   the Alertmanager webhook (layers 2 and 3).
 
@@ -62,26 +63,6 @@ pub trait Collector: Send {
     /// The signal id (module name, config key, `collector` label value).
     fn id(&self) -> &'static str;
     fn collect(&mut self, ctx: &ScrapeContext, out: &mut Collection);
-}
-
-/// A failure to parse an artifact, with where in the input it happened.
-#[derive(Debug, thiserror::Error)]
-#[error("{format}: {message} at byte {offset}")]
-pub struct ParseError {
-    pub format: &'static str,
-    pub offset: u64,
-    pub message: String,
-}
-
-/// A pure parser of one artifact format.
-pub trait Parser: Send + Sync {
-    /// The signal id of the format.
-    fn id(&self) -> &'static str;
-    /// Whether the first bytes of an input look like this format.
-    fn sniff(&self, head: &[u8]) -> bool;
-    /// Converts a whole artifact into metrics. Richer outputs (profiles, log
-    /// records) join the model with the ingestion work.
-    fn parse(&self, input: &[u8]) -> Result<MetricSet, ParseError>;
 }
 
 /// A failure of a deep capture.
