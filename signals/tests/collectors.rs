@@ -75,7 +75,9 @@ fn process_groups_sum_their_members() {
     assert!((resident - vmrss).abs() <= 64.0 * 4096.0, "resident {resident} vs VmRSS {vmrss}");
     // Peak is the larger member's VmHWM, not a sum.
     assert_eq!(m.value("memleak_process_resident_peak_bytes", &g), Some(status_kb("root-v2", 20805, "VmHWM")));
-    assert_eq!(m.value("memleak_process_mappings", &g), Some(24.0));
+    // Both members' maps: 24 mappings each; [heap] 380 kB (t3) + 132 kB (t1), README ground truth.
+    assert_eq!(m.value("memleak_process_mappings", &g), Some(48.0));
+    assert_eq!(m.value("memleak_process_heap_bytes", &g), Some((380.0 + 132.0) * 1024.0));
     // Start time: btime 1795595000 + 134940 ticks / 100 (both members started then).
     assert_eq!(m.value("memleak_process_start_time_seconds", &g), Some(1_795_595_000.0 + 1349.4));
     assert_eq!(m.value("memleak_process_processes", &[("group", "worker")]), Some(1.0));

@@ -278,7 +278,11 @@ fn emit(groups: &[(GroupKey, Totals)], out: &mut Collection) {
             m.push(&SWAP, &labels, t.swap as f64);
             m.push(&DATA, &labels, t.data as f64);
             m.push(&RESIDENT_PEAK, &labels, t.resident_peak as f64);
+        }
+        if t.with_maps > 0 {
             m.push(&MAPPINGS, &labels, t.mappings as f64);
+            m.push(&HEAP, &labels, t.heap as f64);
+            m.push(&ANON_MAPPED, &labels, t.anon_mapped as f64);
         }
         if t.with_pss > 0 {
             m.push(&PSS, &labels, t.pss as f64);

@@ -12,7 +12,7 @@ use crate::fsroot::{self, ReadError};
 use crate::kv;
 use crate::problem::{Problem, ProblemKind};
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,8 +30,18 @@ pub struct Detail {
     /// From `smaps_rollup`; `None` when it is unreadable (no ptrace access) or disabled.
     pub pss: Option<u64>,
     pub pss_anon: Option<u64>,
-    /// Lines of `/proc/PID/maps`; `None` when unreadable.
-    pub mappings: Option<u64>,
+    /// From `/proc/PID/maps`; `None` when unreadable.
+    pub maps: Option<MapsSummary>,
+}
+
+/// What `/proc/PID/maps` says about growth that RSS may hide.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MapsSummary {
+    pub mappings: u64,
+    /// Size of the brk area (`[heap]`): grows with every brk/sbrk.
+    pub heap: u64,
+    /// Virtual size of unnamed anonymous mappings (malloc's mmap'd arenas and large blocks).
+    pub anon_mapped: u64,
 }
 
 /// Reads the details of the process whose directory is `dir`.
@@ -72,21 +82,42 @@ pub fn read(dir: &Path, with_pss: bool, buf: &mut Vec<u8>) -> Result<Option<Deta
             detail.pss_anon = pss_anon;
         }
     }
-    detail.mappings = count_lines(&dir.join("maps")).ok();
+    detail.maps = read_maps(&dir.join("maps")).ok();
     Ok(Some(detail))
 }
 
-/// Counts lines without holding the file: `maps` of a big process is megabytes.
-fn count_lines(path: &Path) -> Result<u64, ReadError> {
-    let mut file = std::fs::File::open(path)?;
-    let mut chunk = [0u8; 16 * 1024];
-    let mut lines = 0u64;
+/// Reads `maps` line by line without holding it (a big process has megabytes of it).
+fn read_maps(path: &Path) -> Result<MapsSummary, ReadError> {
+    let file = std::fs::File::open(path)?;
+    let mut summary = MapsSummary::default();
+    let mut reader = std::io::BufReader::with_capacity(16 * 1024, file);
+    let mut line = Vec::with_capacity(256);
     loop {
-        let n = file.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(lines);
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(summary);
         }
-        lines += chunk[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        summary.mappings += 1;
+        add_mapping(&line, &mut summary);
+    }
+}
+
+/// `start-end perms offset dev inode [name]`
+fn add_mapping(line: &[u8], summary: &mut MapsSummary) {
+    let text = String::from_utf8_lossy(line);
+    let mut fields = text.split_ascii_whitespace();
+    let (Some(range), Some(_perms), Some(_offset), Some(_dev), Some(inode)) =
+        (fields.next(), fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return;
+    };
+    let Some((start, end)) = range.split_once('-') else { return };
+    let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16)) else { return };
+    let size = end.saturating_sub(start);
+    match fields.next() {
+        Some("[heap]") => summary.heap += size,
+        None if inode == "0" => summary.anon_mapped += size,
+        _ => {}
     }
 }
 
@@ -176,11 +207,15 @@ mod tests {
         for f in ["status", "smaps_rollup"] {
             std::fs::copy(format!("tests/fixtures/proc-snapshots/t3/{f}"), dir.path().join(f)).unwrap();
         }
-        std::fs::write(dir.path().join("maps"), "a\nb\nc\n").unwrap();
+        std::fs::copy("tests/fixtures/proc-snapshots/t3/maps", dir.path().join("maps")).unwrap();
         let d = read(dir.path(), true, &mut Vec::new()).unwrap().unwrap();
         assert!(d.anon.abs_diff(352 * 1024) <= 4 * 4096, "anon {}", d.anon);
         assert_eq!(d.data, 472 * 1024);
-        assert_eq!(d.mappings, Some(3));
+        // README ground truth: [heap] is 380 kB at t3; 24 mappings in its smaps.
+        let maps = d.maps.unwrap();
+        assert_eq!((maps.mappings, maps.heap), (24, 380 * 1024));
+        // Three unnamed anonymous mappings: 12 + 52 + 8 KiB.
+        assert_eq!(maps.anon_mapped, (12 + 52 + 8) * 1024);
         assert!(d.resident_peak >= 1508 * 1024, "VmHWM is at least the VmRSS 1508 kB");
         // PSS of a process sharing libc is well below its RSS, and its anon part ~ RssAnon.
         let pss = d.pss.unwrap();
@@ -204,6 +239,16 @@ mod tests {
             let growth = pair[1] - pair[0];
             assert!((80 * 1024..=130 * 1024).contains(&growth), "growth {growth} B/s in {anon:?}");
         }
+    }
+
+    #[test]
+    fn the_brk_heap_grows_with_the_leak() {
+        // README: [heap] 132 → 256 → 380 kB across t1..t3.
+        let heaps: Vec<u64> = ["t1", "t2", "t3"]
+            .iter()
+            .map(|t| read_maps(&Path::new("tests/fixtures/proc-snapshots").join(t).join("maps")).unwrap().heap)
+            .collect();
+        assert_eq!(heaps, [132 * 1024, 256 * 1024, 380 * 1024]);
     }
 
     #[test]

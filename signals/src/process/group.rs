@@ -39,6 +39,10 @@ pub struct Totals {
     pub pss: u64,
     pub pss_anon: u64,
     pub mappings: u64,
+    pub heap: u64,
+    pub anon_mapped: u64,
+    /// Members whose maps were readable.
+    pub with_maps: u64,
 }
 
 impl Totals {
@@ -55,7 +59,12 @@ impl Totals {
             self.pss += pss;
             self.pss_anon += d.pss_anon.unwrap_or(0);
         }
-        self.mappings += d.mappings.unwrap_or(0);
+        if let Some(m) = d.maps {
+            self.with_maps += 1;
+            self.mappings += m.mappings;
+            self.heap += m.heap;
+            self.anon_mapped += m.anon_mapped;
+        }
     }
 
     fn merge(&mut self, o: &Totals) {
@@ -80,6 +89,9 @@ impl Totals {
         self.pss += o.pss;
         self.pss_anon += o.pss_anon;
         self.mappings += o.mappings;
+        self.heap += o.heap;
+        self.anon_mapped += o.anon_mapped;
+        self.with_maps += o.with_maps;
     }
 }
 

@@ -1,6 +1,6 @@
 //! Per-process-group memory: resident and virtual size and page faults on every
-//! scrape; anonymous/file/shmem/swap, data segment, peak RSS, PSS and mapping
-//! counts from a background refresh (see `detail`).
+//! scrape; anonymous/file/shmem/swap, data segment, peak RSS, PSS, mapping
+//! counts, the brk heap and anonymous mappings from a background refresh (see `detail`).
 //!
 //! Cardinality: processes are summed into groups (by comm, by cgroup, or one per
 //! pid when the user selected them), and at most `max_groups` groups are
@@ -133,6 +133,16 @@ pub static PSS_ANON: MetricSpec = MetricSpec::gauge(
 );
 pub static MAPPINGS: MetricSpec =
     MetricSpec::gauge("memleak_process_mappings", "Memory mappings (lines of /proc/PID/maps).", L);
+pub static HEAP: MetricSpec = MetricSpec::gauge(
+    "memleak_process_heap_bytes",
+    "Size of the brk area ([heap] in /proc/PID/maps): the kernel's own account of heap growth through brk.",
+    L,
+);
+pub static ANON_MAPPED: MetricSpec = MetricSpec::gauge(
+    "memleak_process_anon_mapped_bytes",
+    "Virtual size of unnamed anonymous mappings (/proc/PID/maps): malloc's mmap'd arenas and large blocks.",
+    L,
+);
 pub static DETAIL_AGE: MetricSpec = MetricSpec::gauge(
     "memleak_process_detail_age_seconds",
     "Age of the anon/file/shmem/swap/data/peak/PSS/mappings values, refreshed every detail interval.",
