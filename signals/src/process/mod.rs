@@ -176,6 +176,8 @@ pub static SIGNAL: SignalSpec = SignalSpec {
         &PSS,
         &PSS_ANON,
         &MAPPINGS,
+        &HEAP,
+        &ANON_MAPPED,
         &DETAIL_AGE,
         &FOLDED_GROUPS,
     ],
