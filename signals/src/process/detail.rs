@@ -102,23 +102,27 @@ fn read_maps(path: &Path) -> Result<MapsSummary, ReadError> {
     }
 }
 
-/// `start-end perms offset dev inode [name]`
+/// `start-end perms offset dev inode [name]`, read from bytes without copying.
 fn add_mapping(line: &[u8], summary: &mut MapsSummary) {
-    let text = String::from_utf8_lossy(line);
-    let mut fields = text.split_ascii_whitespace();
+    let mut fields = line.split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty());
     let (Some(range), Some(_perms), Some(_offset), Some(_dev), Some(inode)) =
         (fields.next(), fields.next(), fields.next(), fields.next(), fields.next())
     else {
         return;
     };
-    let Some((start, end)) = range.split_once('-') else { return };
-    let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16)) else { return };
+    let Some(dash) = range.iter().position(|&b| b == b'-') else { return };
+    let (Some(start), Some(end)) = (hex(&range[..dash]), hex(&range[dash + 1..])) else { return };
     let size = end.saturating_sub(start);
     match fields.next() {
-        Some("[heap]") => summary.heap += size,
-        None if inode == "0" => summary.anon_mapped += size,
+        Some(b"[heap]") => summary.heap += size,
+        None if inode == b"0" => summary.anon_mapped += size,
         _ => {}
     }
+}
+
+fn hex(digits: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(digits).ok()?;
+    u64::from_str_radix(text, 16).ok()
 }
 
 /// The last refreshed details, shared between the collector and its refresher.
