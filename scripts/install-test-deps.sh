@@ -2,7 +2,8 @@
 # Installs what the test suite needs beyond the Rust toolchain, on Debian 12:
 #   prometheus, promtool (package `prometheus`): scrape tests, `promtool check/test`;
 #   alertmanager, amtool (package `prometheus-alertmanager`): the webhook loop, `amtool check-config`;
-#   go (package `golang-go`): `go tool pprof` reads our pprof profiles back.
+#   go (package `golang-go`): `go tool pprof` reads our pprof profiles back;
+#   cc (package `gcc`, usually present): builds the page-touching helper of the perf counter test.
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

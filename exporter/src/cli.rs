@@ -16,7 +16,7 @@ use std::time::Duration;
 
 const AFTER_HELP: &str = "\
 Collectors (enable with --collector.<name>, disable with --no-collector.<name>):
-  psi, host_memory, process, cgroup (all enabled by default)
+  psi, host_memory, process, cgroup (enabled by default), pmc (opt-in)
 
 Every flag can also be set in the YAML file given by --config.file; see the README.";
 
@@ -145,6 +145,14 @@ pub struct Cli {
     #[arg(long = "collector.cgroup.exclude", value_name = "REGEX")]
     pub cgroup_exclude: Option<String>,
 
+    /// Most cgroups (cgroup v2, in path order) with perf page-fault counters open [default: 64].
+    #[arg(long = "collector.pmc.max-cgroups", value_name = "N")]
+    pub pmc_max_cgroups: Option<usize>,
+
+    /// Levels below the cgroup v2 root that get perf counters [default: 2].
+    #[arg(long = "collector.pmc.max-depth", value_name = "N")]
+    pub pmc_max_depth: Option<usize>,
+
     /// Levels below the hierarchy root that are walked [default: 6].
     #[arg(long = "collector.cgroup.max-depth", value_name = "N")]
     pub cgroup_max_depth: Option<usize>,
@@ -194,6 +202,7 @@ pub struct Settings {
     pub enabled: Vec<&'static str>,
     pub process: process::Config,
     pub cgroup: cgroup::Config,
+    pub pmc: memleak_signals::pmc::Config,
 }
 
 impl Settings {
@@ -354,6 +363,18 @@ fn merge(cli: Cli, file: FileConfig, matches: &ArgMatches) -> anyhow::Result<Set
         )?,
     };
 
+    let pf = file.collectors.pmc.unwrap_or_default();
+    let pmc_defaults = memleak_signals::pmc::Config::default();
+    let pmc = memleak_signals::pmc::Config {
+        include: None,
+        max_cgroups: positive(
+            "collector.pmc.max-cgroups",
+            cli.pmc_max_cgroups.or(pf.max_cgroups),
+            pmc_defaults.max_cgroups,
+        )?,
+        max_depth: cli.pmc_max_depth.or(pf.max_depth).unwrap_or(pmc_defaults.max_depth),
+    };
+
     Ok(Settings {
         command: cli.command,
         check_only: cli.config_check,
@@ -368,6 +389,7 @@ fn merge(cli: Cli, file: FileConfig, matches: &ArgMatches) -> anyhow::Result<Set
         enabled,
         process,
         cgroup,
+        pmc,
     })
 }
 

@@ -21,6 +21,7 @@ pub fn build(settings: &Settings) -> anyhow::Result<Vec<Box<dyn Collector>>> {
                 ProcessCollector::new(roots, settings.process.clone()).context("starting the process detail thread")?,
             ),
             "cgroup" => Box::new(CgroupCollector::new(roots, settings.cgroup.clone())),
+            "pmc" => Box::new(memleak_signals::pmc::PmcCollector::new(roots, settings.pmc.clone())),
             other => anyhow::bail!("collector {other:?} is in the registry but has no constructor in collectors.rs"),
         };
         collectors.push(collector);

@@ -74,6 +74,7 @@ pub struct CollectorsFile {
     pub host_memory: Option<ToggleFile>,
     pub process: Option<ProcessFile>,
     pub cgroup: Option<CgroupFile>,
+    pub pmc: Option<PmcFile>,
 }
 
 impl CollectorsFile {
@@ -84,6 +85,7 @@ impl CollectorsFile {
             "host_memory" => self.host_memory.as_ref()?.enabled,
             "process" => self.process.as_ref()?.enabled,
             "cgroup" => self.cgroup.as_ref()?.enabled,
+            "pmc" => self.pmc.as_ref()?.enabled,
             _ => None,
         }
     }
@@ -121,6 +123,14 @@ pub struct CgroupFile {
     pub exclude: Option<String>,
     pub max_depth: Option<usize>,
     pub max_cgroups: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PmcFile {
+    pub enabled: Option<bool>,
+    pub max_cgroups: Option<usize>,
+    pub max_depth: Option<usize>,
 }
 
 /// Reads and parses the file; the error names the file, key, line and column.

@@ -310,3 +310,34 @@ fn webhook_without_token_is_refused_beyond_loopback() {
     let local = Exporter::start(&["--path.rootfs", root.to_str().unwrap()]);
     assert_eq!(post_alerts(local.port, None, ALERT).0, 202);
 }
+
+#[test]
+fn perf_counters_denied_are_reported_not_fatal() {
+    // As `nobody` (no CAP_PERFMON, perf_event_paranoid 2) cgroup counters cannot be opened.
+    if !is_root() {
+        eprintln!("SKIP: needs root to create a cgroup and switch to user nobody");
+        return;
+    }
+    let Some(setpriv) = require_tool("setpriv", "util-linux") else { return };
+    let Some(v2) = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.join("cgroup.controllers").is_file())
+    else {
+        panic!("no cgroup v2 hierarchy on this machine");
+    };
+    let cgroup = v2.join(format!("memleak-e2e-{}", std::process::id()));
+    std::fs::create_dir(&cgroup).unwrap();
+    let exporter = Exporter::start_with(
+        Some(setpriv.as_path()),
+        &["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"],
+        &["--collector.pmc", "--no-collector.process", "--path.cgroupfs", v2.to_str().unwrap()],
+    );
+    let text = exporter.metrics();
+    drop(exporter);
+    let _ = std::fs::remove_dir(&cgroup);
+    assert!(text.contains("memleak_exporter_collector_success{collector=\"pmc\"} 0\n"), "{text}");
+    assert!(text.contains("memleak_exporter_errors_total{signal=\"pmc\",type=\"permission\"} 1\n"), "{text}");
+    assert!(text.contains("memleak_exporter_collector_success{collector=\"psi\"} 1\n"), "the rest still serves");
+    assert!(text.contains("memleak_pmc_supported{event=\"cycles\"} 0\n"));
+}

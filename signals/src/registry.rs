@@ -32,8 +32,13 @@ pub struct SignalSpec {
 }
 
 /// Every technology, in the order their metrics appear on `/metrics`.
-pub static SIGNALS: &[&SignalSpec] =
-    &[&crate::psi::SIGNAL, &crate::host_memory::SIGNAL, &crate::process::SIGNAL, &crate::cgroup::SIGNAL];
+pub static SIGNALS: &[&SignalSpec] = &[
+    &crate::psi::SIGNAL,
+    &crate::host_memory::SIGNAL,
+    &crate::process::SIGNAL,
+    &crate::cgroup::SIGNAL,
+    &crate::pmc::SIGNAL,
+];
 
 /// Looks a technology up by id.
 pub fn signal(id: &str) -> Option<&'static SignalSpec> {
@@ -52,7 +57,8 @@ mod tests {
     use std::collections::HashSet;
 
     const UNITS: &[&str] = &["bytes", "seconds", "ratio"];
-    const UNITLESS_QUANTITIES: &[&str] = &["count", "processes", "threads", "mappings", "cgroups", "success", "groups"];
+    const UNITLESS_QUANTITIES: &[&str] =
+        &["count", "processes", "threads", "mappings", "cgroups", "success", "groups", "supported"];
 
     #[test]
     fn metric_names_follow_the_conventions() {
