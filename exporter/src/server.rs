@@ -45,9 +45,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             settings.listen
         )
     })?;
+    // The bound address: with port 0 the kernel picked one, and this line says which.
+    let address = listener.local_addr().map_or_else(|_| settings.listen.to_string(), |a| a.to_string());
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
-        address = %settings.listen,
+        address = %address,
         collectors = scraper.ids().join(","),
         procfs = %settings.roots.procfs.display(),
         cgroupfs = %settings.roots.cgroupfs.display(),

@@ -300,8 +300,7 @@ fn webhook_authenticates_validates_and_records() {
 #[test]
 fn webhook_without_token_is_refused_beyond_loopback() {
     let root = fixture_root("root-v2");
-    let port = common::free_port();
-    let exporter = Exporter::start_on(&format!("0.0.0.0:{port}"), &["--path.rootfs", root.to_str().unwrap()]);
+    let exporter = Exporter::start_on("0.0.0.0:0", &["--path.rootfs", root.to_str().unwrap()]);
     let (status, reply) = post_alerts(exporter.port, None, ALERT);
     assert_eq!(status, 403, "{reply}");
     assert!(reply.contains("--webhook.token-file"), "{reply}");

@@ -31,7 +31,7 @@ impl Exporter {
         Exporter::start_with(None, &[], args)
     }
 
-    /// Starts listening on `listen` (HOST:PORT) instead of a loopback port.
+    /// Starts listening on `listen` (HOST:PORT, port 0 for any) instead of a loopback port.
     pub fn start_on(listen: &str, args: &[&str]) -> Exporter {
         let mut all = vec!["--web.listen-address", listen];
         all.extend_from_slice(args);
@@ -39,13 +39,11 @@ impl Exporter {
     }
 
     /// Starts the binary through `wrapper wrapper_args… BIN args…` when a wrapper is given.
+    /// Without a `--web.listen-address` in `args` it listens on 127.0.0.1:0, and the port the
+    /// kernel picked is read from its "listening" log line: no race between parallel tests.
     pub fn start_with(wrapper: Option<&Path>, wrapper_args: &[&str], args: &[&str]) -> Exporter {
         let dir = tempfile::tempdir().unwrap();
         let stderr_path = dir.path().join("stderr.log");
-        // A --web.listen-address in `args` replaces the default loopback port.
-        let given = args.windows(2).find(|w| w[0] == "--web.listen-address").map(|w| w[1].to_owned());
-        let listen = given.unwrap_or_else(|| format!("127.0.0.1:{}", free_port()));
-        let port: u16 = listen.rsplit(':').next().unwrap().parse().unwrap();
         let mut command = match wrapper {
             Some(w) => {
                 let mut c = Command::new(w);
@@ -55,7 +53,7 @@ impl Exporter {
             None => Command::new(BIN),
         };
         if !args.contains(&"--web.listen-address") {
-            command.args(["--web.listen-address", &listen]);
+            command.args(["--web.listen-address", "127.0.0.1:0"]);
         }
         let child = command
             .args(args)
@@ -63,13 +61,16 @@ impl Exporter {
             .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()
             .unwrap();
-        let mut exporter = Exporter { child, port, stderr_path, _dir: dir };
+        let mut exporter = Exporter { child, port: 0, stderr_path, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Some(status) = exporter.child.try_wait().unwrap() {
                 panic!("exporter exited early with {status}: {}", exporter.stderr());
             }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() && exporter.get("/-/ready", None).0 == 200 {
+            if exporter.port == 0 {
+                exporter.port = listening_port(&exporter.stderr()).unwrap_or(0);
+            }
+            if exporter.port != 0 && try_get(exporter.port, "/-/ready").is_some_and(|status| status == 200) {
                 return exporter;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -110,6 +111,23 @@ impl Drop for Exporter {
 unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// The port of the exporter's `memleak-exporter listening … address=HOST:PORT` log line.
+fn listening_port(log: &str) -> Option<u16> {
+    let line = log.lines().find(|l| l.contains("memleak-exporter listening"))?;
+    let address = line.split_whitespace().find_map(|w| w.strip_prefix("address="))?;
+    address.rsplit(':').next()?.parse().ok()
+}
+
+/// The status of a GET, or `None` when the connection fails.
+fn try_get(port: u16, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    String::from_utf8_lossy(&raw).split_whitespace().nth(1)?.parse().ok()
 }
 
 /// GET over HTTP/1.1 on loopback: (status, headers, body).
