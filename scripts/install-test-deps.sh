@@ -3,7 +3,8 @@
 #   prometheus, promtool (package `prometheus`): scrape tests, `promtool check/test`;
 #   alertmanager, amtool (package `prometheus-alertmanager`): the webhook loop, `amtool check-config`;
 #   go (package `golang-go`): `go tool pprof` reads our pprof profiles back;
-#   cc (package `gcc`, usually present): builds the page-touching helper of the perf counter test.
+#   cc (package `gcc`, usually present): builds the page-touching helper of the perf counter test;
+#   clang (package `clang`): compiles the eBPF programs in bpf/build.rs (without it they are left out).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -12,6 +13,7 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v clang >/dev/null 2>&1 || missing+=(clang)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

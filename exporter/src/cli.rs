@@ -16,7 +16,7 @@ use std::time::Duration;
 
 const AFTER_HELP: &str = "\
 Collectors (enable with --collector.<name>, disable with --no-collector.<name>):
-  psi, host_memory, process, cgroup (enabled by default), pmc (opt-in)
+  psi, host_memory, process, cgroup (enabled by default), pmc, page_faults (opt-in)
 
 Every flag can also be set in the YAML file given by --config.file; see the README.";
 
@@ -153,6 +153,10 @@ pub struct Cli {
     #[arg(long = "collector.pmc.max-depth", value_name = "N")]
     pub pmc_max_depth: Option<usize>,
 
+    /// Sampling period of the eBPF page-fault attribution: one sample every N faults [default: 1000].
+    #[arg(long = "collector.page_faults.period", value_name = "N")]
+    pub page_faults_period: Option<u64>,
+
     /// Levels below the hierarchy root that are walked [default: 6].
     #[arg(long = "collector.cgroup.max-depth", value_name = "N")]
     pub cgroup_max_depth: Option<usize>,
@@ -203,6 +207,8 @@ pub struct Settings {
     pub process: process::Config,
     pub cgroup: cgroup::Config,
     pub pmc: memleak_signals::pmc::Config,
+    /// One BPF sample every this many page faults.
+    pub page_faults_period: u64,
 }
 
 impl Settings {
@@ -375,6 +381,13 @@ fn merge(cli: Cli, file: FileConfig, matches: &ArgMatches) -> anyhow::Result<Set
         max_depth: cli.pmc_max_depth.or(pf.max_depth).unwrap_or(pmc_defaults.max_depth),
     };
 
+    let page_faults_period =
+        match cli.page_faults_period.or(file.collectors.page_faults.as_ref().and_then(|p| p.period)) {
+            Some(0) => bail!("--collector.page_faults.period must be at least 1"),
+            Some(p) => p,
+            None => 1000,
+        };
+
     Ok(Settings {
         command: cli.command,
         check_only: cli.config_check,
@@ -390,6 +403,7 @@ fn merge(cli: Cli, file: FileConfig, matches: &ArgMatches) -> anyhow::Result<Set
         process,
         cgroup,
         pmc,
+        page_faults_period,
     })
 }
 

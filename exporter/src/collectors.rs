@@ -22,6 +22,7 @@ pub fn build(settings: &Settings) -> anyhow::Result<Vec<Box<dyn Collector>>> {
             ),
             "cgroup" => Box::new(CgroupCollector::new(roots, settings.cgroup.clone())),
             "pmc" => Box::new(memleak_signals::pmc::PmcCollector::new(roots, settings.pmc.clone())),
+            "page_faults" => Box::new(memleak_bpf::PageFaultSampler::new(roots, settings.page_faults_period)),
             other => anyhow::bail!("collector {other:?} is in the registry but has no constructor in collectors.rs"),
         };
         collectors.push(collector);

@@ -75,6 +75,7 @@ pub struct CollectorsFile {
     pub process: Option<ProcessFile>,
     pub cgroup: Option<CgroupFile>,
     pub pmc: Option<PmcFile>,
+    pub page_faults: Option<PageFaultsFile>,
 }
 
 impl CollectorsFile {
@@ -86,6 +87,7 @@ impl CollectorsFile {
             "process" => self.process.as_ref()?.enabled,
             "cgroup" => self.cgroup.as_ref()?.enabled,
             "pmc" => self.pmc.as_ref()?.enabled,
+            "page_faults" => self.page_faults.as_ref()?.enabled,
             _ => None,
         }
     }
@@ -131,6 +133,13 @@ pub struct PmcFile {
     pub enabled: Option<bool>,
     pub max_cgroups: Option<usize>,
     pub max_depth: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageFaultsFile {
+    pub enabled: Option<bool>,
+    pub period: Option<u64>,
 }
 
 /// Reads and parses the file; the error names the file, key, line and column.

@@ -340,3 +340,27 @@ fn perf_counters_denied_are_reported_not_fatal() {
     assert!(text.contains("memleak_exporter_collector_success{collector=\"psi\"} 1\n"), "the rest still serves");
     assert!(text.contains("memleak_pmc_supported{event=\"cycles\"} 0\n"));
 }
+
+#[test]
+fn bpf_denied_is_reported_not_fatal() {
+    if !is_root() {
+        eprintln!("SKIP: needs root to switch to user nobody");
+        return;
+    }
+    let Some(setpriv) = require_tool("setpriv", "util-linux") else { return };
+    let exporter = Exporter::start_with(
+        Some(setpriv.as_path()),
+        &["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"],
+        &["--collector.page_faults", "--no-collector.process"],
+    );
+    let text = exporter.metrics();
+    assert!(text.contains("memleak_exporter_collector_success{collector=\"page_faults\"} 0\n"), "{text}");
+    let kind = if memleak_bpf::built_with_bpf() { "permission" } else { "unsupported" };
+    assert!(
+        text.contains(&format!("memleak_exporter_errors_total{{signal=\"page_faults\",type=\"{kind}\"}} 1\n")),
+        "{text}"
+    );
+    assert!(text.contains("memleak_exporter_collector_success{collector=\"psi\"} 1\n"), "the rest still serves");
+    let log = exporter.stderr();
+    assert!(log.contains("page_faults") && log.contains("CAP_BPF"), "{log}");
+}

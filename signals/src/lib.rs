@@ -19,6 +19,7 @@ pub mod valgrind;
 
 pub mod cgroup;
 pub mod host_memory;
+pub mod page_faults;
 pub mod pmc;
 pub mod process;
 pub mod psi;

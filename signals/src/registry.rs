@@ -38,6 +38,7 @@ pub static SIGNALS: &[&SignalSpec] = &[
     &crate::process::SIGNAL,
     &crate::cgroup::SIGNAL,
     &crate::pmc::SIGNAL,
+    &crate::page_faults::SIGNAL,
 ];
 
 /// Looks a technology up by id.
