@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{BIN, Exporter, fixture_root, require_tool};
+use common::{BIN, Exporter, fixture_root, is_root, require_tool};
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
@@ -200,17 +200,12 @@ fn a_permission_denied_file_is_reported_with_a_hint() {
         eprintln!("SKIP: needs root to switch to user nobody");
         return;
     }
-    let Some(setpriv) = require_tool("setpriv", "util-linux") else { return };
     let dir = tempfile::tempdir().unwrap();
     copy_tree(&fixture_root("root-v2"), dir.path());
     chmod_tree(dir.path());
     std::fs::set_permissions(dir.path().join("proc/meminfo"), std::os::unix::fs::PermissionsExt::from_mode(0o000))
         .unwrap();
-    let exporter = Exporter::start_with(
-        Some(setpriv.as_path()),
-        &["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"],
-        &["--path.rootfs", dir.path().to_str().unwrap()],
-    );
+    let Some(exporter) = Exporter::start_as_nobody(&["--path.rootfs", dir.path().to_str().unwrap()]) else { return };
     let text = exporter.metrics();
     assert!(text.contains("memleak_exporter_collector_success{collector=\"host_memory\"} 0\n"), "{text}");
     assert!(text.contains("memleak_exporter_errors_total{signal=\"host_memory\",type=\"permission\"} 1\n"));
@@ -218,12 +213,6 @@ fn a_permission_denied_file_is_reported_with_a_hint() {
     assert!(text.contains("memleak_exporter_collector_success{collector=\"process\"} 1\n"));
     let stderr = exporter.stderr();
     assert!(stderr.contains("meminfo") && stderr.contains("Permission denied") && stderr.contains("hint="), "{stderr}");
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
 }
 
 fn chmod_tree(path: &Path) {
@@ -317,7 +306,6 @@ fn perf_counters_denied_are_reported_not_fatal() {
         eprintln!("SKIP: needs root to create a cgroup and switch to user nobody");
         return;
     }
-    let Some(setpriv) = require_tool("setpriv", "util-linux") else { return };
     let Some(v2) = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
         .iter()
         .map(Path::new)
@@ -327,11 +315,14 @@ fn perf_counters_denied_are_reported_not_fatal() {
     };
     let cgroup = v2.join(format!("memleak-e2e-{}", std::process::id()));
     std::fs::create_dir(&cgroup).unwrap();
-    let exporter = Exporter::start_with(
-        Some(setpriv.as_path()),
-        &["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"],
-        &["--collector.pmc", "--no-collector.process", "--path.cgroupfs", v2.to_str().unwrap()],
-    );
+    let Some(exporter) = Exporter::start_as_nobody(&[
+        "--collector.pmc",
+        "--no-collector.process",
+        "--path.cgroupfs",
+        v2.to_str().unwrap(),
+    ]) else {
+        return;
+    };
     let text = exporter.metrics();
     drop(exporter);
     let _ = std::fs::remove_dir(&cgroup);
@@ -343,16 +334,9 @@ fn perf_counters_denied_are_reported_not_fatal() {
 
 #[test]
 fn bpf_denied_is_reported_not_fatal() {
-    if !is_root() {
-        eprintln!("SKIP: needs root to switch to user nobody");
+    let Some(exporter) = Exporter::start_as_nobody(&["--collector.page_faults", "--no-collector.process"]) else {
         return;
-    }
-    let Some(setpriv) = require_tool("setpriv", "util-linux") else { return };
-    let exporter = Exporter::start_with(
-        Some(setpriv.as_path()),
-        &["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"],
-        &["--collector.page_faults", "--no-collector.process"],
-    );
+    };
     let text = exporter.metrics();
     assert!(text.contains("memleak_exporter_collector_success{collector=\"page_faults\"} 0\n"), "{text}");
     let kind = if memleak_bpf::built_with_bpf() { "permission" } else { "unsupported" };

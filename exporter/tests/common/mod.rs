@@ -31,6 +31,21 @@ impl Exporter {
         Exporter::start_with(None, &[], args)
     }
 
+    /// Starts the exporter as user `nobody` (setpriv from util-linux), to meet real permission
+    /// denials. `None` (a skip) when this test process is not root.
+    pub fn start_as_nobody(args: &[&str]) -> Option<Exporter> {
+        if !is_root() {
+            eprintln!("SKIP: needs root to switch to user nobody");
+            return None;
+        }
+        let setpriv = require_tool("setpriv", "util-linux")?;
+        Some(Exporter::start_with(
+            Some(setpriv.as_path()),
+            &["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"],
+            args,
+        ))
+    }
+
     /// Starts listening on `listen` (HOST:PORT, port 0 for any) instead of a loopback port.
     pub fn start_on(listen: &str, args: &[&str]) -> Exporter {
         let mut all = vec!["--web.listen-address", listen];
@@ -215,4 +230,11 @@ pub fn run_tool(tool: &str, package: &str, args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Whether this test process runs as root.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
 }
