@@ -154,12 +154,13 @@ impl Collector for PageFaultSampler {
                 ));
             }
         };
-        let paths = self.cgroup_paths();
+        let counts: Vec<(u64, u64)> = samples.iter().flatten().collect();
+        let entries = counts.len();
+        // The cgroup tree is walked only when there is something to name.
+        let paths = if counts.is_empty() { HashMap::new() } else { self.cgroup_paths() };
         let period = self.period.to_string();
         let mut by_path: HashMap<String, u64> = HashMap::new();
-        let mut entries = 0;
-        for (id, count) in samples.iter().flatten() {
-            entries += 1;
+        for (id, count) in counts {
             let path = paths.get(&id).cloned().unwrap_or_else(|| "(unknown)".to_owned());
             *by_path.entry(path).or_default() += count;
         }

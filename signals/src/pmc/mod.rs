@@ -194,13 +194,15 @@ impl Collector for PmcCollector {
         };
         let wanted = self.list(&root);
         self.cgroups.retain(|path, _| wanted.contains(path));
-        let cpus = self.online_cpus();
+        // Online CPUs are read only when a cgroup needs counters, not on every scrape.
+        let mut cpus: Option<Vec<usize>> = None;
         for path in &wanted {
             if self.cgroups.contains_key(path) {
                 continue;
             }
+            let cpus = cpus.get_or_insert_with(|| self.online_cpus());
             let dir = root.join(path.trim_start_matches('/'));
-            match Self::open(&dir, &cpus) {
+            match Self::open(&dir, cpus) {
                 Ok(c) => {
                     self.cgroups.insert(path.clone(), c);
                 }
