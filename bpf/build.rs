@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const PROGRAMS: &[&str] = &["page_faults"];
+const PROGRAMS: &[&str] = &["page_faults", "memory_syscalls"];
 
 // A broken BPF program must stop the build, as a compile error would.
 #[allow(clippy::panic)]

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 const AFTER_HELP: &str = "\
 Collectors (enable with --collector.<name>, disable with --no-collector.<name>):
-  psi, host_memory, process, cgroup (enabled by default), pmc, page_faults (opt-in)
+  psi, host_memory, process, cgroup (enabled by default),
+  pmc, page_faults, memory_syscalls (opt-in; their cost is in docs/benchmarks.md)
 
 Every flag can also be set in the YAML file given by --config.file; see the README.";
 
@@ -153,9 +154,27 @@ pub struct Cli {
     #[arg(long = "collector.pmc.max-depth", value_name = "N")]
     pub pmc_max_depth: Option<usize>,
 
-    /// Sampling period of the eBPF page-fault attribution: one sample every N faults [default: 1000].
+    /// Sampling period of the eBPF page-fault attribution: one sample every N faults; in
+    /// every-fault mode, one fault in N is attributed to a memory region [default: 1000].
     #[arg(long = "collector.page_faults.period", value_name = "N")]
     pub page_faults_period: Option<u64>,
+
+    /// How the eBPF page-fault collector sees faults: `sampled` (the page-faults perf event, one
+    /// program run per period; always-on cost) or `every-fault` (the exceptions:page_fault_user
+    /// tracepoint, exact counts, 10 % or more on fault-heavy loads: for short windows)
+    /// [default: sampled].
+    #[arg(long = "collector.page_faults.mode", value_name = "MODE")]
+    pub page_faults_mode: Option<FaultModeArg>,
+
+    /// Most cgroups the page-fault collector names (those with the most faults); the others are
+    /// summed as cgroup="__other__" [default: 64].
+    #[arg(long = "collector.page_faults.max-cgroups", value_name = "N")]
+    pub page_faults_max_cgroups: Option<usize>,
+
+    /// Most cgroups the brk/mmap/munmap/mremap collector names (those with the most calls); the
+    /// others are summed as cgroup="__other__" [default: 64].
+    #[arg(long = "collector.memory_syscalls.max-cgroups", value_name = "N")]
+    pub memory_syscalls_max_cgroups: Option<usize>,
 
     /// Levels below the hierarchy root that are walked [default: 6].
     #[arg(long = "collector.cgroup.max-depth", value_name = "N")]
@@ -164,6 +183,23 @@ pub struct Cli {
     /// Most cgroups reported per scrape, in path order [default: 1000].
     #[arg(long = "collector.cgroup.max-cgroups", value_name = "N")]
     pub cgroup_max_cgroups: Option<usize>,
+}
+
+/// `--collector.page_faults.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultModeArg {
+    Sampled,
+    EveryFault,
+}
+
+impl From<FaultModeArg> for memleak_bpf::FaultMode {
+    fn from(mode: FaultModeArg) -> Self {
+        match mode {
+            FaultModeArg::Sampled => memleak_bpf::FaultMode::Sampled,
+            FaultModeArg::EveryFault => memleak_bpf::FaultMode::EveryFault,
+        }
+    }
 }
 
 /// Subcommands besides serving metrics.
@@ -207,8 +243,8 @@ pub struct Settings {
     pub process: process::Config,
     pub cgroup: cgroup::Config,
     pub pmc: memleak_signals::pmc::Config,
-    /// One BPF sample every this many page faults.
-    pub page_faults_period: u64,
+    pub page_faults: memleak_bpf::FaultConfig,
+    pub memory_syscalls_max_cgroups: usize,
 }
 
 impl Settings {
@@ -381,12 +417,27 @@ fn merge(cli: Cli, file: FileConfig, matches: &ArgMatches) -> anyhow::Result<Set
         max_depth: cli.pmc_max_depth.or(pf.max_depth).unwrap_or(pmc_defaults.max_depth),
     };
 
-    let page_faults_period =
-        match cli.page_faults_period.or(file.collectors.page_faults.as_ref().and_then(|p| p.period)) {
-            Some(0) => bail!("--collector.page_faults.period must be at least 1"),
-            Some(p) => p,
-            None => 1000,
-        };
+    let page_faults_file = file.collectors.page_faults.unwrap_or_default();
+    let page_faults_period = match cli.page_faults_period.or(page_faults_file.period) {
+        Some(0) => bail!("--collector.page_faults.period must be at least 1"),
+        Some(p) if p > MAX_FAULT_PERIOD => bail!("--collector.page_faults.period must be at most {MAX_FAULT_PERIOD}"),
+        Some(p) => p,
+        None => 1000,
+    };
+    let page_faults = memleak_bpf::FaultConfig {
+        mode: cli.page_faults_mode.or(page_faults_file.mode).unwrap_or(FaultModeArg::Sampled).into(),
+        period: page_faults_period,
+        max_cgroups: positive(
+            "collector.page_faults.max-cgroups",
+            cli.page_faults_max_cgroups.or(page_faults_file.max_cgroups),
+            64,
+        )?,
+    };
+    let memory_syscalls_max_cgroups = positive(
+        "collector.memory_syscalls.max-cgroups",
+        cli.memory_syscalls_max_cgroups.or(file.collectors.memory_syscalls.and_then(|m| m.max_cgroups)),
+        64,
+    )?;
 
     Ok(Settings {
         command: cli.command,
@@ -403,9 +454,13 @@ fn merge(cli: Cli, file: FileConfig, matches: &ArgMatches) -> anyhow::Result<Set
         process,
         cgroup,
         pmc,
-        page_faults_period,
+        page_faults,
+        memory_syscalls_max_cgroups,
     })
 }
+
+/// A sample's weight travels as 32 bits from the BPF program.
+const MAX_FAULT_PERIOD: u64 = 1_000_000_000;
 
 fn regex(flag: &str, pattern: Option<String>) -> anyhow::Result<Option<Regex>> {
     pattern

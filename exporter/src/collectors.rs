@@ -22,7 +22,10 @@ pub fn build(settings: &Settings) -> anyhow::Result<Vec<Box<dyn Collector>>> {
             ),
             "cgroup" => Box::new(CgroupCollector::new(roots, settings.cgroup.clone())),
             "pmc" => Box::new(memleak_signals::pmc::PmcCollector::new(roots, settings.pmc.clone())),
-            "page_faults" => Box::new(memleak_bpf::PageFaultSampler::new(roots, settings.page_faults_period)),
+            "page_faults" => Box::new(memleak_bpf::PageFaultSampler::new(roots, settings.page_faults)),
+            "memory_syscalls" => {
+                Box::new(memleak_bpf::MemorySyscalls::new(roots, settings.memory_syscalls_max_cgroups))
+            }
             other => anyhow::bail!("collector {other:?} is in the registry but has no constructor in collectors.rs"),
         };
         collectors.push(collector);

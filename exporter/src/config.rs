@@ -76,6 +76,7 @@ pub struct CollectorsFile {
     pub cgroup: Option<CgroupFile>,
     pub pmc: Option<PmcFile>,
     pub page_faults: Option<PageFaultsFile>,
+    pub memory_syscalls: Option<MemorySyscallsFile>,
 }
 
 impl CollectorsFile {
@@ -88,6 +89,7 @@ impl CollectorsFile {
             "cgroup" => self.cgroup.as_ref()?.enabled,
             "pmc" => self.pmc.as_ref()?.enabled,
             "page_faults" => self.page_faults.as_ref()?.enabled,
+            "memory_syscalls" => self.memory_syscalls.as_ref()?.enabled,
             _ => None,
         }
     }
@@ -140,6 +142,15 @@ pub struct PmcFile {
 pub struct PageFaultsFile {
     pub enabled: Option<bool>,
     pub period: Option<u64>,
+    pub mode: Option<crate::cli::FaultModeArg>,
+    pub max_cgroups: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemorySyscallsFile {
+    pub enabled: Option<bool>,
+    pub max_cgroups: Option<usize>,
 }
 
 /// Reads and parses the file; the error names the file, key, line and column.

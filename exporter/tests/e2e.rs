@@ -334,17 +334,25 @@ fn perf_counters_denied_are_reported_not_fatal() {
 
 #[test]
 fn bpf_denied_is_reported_not_fatal() {
-    let Some(exporter) = Exporter::start_as_nobody(&["--collector.page_faults", "--no-collector.process"]) else {
-        return;
-    };
-    let text = exporter.metrics();
-    assert!(text.contains("memleak_exporter_collector_success{collector=\"page_faults\"} 0\n"), "{text}");
-    let kind = if memleak_bpf::built_with_bpf() { "permission" } else { "unsupported" };
-    assert!(
-        text.contains(&format!("memleak_exporter_errors_total{{signal=\"page_faults\",type=\"{kind}\"}} 1\n")),
-        "{text}"
-    );
-    assert!(text.contains("memleak_exporter_collector_success{collector=\"psi\"} 1\n"), "the rest still serves");
-    let log = exporter.stderr();
-    assert!(log.contains("page_faults") && log.contains("CAP_BPF"), "{log}");
+    for mode in ["sampled", "every-fault"] {
+        let args = [
+            "--collector.page_faults",
+            "--collector.page_faults.mode",
+            mode,
+            "--collector.memory_syscalls",
+            "--no-collector.process",
+        ];
+        let Some(exporter) = Exporter::start_as_nobody(&args) else { return };
+        let text = exporter.metrics();
+        let kind = if memleak_bpf::built_with_bpf() { "permission" } else { "unsupported" };
+        for collector in ["page_faults", "memory_syscalls"] {
+            let success = format!("memleak_exporter_collector_success{{collector=\"{collector}\"}} 0\n");
+            assert!(text.contains(&success), "{mode}: {text}");
+            let error = format!("memleak_exporter_errors_total{{signal=\"{collector}\",type=\"{kind}\"}} 1\n");
+            assert!(text.contains(&error), "{mode}: {text}");
+        }
+        assert!(text.contains("memleak_exporter_collector_success{collector=\"psi\"} 1\n"), "the rest still serves");
+        let log = exporter.stderr();
+        assert!(log.contains("page_faults") && log.contains("memory_syscalls") && log.contains("CAP_BPF"), "{log}");
+    }
 }

@@ -4,7 +4,7 @@
 //! are rebuilt on every scrape from `/proc` and `/sys`: a registry of
 //! long-lived metric objects would only add copies.
 
-use crate::model::{Family, MetricSet, MetricType};
+use crate::model::{Family, MetricSet, MetricType, Series};
 use std::fmt::Write as _;
 
 /// The exposition format chosen by content negotiation.
@@ -73,32 +73,60 @@ fn encode_family(out: &mut String, family: &Family, format: Format) {
     out.push('\n');
     for sample in &family.samples {
         out.push_str(spec.name);
-        if !spec.labels.is_empty() {
-            out.push('{');
-            let mut first = true;
-            for (name, value) in spec.labels.iter().zip(sample.label_values.iter()) {
-                // An empty value means "no such label" in Prometheus; leave it out.
-                if value.is_empty() {
-                    continue;
-                }
-                if !first {
-                    out.push(',');
-                }
-                first = false;
-                out.push_str(name);
-                out.push_str("=\"");
-                escape_label_value(out, value);
-                out.push('"');
+        out.push_str(sample.series.suffix());
+        let le = match sample.series {
+            Series::Bucket(bound) => Some(bound),
+            _ => None,
+        };
+        let mut first = true;
+        out.push('{');
+        for (name, value) in spec.labels.iter().zip(sample.label_values.iter()) {
+            // An empty value means "no such label" in Prometheus; leave it out.
+            if value.is_empty() {
+                continue;
             }
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push_str(name);
+            out.push_str("=\"");
+            escape_label_value(out, value);
+            out.push('"');
+        }
+        if let Some(bound) = le {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push_str("le=\"");
+            write_bound(out, bound, format);
+            out.push('"');
+        }
+        if first {
+            // No label at all: drop the brace again.
+            out.pop();
+        } else {
             out.push('}');
-            if first {
-                // Every label was empty: drop the braces again.
-                out.truncate(out.len() - 2);
-            }
         }
         out.push(' ');
         write_value(out, sample.value);
         out.push('\n');
+    }
+}
+
+/// A bucket bound: `+Inf`, or a number (OpenMetrics wants a float's canonical
+/// form, `4096.0`; the text format's convention is `4096`).
+fn write_bound(out: &mut String, bound: f64, format: Format) {
+    if bound.is_infinite() {
+        out.push_str("+Inf");
+    } else if bound.fract() == 0.0 && bound.abs() < 1e15 {
+        let _ = write!(out, "{}", bound as i64);
+        if format == Format::OpenMetrics {
+            out.push_str(".0");
+        }
+    } else {
+        let _ = write!(out, "{bound}");
     }
 }
 
@@ -139,7 +167,7 @@ fn escape_label_value(out: &mut String, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::MetricSpec;
+    use crate::model::{HistogramValue, MetricSpec};
 
     static BYTES: MetricSpec = MetricSpec::gauge("memleak_test_bytes", "Test \\ help\nline.", &["group", "pid"]);
     static FAULTS: MetricSpec = MetricSpec::counter("memleak_test_faults_total", "Faults.", &[]);
@@ -182,6 +210,29 @@ mod tests {
         assert!(encode(&set, Format::PrometheusText).contains("# TYPE memleak_test_build_info gauge\n"));
         let om = encode(&set, Format::OpenMetrics);
         assert!(om.contains("# TYPE memleak_test_build info\nmemleak_test_build_info{version=\"1.0\"} 1\n"), "{om}");
+    }
+
+    static SIZES: MetricSpec = MetricSpec::histogram("memleak_test_size_bytes", "Sizes.", &["cgroup"]);
+
+    #[test]
+    fn histograms_are_cumulative_with_inf_sum_and_count() {
+        let mut set = MetricSet::new();
+        let histogram = HistogramValue { bounds: &[4096.0, 65536.0], counts: &[2, 1], sum: 73728.0 };
+        set.push_histogram(&SIZES, &["/a"], &histogram);
+        let text = encode(&set, Format::PrometheusText);
+        assert_eq!(
+            text,
+            "# HELP memleak_test_size_bytes Sizes.\n\
+             # TYPE memleak_test_size_bytes histogram\n\
+             memleak_test_size_bytes_bucket{cgroup=\"/a\",le=\"4096\"} 2\n\
+             memleak_test_size_bytes_bucket{cgroup=\"/a\",le=\"65536\"} 3\n\
+             memleak_test_size_bytes_bucket{cgroup=\"/a\",le=\"+Inf\"} 3\n\
+             memleak_test_size_bytes_sum{cgroup=\"/a\"} 73728\n\
+             memleak_test_size_bytes_count{cgroup=\"/a\"} 3\n"
+        );
+        let om = encode(&set, Format::OpenMetrics);
+        assert!(om.contains("memleak_test_size_bytes_bucket{cgroup=\"/a\",le=\"4096.0\"} 2\n"), "{om}");
+        assert_eq!(set.series_value("memleak_test_size_bytes", &[("cgroup", "/a")], Series::Count), Some(3.0));
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod valgrind;
 
 pub mod cgroup;
 pub mod host_memory;
+pub mod memory_syscalls;
 pub mod page_faults;
 pub mod pmc;
 pub mod process;
@@ -37,6 +38,6 @@ pub mod mimalloc;
 pub mod tcmalloc;
 
 pub use fsroot::FsRoots;
-pub use model::{Family, MetricSet, MetricSpec, MetricType};
+pub use model::{Family, HistogramValue, MetricSet, MetricSpec, MetricType, Series};
 pub use problem::{Problem, ProblemKind};
 pub use roles::{Capture, Collection, Collector, ScrapeContext};

@@ -14,6 +14,9 @@ pub enum MetricType {
     /// A constant 1 whose labels carry facts; its name ends in `_info`. A gauge
     /// in the Prometheus text format, OpenMetrics' `info` type in OpenMetrics.
     Info,
+    /// Cumulative `_bucket{le}` counters with `_sum` and `_count`; pushed
+    /// whole with `MetricSet::push_histogram`.
+    Histogram,
 }
 
 impl MetricType {
@@ -22,6 +25,7 @@ impl MetricType {
             MetricType::Gauge => "gauge",
             MetricType::Counter => "counter",
             MetricType::Info => "info",
+            MetricType::Histogram => "histogram",
         }
     }
 }
@@ -48,6 +52,32 @@ impl MetricSpec {
     pub const fn counter(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
         MetricSpec { name, help, kind: MetricType::Counter, labels }
     }
+
+    /// A histogram; `labels` leaves out `le`, which each bucket adds.
+    pub const fn histogram(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+        MetricSpec { name, help, kind: MetricType::Histogram, labels }
+    }
+}
+
+/// Which series of its family a sample is: the family's own name, or one of a
+/// histogram's `_bucket` (with its upper bound), `_sum` and `_count`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Series {
+    Plain,
+    Bucket(f64),
+    Sum,
+    Count,
+}
+
+impl Series {
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Series::Plain => "",
+            Series::Bucket(_) => "_bucket",
+            Series::Sum => "_sum",
+            Series::Count => "_count",
+        }
+    }
 }
 
 /// One sample: label values in the spec's label order, and the value.
@@ -55,6 +85,7 @@ impl MetricSpec {
 pub struct Sample {
     pub label_values: Box<[Box<str>]>,
     pub value: f64,
+    pub series: Series,
 }
 
 /// All samples of one family collected in one scrape.
@@ -68,8 +99,23 @@ impl Family {
     /// Adds a sample. `label_values` must match `spec.labels` in length and order.
     pub fn push(&mut self, label_values: &[&str], value: f64) {
         debug_assert_eq!(label_values.len(), self.spec.labels.len(), "wrong label count for {}", self.spec.name);
-        self.samples.push(Sample { label_values: label_values.iter().map(|v| Box::<str>::from(*v)).collect(), value });
+        self.push_series(label_values, value, Series::Plain);
     }
+
+    fn push_series(&mut self, label_values: &[&str], value: f64, series: Series) {
+        debug_assert_eq!(label_values.len(), self.spec.labels.len(), "wrong label count for {}", self.spec.name);
+        let label_values = label_values.iter().map(|v| Box::<str>::from(*v)).collect();
+        self.samples.push(Sample { label_values, value, series });
+    }
+}
+
+/// A histogram's state: non-cumulative counts per upper bound (ascending, the
+/// last may be `+Inf`), and the sum of observed values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramValue<'a> {
+    pub bounds: &'a [f64],
+    pub counts: &'a [u64],
+    pub sum: f64,
 }
 
 /// The metric families produced by one or more collectors, in emission order.
@@ -100,6 +146,24 @@ impl MetricSet {
         self.family(spec).push(label_values, value);
     }
 
+    /// Adds one histogram series: a cumulative `_bucket` per bound, a `+Inf`
+    /// bucket if the bounds lack one, `_sum` and `_count`.
+    pub fn push_histogram(&mut self, spec: &'static MetricSpec, label_values: &[&str], histogram: &HistogramValue) {
+        debug_assert_eq!(spec.kind, MetricType::Histogram, "{} is not a histogram", spec.name);
+        let family = self.family(spec);
+        let mut cumulative = 0u64;
+        for (bound, count) in histogram.bounds.iter().zip(histogram.counts) {
+            cumulative += count;
+            family.push_series(label_values, cumulative as f64, Series::Bucket(*bound));
+        }
+        let total: u64 = histogram.counts.iter().sum();
+        if histogram.bounds.last().is_none_or(|b| b.is_finite()) {
+            family.push_series(label_values, total as f64, Series::Bucket(f64::INFINITY));
+        }
+        family.push_series(label_values, histogram.sum, Series::Sum);
+        family.push_series(label_values, total as f64, Series::Count);
+    }
+
     pub fn families(&self) -> &[Family] {
         &self.families
     }
@@ -117,14 +181,20 @@ impl MetricSet {
     /// The value of the first sample of `name` whose labels include all `labels`.
     /// Meant for tests and diagnostics, not for hot paths.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.series_value(name, labels, Series::Plain)
+    }
+
+    /// Like `value`, for one series of a histogram (`Series::Bucket(le)`, `Sum`, `Count`).
+    pub fn series_value(&self, name: &str, labels: &[(&str, &str)], series: Series) -> Option<f64> {
         let family = self.families.iter().find(|f| f.spec.name == name)?;
         family
             .samples
             .iter()
             .find(|s| {
-                labels.iter().all(|(k, v)| {
-                    family.spec.labels.iter().position(|l| l == k).is_some_and(|i| &*s.label_values[i] == *v)
-                })
+                s.series == series
+                    && labels.iter().all(|(k, v)| {
+                        family.spec.labels.iter().position(|l| l == k).is_some_and(|i| &*s.label_values[i] == *v)
+                    })
             })
             .map(|s| s.value)
     }

@@ -39,6 +39,7 @@ pub static SIGNALS: &[&SignalSpec] = &[
     &crate::cgroup::SIGNAL,
     &crate::pmc::SIGNAL,
     &crate::page_faults::SIGNAL,
+    &crate::memory_syscalls::SIGNAL,
 ];
 
 /// Looks a technology up by id.
@@ -79,6 +80,9 @@ mod tests {
                     assert_eq!(suffix, "total", "counter {} must end in _total", spec.name)
                 }
                 MetricType::Info => assert_eq!(suffix, "info", "info metric {} must end in _info", spec.name),
+                MetricType::Histogram => {
+                    assert!(UNITS.contains(&suffix), "histogram {} must end in a base unit", spec.name)
+                }
                 MetricType::Gauge => assert!(
                     suffix != "total" && (UNITS.contains(&suffix) || UNITLESS_QUANTITIES.contains(&suffix)),
                     "gauge {} must end in a base unit or a known count word",

@@ -5,21 +5,32 @@
 #define MEMLEAK_BPF_H
 
 typedef unsigned long long __u64;
+typedef long long __s64;
 typedef unsigned int __u32;
 
 #define SEC(name) __attribute__((section(name), used))
+#define __always_inline inline __attribute__((always_inline))
 /* BTF-defined maps (clang -g turns these into BTF the loader reads). */
 #define __uint(name, val) int (*name)[val]
 #define __type(name, val) __typeof__(val) *name
 
-#define BPF_MAP_TYPE_LRU_HASH 9
+/* Map types and flags from include/uapi/linux/bpf.h. */
+#define BPF_MAP_TYPE_HASH 1
 #define BPF_MAP_TYPE_ARRAY 2
+#define BPF_MAP_TYPE_PERCPU_ARRAY 6
+#define BPF_MAP_TYPE_LRU_HASH 9
+#define BPF_MAP_TYPE_RINGBUF 27
+#define BPF_ANY 0
 #define BPF_NOEXIST 1
 
 /* Helper ids from include/uapi/linux/bpf.h. */
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
 static long (*bpf_map_update_elem)(void *map, const void *key, const void *value, __u64 flags) = (void *)2;
+static long (*bpf_map_delete_elem)(void *map, const void *key) = (void *)3;
+static __u64 (*bpf_get_current_pid_tgid)(void) = (void *)14;
 static __u64 (*bpf_get_current_cgroup_id)(void) = (void *)80;
+static void *(*bpf_ringbuf_reserve)(void *ringbuf, __u64 size, __u64 flags) = (void *)131;
+static void (*bpf_ringbuf_submit)(void *data, __u64 flags) = (void *)132;
 
 /* struct bpf_perf_event_data on x86_64: the user registers, then these. */
 struct bpf_perf_event_data {
@@ -27,5 +38,56 @@ struct bpf_perf_event_data {
     __u64 sample_period;
     __u64 addr;
 };
+
+/* Adds `n` to slot `index` of a per-CPU array of counters. */
+static __always_inline void bump(void *counters, __u32 index, __u64 n)
+{
+    __u64 *slot = bpf_map_lookup_elem(counters, &index);
+    if (slot)
+        *slot += n;
+}
+
+/* ---- shared with Rust (src/shared.rs) ---- */
+
+/* One page fault chosen for attribution to a memory region: pushed to a ring
+ * buffer, classified in user space against /proc/TGID/maps. */
+struct fault_sample {
+    __u64 cgroup; /* cgroup v2 id of the faulting task */
+    __u64 addr;   /* the faulting address */
+    __u32 tgid;   /* the faulting process */
+    __u32 weight; /* faults this sample stands for */
+};
+
+/* Slots of the page-fault program's per-CPU counters. */
+#define FAULT_RING_FULL 0 /* samples lost because the ring buffer was full */
+#define FAULT_COUNTERS 1
+
+#define SYSCALL_MMAP 0
+#define SYSCALL_MUNMAP 1
+#define SYSCALL_BRK 2
+#define SYSCALL_MREMAP 3
+#define SYSCALLS 4
+/* mmap sizes: bucket i holds lengths <= 4 KiB << i; the last one the rest. */
+#define SIZE_BUCKETS 24
+
+/* What one cgroup's tasks did with brk/mmap/munmap/mremap. */
+struct memory_syscall_stats {
+    __u64 calls[SYSCALLS];  /* successful calls */
+    __u64 failed[SYSCALLS]; /* calls that returned an error */
+    __u64 mapped_anon;      /* bytes of successful anonymous mmaps */
+    __u64 mapped_file;      /* bytes of successful file mmaps */
+    __u64 unmapped;         /* bytes of successful munmaps */
+    __u64 brk_grown;        /* bytes the program break moved up */
+    __u64 brk_shrunk;       /* bytes it moved down */
+    __u64 mremap_grown;
+    __u64 mremap_shrunk;
+    __u64 mmap_sizes[SIZE_BUCKETS];
+};
+
+/* Slots of the syscall programs' per-CPU counters. */
+#define SYSCALL_STATS_INSERTS 0  /* cgroups added to the stats LRU (inserts - entries = evicted) */
+#define SYSCALL_BREAKS_FULL 1    /* processes not tracked: the break map was full */
+#define SYSCALL_UNPAIRED_EXITS 2 /* syscall exits whose entry was not seen */
+#define SYSCALL_COUNTERS 3
 
 #endif

@@ -1,27 +1,47 @@
-//! Sampled page-fault attribution by eBPF (the collector lives in the
-//! `memleak-bpf` crate): a BPF program on the `page-faults` software perf event,
-//! run once every `period` faults, counts samples per cgroup. Counts are
-//! estimates (samples × period) with the period as a label, so users know the
-//! resolution; exact per-process counts stay with the `process` collector.
+//! Page-fault attribution by eBPF (the collector lives in the `memleak-bpf`
+//! crate). Two modes:
+//!
+//! - `sampled` (the default of this opt-in collector): a BPF program on the
+//!   `page-faults` software perf event runs once every `period` faults and
+//!   counts a sample for the faulting task's cgroup. Counts are estimates
+//!   (samples × period) with the period as a label, so users know the resolution.
+//! - `every-fault`: a program on the `exceptions:page_fault_user` tracepoint
+//!   counts every user fault exactly (period 1); it costs far more, so it is
+//!   meant for short windows.
+//!
+//! Either way, one run in `period` (sampled: every run) also sends the
+//! faulting address to user space, which attributes it to a memory region
+//! (heap, anonymous mapping, file, stack) from `/proc/PID/maps`. Exact
+//! per-process counts stay with the `process` collector.
 
 use crate::model::MetricSpec;
 use crate::registry::{Roles, SignalSpec};
 
 pub static ESTIMATED: MetricSpec = MetricSpec::counter(
     "memleak_page_faults_estimated_total",
-    "Page faults attributed to the cgroup by sampling (samples × period; period is the sampling period in faults).",
+    "Page faults attributed to the cgroup by sampling (samples × period; period is the sampling period in faults, 1 in every-fault mode).",
     &["cgroup", "period"],
+);
+pub static BY_REGION: MetricSpec = MetricSpec::counter(
+    "memleak_page_faults_region_estimated_total",
+    "Sampled page faults by the memory region of the faulting address (heap, anon, file, stack, other; unmapped: gone by the time it was classified; exited: its process was), × the period.",
+    &["cgroup", "region", "period"],
 );
 pub static TRACKED: MetricSpec = MetricSpec::gauge(
     "memleak_page_faults_tracked_cgroups",
     "Cgroups in the BPF map of sampled page faults (an LRU of 4096 entries).",
     &[],
 );
+pub static DROPPED: MetricSpec = MetricSpec::counter(
+    "memleak_page_faults_dropped_samples_total",
+    "Region samples lost (reason ring_full: the 1 MiB ring buffer filled between two scrapes; cgroup_cap: more cgroups than the exporter keeps).",
+    &["reason"],
+);
 
 pub static SIGNAL: SignalSpec = SignalSpec {
     id: "page_faults",
-    description: "Sampled page faults per cgroup (eBPF on the page-faults perf event)",
+    description: "Page faults per cgroup and memory region (eBPF: sampled perf event, or every fault)",
     roles: Roles::COLLECTOR,
     enabled_by_default: false,
-    metrics: &[&ESTIMATED, &TRACKED],
+    metrics: &[&ESTIMATED, &BY_REGION, &TRACKED, &DROPPED],
 };

@@ -8,6 +8,7 @@
 //! started by a scrape (no scrapes, no work), and served from memory.
 
 use super::ProcKey;
+use super::maps::Region;
 use crate::fsroot::{self, ReadError};
 use crate::kv;
 use crate::problem::{Problem, ProblemKind};
@@ -40,7 +41,7 @@ pub struct MapsSummary {
     pub mappings: u64,
     /// Size of the brk area (`[heap]`): grows with every brk/sbrk.
     pub heap: u64,
-    /// Virtual size of unnamed anonymous mappings (malloc's mmap'd arenas and large blocks).
+    /// Virtual size of anonymous mappings (malloc's mmap'd arenas and large blocks).
     pub anon_mapped: u64,
 }
 
@@ -102,27 +103,12 @@ fn read_maps(path: &Path) -> Result<MapsSummary, ReadError> {
     }
 }
 
-/// `start-end perms offset dev inode [name]`, read from bytes without copying.
 fn add_mapping(line: &[u8], summary: &mut MapsSummary) {
-    let mut fields = line.split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty());
-    let (Some(range), Some(_perms), Some(_offset), Some(_dev), Some(inode)) =
-        (fields.next(), fields.next(), fields.next(), fields.next(), fields.next())
-    else {
-        return;
-    };
-    let Some(dash) = range.iter().position(|&b| b == b'-') else { return };
-    let (Some(start), Some(end)) = (hex(&range[..dash]), hex(&range[dash + 1..])) else { return };
-    let size = end.saturating_sub(start);
-    match fields.next() {
-        Some(b"[heap]") => summary.heap += size,
-        None if inode == b"0" => summary.anon_mapped += size,
+    match super::maps::parse_line(line) {
+        Some(m) if m.region == Region::Heap => summary.heap += m.size(),
+        Some(m) if m.region == Region::Anon => summary.anon_mapped += m.size(),
         _ => {}
     }
-}
-
-fn hex(digits: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(digits).ok()?;
-    u64::from_str_radix(text, 16).ok()
 }
 
 /// The last refreshed details, shared between the collector and its refresher.

@@ -9,6 +9,7 @@
 mod collector;
 pub mod detail;
 pub mod group;
+pub mod maps;
 pub mod select;
 pub mod stat;
 

@@ -1,0 +1,124 @@
+//! What every BPF collector does to get its programs into the kernel, and how
+//! each way of failing becomes a `Problem` that names the cause and the fix.
+
+use aya::{Ebpf, EbpfLoader};
+use memleak_signals::{Problem, ProblemKind};
+use std::path::Path;
+
+/// One compiled object embedded in the binary.
+#[derive(Debug)]
+pub struct BpfObject {
+    /// Its file name, used in messages.
+    pub file: &'static str,
+    /// The ELF bytes; empty when the build had no clang.
+    pub bytes: &'static [u8],
+}
+
+const PRIVILEGE_HINT: &str =
+    "needs CAP_BPF and CAP_PERFMON (or root), a kernel with BTF, and perf_event and tracepoint BPF programs";
+
+impl BpfObject {
+    /// Loads the object's maps (programs are loaded by the collector that attaches them).
+    /// `globals` sets `const volatile` variables of the object before the kernel sees it.
+    pub fn load(&self, globals: &[(&'static str, u64)]) -> Result<Ebpf, Problem> {
+        if self.bytes.is_empty() {
+            return Err(Problem::new(
+                ProblemKind::Unsupported,
+                Path::new(self.file),
+                "this build has no BPF programs (clang was missing when it was built)",
+                "install clang and rebuild",
+            ));
+        }
+        let mut loader = EbpfLoader::new();
+        for (name, value) in globals {
+            loader.override_global(name, value, true);
+        }
+        loader.load(self.bytes).map_err(|e| self.denied("cannot load the BPF object", &e))
+    }
+
+    /// A problem for an error of aya: a permission problem when the kernel said
+    /// EPERM/EACCES, otherwise "unsupported here".
+    pub fn denied(&self, what: &str, err: &(dyn std::error::Error + 'static)) -> Problem {
+        let (text, errno) = describe(err);
+        let kind = match errno {
+            Some(libc::EPERM | libc::EACCES) => ProblemKind::Permission,
+            _ => ProblemKind::Unsupported,
+        };
+        Problem::new(kind, Path::new(self.file), format!("{what}: {text}"), PRIVILEGE_HINT)
+    }
+
+    /// A program of the object, as its aya type.
+    pub fn program_mut<'a, P>(&self, bpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, Problem>
+    where
+        &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    {
+        let program = bpf.program_mut(name).ok_or_else(|| {
+            Problem::new(
+                ProblemKind::Unsupported,
+                Path::new(self.file),
+                format!("no program {name} in the object"),
+                "the build is inconsistent; rebuild",
+            )
+        })?;
+        program.try_into().map_err(|e| self.denied(&format!("{name} is not of the expected type"), &e))
+    }
+}
+
+/// Where tracefs must be for tracepoints to be attached by name (aya looks
+/// there and in the older debugfs location).
+const TRACEFS: &str = "/sys/kernel/tracing";
+const TRACEFS_OLD: &str = "/sys/kernel/debug/tracing";
+
+/// Makes sure tracefs is mounted, mounting it at `/sys/kernel/tracing` if
+/// needed (as `bpftrace` does; some hosts never mount it). Must run before the
+/// first tracepoint attach of the process: aya remembers where it found tracefs.
+pub fn ensure_tracefs() -> Result<(), Problem> {
+    let mounted = |dir: &str| Path::new(dir).join("events").is_dir();
+    if mounted(TRACEFS) || mounted(TRACEFS_OLD) {
+        return Ok(());
+    }
+    let result = nix_mount_tracefs();
+    if result == 0 && mounted(TRACEFS) {
+        tracing::info!(path = TRACEFS, "mounted tracefs to attach tracepoints");
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    let kind = match err.raw_os_error() {
+        Some(libc::EPERM | libc::EACCES) => ProblemKind::Permission,
+        _ => ProblemKind::Unsupported,
+    };
+    Err(Problem::new(
+        kind,
+        Path::new(TRACEFS),
+        format!("tracefs is not mounted and mounting it failed: {err}"),
+        "mount it (mount -t tracefs nodev /sys/kernel/tracing), or run with CAP_SYS_ADMIN so the exporter can",
+    ))
+}
+
+fn nix_mount_tracefs() -> i32 {
+    let (Ok(source), Ok(target), Ok(fstype)) =
+        (std::ffi::CString::new("nodev"), std::ffi::CString::new(TRACEFS), std::ffi::CString::new("tracefs"))
+    else {
+        return -1;
+    };
+    // SAFETY: three valid NUL-terminated strings and no data; mount(2) copies them.
+    unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) }
+}
+
+/// The whole chain of an error's messages, and the errno of the I/O error in it.
+fn describe(err: &(dyn std::error::Error + 'static)) -> (String, Option<i32>) {
+    let mut text = err.to_string();
+    let mut errno = None;
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            errno = errno.or(io.raw_os_error());
+        }
+        if !std::ptr::addr_eq(e, err) {
+            text.push_str(": ");
+            text.push_str(&e.to_string());
+        }
+        current = e.source();
+    }
+    (text, errno)
+}

@@ -1,0 +1,173 @@
+//! Loads `memory_syscalls.bpf.c` (brk/mmap/munmap/mremap entry and exit
+//! tracepoints, process exit and exec for cleanup) and reads its per-cgroup totals
+//! at scrape time.
+
+use crate::cgroup_ids;
+use crate::shared::{
+    MemorySyscallStats, SYSCALL_BREAKS_FULL, SYSCALL_NAMES, SYSCALL_STATS_INSERTS, SYSCALL_UNPAIRED_EXITS,
+};
+use aya::Ebpf;
+use aya::maps::{HashMap as BpfHashMap, PerCpuArray};
+use aya::programs::TracePoint;
+use memleak_signals::memory_syscalls::{
+    BRK_MOVED, CALLS, DROPPED, FAILED, MAPPED, MMAP_SIZE, MREMAP_RESIZED, TRACKED_CGROUPS, TRACKED_PROCESSES, UNMAPPED,
+    UNPAIRED,
+};
+use memleak_signals::{Collection, Collector, FsRoots, HistogramValue, Problem, ProblemKind, ScrapeContext};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// (program, tracepoint category, tracepoint name)
+const PROGRAMS: [(&str, &str, &str); 10] = [
+    ("enter_mmap", "syscalls", "sys_enter_mmap"),
+    ("exit_mmap", "syscalls", "sys_exit_mmap"),
+    ("enter_munmap", "syscalls", "sys_enter_munmap"),
+    ("exit_munmap", "syscalls", "sys_exit_munmap"),
+    ("enter_brk", "syscalls", "sys_enter_brk"),
+    ("exit_brk", "syscalls", "sys_exit_brk"),
+    ("enter_mremap", "syscalls", "sys_enter_mremap"),
+    ("exit_mremap", "syscalls", "sys_exit_mremap"),
+    ("process_exit", "sched", "sched_process_exit"),
+    ("process_exec", "sched", "sched_process_exec"),
+];
+const STATS_MAP: &str = "memory_syscall_stats";
+const BREAKS_MAP: &str = "program_breaks";
+const COUNTERS_MAP: &str = "memory_syscall_counters";
+
+/// The syscall tracepoint collector (`--collector.memory_syscalls`, opt-in).
+pub struct MemorySyscalls {
+    cgroupfs: PathBuf,
+    /// Most cgroups exported by name (the busiest); the rest are summed as `__other__`.
+    max_cgroups: usize,
+    loaded: Option<Ebpf>,
+    /// Highest eviction estimate so far (kept so the counter never goes back).
+    stats_evicted: u64,
+}
+
+impl std::fmt::Debug for MemorySyscalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemorySyscalls").field("loaded", &self.loaded.is_some()).finish()
+    }
+}
+
+impl MemorySyscalls {
+    pub fn new(roots: &FsRoots, max_cgroups: usize) -> Self {
+        MemorySyscalls { cgroupfs: roots.cgroupfs.clone(), max_cgroups, loaded: None, stats_evicted: 0 }
+    }
+
+    fn load() -> Result<Ebpf, Problem> {
+        let object = &crate::MEMORY_SYSCALLS;
+        let mut bpf = object.load(&[])?;
+        crate::loader::ensure_tracefs()?;
+        for (name, category, tracepoint) in PROGRAMS {
+            let program: &mut TracePoint = object.program_mut(&mut bpf, name)?;
+            program.load().map_err(|e| object.denied(&format!("the kernel refused {name}"), &e))?;
+            program
+                .attach(category, tracepoint)
+                .map_err(|e| object.denied(&format!("cannot attach to {category}:{tracepoint}"), &e))?;
+        }
+        tracing::info!("tracing brk/mmap/munmap/mremap per cgroup with eBPF (every syscall takes the slow path)");
+        Ok(bpf)
+    }
+}
+
+fn missing(map: &str) -> Problem {
+    Problem::new(ProblemKind::Unsupported, Path::new(map), "map missing from the object", "rebuild")
+}
+
+fn unreadable(map: &str, err: impl std::fmt::Display) -> Problem {
+    Problem::new(ProblemKind::Read, Path::new(map), format!("cannot read the map: {err}"), "")
+}
+
+/// Adds `other` into `total`, field by field.
+fn accumulate(total: &mut MemorySyscallStats, other: &MemorySyscallStats) {
+    let add = |a: &mut [u64], b: &[u64]| a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+    add(&mut total.calls, &other.calls);
+    add(&mut total.failed, &other.failed);
+    add(&mut total.mmap_sizes, &other.mmap_sizes);
+    total.mapped_anon += other.mapped_anon;
+    total.mapped_file += other.mapped_file;
+    total.unmapped += other.unmapped;
+    total.brk_grown += other.brk_grown;
+    total.brk_shrunk += other.brk_shrunk;
+    total.mremap_grown += other.mremap_grown;
+    total.mremap_shrunk += other.mremap_shrunk;
+}
+
+fn emit(out: &mut Collection, cgroup: &str, stats: &MemorySyscallStats) {
+    for (i, syscall) in SYSCALL_NAMES.iter().enumerate() {
+        out.metrics.push(&CALLS, &[cgroup, syscall], stats.calls[i] as f64);
+        out.metrics.push(&FAILED, &[cgroup, syscall], stats.failed[i] as f64);
+    }
+    out.metrics.push(&MAPPED, &[cgroup, "anon"], stats.mapped_anon as f64);
+    out.metrics.push(&MAPPED, &[cgroup, "file"], stats.mapped_file as f64);
+    out.metrics.push(&UNMAPPED, &[cgroup], stats.unmapped as f64);
+    out.metrics.push(&BRK_MOVED, &[cgroup, "grown"], stats.brk_grown as f64);
+    out.metrics.push(&BRK_MOVED, &[cgroup, "shrunk"], stats.brk_shrunk as f64);
+    out.metrics.push(&MREMAP_RESIZED, &[cgroup, "grown"], stats.mremap_grown as f64);
+    out.metrics.push(&MREMAP_RESIZED, &[cgroup, "shrunk"], stats.mremap_shrunk as f64);
+    let bounds = MemorySyscallStats::size_bounds();
+    // Every successful mmap's length is in mapped bytes (anon + file): that is the sum.
+    let sum = (stats.mapped_anon + stats.mapped_file) as f64;
+    let histogram = HistogramValue { bounds: &bounds, counts: &stats.mmap_sizes, sum };
+    out.metrics.push_histogram(&MMAP_SIZE, &[cgroup], &histogram);
+}
+
+impl Collector for MemorySyscalls {
+    fn id(&self) -> &'static str {
+        memleak_signals::memory_syscalls::SIGNAL.id
+    }
+
+    fn collect(&mut self, _ctx: &ScrapeContext, out: &mut Collection) {
+        if self.loaded.is_none() {
+            match Self::load() {
+                Ok(bpf) => self.loaded = Some(bpf),
+                Err(problem) => return out.problem(problem),
+            }
+        }
+        let Some(bpf) = self.loaded.as_ref() else { return };
+        // Counters first: a cgroup inserted after this read only lowers the eviction estimate.
+        let counter = match bpf.map(COUNTERS_MAP).map(PerCpuArray::<_, u64>::try_from) {
+            Some(Ok(map)) => move |slot: u32| map.get(&slot, 0).map(|per_cpu| per_cpu.iter().sum::<u64>()).unwrap_or(0),
+            Some(Err(e)) => return out.problem(unreadable(COUNTERS_MAP, e)),
+            None => return out.problem(missing(COUNTERS_MAP)),
+        };
+        let (stats_inserts, breaks_full, unpaired) =
+            (counter(SYSCALL_STATS_INSERTS), counter(SYSCALL_BREAKS_FULL), counter(SYSCALL_UNPAIRED_EXITS));
+        let stats: Vec<(u64, MemorySyscallStats)> =
+            match bpf.map(STATS_MAP).map(BpfHashMap::<_, u64, MemorySyscallStats>::try_from) {
+                Some(Ok(map)) => map.iter().flatten().collect(),
+                Some(Err(e)) => return out.problem(unreadable(STATS_MAP, e)),
+                None => return out.problem(missing(STATS_MAP)),
+            };
+        let processes = match bpf.map(BREAKS_MAP).map(BpfHashMap::<_, u32, u64>::try_from) {
+            Some(Ok(map)) => map.keys().flatten().count() as u64,
+            Some(Err(e)) => return out.problem(unreadable(BREAKS_MAP, e)),
+            None => return out.problem(missing(BREAKS_MAP)),
+        };
+
+        let paths = if stats.is_empty() { Default::default() } else { cgroup_ids::paths(&self.cgroupfs) };
+        let mut by_path: BTreeMap<&str, MemorySyscallStats> = BTreeMap::new();
+        for (id, s) in &stats {
+            accumulate(by_path.entry(cgroup_ids::name(&paths, *id)).or_default(), s);
+        }
+        let weights = by_path.iter().map(|(path, s)| (*path, s.calls.iter().sum())).collect();
+        let names = cgroup_ids::keep_top(&weights, self.max_cgroups);
+        let mut exported: BTreeMap<&str, MemorySyscallStats> = BTreeMap::new();
+        for (path, s) in &by_path {
+            let name = names.get(*path).map_or(cgroup_ids::OTHER, String::as_str);
+            accumulate(exported.entry(name).or_default(), s);
+        }
+        for (path, s) in &exported {
+            emit(out, path, s);
+        }
+        out.metrics.push(&TRACKED_CGROUPS, &[], stats.len() as f64);
+        out.metrics.push(&TRACKED_PROCESSES, &[], processes as f64);
+        // The stats LRU evicts silently and nothing else deletes from it:
+        // cgroups inserted and no longer there were evicted.
+        self.stats_evicted = self.stats_evicted.max(stats_inserts.saturating_sub(stats.len() as u64));
+        out.metrics.push(&DROPPED, &["stats"], self.stats_evicted as f64);
+        out.metrics.push(&DROPPED, &["breaks"], breaks_full as f64);
+        out.metrics.push(&UNPAIRED, &[], unpaired as f64);
+    }
+}

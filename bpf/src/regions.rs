@@ -1,0 +1,130 @@
+//! Attributes sampled faulting addresses to memory regions: each sample's
+//! process's `/proc/PID/maps` is read once per batch and the address looked up
+//! in it. Classification happens at scrape time, after the fault: a region
+//! unmapped meanwhile is reported as `unmapped`, a process gone as `exited`.
+
+use crate::shared::FaultSample;
+use memleak_signals::process::maps::{Mapping, Region, parse_line};
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::Path;
+
+/// Where a sampled fault landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Place {
+    Region(Region),
+    /// No mapping holds the address any more.
+    Unmapped,
+    /// The process is gone.
+    Exited,
+    /// Its maps could not be read (permission), or the batch had too many processes.
+    Unknown,
+}
+
+impl Place {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Place::Region(region) => region.as_str(),
+            Place::Unmapped => "unmapped",
+            Place::Exited => "exited",
+            Place::Unknown => "unknown",
+        }
+    }
+}
+
+/// Faults (sample weights summed) per cgroup id and place.
+pub type RegionTally = HashMap<(u64, Place), u64>;
+
+/// Most processes whose maps one batch reads; the rest are `unknown`.
+const MAX_PROCESSES_PER_BATCH: usize = 2048;
+
+/// Classifies `samples` against the maps under `procfs`.
+pub fn classify(samples: &[FaultSample], procfs: &Path) -> RegionTally {
+    let mut by_process: HashMap<u32, Vec<&FaultSample>> = HashMap::new();
+    for sample in samples {
+        by_process.entry(sample.tgid).or_default().push(sample);
+    }
+    let mut tally = RegionTally::new();
+    for (read, (tgid, samples)) in by_process.into_iter().enumerate() {
+        let maps = if read < MAX_PROCESSES_PER_BATCH { read_maps(procfs, tgid) } else { Err(Place::Unknown) };
+        for sample in samples {
+            let place = match &maps {
+                Ok(maps) => place_of(maps, sample.addr),
+                Err(place) => *place,
+            };
+            *tally.entry((sample.cgroup, place)).or_default() += u64::from(sample.weight);
+        }
+    }
+    tally
+}
+
+/// The mappings of one process, in address order as the kernel lists them.
+fn read_maps(procfs: &Path, tgid: u32) -> Result<Vec<Mapping>, Place> {
+    let file = std::fs::File::open(procfs.join(tgid.to_string()).join("maps")).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Place::Exited,
+        _ => Place::Unknown,
+    })?;
+    let mut maps = Vec::new();
+    let mut reader = std::io::BufReader::with_capacity(16 * 1024, file);
+    let mut line = Vec::with_capacity(256);
+    loop {
+        line.clear();
+        // ESRCH while reading: the process exited under us.
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => maps.extend(parse_line(&line)),
+            Err(_) if maps.is_empty() => return Err(Place::Exited),
+            Err(_) => break,
+        }
+    }
+    Ok(maps)
+}
+
+fn place_of(maps: &[Mapping], addr: u64) -> Place {
+    let after = maps.partition_point(|m| m.start <= addr);
+    match after.checked_sub(1).map(|i| maps[i]) {
+        Some(mapping) if mapping.contains(addr) => Place::Region(mapping.region),
+        _ => Place::Unmapped,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAPS: &str = "\
+55d0c6a00000-55d0c6a01000 r--p 00000000 fe:01 42 /usr/bin/leaky
+55d0c6b9e000-55d0c6bbf000 rw-p 00000000 00:00 0 [heap]
+7f1c2a000000-7f1c2a021000 rw-p 00000000 00:00 0
+7ffd5a8c1000-7ffd5a8e2000 rw-p 00000000 00:00 0 [stack]
+";
+
+    fn sample(tgid: u32, addr: u64, weight: u32) -> FaultSample {
+        FaultSample { cgroup: 7, addr, tgid, weight }
+    }
+
+    #[test]
+    fn addresses_land_in_their_regions_and_weights_add_up() {
+        let proc = tempfile::tempdir().unwrap();
+        std::fs::create_dir(proc.path().join("42")).unwrap();
+        std::fs::write(proc.path().join("42/maps"), MAPS).unwrap();
+        let samples = [
+            sample(42, 0x55d0c6b9e000, 100), // first byte of the heap
+            sample(42, 0x55d0c6bbefff, 100), // last byte of the heap
+            sample(42, 0x7f1c2a010000, 100),
+            sample(42, 0x55d0c6a00800, 100),
+            sample(42, 0x7ffd5a8e1000, 100),
+            sample(42, 0x55d0c6bbf000, 100), // one past the heap: nothing mapped
+            sample(43, 0x55d0c6b9e000, 100), // no such process
+        ];
+        let tally = classify(&samples, proc.path());
+        let at = |place| tally.get(&(7, place)).copied().unwrap_or(0);
+        assert_eq!(at(Place::Region(Region::Heap)), 200);
+        assert_eq!(at(Place::Region(Region::Anon)), 100);
+        assert_eq!(at(Place::Region(Region::File)), 100);
+        assert_eq!(at(Place::Region(Region::Stack)), 100);
+        assert_eq!(at(Place::Unmapped), 100);
+        assert_eq!(at(Place::Exited), 100);
+        assert_eq!(tally.values().sum::<u64>(), 700);
+    }
+}

@@ -1,0 +1,57 @@
+//! `#[repr(C)]` mirrors of the structures in `src/c/memleak.h`, with size
+//! assertions: a change on one side that is not made on the other fails the
+//! build instead of misreading a map.
+
+/// `struct fault_sample`: a page fault picked for region attribution.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultSample {
+    pub cgroup: u64,
+    pub addr: u64,
+    pub tgid: u32,
+    pub weight: u32,
+}
+
+/// Slot of `page_fault_counters`: samples lost to a full ring buffer.
+pub const FAULT_RING_FULL: u32 = 0;
+
+/// Indices into `calls` and `failed` (`SYSCALL_*` in the header).
+pub const SYSCALL_NAMES: [&str; 4] = ["mmap", "munmap", "brk", "mremap"];
+pub const SIZE_BUCKETS: usize = 24;
+
+/// `struct memory_syscall_stats`: one cgroup's brk/mmap/munmap/mremap totals.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemorySyscallStats {
+    pub calls: [u64; 4],
+    pub failed: [u64; 4],
+    pub mapped_anon: u64,
+    pub mapped_file: u64,
+    pub unmapped: u64,
+    pub brk_grown: u64,
+    pub brk_shrunk: u64,
+    pub mremap_grown: u64,
+    pub mremap_shrunk: u64,
+    /// Bucket i: lengths ≤ 4 KiB << i; the last bucket: everything larger.
+    pub mmap_sizes: [u64; SIZE_BUCKETS],
+}
+
+impl MemorySyscallStats {
+    /// Upper bounds of `mmap_sizes` in bytes, the last one `+Inf`.
+    pub fn size_bounds() -> [f64; SIZE_BUCKETS] {
+        std::array::from_fn(|i| if i + 1 == SIZE_BUCKETS { f64::INFINITY } else { (4096u64 << i) as f64 })
+    }
+}
+
+/// Slots of `memory_syscall_counters`.
+pub const SYSCALL_STATS_INSERTS: u32 = 0;
+pub const SYSCALL_BREAKS_FULL: u32 = 1;
+pub const SYSCALL_UNPAIRED_EXITS: u32 = 2;
+
+const _: () = assert!(size_of::<FaultSample>() == 24);
+const _: () = assert!(size_of::<MemorySyscallStats>() == 8 * (4 + 4 + 7 + SIZE_BUCKETS));
+
+// SAFETY: plain integers and arrays of them, no padding (sizes asserted above).
+unsafe impl aya::Pod for FaultSample {}
+// SAFETY: as above.
+unsafe impl aya::Pod for MemorySyscallStats {}
