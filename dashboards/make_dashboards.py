@@ -119,6 +119,24 @@ drill = dashboard("memleak-drilldown", "memleak: process group and cgroup drill-
           [(f"memleak:cgroup_usage_bytes:seconds_to_limit{{{C}}}", "{{cgroup}}")], "s", 0, 40),
     panel(12, "Cgroup anon trend fit R²",
           [(f"memleak:cgroup_anon_bytes:r2_1h{{{C}}}", "{{cgroup}}")], "percentunit", 12, 40),
+    panel(13, "Page faults by memory region (eBPF, --collector.page_faults)",
+          [(f"sum by (cgroup, region) (rate(memleak_page_faults_region_estimated_total{{{C}}}[5m]))",
+            "{{region}} {{cgroup}}")], "ops", 0, 48,
+          description="Sampled faulting addresses attributed to heap, anonymous mappings, files and stack. "
+                      "A leak faults in fresh heap or anon pages steadily."),
+    panel(14, "Net brk and mmap growth (eBPF, --collector.memory_syscalls)",
+          [(f'sum by (cgroup) (rate(memleak_memory_syscalls_brk_moved_bytes_total{{{C}, direction="grown"}}[5m]))'
+            f' - sum by (cgroup) (rate(memleak_memory_syscalls_brk_moved_bytes_total{{{C}, direction="shrunk"}}[5m]))',
+            "brk {{cgroup}}"),
+           (f"sum by (cgroup) (rate(memleak_memory_syscalls_mapped_bytes_total{{{C}}}[5m]))"
+            f" - sum by (cgroup) (rate(memleak_memory_syscalls_unmapped_bytes_total{{{C}}}[5m]))",
+            "mmap - munmap {{cgroup}}")], "Bps", 12, 48,
+          description="Bytes the program break and the mappings grew by, net of what was given back."),
+    panel(15, "mmap lengths (eBPF, --collector.memory_syscalls)",
+          [(f"histogram_quantile(0.5, sum by (le, cgroup) (rate(memleak_memory_syscalls_mmap_size_bytes_bucket{{{C}}}[5m])))",
+            "p50 {{cgroup}}"),
+           (f"histogram_quantile(0.99, sum by (le, cgroup) (rate(memleak_memory_syscalls_mmap_size_bytes_bucket{{{C}}}[5m])))",
+            "p99 {{cgroup}}")], "bytes", 0, 56),
 ], extra_vars=[
     var_query("group", 'label_values(memleak_process_processes{instance=~"$instance"}, group)', "Process group"),
     var_query("cgroup", 'label_values(memleak_cgroup_usage_bytes{instance=~"$instance"}, cgroup)', "Cgroup"),

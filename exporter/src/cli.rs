@@ -154,6 +154,16 @@ pub struct Cli {
     #[arg(long = "collector.pmc.max-depth", value_name = "N")]
     pub pmc_max_depth: Option<usize>,
 
+    /// Processes whose command name (comm) matches this regex, whole, get page-fault counters of
+    /// their own, labelled pid and comm (e.g. 'java|envoy') [default: none].
+    #[arg(long = "collector.pmc.process-include", value_name = "REGEX")]
+    pub pmc_process_include: Option<String>,
+
+    /// Most processes with their own perf counters (each: up to 32 threads × 3 counters)
+    /// [default: 16].
+    #[arg(long = "collector.pmc.max-processes", value_name = "N")]
+    pub pmc_max_processes: Option<usize>,
+
     /// Sampling period of the eBPF page-fault attribution: one sample every N faults; in
     /// every-fault mode, one fault in N is attributed to a memory region [default: 1000].
     #[arg(long = "collector.page_faults.period", value_name = "N")]
@@ -415,6 +425,12 @@ fn merge(cli: Cli, file: FileConfig, matches: &ArgMatches) -> anyhow::Result<Set
             pmc_defaults.max_cgroups,
         )?,
         max_depth: cli.pmc_max_depth.or(pf.max_depth).unwrap_or(pmc_defaults.max_depth),
+        process_include: regex("collector.pmc.process-include", cli.pmc_process_include.or(pf.process_include))?,
+        max_processes: positive(
+            "collector.pmc.max-processes",
+            cli.pmc_max_processes.or(pf.max_processes),
+            pmc_defaults.max_processes,
+        )?,
     };
 
     let page_faults_file = file.collectors.page_faults.unwrap_or_default();

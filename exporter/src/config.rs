@@ -135,6 +135,8 @@ pub struct PmcFile {
     pub enabled: Option<bool>,
     pub max_cgroups: Option<usize>,
     pub max_depth: Option<usize>,
+    pub process_include: Option<String>,
+    pub max_processes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

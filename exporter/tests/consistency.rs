@@ -9,8 +9,8 @@ mod common;
 
 use common::{repo, run_tool, yaml};
 use memleak_exporter::self_metrics;
-use memleak_signals::registry;
 use memleak_signals::roles::CAPTURE_KINDS;
+use memleak_signals::{MetricType, registry};
 use promql_parser::parser::{self, Expr, LabelModifier};
 use serde_json::Value as Json;
 use serde_norway::Value as Yaml;
@@ -32,8 +32,17 @@ impl Catalog {
             .chain(self_metrics::ALL.iter().copied())
             .chain(memleak_exporter::watch::SPECS.iter().copied());
         for spec in specs {
-            let labels = spec.labels.iter().chain(TARGET_LABELS).map(|l| (*l).to_owned()).collect();
-            series.insert(spec.name.to_owned(), labels);
+            let labels: BTreeSet<String> = spec.labels.iter().chain(TARGET_LABELS).map(|l| (*l).to_owned()).collect();
+            if spec.kind == MetricType::Histogram {
+                // A histogram is three series; only its buckets carry `le`.
+                let mut bucket = labels.clone();
+                bucket.insert("le".to_owned());
+                series.insert(format!("{}_bucket", spec.name), bucket);
+                series.insert(format!("{}_sum", spec.name), labels.clone());
+                series.insert(format!("{}_count", spec.name), labels);
+            } else {
+                series.insert(spec.name.to_owned(), labels);
+            }
         }
         Catalog { series }
     }

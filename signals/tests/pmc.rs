@@ -5,7 +5,7 @@
 
 use memleak_signals::pmc::{self, PmcCollector};
 use memleak_signals::{Collection, Collector, FsRoots, ScrapeContext};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -37,7 +37,11 @@ impl Drop for TestCgroup {
 }
 
 fn compile_helper(dir: &Path) -> PathBuf {
-    let out = dir.join("touch_pages");
+    compile_helper_as(dir, "touch_pages")
+}
+
+fn compile_helper_as(dir: &Path, name: &str) -> PathBuf {
+    let out = dir.join(name);
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/touch_pages.c");
     let status = Command::new("cc").arg("-O1").arg("-o").arg(&out).arg(source).status();
     assert!(status.is_ok_and(|s| s.success()), "cc (gcc) is needed to build the test helper");
@@ -105,4 +109,50 @@ fn without_cgroup_v2_the_collector_says_so() {
     let out = collect(&mut PmcCollector::new(&roots, pmc::Config::default()));
     assert_eq!(out.problems.len(), 1);
     assert!(out.problems[0].to_string().contains("no cgroup v2 hierarchy"), "{}", out.problems[0]);
+}
+
+#[test]
+fn a_selected_process_is_counted_exactly_and_forgotten_when_it_exits() {
+    if !is_root() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI runs as root: this test must run there");
+        eprintln!("SKIP: needs root for perf counters on another process");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A command name no other process has, so the selection picks this child only.
+    let name = format!("pmcprobe{}", std::process::id() % 10_000);
+    let helper = compile_helper_as(dir.path(), &name);
+    let mut child = Command::new(&helper)
+        .args([&PAGES.to_string(), "stay"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let roots = FsRoots { procfs: "/proc".into(), sysfs: "/sys".into(), cgroupfs: "/nonexistent".into() };
+    let config = pmc::Config { process_include: Some(regex::Regex::new(&name).unwrap()), ..pmc::Config::default() };
+    let mut collector = PmcCollector::new(&roots, config);
+    let pid = child.id().to_string();
+    let faults = |out: &Collection, kind: &str| {
+        out.metrics.value("memleak_pmc_process_page_faults_total", &[("pid", &pid), ("comm", &name), ("kind", kind)])
+    };
+    // Counters open on the first scrape, while the child waits for its go byte.
+    let before = collect(&mut collector);
+    assert_eq!(before.metrics.value("memleak_pmc_processes", &[]), Some(1.0));
+    assert_eq!(faults(&before, "minor"), Some(0.0));
+
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"g").unwrap();
+    let mut done = [0u8; 1];
+    child.stdout.take().unwrap().read_exact(&mut done).unwrap();
+    let during = collect(&mut collector);
+    let minor = faults(&during, "minor").unwrap() as u64;
+    eprintln!("perf counted {minor} minor faults of pid {pid} for {PAGES} touched pages");
+    assert!((PAGES..=PAGES + TOLERANCE).contains(&minor), "{minor} minor faults for {PAGES} touched pages");
+    assert_eq!(faults(&during, "major"), Some(0.0));
+
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    let after = collect(&mut collector);
+    assert_eq!(after.metrics.value("memleak_pmc_processes", &[]), Some(0.0), "an exited process loses its counters");
+    assert_eq!(faults(&after, "minor"), None);
 }

@@ -5,10 +5,18 @@
 //! included: they are reported as `memleak_pmc_supported{event} 0`, logged
 //! once, and are not a failure.
 //!
+//! With `process_include`, processes whose command matches also get their own
+//! counters (see `process`).
+//!
 //! Opt-in (`--collector.pmc`): a cgroup counter costs the kernel work on every
-//! context switch into and out of that cgroup; its cost is not measured yet.
+//! context switch into and out of that cgroup (measured in docs/benchmarks.md).
 //! Bounded: at most `max_cgroups` cgroups, down to `max_depth` levels,
-//! × CPUs × 3 counters (file descriptors).
+//! × CPUs × 3 counters (file descriptors); at most `max_processes` processes ×
+//! 32 threads × 3 counters.
+
+mod process;
+
+pub use process::{MAX_THREADS, ProcessCounters, ProcessFaults};
 
 use crate::fsroot::FsRoots;
 use crate::model::MetricSpec;
@@ -37,13 +45,28 @@ pub static CGROUPS: MetricSpec = MetricSpec::gauge(
     "Cgroups with perf counters open (bounded by --collector.pmc.max-cgroups).",
     &[],
 );
+pub static PROCESS_FAULTS: MetricSpec = MetricSpec::counter(
+    "memleak_pmc_process_page_faults_total",
+    "Page faults of a selected process (--collector.pmc.process-include; kind all, minor, major) counted by perf software events since the exporter started watching it.",
+    &["pid", "comm", "kind"],
+);
+pub static PROCESSES: MetricSpec = MetricSpec::gauge(
+    "memleak_pmc_processes",
+    "Processes with perf counters open (bounded by --collector.pmc.max-processes).",
+    &[],
+);
+pub static UNCOUNTED_THREADS: MetricSpec = MetricSpec::gauge(
+    "memleak_pmc_process_uncounted_threads",
+    "Threads of a selected process that had no counter when it was first watched (past 32 per process); their faults are missing.",
+    &["pid", "comm"],
+);
 
 pub static SIGNAL: SignalSpec = SignalSpec {
     id: "pmc",
     description: "Perf counters: page faults per cgroup v2, hardware counter support",
     roles: Roles::COLLECTOR,
     enabled_by_default: false,
-    metrics: &[&SUPPORTED, &CGROUP_FAULTS, &CGROUPS],
+    metrics: &[&SUPPORTED, &CGROUP_FAULTS, &CGROUPS, &PROCESS_FAULTS, &PROCESSES, &UNCOUNTED_THREADS],
 };
 
 const KINDS: [&str; 3] = ["all", "minor", "major"];
@@ -54,11 +77,14 @@ pub struct Config {
     pub include: Option<Regex>,
     pub max_cgroups: usize,
     pub max_depth: usize,
+    /// Processes (by command name, whole match) that get counters of their own.
+    pub process_include: Option<Regex>,
+    pub max_processes: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { include: None, max_cgroups: 64, max_depth: 2 }
+        Config { include: None, max_cgroups: 64, max_depth: 2, process_include: None, max_processes: 16 }
     }
 }
 
@@ -82,17 +108,41 @@ pub struct PmcCollector {
     config: Config,
     hardware: Option<Vec<(&'static str, bool)>>,
     cgroups: BTreeMap<String, CgroupCounters>,
+    processes: Option<ProcessCounters>,
 }
 
 impl PmcCollector {
     pub fn new(roots: &FsRoots, config: Config) -> Self {
+        let processes = config
+            .process_include
+            .clone()
+            .map(|include| ProcessCounters::new(roots.procfs.clone(), include, config.max_processes));
         PmcCollector {
             cgroupfs: roots.cgroupfs.clone(),
             sysfs: roots.sysfs.clone(),
             config,
             hardware: None,
             cgroups: BTreeMap::new(),
+            processes,
         }
+    }
+
+    fn collect_processes(&mut self, out: &mut Collection) {
+        let Some(processes) = self.processes.as_mut() else { return };
+        let (report, error) = processes.scrape();
+        if let Some((dir, err)) = error {
+            out.problem(open_problem(&dir, &err));
+        }
+        for p in &report {
+            let pid = p.pid.to_string();
+            for (kind, faults) in KINDS.iter().zip(p.faults) {
+                out.metrics.push(&PROCESS_FAULTS, &[&pid, &p.comm, kind], faults as f64);
+            }
+            if p.uncounted_threads > 0 {
+                out.metrics.push(&UNCOUNTED_THREADS, &[&pid, &p.comm], p.uncounted_threads as f64);
+            }
+        }
+        out.metrics.push(&PROCESSES, &[], report.len() as f64);
     }
 
     /// The cgroup v2 root: the mount itself, or `unified/` on a hybrid host.
@@ -184,6 +234,8 @@ impl Collector for PmcCollector {
         for (event, ok) in self.hardware.get_or_insert_with(Self::probe_hardware).iter() {
             out.metrics.push(&SUPPORTED, &[event], if *ok { 1.0 } else { 0.0 });
         }
+        // Processes first: they need no cgroup v2 hierarchy.
+        self.collect_processes(out);
         let Some(root) = self.v2_root() else {
             return out.problem(Problem::new(
                 ProblemKind::Unsupported,
@@ -206,18 +258,9 @@ impl Collector for PmcCollector {
                 Ok(c) => {
                     self.cgroups.insert(path.clone(), c);
                 }
+                Err(err) if err.raw_os_error() == Some(libc::ENOENT) => continue,
                 Err(err) => {
-                    let kind = match err.raw_os_error() {
-                        Some(libc::EACCES | libc::EPERM) => ProblemKind::Permission,
-                        Some(libc::ENOENT) => continue,
-                        _ => ProblemKind::Unsupported,
-                    };
-                    out.problem(Problem::new(
-                        kind,
-                        &dir,
-                        format!("cannot open perf counters: {err}"),
-                        "needs CAP_PERFMON (or root) and kernel.perf_event_paranoid <= 2",
-                    ));
+                    out.problem(open_problem(&dir, &err));
                     break;
                 }
             }
@@ -230,4 +273,17 @@ impl Collector for PmcCollector {
         }
         out.metrics.push(&CGROUPS, &[], self.cgroups.len() as f64);
     }
+}
+
+fn open_problem(dir: &Path, err: &std::io::Error) -> Problem {
+    let kind = match err.raw_os_error() {
+        Some(libc::EACCES | libc::EPERM) => ProblemKind::Permission,
+        _ => ProblemKind::Unsupported,
+    };
+    Problem::new(
+        kind,
+        dir,
+        format!("cannot open perf counters: {err}"),
+        "needs CAP_PERFMON (or root) and kernel.perf_event_paranoid <= 2",
+    )
 }
