@@ -12,12 +12,14 @@
 # (programs attached, counters open) and every 5 s during it.
 #
 # Then the exporter's own CPU: seconds of CPU per minute while the service load
-# runs and Prometheus-like scrapes come every 15 s, for the default set and for
-# every collector enabled.
+# runs, with 1,000 extra sleeping processes (a busy host's process count) and
+# Prometheus-like scrapes every 15 s, for the default set and for every
+# collector enabled.
 #
 # Usage (root): benches/overhead.sh [PAIRS=7] [CONFIGS=REGEX]
 #   CONFIGS picks configurations by name (e.g. 'default' for more pairs of the
 #   default set alone); the CPU-per-minute part runs only when all are picked.
+#   PAIRS=0 runs the CPU-per-minute part alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=${1:-7}
@@ -29,7 +31,9 @@ scraper=""
 v2=/sys/fs/cgroup; [ -f $v2/cgroup.controllers ] || v2=/sys/fs/cgroup/unified
 cg="$v2/memleak-bench-$$"
 mkdir "$cg"
+sleepers=()
 cleanup() {
+  [ ${#sleepers[@]} -gt 0 ] && kill "${sleepers[@]}" 2>/dev/null
   [ -n "$scraper" ] && kill "$scraper" 2>/dev/null
   [ -n "$pid" ] && kill "$pid" 2>/dev/null
   wait 2>/dev/null || true; rm -rf "$work"; rmdir "$cg" 2>/dev/null || true
@@ -96,9 +100,9 @@ for _ in $(seq "$pairs"); do
   done
 done
 
-echo "overhead on the watched program: median over $pairs pairs of (with / without the exporter) - 1"
-printf '  %-38s %22s %22s %22s\n' "" "faults" "syscalls" "service"
-for c in "${configs[@]}"; do
+[ "$pairs" -gt 0 ] && echo "overhead on the watched program: median over $pairs pairs of (with / without the exporter) - 1"
+[ "$pairs" -gt 0 ] && printf '  %-38s %22s %22s %22s\n' "" "faults" "syscalls" "service"
+[ "$pairs" -gt 0 ] && for c in "${configs[@]}"; do
   name=${c%%|*}
   printf '  %-38s' "$name"
   for w in "${workloads[@]}"; do
@@ -109,7 +113,8 @@ done
 
 [ "$only" = . ] || exit 0
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-echo "exporter CPU while the service load runs, scraped every 15 s, over 60 s:"
+for _ in $(seq 1000); do sleep 3600 & sleepers+=($!); done
+echo "exporter CPU while the service load runs, $(ls /proc | grep -c '^[0-9]') processes, scraped every 15 s, over 60 s:"
 for c in "default collectors|" "every collector|--collector.pmc --collector.page_faults --collector.memory_syscalls"; do
   name=${c%%|*}; args=${c#*|}
   # shellcheck disable=SC2086
