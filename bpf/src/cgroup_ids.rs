@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Depth of the walk.
 const MAX_DEPTH: usize = 8;
@@ -21,28 +22,74 @@ pub fn v2_root(cgroupfs: &Path) -> PathBuf {
         .unwrap_or_else(|| cgroupfs.to_path_buf())
 }
 
-/// cgroup v2 id → path (`/` for the root, `/system.slice/x.service`, …).
-pub fn paths(cgroupfs: &Path) -> HashMap<u64, String> {
+/// How long a walk's result answers for ids it did not know.
+const REWALK_AFTER: Duration = Duration::from_secs(10);
+
+/// Cgroup v2 ids → paths, walked again only when an unknown id shows up (and
+/// at most every `REWALK_AFTER`): hosts with thousands of cgroups are not
+/// walked on every scrape.
+#[derive(Debug)]
+pub struct CgroupNames {
+    cgroupfs: PathBuf,
+    paths: HashMap<u64, String>,
+    /// The last walk saw the whole tree (not cut by the bounds).
+    complete: bool,
+    walked_at: Option<Instant>,
+    rewalk_after: Duration,
+}
+
+impl CgroupNames {
+    pub fn new(cgroupfs: &Path) -> Self {
+        CgroupNames {
+            cgroupfs: cgroupfs.to_path_buf(),
+            paths: HashMap::new(),
+            complete: false,
+            walked_at: None,
+            rewalk_after: REWALK_AFTER,
+        }
+    }
+
+    /// Makes sure `ids` are named if they can be; returns the id → path map.
+    pub fn resolve(&mut self, ids: impl IntoIterator<Item = u64>) -> &HashMap<u64, String> {
+        let unknown = ids.into_iter().any(|id| !self.paths.contains_key(&id));
+        if unknown && self.walked_at.is_none_or(|t| t.elapsed() >= self.rewalk_after) {
+            (self.paths, self.complete) = walk(&self.cgroupfs);
+            self.walked_at = Some(Instant::now());
+        }
+        &self.paths
+    }
+
+    /// Whether `id` is known to be gone: the last walk saw the whole tree without it.
+    pub fn is_gone(&self, id: u64) -> bool {
+        self.complete && self.walked_at.is_some() && !self.paths.contains_key(&id)
+    }
+}
+
+/// cgroup v2 id → path (`/` for the root, `/system.slice/x.service`, …), and
+/// whether the walk saw the whole tree.
+fn walk(cgroupfs: &Path) -> (HashMap<u64, String>, bool) {
     let root = v2_root(cgroupfs);
     let mut paths = HashMap::new();
+    let mut complete = true;
     let mut stack = vec![(root.clone(), 0usize)];
     while let Some((dir, depth)) = stack.pop() {
         if paths.len() >= MAX_CGROUPS {
+            complete = false;
             break;
         }
         if let Ok(meta) = std::fs::metadata(&dir) {
             let rel = format!("/{}", dir.strip_prefix(&root).unwrap_or(&dir).to_string_lossy());
             paths.insert(meta.ino(), rel);
         }
-        if depth < MAX_DEPTH
-            && let Ok(entries) = std::fs::read_dir(&dir)
-        {
-            stack.extend(
-                entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| (e.path(), depth + 1)),
-            );
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let children = entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir()));
+        if depth < MAX_DEPTH {
+            stack.extend(children.map(|e| (e.path(), depth + 1)));
+        } else if children.count() > 0 {
+            complete = false;
         }
     }
-    paths
+    (paths, complete)
 }
 
 /// The label of the cgroups folded together by `keep_top`.
@@ -76,10 +123,29 @@ mod tests {
         std::fs::write(dir.path().join("cgroup.controllers"), "memory\n").unwrap();
         std::fs::create_dir_all(dir.path().join("system.slice/app.service")).unwrap();
         let ino = std::fs::metadata(dir.path().join("system.slice/app.service")).unwrap().ino();
-        let found = paths(dir.path());
+        let (found, complete) = walk(dir.path());
+        assert!(complete);
         assert_eq!(name(&found, ino), "/system.slice/app.service");
         assert_eq!(name(&found, std::fs::metadata(dir.path()).unwrap().ino()), "/");
         assert_eq!(name(&found, u64::MAX), UNKNOWN);
+    }
+
+    #[test]
+    fn names_are_cached_and_a_removed_cgroup_is_known_to_be_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cgroup.controllers"), "memory\n").unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        let a = std::fs::metadata(dir.path().join("a")).unwrap().ino();
+        let mut names = CgroupNames::new(dir.path());
+        assert_eq!(names.resolve([a]).get(&a).map(String::as_str), Some("/a"));
+        assert!(!names.is_gone(a));
+        std::fs::remove_dir(dir.path().join("a")).unwrap();
+        // Known ids are not walked for again.
+        assert_eq!(names.resolve([a]).get(&a).map(String::as_str), Some("/a"));
+        // An unknown id walks again (past the wait); `a` is not there any more.
+        names.rewalk_after = Duration::ZERO;
+        assert_eq!(names.resolve([a, u64::MAX - 1]).get(&a), None);
+        assert!(names.is_gone(a));
     }
 
     #[test]

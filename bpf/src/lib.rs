@@ -6,6 +6,7 @@ mod cgroup_ids;
 mod loader;
 mod memory_syscalls;
 mod page_faults;
+mod region_drain;
 mod regions;
 pub mod shared;
 

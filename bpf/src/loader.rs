@@ -64,6 +64,28 @@ impl BpfObject {
     }
 }
 
+/// A map of a loaded object, as its aya type.
+pub fn typed_map<'a, T>(bpf: &'a Ebpf, name: &str) -> Result<T, Problem>
+where
+    T: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = bpf.map(name).ok_or_else(|| {
+        Problem::new(
+            ProblemKind::Unsupported,
+            Path::new(name),
+            "map missing from the object",
+            "the build is inconsistent; rebuild",
+        )
+    })?;
+    T::try_from(map)
+        .map_err(|e| Problem::new(ProblemKind::Read, Path::new(name), format!("cannot read the map: {e}"), ""))
+}
+
+/// The sum over CPUs of slot `index` of a per-CPU array of counters (0 if unreadable).
+pub fn per_cpu_sum(counters: &aya::maps::PerCpuArray<&aya::maps::MapData, u64>, index: u32) -> u64 {
+    counters.get(&index, 0).map(|per_cpu| per_cpu.iter().sum()).unwrap_or(0)
+}
+
 /// Where tracefs must be for tracepoints to be attached by name (aya looks
 /// there and in the older debugfs location).
 const TRACEFS: &str = "/sys/kernel/tracing";

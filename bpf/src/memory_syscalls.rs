@@ -2,7 +2,8 @@
 //! tracepoints, process exit and exec for cleanup) and reads its per-cgroup totals
 //! at scrape time.
 
-use crate::cgroup_ids;
+use crate::cgroup_ids::{self, CgroupNames};
+use crate::loader::{per_cpu_sum, typed_map};
 use crate::shared::{
     MemorySyscallStats, SYSCALL_BREAKS_FULL, SYSCALL_NAMES, SYSCALL_STATS_INSERTS, SYSCALL_UNPAIRED_EXITS,
 };
@@ -13,9 +14,8 @@ use memleak_signals::memory_syscalls::{
     BRK_MOVED, CALLS, DROPPED, FAILED, MAPPED, MMAP_SIZE, MREMAP_RESIZED, TRACKED_CGROUPS, TRACKED_PROCESSES, UNMAPPED,
     UNPAIRED,
 };
-use memleak_signals::{Collection, Collector, FsRoots, HistogramValue, Problem, ProblemKind, ScrapeContext};
+use memleak_signals::{Collection, Collector, FsRoots, HistogramValue, Problem, ScrapeContext};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 /// (program, tracepoint category, tracepoint name)
 const PROGRAMS: [(&str, &str, &str); 10] = [
@@ -36,7 +36,7 @@ const COUNTERS_MAP: &str = "memory_syscall_counters";
 
 /// The syscall tracepoint collector (`--collector.memory_syscalls`, opt-in).
 pub struct MemorySyscalls {
-    cgroupfs: PathBuf,
+    names: CgroupNames,
     /// Most cgroups exported by name (the busiest); the rest are summed as `__other__`.
     max_cgroups: usize,
     loaded: Option<Ebpf>,
@@ -52,7 +52,7 @@ impl std::fmt::Debug for MemorySyscalls {
 
 impl MemorySyscalls {
     pub fn new(roots: &FsRoots, max_cgroups: usize) -> Self {
-        MemorySyscalls { cgroupfs: roots.cgroupfs.clone(), max_cgroups, loaded: None, stats_evicted: 0 }
+        MemorySyscalls { names: CgroupNames::new(&roots.cgroupfs), max_cgroups, loaded: None, stats_evicted: 0 }
     }
 
     fn load() -> Result<Ebpf, Problem> {
@@ -69,14 +69,6 @@ impl MemorySyscalls {
         tracing::info!("tracing brk/mmap/munmap/mremap per cgroup with eBPF (every syscall takes the slow path)");
         Ok(bpf)
     }
-}
-
-fn missing(map: &str) -> Problem {
-    Problem::new(ProblemKind::Unsupported, Path::new(map), "map missing from the object", "rebuild")
-}
-
-fn unreadable(map: &str, err: impl std::fmt::Display) -> Problem {
-    Problem::new(ProblemKind::Read, Path::new(map), format!("cannot read the map: {err}"), "")
 }
 
 /// Adds `other` into `total`, field by field.
@@ -127,29 +119,28 @@ impl Collector for MemorySyscalls {
         }
         let Some(bpf) = self.loaded.as_ref() else { return };
         // Counters first: a cgroup inserted after this read only lowers the eviction estimate.
-        let counter = match bpf.map(COUNTERS_MAP).map(PerCpuArray::<_, u64>::try_from) {
-            Some(Ok(map)) => move |slot: u32| map.get(&slot, 0).map(|per_cpu| per_cpu.iter().sum::<u64>()).unwrap_or(0),
-            Some(Err(e)) => return out.problem(unreadable(COUNTERS_MAP, e)),
-            None => return out.problem(missing(COUNTERS_MAP)),
+        let (stats_inserts, breaks_full, unpaired) = match typed_map::<PerCpuArray<_, u64>>(bpf, COUNTERS_MAP) {
+            Ok(map) => (
+                per_cpu_sum(&map, SYSCALL_STATS_INSERTS),
+                per_cpu_sum(&map, SYSCALL_BREAKS_FULL),
+                per_cpu_sum(&map, SYSCALL_UNPAIRED_EXITS),
+            ),
+            Err(problem) => return out.problem(problem),
         };
-        let (stats_inserts, breaks_full, unpaired) =
-            (counter(SYSCALL_STATS_INSERTS), counter(SYSCALL_BREAKS_FULL), counter(SYSCALL_UNPAIRED_EXITS));
         let stats: Vec<(u64, MemorySyscallStats)> =
-            match bpf.map(STATS_MAP).map(BpfHashMap::<_, u64, MemorySyscallStats>::try_from) {
-                Some(Ok(map)) => map.iter().flatten().collect(),
-                Some(Err(e)) => return out.problem(unreadable(STATS_MAP, e)),
-                None => return out.problem(missing(STATS_MAP)),
+            match typed_map::<BpfHashMap<_, u64, MemorySyscallStats>>(bpf, STATS_MAP) {
+                Ok(map) => map.iter().flatten().collect(),
+                Err(problem) => return out.problem(problem),
             };
-        let processes = match bpf.map(BREAKS_MAP).map(BpfHashMap::<_, u32, u64>::try_from) {
-            Some(Ok(map)) => map.keys().flatten().count() as u64,
-            Some(Err(e)) => return out.problem(unreadable(BREAKS_MAP, e)),
-            None => return out.problem(missing(BREAKS_MAP)),
+        let processes = match typed_map::<BpfHashMap<_, u32, u64>>(bpf, BREAKS_MAP) {
+            Ok(map) => map.keys().flatten().count() as u64,
+            Err(problem) => return out.problem(problem),
         };
 
-        let paths = if stats.is_empty() { Default::default() } else { cgroup_ids::paths(&self.cgroupfs) };
+        let paths = self.names.resolve(stats.iter().map(|(id, _)| *id));
         let mut by_path: BTreeMap<&str, MemorySyscallStats> = BTreeMap::new();
         for (id, s) in &stats {
-            accumulate(by_path.entry(cgroup_ids::name(&paths, *id)).or_default(), s);
+            accumulate(by_path.entry(cgroup_ids::name(paths, *id)).or_default(), s);
         }
         let weights = by_path.iter().map(|(path, s)| (*path, s.calls.iter().sum())).collect();
         let names = cgroup_ids::keep_top(&weights, self.max_cgroups);

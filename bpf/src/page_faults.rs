@@ -5,16 +5,18 @@
 //! Sampled mode attaches to the `page-faults` software perf event of every
 //! online CPU with a period; every-fault mode to `exceptions:page_fault_user`.
 
-use crate::cgroup_ids;
-use crate::regions::{self, Place};
-use crate::shared::{FAULT_RING_FULL, FaultSample};
+use crate::cgroup_ids::{self, CgroupNames};
+use crate::loader::{per_cpu_sum, typed_map};
+use crate::region_drain::RegionDrain;
+use crate::regions::Place;
+use crate::shared::FAULT_RING_FULL;
 use aya::Ebpf;
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::{PerfEvent, TracePoint};
 use memleak_signals::page_faults::{BY_REGION, DROPPED, ESTIMATED, TRACKED};
 use memleak_signals::{Collection, Collector, FsRoots, Problem, ProblemKind, ScrapeContext};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const SAMPLED_PROGRAM: &str = "page_fault_sample";
@@ -22,10 +24,6 @@ const EVERY_FAULT_PROGRAM: &str = "page_fault_user";
 const COUNTS_MAP: &str = "page_fault_samples";
 const RING_MAP: &str = "fault_addresses";
 const COUNTERS_MAP: &str = "page_fault_counters";
-/// Most samples taken from the ring per scrape (the ring holds 32,768).
-const MAX_DRAIN: usize = 65_536;
-/// Most cgroups whose region counts are kept; samples of others are dropped (and counted).
-const MAX_REGION_CGROUPS: usize = 4096;
 
 /// How faults reach the program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +37,7 @@ pub enum FaultMode {
 
 struct Loaded {
     bpf: Ebpf,
-    ring: RingBuf<MapData>,
+    regions: RegionDrain,
 }
 
 /// Settings of the page-fault collector.
@@ -56,14 +54,11 @@ pub struct FaultConfig {
 /// The eBPF page-fault collector (`--collector.page_faults`, opt-in).
 pub struct PageFaultSampler {
     procfs: PathBuf,
-    cgroupfs: PathBuf,
     mode: FaultMode,
     period: u64,
     max_cgroups: usize,
     loaded: Option<Loaded>,
-    /// Cumulative faults per cgroup path and place, since the exporter started.
-    regions: BTreeMap<(String, Place), u64>,
-    dropped_over_cap: u64,
+    names: CgroupNames,
 }
 
 impl std::fmt::Debug for PageFaultSampler {
@@ -80,13 +75,11 @@ impl PageFaultSampler {
     pub fn new(roots: &FsRoots, config: FaultConfig) -> Self {
         PageFaultSampler {
             procfs: roots.procfs.clone(),
-            cgroupfs: roots.cgroupfs.clone(),
             mode: config.mode,
             period: config.period.clamp(1, u64::from(u32::MAX)),
             max_cgroups: config.max_cgroups.max(1),
             loaded: None,
-            regions: BTreeMap::new(),
-            dropped_over_cap: 0,
+            names: CgroupNames::new(&roots.cgroupfs),
         }
     }
 
@@ -128,59 +121,16 @@ impl PageFaultSampler {
                 );
             }
         }
-        let ring_map = bpf.take_map(RING_MAP).ok_or_else(|| missing(RING_MAP))?;
-        let ring = RingBuf::try_from(ring_map).map_err(|e| object.denied("cannot map the ring buffer", &e))?;
-        Ok(Loaded { bpf, ring })
+        let ring_map = bpf.take_map(RING_MAP).ok_or_else(|| {
+            Problem::new(ProblemKind::Unsupported, Path::new(RING_MAP), "map missing from the object", "rebuild")
+        })?;
+        let ring: RingBuf<MapData> =
+            RingBuf::try_from(ring_map).map_err(|e| object.denied("cannot map the ring buffer", &e))?;
+        let regions = RegionDrain::start(ring, self.procfs.clone()).map_err(|e| {
+            Problem::new(ProblemKind::Unsupported, Path::new(RING_MAP), format!("cannot start its thread: {e}"), "")
+        })?;
+        Ok(Loaded { bpf, regions })
     }
-
-    /// Adds a batch of classified samples to the cumulative region counts.
-    fn add_regions(&mut self, tally: regions::RegionTally, paths: &HashMap<u64, String>) {
-        for ((id, place), faults) in tally {
-            let path = cgroup_ids::name(paths, id);
-            let key = (path.to_owned(), place);
-            if let Some(total) = self.regions.get_mut(&key) {
-                *total += faults;
-            } else if self.known_cgroups() < MAX_REGION_CGROUPS || self.regions.keys().any(|(p, _)| p == path) {
-                self.regions.insert(key, faults);
-            } else {
-                self.dropped_over_cap += faults / self.period.max(1);
-            }
-        }
-    }
-
-    fn known_cgroups(&self) -> usize {
-        let mut count = 0;
-        let mut last: Option<&str> = None;
-        for (path, _) in self.regions.keys() {
-            if last != Some(path.as_str()) {
-                count += 1;
-                last = Some(path);
-            }
-        }
-        count
-    }
-}
-
-fn missing(map: &str) -> Problem {
-    Problem::new(ProblemKind::Unsupported, Path::new(map), "map missing from the object", "rebuild")
-}
-
-fn unreadable(map: &str, err: impl std::fmt::Display) -> Problem {
-    Problem::new(ProblemKind::Read, Path::new(map), format!("cannot read the map: {err}"), "")
-}
-
-/// Takes up to `MAX_DRAIN` samples out of the ring.
-fn drain(ring: &mut RingBuf<MapData>) -> Vec<FaultSample> {
-    let mut samples = Vec::new();
-    while samples.len() < MAX_DRAIN {
-        let Some(item) = ring.next() else { break };
-        if item.len() >= size_of::<FaultSample>() {
-            // SAFETY: the record holds a `struct fault_sample` (asserted the same
-            // size as FaultSample); it may be unaligned in the ring.
-            samples.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<FaultSample>()) });
-        }
-    }
-    samples
 }
 
 impl Collector for PageFaultSampler {
@@ -195,26 +145,24 @@ impl Collector for PageFaultSampler {
                 Err(problem) => return out.problem(problem),
             }
         }
-        let Some(loaded) = self.loaded.as_mut() else { return };
-        let samples = drain(&mut loaded.ring);
-        let counts: Vec<(u64, u64)> = match loaded.bpf.map(COUNTS_MAP).map(BpfHashMap::<_, u64, u64>::try_from) {
-            Some(Ok(map)) => map.iter().flatten().collect(),
-            Some(Err(e)) => return out.problem(unreadable(COUNTS_MAP, e)),
-            None => return out.problem(missing(COUNTS_MAP)),
+        let Some(loaded) = self.loaded.as_ref() else { return };
+        let counts: Vec<(u64, u64)> = match typed_map::<BpfHashMap<_, u64, u64>>(&loaded.bpf, COUNTS_MAP) {
+            Ok(map) => map.iter().flatten().collect(),
+            Err(problem) => return out.problem(problem),
         };
-        let ring_full: u64 = match loaded.bpf.map(COUNTERS_MAP).map(PerCpuArray::<_, u64>::try_from) {
-            Some(Ok(map)) => map.get(&FAULT_RING_FULL, 0).map(|per_cpu| per_cpu.iter().sum()).unwrap_or(0),
-            Some(Err(e)) => return out.problem(unreadable(COUNTERS_MAP, e)),
-            None => return out.problem(missing(COUNTERS_MAP)),
+        let ring_full = match typed_map::<PerCpuArray<_, u64>>(&loaded.bpf, COUNTERS_MAP) {
+            Ok(map) => per_cpu_sum(&map, FAULT_RING_FULL),
+            Err(problem) => return out.problem(problem),
         };
-
-        // The cgroup tree is walked only when there is something to name.
-        let paths =
-            if counts.is_empty() && samples.is_empty() { HashMap::new() } else { cgroup_ids::paths(&self.cgroupfs) };
-        if !samples.is_empty() {
-            let tally = regions::classify(&samples, &self.procfs);
-            self.add_regions(tally, &paths);
-        }
+        let names = &mut self.names;
+        let (regions, dropped_over_cap) = loaded.regions.with_counts(&self.procfs, |region_counts| {
+            let ids = counts.iter().map(|(id, _)| *id).chain(region_counts.faults.keys().map(|(id, _)| *id));
+            names.resolve(ids.collect::<Vec<_>>());
+            // Cgroups removed from the host stop being reported.
+            region_counts.forget(|id| names.is_gone(id));
+            (region_counts.faults.clone(), region_counts.dropped_over_cap)
+        });
+        let paths = self.names.resolve(std::iter::empty());
 
         let (weight, period_label) = match self.mode {
             FaultMode::Sampled => (self.period, self.period.to_string()),
@@ -222,7 +170,7 @@ impl Collector for PageFaultSampler {
         };
         let mut by_path: BTreeMap<&str, u64> = BTreeMap::new();
         for (id, runs) in &counts {
-            *by_path.entry(cgroup_ids::name(&paths, *id)).or_default() += runs;
+            *by_path.entry(cgroup_ids::name(paths, *id)).or_default() += runs;
         }
         let names = cgroup_ids::keep_top(&by_path, self.max_cgroups);
         let mut exported: BTreeMap<&str, u64> = BTreeMap::new();
@@ -234,21 +182,22 @@ impl Collector for PageFaultSampler {
         }
 
         let mut region_weights: BTreeMap<&str, u64> = BTreeMap::new();
-        for ((path, _), faults) in &self.regions {
-            *region_weights.entry(path.as_str()).or_default() += faults;
+        for ((id, _), faults) in &regions {
+            *region_weights.entry(cgroup_ids::name(paths, *id)).or_default() += faults;
         }
         let names = cgroup_ids::keep_top(&region_weights, self.max_cgroups);
-        let mut regions: BTreeMap<(&str, Place), u64> = BTreeMap::new();
-        for ((path, place), faults) in &self.regions {
-            let name = names.get(path).map_or(cgroup_ids::OTHER, String::as_str);
-            *regions.entry((name, *place)).or_default() += faults;
+        let mut by_region: BTreeMap<(&str, Place), u64> = BTreeMap::new();
+        for ((id, place), faults) in &regions {
+            let name = names.get(cgroup_ids::name(paths, *id)).map_or(cgroup_ids::OTHER, String::as_str);
+            *by_region.entry((name, *place)).or_default() += faults;
         }
         let region_period = self.period.to_string();
-        for ((path, place), faults) in regions {
+        for ((path, place), faults) in by_region {
             out.metrics.push(&BY_REGION, &[path, place.as_str(), &region_period], faults as f64);
         }
         out.metrics.push(&TRACKED, &[], counts.len() as f64);
-        out.metrics.push(&DROPPED, &["ring_full"], ring_full as f64);
-        out.metrics.push(&DROPPED, &["cgroup_cap"], self.dropped_over_cap as f64);
+        // Every region sample stands for `period` faults, in both modes.
+        out.metrics.push(&DROPPED, &["ring_full"], (ring_full * self.period) as f64);
+        out.metrics.push(&DROPPED, &["cgroup_cap"], dropped_over_cap as f64);
     }
 }

@@ -85,46 +85,76 @@ fn every_fault_mode_counts_each_fault() {
     assert!((PAGES..=PAGES + 64).contains(&counted), "{counted} for {PAGES}");
 }
 
-#[test]
-fn faults_are_attributed_to_the_regions_that_took_them() {
-    if !can_run_privileged() {
-        return;
-    }
-    const PAGES: u64 = 10_000;
-    const PERIOD: u64 = 100;
+/// Runs `fault_regions PAGES` in a new cgroup; `before_exit` runs while the
+/// child, done faulting, is still alive. Returns the faults per region.
+fn regions_of_child(period: u64, pages: u64, before_exit: impl FnOnce(&mut PageFaultSampler)) -> Vec<(String, u64)> {
     let dir = tempfile::tempdir().unwrap();
     let helper = compile("tests/helpers/fault_regions.c", dir.path());
     let cgroup = TestCgroup::new("regions");
     let mut sampler =
-        PageFaultSampler::new(&roots(), FaultConfig { mode: FaultMode::Sampled, period: PERIOD, max_cgroups: 64 });
+        PageFaultSampler::new(&roots(), FaultConfig { mode: FaultMode::Sampled, period, max_cgroups: 64 });
     assert!(collect(&mut sampler).problems.is_empty());
 
     let mut child =
-        Command::new(&helper).arg(PAGES.to_string()).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        Command::new(&helper).arg(pages.to_string()).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     cgroup.adopt(child.id());
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"g").unwrap();
     let mut done = [0u8; 1];
     child.stdout.take().unwrap().read_exact(&mut done).unwrap();
-    // Scraped while the child is alive, so its maps are there to read.
-    let out = collect(&mut sampler);
+    before_exit(&mut sampler);
     drop(stdin);
     assert!(child.wait().unwrap().success());
+    let out = collect(&mut sampler);
     assert!(out.problems.is_empty(), "{:?}", out.problems);
+    ["heap", "anon", "file", "stack", "exited", "unmapped"]
+        .iter()
+        .map(|region| {
+            let labels = [("cgroup", cgroup.path.as_str()), ("region", region), ("period", &period.to_string())];
+            let value = out.metrics.value("memleak_page_faults_region_estimated_total", &labels).unwrap_or(0.0);
+            ((*region).to_owned(), value as u64)
+        })
+        .collect()
+}
 
-    let region = |name: &str| {
-        out.metrics
-            .value(
-                "memleak_page_faults_region_estimated_total",
-                &[("cgroup", &cgroup.path), ("region", name), ("period", &PERIOD.to_string())],
-            )
-            .unwrap_or(0.0) as u64
-    };
-    let (heap, anon) = (region("heap"), region("anon"));
-    eprintln!("regions: heap {heap}, anon {anon}, file {}, stack {}", region("file"), region("stack"));
-    // Each region took PAGES faults; sampling is exact to a period or two per region.
-    for (name, value) in [("heap", heap), ("anon", anon)] {
-        assert!(value.abs_diff(PAGES) <= 3 * PERIOD, "{name}: {value} for {PAGES}");
+fn region(regions: &[(String, u64)], name: &str) -> u64 {
+    regions.iter().find(|(n, _)| n == name).map_or(0, |(_, v)| *v)
+}
+
+const REGION_PAGES: u64 = 10_000;
+const REGION_PERIOD: u64 = 100;
+
+fn assert_heap_and_anon(regions: &[(String, u64)]) {
+    eprintln!("regions: {regions:?}");
+    // Each region took REGION_PAGES faults; sampling is exact to a period or two per region.
+    for name in ["heap", "anon"] {
+        let value = region(regions, name);
+        assert!(value.abs_diff(REGION_PAGES) <= 3 * REGION_PERIOD, "{name}: {value} for {REGION_PAGES}");
     }
-    assert!(region("file") + region("stack") <= 3 * PERIOD, "the child barely touches files or its stack");
+    assert!(region(regions, "file") + region(regions, "stack") <= 3 * REGION_PERIOD, "the child barely touches files");
+}
+
+#[test]
+fn faults_are_attributed_to_the_regions_that_took_them() {
+    if !can_run_privileged() {
+        return;
+    }
+    // Scraped while the child is alive, so its maps are there to read.
+    let regions = regions_of_child(REGION_PERIOD, REGION_PAGES, |sampler| {
+        assert!(collect(sampler).problems.is_empty());
+    });
+    assert_heap_and_anon(&regions);
+}
+
+#[test]
+fn the_background_drain_attributes_faults_of_a_process_that_exits_before_the_scrape() {
+    if !can_run_privileged() {
+        return;
+    }
+    // No scrape while the child lives: it stays 3 s (more than one drain interval) and exits.
+    let regions = regions_of_child(REGION_PERIOD, REGION_PAGES, |_| {
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    });
+    assert_heap_and_anon(&regions);
+    assert!(region(&regions, "exited") <= 3 * REGION_PERIOD, "classified while it lived");
 }

@@ -33,8 +33,8 @@ pub static TRACKED: MetricSpec = MetricSpec::gauge(
     &[],
 );
 pub static DROPPED: MetricSpec = MetricSpec::counter(
-    "memleak_page_faults_dropped_samples_total",
-    "Region samples lost (reason ring_full: the 1 MiB ring buffer filled between two scrapes; cgroup_cap: more cgroups than the exporter keeps).",
+    "memleak_page_faults_region_dropped_total",
+    "Sampled faults (× period, like the region counts) not attributed to a region (reason ring_full: the 1 MiB ring buffer filled between two drains; cgroup_cap: the cgroup came past the 4096 the exporter keeps).",
     &["reason"],
 );
 

@@ -1,0 +1,137 @@
+//! Empties the ring buffer of sampled faulting addresses every `DRAIN_EVERY`
+//! on a thread of its own, and at each scrape, classifying the samples while
+//! their processes most likely still live. Draining often keeps the 1 MiB ring
+//! from filling on busy hosts whatever the scrape interval, and short-lived
+//! processes from all landing in `exited`.
+
+use crate::regions::{self, Place};
+use crate::shared::FaultSample;
+use aya::maps::{MapData, RingBuf};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+const DRAIN_EVERY: Duration = Duration::from_secs(2);
+/// Most samples taken from the ring per drain (the ring holds 32,768).
+const MAX_DRAIN: usize = 65_536;
+/// Most cgroups whose region counts are kept; samples of others are dropped (and counted).
+pub const MAX_CGROUPS: usize = 4096;
+
+/// Cumulative region counts per cgroup id, since the collector started.
+#[derive(Debug, Default)]
+pub struct RegionCounts {
+    pub faults: BTreeMap<(u64, Place), u64>,
+    /// Faults (sample weights) not kept because `MAX_CGROUPS` cgroups already were.
+    pub dropped_over_cap: u64,
+}
+
+impl RegionCounts {
+    fn add(&mut self, tally: regions::RegionTally) {
+        for ((id, place), faults) in tally {
+            if let Some(total) = self.faults.get_mut(&(id, place)) {
+                *total += faults;
+            } else if self.faults.keys().any(|(known, _)| *known == id) || self.cgroups() < MAX_CGROUPS {
+                self.faults.insert((id, place), faults);
+            } else {
+                self.dropped_over_cap += faults;
+            }
+        }
+    }
+
+    fn cgroups(&self) -> usize {
+        let mut ids: Vec<u64> = self.faults.keys().map(|(id, _)| *id).collect();
+        ids.dedup();
+        ids.len()
+    }
+
+    /// Forgets the cgroups `gone` says no longer exist.
+    pub fn forget(&mut self, gone: impl Fn(u64) -> bool) {
+        self.faults.retain(|(id, _), _| !gone(*id));
+    }
+}
+
+struct Shared {
+    ring: RingBuf<MapData>,
+    counts: RegionCounts,
+}
+
+/// The ring, its counts and the thread that drains it; the thread ends when this is dropped.
+pub struct RegionDrain {
+    shared: Arc<Mutex<Shared>>,
+    _stop: Sender<()>,
+}
+
+impl std::fmt::Debug for RegionDrain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegionDrain").finish_non_exhaustive()
+    }
+}
+
+impl RegionDrain {
+    pub fn start(ring: RingBuf<MapData>, procfs: PathBuf) -> std::io::Result<Self> {
+        let shared = Arc::new(Mutex::new(Shared { ring, counts: RegionCounts::default() }));
+        let (stop, stopped) = mpsc::channel::<()>();
+        let worker = Arc::clone(&shared);
+        std::thread::Builder::new().name("fault-regions".into()).spawn(move || {
+            // Ends when the sender is dropped (Disconnected).
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(DRAIN_EVERY) {
+                drain_into(&worker, &procfs);
+            }
+        })?;
+        Ok(RegionDrain { shared, _stop: stop })
+    }
+
+    /// Drains now, then lets `read` see (and prune) the counts.
+    pub fn with_counts<T>(&self, procfs: &std::path::Path, read: impl FnOnce(&mut RegionCounts) -> T) -> T {
+        drain_into(&self.shared, procfs);
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        read(&mut shared.counts)
+    }
+}
+
+fn drain_into(shared: &Mutex<Shared>, procfs: &std::path::Path) {
+    let mut shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
+    let samples = drain(&mut shared.ring);
+    if !samples.is_empty() {
+        let tally = regions::classify(&samples, procfs);
+        shared.counts.add(tally);
+    }
+}
+
+/// Takes up to `MAX_DRAIN` samples out of the ring.
+fn drain(ring: &mut RingBuf<MapData>) -> Vec<FaultSample> {
+    let mut samples = Vec::new();
+    while samples.len() < MAX_DRAIN {
+        let Some(item) = ring.next() else { break };
+        if item.len() >= size_of::<FaultSample>() {
+            // SAFETY: the record holds a `struct fault_sample` (asserted the same
+            // size as FaultSample); it may be unaligned in the ring.
+            samples.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<FaultSample>()) });
+        }
+    }
+    samples
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memleak_signals::process::maps::Region;
+
+    #[test]
+    fn counts_add_up_and_new_cgroups_past_the_cap_are_dropped() {
+        let mut counts = RegionCounts::default();
+        let heap = Place::Region(Region::Heap);
+        for id in 0..MAX_CGROUPS as u64 {
+            counts.add(regions::RegionTally::from([((id, heap), 1000)]));
+        }
+        counts.add(regions::RegionTally::from([((0, heap), 500), ((0, Place::Exited), 7)]));
+        counts.add(regions::RegionTally::from([((u64::MAX, heap), 1000)]));
+        assert_eq!(counts.faults[&(0, heap)], 1500);
+        assert_eq!(counts.faults[&(0, Place::Exited)], 7, "a known cgroup gets new places past the cap");
+        assert_eq!((counts.faults.get(&(u64::MAX, heap)), counts.dropped_over_cap), (None, 1000));
+        counts.forget(|id| id != 0);
+        assert_eq!(counts.cgroups(), 1);
+    }
+}
