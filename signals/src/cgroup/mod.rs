@@ -46,6 +46,16 @@ pub static KERNEL: MetricSpec = MetricSpec::gauge(
     "Kernel memory charged to the cgroup (memory.stat kernel, v1 kmem usage).",
     L,
 );
+pub static PAGE_FAULTS: MetricSpec = MetricSpec::counter(
+    "memleak_cgroup_page_faults_total",
+    "Page faults of the cgroup's tasks, minor and major, counted by the kernel (memory.stat pgfault, v1 total_pgfault).",
+    L,
+);
+pub static MAJOR_PAGE_FAULTS: MetricSpec = MetricSpec::counter(
+    "memleak_cgroup_major_page_faults_total",
+    "Page faults of the cgroup's tasks that needed I/O (memory.stat pgmajfault, v1 total_pgmajfault).",
+    L,
+);
 pub static SLAB_UNRECLAIMABLE: MetricSpec = MetricSpec::gauge(
     "memleak_cgroup_slab_unreclaimable_bytes",
     "Unreclaimable slab (memory.stat slab_unreclaimable).",
@@ -87,6 +97,8 @@ pub static SIGNAL: SignalSpec = SignalSpec {
         &FILE,
         &KERNEL,
         &SLAB_UNRECLAIMABLE,
+        &PAGE_FAULTS,
+        &MAJOR_PAGE_FAULTS,
         &SOCK,
         &SHMEM,
         &EVENTS,
@@ -209,7 +221,7 @@ fn emit(hierarchy: &Hierarchy, dir: &Path, path: &str, out: &mut Collection) -> 
     let labels = [path, a.unit.as_str(), a.container_runtime.as_str(), a.container_id.as_str(), a.pod_uid.as_str()];
     let m = &mut out.metrics;
     m.push(&USAGE, &labels, r.usage as f64);
-    let optional: [(&'static MetricSpec, Option<u64>); 9] = [
+    let optional: [(&'static MetricSpec, Option<u64>); 11] = [
         (&LIMIT, r.limit),
         (&HIGH, r.high),
         (&SWAP, r.swap),
@@ -219,6 +231,8 @@ fn emit(hierarchy: &Hierarchy, dir: &Path, path: &str, out: &mut Collection) -> 
         (&SLAB_UNRECLAIMABLE, r.slab_unreclaimable),
         (&SOCK, r.sock),
         (&SHMEM, r.shmem),
+        (&PAGE_FAULTS, r.page_faults),
+        (&MAJOR_PAGE_FAULTS, r.major_page_faults),
     ];
     for (spec, value) in optional {
         if let Some(v) = value {

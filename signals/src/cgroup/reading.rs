@@ -20,6 +20,9 @@ pub struct Reading {
     pub slab_unreclaimable: Option<u64>,
     pub sock: Option<u64>,
     pub shmem: Option<u64>,
+    /// Page faults of the cgroup's tasks (memory.stat pgfault) and the major ones (pgmajfault).
+    pub page_faults: Option<u64>,
+    pub major_page_faults: Option<u64>,
     /// Event counters (`oom`, `oom_kill`, `max`, …).
     pub events: Vec<(&'static str, u64)>,
     pub pressure: Option<psi::Pressure>,
@@ -63,6 +66,8 @@ fn read_v2(dir: &Path, problems: &mut Vec<Problem>) -> Option<Reading> {
         r.slab_unreclaimable = get("slab_unreclaimable");
         r.sock = get("sock");
         r.shmem = get("shmem");
+        r.page_faults = get("pgfault");
+        r.major_page_faults = get("pgmajfault");
     }
     if let Some(events) = keyed(&dir.join("memory.events"), problems) {
         r.events = V2_EVENTS
@@ -91,6 +96,8 @@ fn read_v1(dir: &Path, problems: &mut Vec<Problem>) -> Option<Reading> {
         r.anon = get("rss");
         r.file = get("cache");
         r.shmem = get("shmem");
+        r.page_faults = get("pgfault");
+        r.major_page_faults = get("pgmajfault");
     }
     if let Some(failcnt) = number(&dir.join("memory.failcnt"), problems).flatten() {
         r.events.push(("max", failcnt));
