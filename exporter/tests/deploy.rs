@@ -94,7 +94,8 @@ fn the_daemonset_is_least_privilege_and_wired_to_its_service() {
         .iter()
         .map(|m| (m["mountPath"].as_str().unwrap().to_owned(), m["readOnly"] == Value::Bool(true)))
         .collect();
-    for path in ["/host/proc", "/host/sys", "/host/sys/fs/cgroup", "/host/sys/kernel/btf"] {
+    // tracefs where aya looks for it, for the eBPF collectors' tracepoints.
+    for path in ["/host/proc", "/host/sys", "/host/sys/fs/cgroup", "/host/sys/kernel/btf", "/sys/kernel/tracing"] {
         assert!(mounts.contains(&(path.to_owned(), true)), "{path} must be mounted read-only");
     }
     let token_dir = mounts.iter().find(|(p, _)| p.starts_with("/etc/memleak-exporter")).unwrap();
