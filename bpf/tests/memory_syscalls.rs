@@ -6,38 +6,29 @@
 
 mod common;
 
-use common::{TestCgroup, can_run_privileged, collect, compile, roots};
+use common::{TestCgroup, can_run_privileged, collect, compile, map_shape, parsed_object, roots};
 use memleak_bpf::shared::{MemorySyscallStats, SIZE_BUCKETS};
-use memleak_bpf::{MEMORY_SYSCALLS, MemorySyscalls, built_with_bpf};
+use memleak_bpf::{MEMORY_SYSCALLS, MemorySyscalls};
 use memleak_signals::Series;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 #[test]
 fn the_object_holds_the_programs_and_maps_the_loader_expects() {
-    if !built_with_bpf() {
-        assert!(!common::ci(), "CI installs clang: the BPF objects must be built there");
-        eprintln!("SKIP: built without clang (Debian package clang)");
-        return;
-    }
-    let object = aya_obj::Object::parse(MEMORY_SYSCALLS.bytes).unwrap();
+    let Some(object) = parsed_object(MEMORY_SYSCALLS.bytes) else { return };
     for program in ["enter_mmap", "exit_mmap", "enter_munmap", "exit_munmap", "enter_brk", "exit_brk"] {
         assert!(object.programs.contains_key(program), "{program}");
     }
     for program in ["enter_mremap", "exit_mremap", "process_exit", "process_exec"] {
         assert!(object.programs.contains_key(program), "{program}");
     }
-    let shape = |name: &str| {
-        let map = &object.maps[name];
-        (map.map_type(), map.key_size(), map.value_size(), map.max_entries())
-    };
     let stats_size = size_of::<MemorySyscallStats>() as u32;
     // The per-cgroup totals: an LRU hash (9) of cgroup id → struct memory_syscall_stats.
-    assert_eq!(shape("memory_syscall_stats"), (9, 8, stats_size, 4096));
+    assert_eq!(map_shape(&object, "memory_syscall_stats"), (9, 8, stats_size, 4096));
     // Arguments between entry and exit, per thread (LRU), and each process's break (a plain hash, 1).
-    assert_eq!(shape("pending_calls"), (9, 8, 16, 16384));
-    assert_eq!(shape("program_breaks"), (1, 4, 8, 65536));
-    assert_eq!(shape("memory_syscall_counters"), (6, 4, 8, 3));
+    assert_eq!(map_shape(&object, "pending_calls"), (9, 8, 16, 16384));
+    assert_eq!(map_shape(&object, "program_breaks"), (1, 4, 8, 65536));
+    assert_eq!(map_shape(&object, "memory_syscall_counters"), (6, 4, 8, 3));
 }
 
 #[test]

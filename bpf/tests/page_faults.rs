@@ -7,33 +7,24 @@
 
 mod common;
 
-use common::{TestCgroup, can_run_privileged, collect, compile, roots};
-use memleak_bpf::{FaultConfig, FaultMode, PAGE_FAULTS, PageFaultSampler, built_with_bpf};
+use common::{TestCgroup, can_run_privileged, collect, compile, map_shape, parsed_object, roots};
+use memleak_bpf::{FaultConfig, FaultMode, PAGE_FAULTS, PageFaultSampler};
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
 #[test]
 fn the_object_holds_the_programs_and_maps_the_loader_expects() {
-    if !built_with_bpf() {
-        assert!(!common::ci(), "CI installs clang: the BPF objects must be built there");
-        eprintln!("SKIP: built without clang (Debian package clang)");
-        return;
-    }
-    let object = aya_obj::Object::parse(PAGE_FAULTS.bytes).unwrap();
+    let Some(object) = parsed_object(PAGE_FAULTS.bytes) else { return };
     for program in ["page_fault_sample", "page_fault_user"] {
         assert!(object.programs.contains_key(program), "{program}: {:?}", object.programs.keys().collect::<Vec<_>>());
     }
-    let shape = |name: &str| {
-        let map = &object.maps[name];
-        (map.map_type(), map.key_size(), map.value_size(), map.max_entries())
-    };
     // An LRU hash (type 9) of cgroup id → runs, both u64, bounded at 4096 entries.
-    assert_eq!(shape("page_fault_samples"), (9, 8, 8, 4096));
+    assert_eq!(map_shape(&object, "page_fault_samples"), (9, 8, 8, 4096));
     // A ring buffer (27) of 1 MiB for region samples.
-    assert_eq!(shape("fault_addresses"), (27, 0, 0, 1 << 20));
+    assert_eq!(map_shape(&object, "fault_addresses"), (27, 0, 0, 1 << 20));
     // Per-CPU arrays (6) of u64: the countdown and the drop counter.
-    assert_eq!(shape("region_countdown"), (6, 4, 8, 1));
-    assert_eq!(shape("page_fault_counters"), (6, 4, 8, 1));
+    assert_eq!(map_shape(&object, "region_countdown"), (6, 4, 8, 1));
+    assert_eq!(map_shape(&object, "page_fault_counters"), (6, 4, 8, 1));
 }
 
 /// Runs `helper PAGES` in a new cgroup and returns the estimate for that cgroup.

@@ -95,9 +95,31 @@ static __always_inline int recall(struct pending_call *call)
     return 1;
 }
 
-static __always_inline int failed(__s64 ret)
+static __always_inline int is_error(__s64 ret)
 {
     return ret < 0 && ret >= -MAX_ERRNO;
+}
+
+/* At a syscall's exit: the arguments recorded at its entry and the caller's
+ * cgroup totals; 0 when the entry was not seen. */
+static __always_inline struct memory_syscall_stats *on_exit(struct pending_call *call)
+{
+    if (!recall(call))
+        return 0;
+    return stats_of_current();
+}
+
+/* Counts the call as failed or successful; returns whether it succeeded. */
+static __always_inline int count_call(struct memory_syscall_stats *stats, __u32 syscall, int failed)
+{
+    if (syscall >= SYSCALLS)
+        return 0;
+    if (failed) {
+        __sync_fetch_and_add(&stats->failed[syscall], 1);
+        return 0;
+    }
+    __sync_fetch_and_add(&stats->calls[syscall], 1);
+    return 1;
 }
 
 static __always_inline __u32 size_bucket(__u64 len)
@@ -120,16 +142,9 @@ SEC("tracepoint/syscalls/sys_exit_mmap")
 int exit_mmap(struct sys_exit_args *ctx)
 {
     struct pending_call call;
-    if (!recall(&call))
+    struct memory_syscall_stats *stats = on_exit(&call);
+    if (!stats || !count_call(stats, SYSCALL_MMAP, is_error(ctx->ret)))
         return 0;
-    struct memory_syscall_stats *stats = stats_of_current();
-    if (!stats)
-        return 0;
-    if (failed(ctx->ret)) {
-        __sync_fetch_and_add(&stats->failed[SYSCALL_MMAP], 1);
-        return 0;
-    }
-    __sync_fetch_and_add(&stats->calls[SYSCALL_MMAP], 1);
     if (call.extra & MAP_ANONYMOUS)
         __sync_fetch_and_add(&stats->mapped_anon, call.len);
     else
@@ -151,16 +166,9 @@ SEC("tracepoint/syscalls/sys_exit_munmap")
 int exit_munmap(struct sys_exit_args *ctx)
 {
     struct pending_call call;
-    if (!recall(&call))
+    struct memory_syscall_stats *stats = on_exit(&call);
+    if (!stats || !count_call(stats, SYSCALL_MUNMAP, ctx->ret != 0))
         return 0;
-    struct memory_syscall_stats *stats = stats_of_current();
-    if (!stats)
-        return 0;
-    if (ctx->ret != 0) {
-        __sync_fetch_and_add(&stats->failed[SYSCALL_MUNMAP], 1);
-        return 0;
-    }
-    __sync_fetch_and_add(&stats->calls[SYSCALL_MUNMAP], 1);
     __sync_fetch_and_add(&stats->unmapped, call.len);
     return 0;
 }
@@ -180,17 +188,10 @@ SEC("tracepoint/syscalls/sys_exit_brk")
 int exit_brk(struct sys_exit_args *ctx)
 {
     struct pending_call call;
-    if (!recall(&call))
-        return 0;
-    struct memory_syscall_stats *stats = stats_of_current();
-    if (!stats)
-        return 0;
+    struct memory_syscall_stats *stats = on_exit(&call);
     __u64 now = (__u64)ctx->ret;
-    if (call.len != 0 && call.len != now) {
-        __sync_fetch_and_add(&stats->failed[SYSCALL_BRK], 1);
+    if (!stats || !count_call(stats, SYSCALL_BRK, call.len != 0 && call.len != now))
         return 0;
-    }
-    __sync_fetch_and_add(&stats->calls[SYSCALL_BRK], 1);
     __u32 tgid = bpf_get_current_pid_tgid() >> 32;
     __u64 *last = bpf_map_lookup_elem(&program_breaks, &tgid);
     if (!last) {
@@ -218,16 +219,9 @@ SEC("tracepoint/syscalls/sys_exit_mremap")
 int exit_mremap(struct sys_exit_args *ctx)
 {
     struct pending_call call;
-    if (!recall(&call))
+    struct memory_syscall_stats *stats = on_exit(&call);
+    if (!stats || !count_call(stats, SYSCALL_MREMAP, is_error(ctx->ret)))
         return 0;
-    struct memory_syscall_stats *stats = stats_of_current();
-    if (!stats)
-        return 0;
-    if (failed(ctx->ret)) {
-        __sync_fetch_and_add(&stats->failed[SYSCALL_MREMAP], 1);
-        return 0;
-    }
-    __sync_fetch_and_add(&stats->calls[SYSCALL_MREMAP], 1);
     if (call.extra > call.len)
         __sync_fetch_and_add(&stats->mremap_grown, call.extra - call.len);
     else

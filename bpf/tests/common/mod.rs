@@ -29,6 +29,22 @@ pub fn can_run_privileged() -> bool {
     false
 }
 
+/// The parsed object, or `None` (after saying why) in a build without clang; under CI=true that is a failure.
+pub fn parsed_object(bytes: &[u8]) -> Option<aya_obj::Object> {
+    if !memleak_bpf::built_with_bpf() {
+        assert!(!ci(), "CI installs clang: the BPF objects must be built there");
+        eprintln!("SKIP: built without clang (Debian package clang)");
+        return None;
+    }
+    Some(aya_obj::Object::parse(bytes).unwrap())
+}
+
+/// (type, key size, value size, max entries) of a map of the object.
+pub fn map_shape(object: &aya_obj::Object, name: &str) -> (u32, u32, u32, u32) {
+    let map = object.maps.get(name).unwrap_or_else(|| panic!("no map {name} in the object"));
+    (map.map_type(), map.key_size(), map.value_size(), map.max_entries())
+}
+
 /// The cgroup v2 hierarchy of this host.
 pub fn v2_root() -> PathBuf {
     ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
