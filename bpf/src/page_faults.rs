@@ -18,6 +18,7 @@ use memleak_signals::page_faults::{BY_REGION, DROPPED, ESTIMATED, TRACKED};
 use memleak_signals::{Collection, Collector, FsRoots, Problem, ProblemKind, ScrapeContext};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 const SAMPLED_PROGRAM: &str = "page_fault_sample";
 const EVERY_FAULT_PROGRAM: &str = "page_fault_user";
@@ -38,6 +39,7 @@ pub enum FaultMode {
 struct Loaded {
     bpf: Ebpf,
     regions: RegionDrain,
+    at: Instant,
 }
 
 /// Settings of the page-fault collector.
@@ -49,6 +51,9 @@ pub struct FaultConfig {
     pub period: u64,
     /// Most cgroups exported by name (the busiest); the rest are summed as `__other__`.
     pub max_cgroups: usize,
+    /// How long every-fault mode stays on before the collector goes back to
+    /// sampling (`None`: until the exporter stops).
+    pub every_fault_window: Option<Duration>,
 }
 
 /// The eBPF page-fault collector (`--collector.page_faults`, opt-in).
@@ -57,6 +62,7 @@ pub struct PageFaultSampler {
     mode: FaultMode,
     period: u64,
     max_cgroups: usize,
+    every_fault_window: Option<Duration>,
     loaded: Option<Loaded>,
     names: CgroupNames,
 }
@@ -78,6 +84,7 @@ impl PageFaultSampler {
             mode: config.mode,
             period: config.period.clamp(1, u64::from(u32::MAX)),
             max_cgroups: config.max_cgroups.max(1),
+            every_fault_window: config.every_fault_window,
             loaded: None,
             names: CgroupNames::new(&roots.cgroupfs),
         }
@@ -129,7 +136,7 @@ impl PageFaultSampler {
         let regions = RegionDrain::start(ring, self.procfs.clone()).map_err(|e| {
             Problem::new(ProblemKind::Unsupported, Path::new(RING_MAP), format!("cannot start its thread: {e}"), "")
         })?;
-        Ok(Loaded { bpf, regions })
+        Ok(Loaded { bpf, regions, at: Instant::now() })
     }
 }
 
@@ -139,6 +146,15 @@ impl Collector for PageFaultSampler {
     }
 
     fn collect(&mut self, _ctx: &ScrapeContext, out: &mut Collection) {
+        if self.mode == FaultMode::EveryFault
+            && let (Some(loaded), Some(window)) = (&self.loaded, self.every_fault_window)
+            && loaded.at.elapsed() >= window
+        {
+            // The window is over: detach (dropping the object) and sample from now on.
+            tracing::info!(?window, period = self.period, "every-fault window over; sampling page faults again");
+            self.loaded = None;
+            self.mode = FaultMode::Sampled;
+        }
         if self.loaded.is_none() {
             match self.load() {
                 Ok(loaded) => self.loaded = Some(loaded),

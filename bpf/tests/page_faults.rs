@@ -32,7 +32,8 @@ fn estimate_for_child(mode: FaultMode, period: u64, pages: u64) -> (u64, String)
     let dir = tempfile::tempdir().unwrap();
     let helper = compile("../signals/tests/helpers/touch_pages.c", dir.path());
     let cgroup = TestCgroup::new("faults");
-    let mut sampler = PageFaultSampler::new(&roots(), FaultConfig { mode, period, max_cgroups: 64 });
+    let mut sampler =
+        PageFaultSampler::new(&roots(), FaultConfig { mode, period, max_cgroups: 64, every_fault_window: None });
     let first = collect(&mut sampler);
     assert!(first.problems.is_empty(), "{:?}", first.problems);
 
@@ -82,8 +83,10 @@ fn regions_of_child(period: u64, pages: u64, before_exit: impl FnOnce(&mut PageF
     let dir = tempfile::tempdir().unwrap();
     let helper = compile("tests/helpers/fault_regions.c", dir.path());
     let cgroup = TestCgroup::new("regions");
-    let mut sampler =
-        PageFaultSampler::new(&roots(), FaultConfig { mode: FaultMode::Sampled, period, max_cgroups: 64 });
+    let mut sampler = PageFaultSampler::new(
+        &roots(),
+        FaultConfig { mode: FaultMode::Sampled, period, max_cgroups: 64, every_fault_window: None },
+    );
     assert!(collect(&mut sampler).problems.is_empty());
 
     let mut child =
@@ -148,4 +151,35 @@ fn the_background_drain_attributes_faults_of_a_process_that_exits_before_the_scr
     });
     assert_heap_and_anon(&regions);
     assert!(region(&regions, "exited") <= 3 * REGION_PERIOD, "classified while it lived");
+}
+
+/// Faults `pages` fresh pages in this process.
+fn touch_pages_here(pages: usize) -> usize {
+    let memory = vec![1u8; pages * 4096];
+    memory.iter().step_by(4096).map(|b| usize::from(*b)).sum()
+}
+
+#[test]
+fn every_fault_mode_ends_after_its_window() {
+    if !can_run_privileged() {
+        return;
+    }
+    let window = std::time::Duration::from_millis(500);
+    let config =
+        FaultConfig { mode: FaultMode::EveryFault, period: 100, max_cgroups: 64, every_fault_window: Some(window) };
+    let mut sampler = PageFaultSampler::new(&roots(), config);
+    let has_period = |out: &memleak_signals::Collection, period: &str| {
+        out.metrics.value("memleak_page_faults_estimated_total", &[("period", period)]).is_some()
+    };
+    assert!(collect(&mut sampler).problems.is_empty());
+    assert_eq!(touch_pages_here(2000), 2000);
+    let during = collect(&mut sampler);
+    assert!(has_period(&during, "1") && !has_period(&during, "100"), "every fault counted during the window");
+
+    std::thread::sleep(window);
+    assert!(collect(&mut sampler).problems.is_empty(), "reloaded in sampled mode");
+    assert_eq!(touch_pages_here(20_000), 20_000);
+    let after = collect(&mut sampler);
+    assert!(after.problems.is_empty(), "{:?}", after.problems);
+    assert!(has_period(&after, "100") && !has_period(&after, "1"), "sampling again after the window");
 }

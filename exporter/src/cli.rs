@@ -176,6 +176,11 @@ pub struct Cli {
     #[arg(long = "collector.page_faults.mode", value_name = "MODE")]
     pub page_faults_mode: Option<FaultModeArg>,
 
+    /// How long every-fault mode lasts before the collector goes back to sampling; 0 keeps it on
+    /// until the exporter stops [default: 10m].
+    #[arg(long = "collector.page_faults.every-fault-window", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub page_faults_every_fault_window: Option<Duration>,
+
     /// Most cgroups the page-fault collector names (those with the most faults); the others are
     /// summed as cgroup="__other__" [default: 64].
     #[arg(long = "collector.page_faults.max-cgroups", value_name = "N")]
@@ -448,6 +453,11 @@ fn merge(cli: Cli, file: FileConfig, matches: &ArgMatches) -> anyhow::Result<Set
             cli.page_faults_max_cgroups.or(page_faults_file.max_cgroups),
             64,
         )?,
+        every_fault_window: match cli.page_faults_every_fault_window.or(page_faults_file.every_fault_window) {
+            Some(Duration::ZERO) => None,
+            Some(window) => Some(window),
+            None => Some(Duration::from_secs(600)),
+        },
     };
     let memory_syscalls_max_cgroups = positive(
         "collector.memory_syscalls.max-cgroups",

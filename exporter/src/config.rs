@@ -146,6 +146,8 @@ pub struct PageFaultsFile {
     pub period: Option<u64>,
     pub mode: Option<crate::cli::FaultModeArg>,
     pub max_cgroups: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub every_fault_window: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
