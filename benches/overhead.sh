@@ -6,9 +6,9 @@
 #   service  a Python JSON encode/decode loop (20,000 requests)
 # for each configuration: the default collectors, + pmc, + page_faults
 # (sampled, period 1000), + page_faults every-fault, + memory_syscalls.
-# Each measurement is paired with a baseline run right before it (no exporter)
-# and the median of the pairs' ratios is reported: this VM's speed drifts, and
-# pairing cancels the drift. The exporter is scraped once before each run
+# Each measurement (the load's CPU time, user + system) is paired with a
+# baseline run right before it (no exporter) and the median of the pairs'
+# ratios is reported: this VM's speed drifts, and pairing cancels the drift. The exporter is scraped once before each run
 # (programs attached, counters open) and every 5 s during it.
 #
 # Then the exporter's own CPU: seconds of CPU per minute while the service load
@@ -51,12 +51,12 @@ declare -A commands=(
 )
 workloads=(faults syscalls service)
 
-run_seconds() {   # workload → wall seconds, run inside the bench cgroup
-  local s e
-  s=$(date +%s.%N)
-  sh -c "echo \$\$ > '$cg/cgroup.procs'; exec ${commands[$1]}"
-  e=$(date +%s.%N)
-  echo "$e - $s" | bc
+run_seconds() {   # workload → its CPU seconds (user + system), run inside the bench cgroup
+  # CPU time, not wall time: what the kernel paths and BPF programs add is charged to the
+  # workload, and CPU time does not count waiting for a core this shared VM gives elsewhere.
+  local TIMEFORMAT='%U %S' t
+  t=$( { time sh -c "echo \$\$ > '$cg/cgroup.procs'; exec ${commands[$1]}" ; } 2>&1 )
+  echo "$t" | awk '{print $1 + $2}'
 }
 
 start_exporter() {
@@ -100,7 +100,7 @@ for _ in $(seq "$pairs"); do
   done
 done
 
-[ "$pairs" -gt 0 ] && echo "overhead on the watched program: median over $pairs pairs of (with / without the exporter) - 1"
+[ "$pairs" -gt 0 ] && echo "overhead on the watched program's CPU time: median over $pairs pairs of (with / without the exporter) - 1"
 [ "$pairs" -gt 0 ] && printf '  %-38s %22s %22s %22s\n' "" "faults" "syscalls" "service"
 [ "$pairs" -gt 0 ] && for c in "${configs[@]}"; do
   name=${c%%|*}
