@@ -62,3 +62,17 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod config_example {
+    /// The README's example configuration is a file the exporter accepts.
+    #[test]
+    fn the_readme_configuration_example_parses() {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("## Configuration").expect("a Configuration section")..];
+        let start = section.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+        let yaml = &section[start..start + section[start..].find("```").expect("the block's end")];
+        let parsed = crate::config::parse(yaml);
+        assert!(parsed.is_ok(), "the README's example configuration is rejected: {:?}", parsed.err());
+    }
+}
