@@ -67,7 +67,7 @@ impl CgroupNames {
 
 /// cgroup v2 id → path (`/` for the root, `/system.slice/x.service`, …), and
 /// whether the walk saw the whole tree.
-fn walk(cgroupfs: &Path) -> (HashMap<u64, String>, bool) {
+pub fn walk(cgroupfs: &Path) -> (HashMap<u64, String>, bool) {
     let root = v2_root(cgroupfs);
     let mut paths = HashMap::new();
     let mut complete = true;

@@ -3,6 +3,7 @@
 //! collector here reports itself unsupported.
 
 mod cgroup_ids;
+mod fault_stacks;
 mod loader;
 mod memory_syscalls;
 mod page_faults;
@@ -10,6 +11,7 @@ mod region_drain;
 mod regions;
 pub mod shared;
 
+pub use fault_stacks::FaultProfile;
 pub use loader::BpfObject;
 pub use memory_syscalls::MemorySyscalls;
 pub use page_faults::{FaultConfig, FaultMode, PageFaultSampler};

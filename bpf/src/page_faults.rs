@@ -6,15 +6,16 @@
 //! online CPU with a period; every-fault mode to `exceptions:page_fault_user`.
 
 use crate::cgroup_ids::{self, CgroupNames};
+use crate::fault_stacks::FaultProfile;
 use crate::loader::{per_cpu_sum, typed_map};
 use crate::region_drain::RegionDrain;
 use crate::regions::Place;
 use crate::shared::FAULT_RING_FULL;
 use aya::Ebpf;
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTraceMap};
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::{PerfEvent, TracePoint};
-use memleak_signals::page_faults::{BY_REGION, DROPPED, ESTIMATED, TRACKED};
+use memleak_signals::page_faults::{BY_REGION, DROPPED, ESTIMATED, PROFILE_DROPPED, TRACKED};
 use memleak_signals::{Collection, Collector, FsRoots, Problem, ProblemKind, ScrapeContext};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ const EVERY_FAULT_PROGRAM: &str = "page_fault_user";
 const COUNTS_MAP: &str = "page_fault_samples";
 const RING_MAP: &str = "fault_addresses";
 const COUNTERS_MAP: &str = "page_fault_counters";
+const STACKS_MAP: &str = "fault_stacks";
 
 /// How faults reach the program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,7 @@ pub struct PageFaultSampler {
     every_fault_window: Option<Duration>,
     loaded: Option<Loaded>,
     names: CgroupNames,
+    profile: FaultProfile,
 }
 
 impl std::fmt::Debug for PageFaultSampler {
@@ -87,7 +90,13 @@ impl PageFaultSampler {
             every_fault_window: config.every_fault_window,
             loaded: None,
             names: CgroupNames::new(&roots.cgroupfs),
+            profile: FaultProfile::default(),
         }
+    }
+
+    /// The profile of faulting user stacks this collector fills (for `/debug/pprof/page_faults`).
+    pub fn profile(&self) -> FaultProfile {
+        self.profile.clone()
     }
 
     fn load(&self) -> Result<Loaded, Problem> {
@@ -133,7 +142,10 @@ impl PageFaultSampler {
         })?;
         let ring: RingBuf<MapData> =
             RingBuf::try_from(ring_map).map_err(|e| object.denied("cannot map the ring buffer", &e))?;
-        let regions = RegionDrain::start(ring, self.procfs.clone()).map_err(|e| {
+        // Without the stack map (it should be there) regions are still attributed.
+        let stacks = bpf.take_map(STACKS_MAP).and_then(|map| StackTraceMap::try_from(map).ok());
+        let stacks = stacks.map(|map| (map, self.profile.clone()));
+        let regions = RegionDrain::start(ring, stacks, self.procfs.clone()).map_err(|e| {
             Problem::new(ProblemKind::Unsupported, Path::new(RING_MAP), format!("cannot start its thread: {e}"), "")
         })?;
         Ok(Loaded { bpf, regions, at: Instant::now() })
@@ -215,5 +227,8 @@ impl Collector for PageFaultSampler {
         // Every region sample stands for `period` faults, in both modes.
         out.metrics.push(&DROPPED, &["ring_full"], (ring_full * self.period) as f64);
         out.metrics.push(&DROPPED, &["cgroup_cap"], dropped_over_cap as f64);
+        let (over_cap, no_stack) = self.profile.dropped();
+        out.metrics.push(&PROFILE_DROPPED, &["stack_cap"], over_cap as f64);
+        out.metrics.push(&PROFILE_DROPPED, &["no_stack"], no_stack as f64);
     }
 }

@@ -4,9 +4,10 @@
 //! from filling on busy hosts whatever the scrape interval, and short-lived
 //! processes from all landing in `exited`.
 
+use crate::fault_stacks::{self, FaultProfile};
 use crate::regions::{self, Place};
 use crate::shared::FaultSample;
-use aya::maps::{MapData, RingBuf};
+use aya::maps::{MapData, RingBuf, StackTraceMap};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -55,6 +56,8 @@ impl RegionCounts {
 struct Shared {
     ring: RingBuf<MapData>,
     counts: RegionCounts,
+    /// The user stacks the samples name, and the profile they are added to.
+    stacks: Option<(StackTraceMap<MapData>, FaultProfile)>,
 }
 
 /// The ring, its counts and the thread that drains it; the thread ends when this is dropped.
@@ -70,8 +73,12 @@ impl std::fmt::Debug for RegionDrain {
 }
 
 impl RegionDrain {
-    pub fn start(ring: RingBuf<MapData>, procfs: PathBuf) -> std::io::Result<Self> {
-        let shared = Arc::new(Mutex::new(Shared { ring, counts: RegionCounts::default() }));
+    pub fn start(
+        ring: RingBuf<MapData>,
+        stacks: Option<(StackTraceMap<MapData>, FaultProfile)>,
+        procfs: PathBuf,
+    ) -> std::io::Result<Self> {
+        let shared = Arc::new(Mutex::new(Shared { ring, counts: RegionCounts::default(), stacks }));
         let (stop, stopped) = mpsc::channel::<()>();
         let worker = Arc::clone(&shared);
         std::thread::Builder::new().name("fault-regions".into()).spawn(move || {
@@ -94,9 +101,47 @@ impl RegionDrain {
 fn drain_into(shared: &Mutex<Shared>, procfs: &std::path::Path) {
     let mut shared = shared.lock().unwrap_or_else(PoisonError::into_inner);
     let samples = drain(&mut shared.ring);
-    if !samples.is_empty() {
-        let tally = regions::classify(&samples, procfs);
-        shared.counts.add(tally);
+    if samples.is_empty() {
+        return;
+    }
+    let with_stack: std::collections::HashSet<u32> =
+        samples.iter().filter(|s| s.stack_id >= 0).map(|s| s.tgid).collect();
+    let wants_stacks = shared.stacks.is_some();
+    let classified = regions::classify(&samples, procfs, |tgid| wants_stacks && with_stack.contains(&tgid));
+    shared.counts.add(regions::tally(&samples, &classified.places));
+    if let Some((stacks, profile)) = shared.stacks.as_mut() {
+        add_stacks(stacks, profile, &samples, &classified);
+    }
+}
+
+/// Adds the samples' user stacks to the profile, then frees their slots in the
+/// stack map (a stack shared by several samples is read once).
+fn add_stacks(
+    stacks: &mut StackTraceMap<MapData>,
+    profile: &FaultProfile,
+    samples: &[FaultSample],
+    classified: &regions::Classified,
+) {
+    let mut read: std::collections::HashMap<u32, Vec<u64>> = std::collections::HashMap::new();
+    for (sample, place) in samples.iter().zip(&classified.places) {
+        let faults = u64::from(sample.weight);
+        let Ok(id) = u32::try_from(sample.stack_id) else {
+            profile.add_without_stack(faults);
+            continue;
+        };
+        let ips = read.entry(id).or_insert_with(|| {
+            stacks.get(&id, 0).map(|trace| trace.frames().iter().map(|f| f.ip).collect()).unwrap_or_default()
+        });
+        if ips.is_empty() {
+            profile.add_without_stack(faults);
+            continue;
+        }
+        let mappings = classified.mappings.get(&sample.tgid).map_or(&[][..], Vec::as_slice);
+        let frames = fault_stacks::frames(ips.iter().copied(), mappings);
+        profile.add(frames, *place, sample.cgroup, faults);
+    }
+    for id in read.keys() {
+        let _ = stacks.remove(id);
     }
 }
 

@@ -1,12 +1,12 @@
 //! Attributes sampled faulting addresses to memory regions: each sample's
 //! process's `/proc/PID/maps` is read once per batch and the address looked up
-//! in it. Classification happens at scrape time, after the fault: a region
-//! unmapped meanwhile is reported as `unmapped`, a process gone as `exited`.
+//! in it. Classification happens after the fault (see `region_drain`): a
+//! region unmapped meanwhile is reported as `unmapped`, a process gone as `exited`.
 
 use crate::shared::FaultSample;
+use memleak_signals::heapprof;
 use memleak_signals::process::maps::{Mapping, Region, parse_line};
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::path::Path;
 
 /// Where a sampled fault landed.
@@ -38,46 +38,57 @@ pub type RegionTally = HashMap<(u64, Place), u64>;
 /// Most processes whose maps one batch reads; the rest are `unknown`.
 const MAX_PROCESSES_PER_BATCH: usize = 2048;
 
-/// Classifies `samples` against the maps under `procfs`.
-pub fn classify(samples: &[FaultSample], procfs: &Path) -> RegionTally {
-    let mut by_process: HashMap<u32, Vec<&FaultSample>> = HashMap::new();
-    for sample in samples {
-        by_process.entry(sample.tgid).or_default().push(sample);
+/// Where each sample landed, in the order of `samples`, and the file-backed
+/// mappings (for naming stack frames) of the processes `wants_mappings` asks for.
+#[derive(Debug, Default)]
+pub struct Classified {
+    pub places: Vec<Place>,
+    pub mappings: HashMap<u32, Vec<heapprof::Mapping>>,
+}
+
+/// Classifies `samples` against the maps under `procfs`, reading each process's maps once.
+pub fn classify(samples: &[FaultSample], procfs: &Path, wants_mappings: impl Fn(u32) -> bool) -> Classified {
+    let mut by_process: HashMap<u32, Vec<usize>> = HashMap::new();
+    for (i, sample) in samples.iter().enumerate() {
+        by_process.entry(sample.tgid).or_default().push(i);
     }
-    let mut tally = RegionTally::new();
-    for (read, (tgid, samples)) in by_process.into_iter().enumerate() {
-        let maps = if read < MAX_PROCESSES_PER_BATCH { read_maps(procfs, tgid) } else { Err(Place::Unknown) };
-        for sample in samples {
-            let place = match &maps {
-                Ok(maps) => place_of(maps, sample.addr),
+    let mut out = Classified { places: vec![Place::Unknown; samples.len()], mappings: HashMap::new() };
+    for (read, (tgid, indices)) in by_process.into_iter().enumerate() {
+        let text = if read < MAX_PROCESSES_PER_BATCH { read_maps(procfs, tgid) } else { Err(Place::Unknown) };
+        let regions: Result<Vec<Mapping>, Place> =
+            text.as_ref().map(|t| t.lines().filter_map(|l| parse_line(l.as_bytes())).collect()).map_err(|p| *p);
+        for i in indices {
+            out.places[i] = match &regions {
+                Ok(maps) => place_of(maps, samples[i].addr),
                 Err(place) => *place,
             };
-            *tally.entry((sample.cgroup, place)).or_default() += u64::from(sample.weight);
         }
+        if let Ok(text) = &text
+            && wants_mappings(tgid)
+        {
+            out.mappings.insert(tgid, heapprof::mappings(text.lines()));
+        }
+    }
+    out
+}
+
+/// Faults (sample weights) per cgroup and place.
+pub fn tally(samples: &[FaultSample], places: &[Place]) -> RegionTally {
+    let mut tally = RegionTally::new();
+    for (sample, place) in samples.iter().zip(places) {
+        *tally.entry((sample.cgroup, *place)).or_default() += u64::from(sample.weight);
     }
     tally
 }
 
-/// The mappings of one process, in address order as the kernel lists them.
-fn read_maps(procfs: &Path, tgid: u32) -> Result<Vec<Mapping>, Place> {
-    let file = std::fs::File::open(procfs.join(tgid.to_string()).join("maps")).map_err(|e| match e.kind() {
+/// The text of a process's maps; the place to report when it cannot be read.
+fn read_maps(procfs: &Path, tgid: u32) -> Result<String, Place> {
+    std::fs::read_to_string(procfs.join(tgid.to_string()).join("maps")).map_err(|e| match e.kind() {
+        // Gone before the open (NotFound) or during the read (ESRCH).
         std::io::ErrorKind::NotFound => Place::Exited,
+        _ if e.raw_os_error() == Some(libc::ESRCH) => Place::Exited,
         _ => Place::Unknown,
-    })?;
-    let mut maps = Vec::new();
-    let mut reader = std::io::BufReader::with_capacity(16 * 1024, file);
-    let mut line = Vec::with_capacity(256);
-    loop {
-        line.clear();
-        // ESRCH while reading: the process exited under us.
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(_) => maps.extend(parse_line(&line)),
-            Err(_) if maps.is_empty() => return Err(Place::Exited),
-            Err(_) => break,
-        }
-    }
-    Ok(maps)
+    })
 }
 
 fn place_of(maps: &[Mapping], addr: u64) -> Place {
@@ -100,7 +111,7 @@ mod tests {
 ";
 
     fn sample(tgid: u32, addr: u64, weight: u32) -> FaultSample {
-        FaultSample { cgroup: 7, addr, tgid, weight }
+        FaultSample { cgroup: 7, addr, tgid, weight, stack_id: -1, pad: 0 }
     }
 
     #[test]
@@ -117,7 +128,11 @@ mod tests {
             sample(42, 0x55d0c6bbf000, 100), // one past the heap: nothing mapped
             sample(43, 0x55d0c6b9e000, 100), // no such process
         ];
-        let tally = classify(&samples, proc.path());
+        let classified = classify(&samples, proc.path(), |tgid| tgid == 42);
+        let tally = tally(&samples, &classified.places);
+        // The file-backed mapping names stack frames; anonymous ones do not.
+        assert_eq!(classified.mappings[&42].len(), 1);
+        assert_eq!(classified.mappings[&42][0].path, "/usr/bin/leaky");
         let at = |place| tally.get(&(7, place)).copied().unwrap_or(0);
         assert_eq!(at(Place::Region(Region::Heap)), 200);
         assert_eq!(at(Place::Region(Region::Anon)), 100);

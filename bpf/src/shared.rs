@@ -10,6 +10,9 @@ pub struct FaultSample {
     pub addr: u64,
     pub tgid: u32,
     pub weight: u32,
+    /// Its user stack in `fault_stacks`, or a negative errno (no stack).
+    pub stack_id: i32,
+    pub pad: u32,
 }
 
 /// Slot of `page_fault_counters`: samples lost to a full ring buffer.
@@ -48,7 +51,10 @@ pub const SYSCALL_STATS_INSERTS: u32 = 0;
 pub const SYSCALL_BREAKS_FULL: u32 = 1;
 pub const SYSCALL_UNPAIRED_EXITS: u32 = 2;
 
-const _: () = assert!(size_of::<FaultSample>() == 24);
+const _: () = assert!(size_of::<FaultSample>() == 32);
+
+/// Frames kept of a user stack (`MAX_STACK_DEPTH`).
+pub const MAX_STACK_DEPTH: usize = 64;
 const _: () = assert!(size_of::<MemorySyscallStats>() == 8 * (4 + 4 + 7 + SIZE_BUCKETS));
 
 // SAFETY: plain integers and arrays of them, no padding (sizes asserted above).

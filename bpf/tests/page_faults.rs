@@ -80,6 +80,15 @@ fn every_fault_mode_counts_each_fault() {
 /// Runs `fault_regions PAGES` in a new cgroup; `before_exit` runs while the
 /// child, done faulting, is still alive. Returns the faults per region.
 fn regions_of_child(period: u64, pages: u64, before_exit: impl FnOnce(&mut PageFaultSampler)) -> Vec<(String, u64)> {
+    regions_and_profile_of_child(period, pages, before_exit).0
+}
+
+/// As `regions_of_child`, with the fault profile of the child's cgroup.
+fn regions_and_profile_of_child(
+    period: u64,
+    pages: u64,
+    before_exit: impl FnOnce(&mut PageFaultSampler),
+) -> (Vec<(String, u64)>, memleak_signals::artifact::Profile) {
     let dir = tempfile::tempdir().unwrap();
     let helper = compile("tests/helpers/fault_regions.c", dir.path());
     let cgroup = TestCgroup::new("regions");
@@ -101,14 +110,17 @@ fn regions_of_child(period: u64, pages: u64, before_exit: impl FnOnce(&mut PageF
     assert!(child.wait().unwrap().success());
     let out = collect(&mut sampler);
     assert!(out.problems.is_empty(), "{:?}", out.problems);
-    ["heap", "anon", "file", "stack", "exited", "unmapped"]
+    let regions = ["heap", "anon", "file", "stack", "exited", "unmapped"]
         .iter()
         .map(|region| {
             let labels = [("cgroup", cgroup.path.as_str()), ("region", region), ("period", &period.to_string())];
             let value = out.metrics.value("memleak_page_faults_region_estimated_total", &labels).unwrap_or(0.0);
             ((*region).to_owned(), value as u64)
         })
-        .collect()
+        .collect();
+    let mut profile = sampler.profile().profile_for(&roots().cgroupfs);
+    profile.samples.retain(|s| s.labels.iter().any(|(k, v)| k == "cgroup" && *v == cgroup.path));
+    (regions, profile)
 }
 
 fn region(regions: &[(String, u64)], name: &str) -> u64 {
@@ -129,15 +141,28 @@ fn assert_heap_and_anon(regions: &[(String, u64)]) {
 }
 
 #[test]
-fn faults_are_attributed_to_the_regions_that_took_them() {
+fn faults_are_attributed_to_the_regions_and_stacks_that_took_them() {
     if !can_run_privileged() {
         return;
     }
     // Scraped while the child is alive, so its maps are there to read.
-    let regions = regions_of_child(REGION_PERIOD, REGION_PAGES, |sampler| {
+    let (regions, profile) = regions_and_profile_of_child(REGION_PERIOD, REGION_PAGES, |sampler| {
         assert!(collect(sampler).problems.is_empty());
     });
     assert_heap_and_anon(&regions);
+    // The profile names the functions that touched the pages, above main (frame pointers).
+    for (region, function) in [("heap", "touch_heap_pages"), ("anon", "touch_anon_pages")] {
+        let faults: i64 = profile
+            .samples
+            .iter()
+            .filter(|s| s.labels.iter().any(|(k, v)| k == "region" && v == region))
+            .filter(|s| s.stack.first().is_some_and(|f| f.function == function))
+            .filter(|s| s.stack.iter().any(|f| f.function == "main"))
+            .map(|s| s.values[0])
+            .sum();
+        eprintln!("profile: {faults} {region} faults in {function} ← main");
+        assert!(faults.abs_diff(REGION_PAGES as i64) <= 3 * REGION_PERIOD, "{region}: {faults} in {function}");
+    }
 }
 
 #[test]

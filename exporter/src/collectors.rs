@@ -9,10 +9,26 @@ use memleak_signals::host_memory::HostMemoryCollector;
 use memleak_signals::process::ProcessCollector;
 use memleak_signals::psi::PsiCollector;
 
-/// The enabled collectors, in registry order.
-pub fn build(settings: &Settings) -> anyhow::Result<Vec<Box<dyn Collector>>> {
+/// The enabled collectors, and what of theirs the HTTP server serves.
+pub struct Built {
+    /// In registry order.
+    pub collectors: Vec<Box<dyn Collector>>,
+    /// The page-fault stack profile, when the `page_faults` collector is on.
+    pub fault_profile: Option<memleak_bpf::FaultProfile>,
+}
+
+impl std::fmt::Debug for Built {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.collectors.iter().map(|c| c.id()).collect();
+        f.debug_struct("Built").field("collectors", &ids).field("fault_profile", &self.fault_profile.is_some()).finish()
+    }
+}
+
+/// Builds the enabled collectors.
+pub fn build(settings: &Settings) -> anyhow::Result<Built> {
     let roots = &settings.roots;
     let mut collectors: Vec<Box<dyn Collector>> = Vec::new();
+    let mut fault_profile = None;
     for id in &settings.enabled {
         let collector: Box<dyn Collector> = match *id {
             "psi" => Box::new(PsiCollector::new(roots)),
@@ -22,7 +38,11 @@ pub fn build(settings: &Settings) -> anyhow::Result<Vec<Box<dyn Collector>>> {
             ),
             "cgroup" => Box::new(CgroupCollector::new(roots, settings.cgroup.clone())),
             "pmc" => Box::new(memleak_signals::pmc::PmcCollector::new(roots, settings.pmc.clone())),
-            "page_faults" => Box::new(memleak_bpf::PageFaultSampler::new(roots, settings.page_faults)),
+            "page_faults" => {
+                let sampler = memleak_bpf::PageFaultSampler::new(roots, settings.page_faults);
+                fault_profile = Some(sampler.profile());
+                Box::new(sampler)
+            }
             "memory_syscalls" => {
                 Box::new(memleak_bpf::MemorySyscalls::new(roots, settings.memory_syscalls_max_cgroups))
             }
@@ -34,5 +54,5 @@ pub fn build(settings: &Settings) -> anyhow::Result<Vec<Box<dyn Collector>>> {
         let collector = crate::watch::start(watch.clone()).context("starting the ingest watcher")?;
         collectors.push(Box::new(collector));
     }
-    Ok(collectors)
+    Ok(Built { collectors, fault_profile })
 }

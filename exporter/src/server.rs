@@ -22,6 +22,8 @@ use std::time::Duration;
 #[derive(Clone)]
 struct AppState {
     scraper: Arc<Scraper>,
+    /// The page-fault stack profile and the cgroup fs that names its cgroups.
+    fault_profile: Option<(memleak_bpf::FaultProfile, std::path::PathBuf)>,
 }
 
 pub fn run(settings: Settings) -> anyhow::Result<()> {
@@ -35,9 +37,10 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let collectors = collectors::build(&settings)?;
+    let built = collectors::build(&settings)?;
+    let fault_profile = built.fault_profile.map(|p| (p, settings.roots.cgroupfs.clone()));
     let counters = Arc::new(Counters::default());
-    let scraper = Arc::new(Scraper::new(collectors, settings.scrape_timeout, Arc::clone(&counters)));
+    let scraper = Arc::new(Scraper::new(built.collectors, settings.scrape_timeout, Arc::clone(&counters)));
     let access = Arc::new(Access::from_settings(settings.webhook_token_file.as_deref(), settings.listen)?);
     let listener = tokio::net::TcpListener::bind(settings.listen).await.map_err(|e| {
         anyhow::anyhow!(
@@ -62,7 +65,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let hook = Webhook { access, counters };
-    let app = router(AppState { scraper }, hook, settings.webhook_max_body_bytes);
+    let app = router(AppState { scraper, fault_profile }, hook, settings.webhook_max_body_bytes);
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
     tracing::info!("memleak-exporter stopped");
     Ok(())
@@ -79,6 +82,7 @@ fn router(state: AppState, hook: Webhook, max_body_bytes: usize) -> Router {
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(|| async { "Ready\n" }))
         .route("/debug/pprof/heap", get(heap))
+        .route("/debug/pprof/page_faults", get(page_faults))
         .with_state(state)
         .merge(webhook)
 }
@@ -129,6 +133,22 @@ async fn heap() -> Response {
     }
 }
 
+/// Where the watched programs' page faults come from (pprof), when `page_faults` is on.
+async fn page_faults(State(state): State<AppState>) -> Response {
+    let Some((profile, cgroupfs)) = state.fault_profile else {
+        return (
+            StatusCode::NOT_FOUND,
+            "the page-fault profile comes from the page_faults collector: start with --collector.page_faults\n",
+        )
+            .into_response();
+    };
+    // Symbolizing reads the modules' ELF files: off the async threads.
+    match tokio::task::spawn_blocking(move || profile.pprof(&cgroupfs)).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("building the profile failed: {e}\n")).into_response(),
+    }
+}
+
 async fn landing(State(state): State<AppState>) -> Html<String> {
     let enabled = state.scraper.ids();
     let rows: String = registry::SIGNALS
@@ -146,6 +166,7 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
          <li><a href=\"/metrics\">/metrics</a>: Prometheus text or OpenMetrics (by Accept header)</li>\n\
          <li><a href=\"/-/healthy\">/-/healthy</a>, <a href=\"/-/ready\">/-/ready</a>: health and readiness</li>\n\
          <li><a href=\"/debug/pprof/heap\">/debug/pprof/heap</a>: the exporter's own heap profile (pprof)</li>\n\
+         <li><a href=\"/debug/pprof/page_faults\">/debug/pprof/page_faults</a>: user stacks of sampled page faults (pprof; with --collector.page_faults)</li>\n\
          <li>POST /api/v1/alerts: Alertmanager webhook (version 4) that asks for captures</li>\n\
          </ul>\n<h2>Signals</h2>\n<table>\n<tr><th>signal</th><th>state</th><th>what</th></tr>\n{rows}</table>\n\
          </body></html>\n",

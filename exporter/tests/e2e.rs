@@ -87,6 +87,9 @@ fn endpoints_and_content_negotiation() {
     let (status, _, heap) = exporter.get("/debug/pprof/heap", None);
     assert_eq!(status, 200);
     assert_eq!(&heap[..2], &[0x1f, 0x8b], "a gzipped pprof profile");
+    let (status, _, why) = exporter.get("/debug/pprof/page_faults", None);
+    assert_eq!(status, 404, "no fault profile without the page_faults collector");
+    assert!(String::from_utf8(why).unwrap().contains("--collector.page_faults"));
     assert_eq!(exporter.get("/nope", None).0, 404);
     let (status, stderr) = exporter.terminate();
     assert!(status.success(), "SIGTERM must end the exporter cleanly: {status}");

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{BIN, require_tool};
+use common::{BIN, Exporter, is_root, require_tool};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -180,4 +180,37 @@ fn a_watched_directory_is_ingested_once_and_survives_a_restart() {
         "{text}"
     );
     assert!(!text.contains("memleak_ingest_files_total{"), "nothing is taken twice: {text}");
+}
+
+#[test]
+fn the_page_fault_profile_is_read_by_go_tool_pprof() {
+    if !is_root() || !memleak_bpf::built_with_bpf() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI is root and has clang: this test must run there");
+        eprintln!("SKIP: needs root and a build with clang");
+        return;
+    }
+    let Some(go) = require_tool("go", "golang-go") else { return };
+    let exporter = Exporter::start(&["--collector.page_faults", "--collector.page_faults.period", "10"]);
+    assert!(exporter.metrics().contains("memleak_exporter_collector_success{collector=\"page_faults\"} 1\n"));
+    // Fault 40 MiB here: at least 10,240 faults for the profile.
+    let memory = vec![1u8; 40 << 20];
+    assert_eq!(memory.iter().step_by(4096).map(|b| u64::from(*b)).sum::<u64>(), 10_240);
+    exporter.metrics();
+    let (status, _, body) = exporter.get("/debug/pprof/page_faults", None);
+    assert_eq!(status, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("page_faults.pb.gz");
+    std::fs::write(&file, body).unwrap();
+    let out = Command::new(go).args(["tool", "pprof", "-top", "-tagfocus=region=anon"]).arg(&file).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "go tool pprof: {}{text}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("Type: page_faults"), "{text}");
+    let anon: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Showing nodes accounting for "))
+        .and_then(|l| l.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no total in:\n{text}"));
+    // This process's 10,240 anonymous faults, sampled every 10, are in the profile.
+    assert!(anon >= 10_240 - 20, "{anon} anon faults in the profile:\n{text}");
 }

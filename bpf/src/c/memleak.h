@@ -7,6 +7,7 @@
 typedef unsigned long long __u64;
 typedef long long __s64;
 typedef unsigned int __u32;
+typedef int __s32;
 
 #define SEC(name) __attribute__((section(name), used))
 #define __always_inline inline __attribute__((always_inline))
@@ -18,16 +19,19 @@ typedef unsigned int __u32;
 #define BPF_MAP_TYPE_HASH 1
 #define BPF_MAP_TYPE_ARRAY 2
 #define BPF_MAP_TYPE_PERCPU_ARRAY 6
+#define BPF_MAP_TYPE_STACK_TRACE 7
 #define BPF_MAP_TYPE_LRU_HASH 9
 #define BPF_MAP_TYPE_RINGBUF 27
 #define BPF_ANY 0
 #define BPF_NOEXIST 1
+#define BPF_F_USER_STACK (1ULL << 8)
 
 /* Helper ids from include/uapi/linux/bpf.h. */
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
 static long (*bpf_map_update_elem)(void *map, const void *key, const void *value, __u64 flags) = (void *)2;
 static long (*bpf_map_delete_elem)(void *map, const void *key) = (void *)3;
 static __u64 (*bpf_get_current_pid_tgid)(void) = (void *)14;
+static long (*bpf_get_stackid)(void *ctx, void *map, __u64 flags) = (void *)27;
 static __u64 (*bpf_get_current_cgroup_id)(void) = (void *)80;
 static void *(*bpf_ringbuf_reserve)(void *ringbuf, __u64 size, __u64 flags) = (void *)131;
 static void (*bpf_ringbuf_submit)(void *data, __u64 flags) = (void *)132;
@@ -52,11 +56,16 @@ static __always_inline void bump(void *counters, __u32 index, __u64 n)
 /* One page fault chosen for attribution to a memory region: pushed to a ring
  * buffer, classified in user space against /proc/TGID/maps. */
 struct fault_sample {
-    __u64 cgroup; /* cgroup v2 id of the faulting task */
-    __u64 addr;   /* the faulting address */
-    __u32 tgid;   /* the faulting process */
-    __u32 weight; /* faults this sample stands for */
+    __u64 cgroup;   /* cgroup v2 id of the faulting task */
+    __u64 addr;     /* the faulting address */
+    __u32 tgid;     /* the faulting process */
+    __u32 weight;   /* faults this sample stands for */
+    __s32 stack_id; /* its user stack in fault_stacks, or a negative errno */
+    __u32 pad;
 };
+
+/* Frames kept of a user stack (frame-pointer walk by the kernel). */
+#define MAX_STACK_DEPTH 64
 
 /* Slots of the page-fault program's per-CPU counters. */
 #define FAULT_RING_FULL 0 /* samples lost because the ring buffer was full */

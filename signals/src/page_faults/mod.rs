@@ -11,8 +11,9 @@
 //!
 //! Either way, one run in `period` (sampled: every run) also sends the
 //! faulting address to user space, which attributes it to a memory region
-//! (heap, anonymous mapping, file, stack) from `/proc/PID/maps`. Exact
-//! per-process counts stay with the `process` collector.
+//! (heap, anonymous mapping, file, stack) from `/proc/PID/maps`, and its user
+//! stack, which goes into a pprof profile served at `/debug/pprof/page_faults`.
+//! Exact per-process counts stay with the `process` collector.
 
 use crate::model::MetricSpec;
 use crate::registry::{Roles, SignalSpec};
@@ -38,10 +39,16 @@ pub static DROPPED: MetricSpec = MetricSpec::counter(
     &["reason"],
 );
 
+pub static PROFILE_DROPPED: MetricSpec = MetricSpec::counter(
+    "memleak_page_faults_profile_dropped_total",
+    "Sampled faults (× period) left out of /debug/pprof/page_faults (reason stack_cap: it holds 4096 distinct stacks already; no_stack: the sample came without a user stack).",
+    &["reason"],
+);
+
 pub static SIGNAL: SignalSpec = SignalSpec {
     id: "page_faults",
     description: "Page faults per cgroup and memory region (eBPF: sampled perf event, or every fault)",
     roles: Roles::COLLECTOR,
     enabled_by_default: false,
-    metrics: &[&ESTIMATED, &BY_REGION, &TRACKED, &DROPPED],
+    metrics: &[&ESTIMATED, &BY_REGION, &TRACKED, &DROPPED, &PROFILE_DROPPED],
 };

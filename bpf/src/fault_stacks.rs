@@ -1,0 +1,127 @@
+//! A profile of where page faults come from: the user stacks of region
+//! samples (kernel frame-pointer walks, so deep only in programs built with
+//! frame pointers), named `module+0xoffset` from the process's maps at drain
+//! time and symbolized from the modules' ELF symbols when the profile is asked
+//! for (`/debug/pprof/page_faults`). Cumulative since the collector started;
+//! bounded at `MAX_STACKS` distinct (stack, region, cgroup) entries.
+
+use crate::regions::Place;
+use memleak_signals::artifact::{Frame, Profile, Sample, ValueType};
+use memleak_signals::heapprof::{self, symbolize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Most distinct (stack, region, cgroup) entries kept; faults of new ones past it are dropped and counted.
+pub const MAX_STACKS: usize = 4096;
+
+const FAULTS: ValueType = ValueType { kind: "page_faults", unit: "count" };
+
+#[derive(Debug, Default)]
+struct Counts {
+    faults: HashMap<(Vec<Frame>, Place, u64), u64>,
+    /// Faults of stacks past `MAX_STACKS`.
+    over_cap: u64,
+    /// Faults of samples that came without a stack (a taken stack-map bucket, an unreadable stack).
+    no_stack: u64,
+}
+
+/// The fault profile, shared between the collector that fills it and the
+/// HTTP handler that serves it.
+#[derive(Debug, Clone, Default)]
+pub struct FaultProfile(Arc<Mutex<Counts>>);
+
+impl FaultProfile {
+    /// Adds `faults` for a stack (innermost frame first) that faulted in `place` of cgroup `cgroup`.
+    pub fn add(&self, stack: Vec<Frame>, place: Place, cgroup: u64, faults: u64) {
+        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let len = counts.faults.len();
+        match counts.faults.get_mut(&(stack.clone(), place, cgroup)) {
+            Some(total) => *total += faults,
+            None if len < MAX_STACKS => {
+                counts.faults.insert((stack, place, cgroup), faults);
+            }
+            None => counts.over_cap += faults,
+        }
+    }
+
+    /// Counts `faults` of a sample that had no stack.
+    pub fn add_without_stack(&self, faults: u64) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).no_stack += faults;
+    }
+
+    /// Faults left out of the profile: (past `MAX_STACKS`, without a stack).
+    pub fn dropped(&self) -> (u64, u64) {
+        let counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        (counts.over_cap, counts.no_stack)
+    }
+
+    /// The profile so far, labelled with region and cgroup path, symbolized
+    /// from the binaries at the paths the processes mapped them from.
+    pub fn profile(&self, cgroup_paths: &HashMap<u64, String>) -> Profile {
+        let mut profile = Profile::new("page_faults", vec![FAULTS]);
+        {
+            let counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            for ((stack, place, cgroup), faults) in &counts.faults {
+                profile.samples.push(Sample {
+                    stack: stack.clone(),
+                    values: vec![i64::try_from(*faults).unwrap_or(i64::MAX)],
+                    labels: vec![
+                        ("region".to_owned(), place.as_str().to_owned()),
+                        ("cgroup".to_owned(), crate::cgroup_ids::name(cgroup_paths, *cgroup).to_owned()),
+                    ],
+                });
+            }
+        }
+        let path = symbolize::SymbolPath { dirs: Vec::new(), recorded_paths: true };
+        symbolize::symbolize(std::slice::from_mut(&mut profile), &path);
+        profile
+    }
+}
+
+impl FaultProfile {
+    /// The profile, cgroups named from the v2 tree under `cgroupfs`.
+    pub fn profile_for(&self, cgroupfs: &std::path::Path) -> Profile {
+        let (paths, _) = crate::cgroup_ids::walk(cgroupfs);
+        self.profile(&paths)
+    }
+
+    /// The profile as gzipped pprof.
+    pub fn pprof(&self, cgroupfs: &std::path::Path) -> Vec<u8> {
+        memleak_signals::artifact::pprof::encode(&self.profile_for(cgroupfs), "memleak-exporter page_faults")
+    }
+}
+
+/// A user stack as frames: `module+0xoffset` where a file-backed mapping holds the address.
+pub fn frames(ips: impl Iterator<Item = u64>, mappings: &[heapprof::Mapping]) -> Vec<Frame> {
+    ips.map(|ip| heapprof::frame(ip, mappings)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memleak_signals::process::maps::Region;
+
+    #[test]
+    fn stacks_add_up_per_region_and_cgroup_and_are_bounded() {
+        let profile = FaultProfile::default();
+        let maps = [heapprof::Mapping { start: 0x1000, end: 0x2000, file_offset: 0, path: "/bin/app".into() }];
+        let stack = frames([0x1010, 0x1800, 0x9999].into_iter(), &maps);
+        assert_eq!(stack[0].function, "app+0x10");
+        assert_eq!(stack[2].function, "0x9999", "an address outside every file mapping stays raw");
+        let heap = Place::Region(Region::Heap);
+        profile.add(stack.clone(), heap, 7, 1000);
+        profile.add(stack.clone(), heap, 7, 1000);
+        profile.add(stack.clone(), Place::Region(Region::Anon), 7, 1000);
+        let named = profile.profile(&HashMap::from([(7, "/app.slice".to_owned())]));
+        assert_eq!(named.samples.len(), 2);
+        assert_eq!(named.total(0), 3000);
+        let heap_sample = named.samples.iter().find(|s| s.labels[0].1 == "heap").unwrap();
+        assert_eq!((heap_sample.values[0], heap_sample.labels[1].1.as_str()), (2000, "/app.slice"));
+
+        for cgroup in 0..MAX_STACKS as u64 {
+            profile.add(stack.clone(), heap, 100 + cgroup, 1);
+        }
+        // Two entries were there: MAX_STACKS - 2 new ones fit, the last two (1 fault each) do not.
+        assert_eq!(profile.dropped(), (2, 0), "only MAX_STACKS entries are kept");
+    }
+}
