@@ -108,6 +108,27 @@ pub fn keep_top(weights: &BTreeMap<&str, u64>, max: usize) -> HashMap<String, St
         .collect()
 }
 
+/// Sums `(cgroup id, key, value)` per cgroup path and key, naming the `max`
+/// paths with the highest totals and folding the others into `OTHER`.
+pub fn fold<K: Ord + Copy>(
+    values: impl IntoIterator<Item = (u64, K, u64)>,
+    paths: &HashMap<u64, String>,
+    max: usize,
+) -> BTreeMap<(String, K), u64> {
+    let values: Vec<(&str, K, u64)> = values.into_iter().map(|(id, k, v)| (name(paths, id), k, v)).collect();
+    let mut weights: BTreeMap<&str, u64> = BTreeMap::new();
+    for (path, _, v) in &values {
+        *weights.entry(path).or_default() += v;
+    }
+    let names = keep_top(&weights, max);
+    let mut folded = BTreeMap::new();
+    for (path, k, v) in values {
+        let name = names.get(path).map_or(OTHER, String::as_str);
+        *folded.entry((name.to_owned(), k)).or_default() += v;
+    }
+    folded
+}
+
 /// The path of `id`, or `UNKNOWN`.
 pub fn name(paths: &HashMap<u64, String>, id: u64) -> &str {
     paths.get(&id).map_or(UNKNOWN, String::as_str)
@@ -155,5 +176,17 @@ mod tests {
         assert_eq!(names["/b"], "/b");
         assert_eq!(names["/c"], "/c", "a tie goes to path order");
         assert_eq!((names["/a"].as_str(), names["/d"].as_str()), (OTHER, OTHER));
+    }
+
+    #[test]
+    fn folding_sums_per_path_and_key_and_keeps_the_heaviest_paths() {
+        let paths = HashMap::from([(1, "/a".to_owned()), (2, "/b".to_owned()), (3, "/c".to_owned())]);
+        let values = [(1, 'x', 5), (1, 'y', 1), (2, 'x', 50), (3, 'x', 2), (4, 'x', 3)];
+        let folded = fold(values, &paths, 2);
+        // /b (50) and /a (6) keep their names; /c (2) and the unknown id 4 (3) fold together.
+        assert_eq!(folded[&("/b".to_owned(), 'x')], 50);
+        assert_eq!((folded[&("/a".to_owned(), 'x')], folded[&("/a".to_owned(), 'y')]), (5, 1));
+        assert_eq!(folded[&(OTHER.to_owned(), 'x')], 5);
+        assert_eq!(folded.len(), 4);
     }
 }

@@ -1,6 +1,6 @@
 //! Loads `page_faults.bpf.c` and reads it at scrape time: per-cgroup fault
-//! counts from its LRU map, and the ring buffer of sampled faulting addresses,
-//! which `regions` attributes to heap, anonymous mappings, files and stacks.
+//! counts from its LRU map, and the region counts and stack profile that
+//! `region_drain` builds from the ring buffer of sampled faulting addresses.
 //!
 //! Sampled mode attaches to the `page-faults` software perf event of every
 //! online CPU with a period; every-fault mode to `exceptions:page_fault_user`.
@@ -9,7 +9,6 @@ use crate::cgroup_ids::{self, CgroupNames};
 use crate::fault_stacks::FaultProfile;
 use crate::loader::{per_cpu_sum, typed_map};
 use crate::region_drain::RegionDrain;
-use crate::regions::Place;
 use crate::shared::FAULT_RING_FULL;
 use aya::Ebpf;
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTraceMap};
@@ -17,7 +16,6 @@ use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, S
 use aya::programs::{PerfEvent, TracePoint};
 use memleak_signals::page_faults::{BY_REGION, DROPPED, ESTIMATED, PROFILE_DROPPED, TRACKED};
 use memleak_signals::{Collection, Collector, FsRoots, Problem, ProblemKind, ScrapeContext};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -48,8 +46,9 @@ struct Loaded {
 #[derive(Debug, Clone, Copy)]
 pub struct FaultConfig {
     pub mode: FaultMode,
-    /// Sampled mode: one sample every `period` faults (1000 costs ~2 % on a pure
-    /// fault loop here); every-fault mode: one fault in `period` is attributed to a region.
+    /// Sampled mode: one sample every `period` faults (1000 costs ~5 % on a pure
+    /// fault loop here, docs/benchmarks.md); every-fault mode: one fault in
+    /// `period` is attributed to a region.
     pub period: u64,
     /// Most cgroups exported by name (the busiest); the rest are summed as `__other__`.
     pub max_cgroups: usize,
@@ -196,32 +195,14 @@ impl Collector for PageFaultSampler {
             FaultMode::Sampled => (self.period, self.period.to_string()),
             FaultMode::EveryFault => (1, "1".to_owned()),
         };
-        let mut by_path: BTreeMap<&str, u64> = BTreeMap::new();
-        for (id, runs) in &counts {
-            *by_path.entry(cgroup_ids::name(paths, *id)).or_default() += runs;
-        }
-        let names = cgroup_ids::keep_top(&by_path, self.max_cgroups);
-        let mut exported: BTreeMap<&str, u64> = BTreeMap::new();
-        for (path, runs) in &by_path {
-            *exported.entry(names.get(*path).map_or(cgroup_ids::OTHER, String::as_str)).or_default() += runs;
-        }
-        for (path, runs) in exported {
-            out.metrics.push(&ESTIMATED, &[path, &period_label], (runs * weight) as f64);
-        }
-
-        let mut region_weights: BTreeMap<&str, u64> = BTreeMap::new();
-        for ((id, _), faults) in &regions {
-            *region_weights.entry(cgroup_ids::name(paths, *id)).or_default() += faults;
-        }
-        let names = cgroup_ids::keep_top(&region_weights, self.max_cgroups);
-        let mut by_region: BTreeMap<(&str, Place), u64> = BTreeMap::new();
-        for ((id, place), faults) in &regions {
-            let name = names.get(cgroup_ids::name(paths, *id)).map_or(cgroup_ids::OTHER, String::as_str);
-            *by_region.entry((name, *place)).or_default() += faults;
+        let estimates = counts.iter().map(|(id, runs)| (*id, (), runs * weight));
+        for ((path, ()), faults) in cgroup_ids::fold(estimates, paths, self.max_cgroups) {
+            out.metrics.push(&ESTIMATED, &[&path, &period_label], faults as f64);
         }
         let region_period = self.period.to_string();
-        for ((path, place), faults) in by_region {
-            out.metrics.push(&BY_REGION, &[path, place.as_str(), &region_period], faults as f64);
+        let by_region = regions.iter().map(|((id, place), faults)| (*id, *place, *faults));
+        for ((path, place), faults) in cgroup_ids::fold(by_region, paths, self.max_cgroups) {
+            out.metrics.push(&BY_REGION, &[&path, place.as_str(), &region_period], faults as f64);
         }
         out.metrics.push(&TRACKED, &[], counts.len() as f64);
         // Every region sample stands for `period` faults, in both modes.
