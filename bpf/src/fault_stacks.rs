@@ -9,6 +9,7 @@ use crate::regions::Place;
 use memleak_signals::artifact::{Frame, Profile, Sample, ValueType};
 use memleak_signals::heapprof::{self, symbolize};
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Most distinct (stack, region, cgroup) entries kept; faults of new ones past it are dropped and counted.
@@ -34,13 +35,13 @@ impl FaultProfile {
     /// Adds `faults` for a stack (innermost frame first) that faulted in `place` of cgroup `cgroup`.
     pub fn add(&self, stack: Vec<Frame>, place: Place, cgroup: u64, faults: u64) {
         let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let len = counts.faults.len();
-        match counts.faults.get_mut(&(stack.clone(), place, cgroup)) {
-            Some(total) => *total += faults,
-            None if len < MAX_STACKS => {
-                counts.faults.insert((stack, place, cgroup), faults);
+        let full = counts.faults.len() >= MAX_STACKS;
+        match counts.faults.entry((stack, place, cgroup)) {
+            Entry::Occupied(total) => *total.into_mut() += faults,
+            Entry::Vacant(slot) if !full => {
+                slot.insert(faults);
             }
-            None => counts.over_cap += faults,
+            Entry::Vacant(_) => counts.over_cap += faults,
         }
     }
 

@@ -8,7 +8,7 @@ use crate::fault_stacks::{self, FaultProfile};
 use crate::regions::{self, Place};
 use crate::shared::FaultSample;
 use aya::maps::{MapData, RingBuf, StackTraceMap};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,6 +24,8 @@ pub const MAX_CGROUPS: usize = 4096;
 #[derive(Debug, Default)]
 pub struct RegionCounts {
     pub faults: BTreeMap<(u64, Place), u64>,
+    /// The cgroup ids in `faults`, for the cap.
+    cgroups: HashSet<u64>,
     /// Faults (sample weights) not kept because `MAX_CGROUPS` cgroups already were.
     pub dropped_over_cap: u64,
 }
@@ -31,25 +33,19 @@ pub struct RegionCounts {
 impl RegionCounts {
     fn add(&mut self, tally: regions::RegionTally) {
         for ((id, place), faults) in tally {
-            if let Some(total) = self.faults.get_mut(&(id, place)) {
-                *total += faults;
-            } else if self.faults.keys().any(|(known, _)| *known == id) || self.cgroups() < MAX_CGROUPS {
-                self.faults.insert((id, place), faults);
+            if self.cgroups.contains(&id) || self.cgroups.len() < MAX_CGROUPS {
+                self.cgroups.insert(id);
+                *self.faults.entry((id, place)).or_default() += faults;
             } else {
                 self.dropped_over_cap += faults;
             }
         }
     }
 
-    fn cgroups(&self) -> usize {
-        let mut ids: Vec<u64> = self.faults.keys().map(|(id, _)| *id).collect();
-        ids.dedup();
-        ids.len()
-    }
-
     /// Forgets the cgroups `gone` says no longer exist.
     pub fn forget(&mut self, gone: impl Fn(u64) -> bool) {
         self.faults.retain(|(id, _), _| !gone(*id));
+        self.cgroups.retain(|id| !gone(*id));
     }
 }
 
@@ -104,8 +100,7 @@ fn drain_into(shared: &Mutex<Shared>, procfs: &std::path::Path) {
     if samples.is_empty() {
         return;
     }
-    let with_stack: std::collections::HashSet<u32> =
-        samples.iter().filter(|s| s.stack_id >= 0).map(|s| s.tgid).collect();
+    let with_stack: HashSet<u32> = samples.iter().filter(|s| s.stack_id >= 0).map(|s| s.tgid).collect();
     let wants_stacks = shared.stacks.is_some();
     let classified = regions::classify(&samples, procfs, |tgid| wants_stacks && with_stack.contains(&tgid));
     shared.counts.add(regions::tally(&samples, &classified.places));
@@ -122,7 +117,7 @@ fn add_stacks(
     samples: &[FaultSample],
     classified: &regions::Classified,
 ) {
-    let mut read: std::collections::HashMap<u32, Vec<u64>> = std::collections::HashMap::new();
+    let mut read: HashMap<u32, Vec<u64>> = HashMap::new();
     for (sample, place) in samples.iter().zip(&classified.places) {
         let faults = u64::from(sample.weight);
         let Ok(id) = u32::try_from(sample.stack_id) else {
@@ -177,6 +172,7 @@ mod tests {
         assert_eq!(counts.faults[&(0, Place::Exited)], 7, "a known cgroup gets new places past the cap");
         assert_eq!((counts.faults.get(&(u64::MAX, heap)), counts.dropped_over_cap), (None, 1000));
         counts.forget(|id| id != 0);
-        assert_eq!(counts.cgroups(), 1);
+        assert_eq!(counts.cgroups.len(), 1);
+        assert_eq!(counts.faults.len(), 2);
     }
 }
