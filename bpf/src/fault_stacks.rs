@@ -1,15 +1,18 @@
 //! A profile of where page faults come from: the user stacks of region
 //! samples (kernel frame-pointer walks, so deep only in programs built with
-//! frame pointers), named `module+0xoffset` from the process's maps at drain
-//! time and symbolized from the modules' ELF symbols when the profile is asked
-//! for (`/debug/pprof/page_faults`). Cumulative since the collector started;
-//! bounded at `MAX_STACKS` distinct (stack, region, cgroup) entries.
+//! frame pointers), named at drain time, while the process lives: each address
+//! becomes `module+0xoffset` from the process's maps, then a function from the
+//! module's ELF symbols, read through `/proc/PID/root` so that a process in
+//! another container (or the exporter in its own) reads the right binary.
+//! Served at `/debug/pprof/page_faults`. Cumulative since the collector
+//! started; bounded at `MAX_STACKS` distinct (stack, region, cgroup) entries.
 
 use crate::regions::Place;
 use memleak_signals::artifact::{Frame, Profile, Sample, ValueType};
-use memleak_signals::heapprof::{self, symbolize};
+use memleak_signals::heapprof::{self, symbolize::Symbolizer};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Most distinct (stack, region, cgroup) entries kept; faults of new ones past it are dropped and counted.
@@ -56,8 +59,7 @@ impl FaultProfile {
         (counts.over_cap, counts.no_stack)
     }
 
-    /// The profile so far, labelled with region and cgroup path, symbolized
-    /// from the binaries at the paths the processes mapped them from.
+    /// The profile so far, labelled with region and cgroup path.
     pub fn profile(&self, cgroup_paths: &HashMap<u64, String>) -> Profile {
         let mut profile = Profile::new("page_faults", vec![FAULTS]);
         {
@@ -73,8 +75,6 @@ impl FaultProfile {
                 });
             }
         }
-        let path = symbolize::SymbolPath { dirs: Vec::new(), recorded_paths: true };
-        symbolize::symbolize(std::slice::from_mut(&mut profile), &path);
         profile
     }
 }
@@ -92,9 +92,28 @@ impl FaultProfile {
     }
 }
 
-/// A user stack as frames: `module+0xoffset` where a file-backed mapping holds the address.
-pub fn frames(ips: impl Iterator<Item = u64>, mappings: &[heapprof::Mapping]) -> Vec<Frame> {
-    ips.map(|ip| heapprof::frame(ip, mappings)).collect()
+/// A user stack of process `tgid` as frames: a function where the module's
+/// symbols name it, `module+0xoffset` where only a file-backed mapping holds
+/// the address, the bare address otherwise.
+pub fn frames(
+    ips: impl Iterator<Item = u64>,
+    mappings: &[heapprof::Mapping],
+    root: &Path,
+    symbolizer: &mut Symbolizer,
+) -> Vec<Frame> {
+    ips.enumerate()
+        .map(|(depth, ip)| {
+            let mut frame = heapprof::frame(ip, mappings);
+            if let (Some(module), Some(offset)) = (&frame.file, frame.address) {
+                // The module as the process sees it: under its root.
+                let binary = root.join(module.trim_start_matches('/'));
+                if let Some(name) = symbolizer.function(&binary, offset, depth > 0) {
+                    frame.function = name;
+                }
+            }
+            frame
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -106,8 +125,9 @@ mod tests {
     fn stacks_add_up_per_region_and_cgroup_and_are_bounded() {
         let profile = FaultProfile::default();
         let maps = [heapprof::Mapping { start: 0x1000, end: 0x2000, file_offset: 0, path: "/bin/app".into() }];
-        let stack = frames([0x1010, 0x1800, 0x9999].into_iter(), &maps);
-        assert_eq!(stack[0].function, "app+0x10");
+        let nowhere = Path::new("/nonexistent");
+        let stack = frames([0x1010, 0x1800, 0x9999].into_iter(), &maps, nowhere, &mut Symbolizer::default());
+        assert_eq!(stack[0].function, "app+0x10", "a module that cannot be read stays module+offset");
         assert_eq!(stack[2].function, "0x9999", "an address outside every file mapping stays raw");
         let heap = Place::Region(Region::Heap);
         profile.add(stack.clone(), heap, 7, 1000);

@@ -8,6 +8,7 @@ use crate::fault_stacks::{self, FaultProfile};
 use crate::regions::{self, Place};
 use crate::shared::FaultSample;
 use aya::maps::{MapData, RingBuf, StackTraceMap};
+use memleak_signals::heapprof::symbolize::Symbolizer;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -54,6 +55,7 @@ struct Shared {
     counts: RegionCounts,
     /// The user stacks the samples name, and the profile they are added to.
     stacks: Option<(StackTraceMap<MapData>, FaultProfile)>,
+    symbolizer: Symbolizer,
 }
 
 /// The ring, its counts and the thread that drains it; the thread ends when this is dropped.
@@ -74,7 +76,12 @@ impl RegionDrain {
         stacks: Option<(StackTraceMap<MapData>, FaultProfile)>,
         procfs: PathBuf,
     ) -> std::io::Result<Self> {
-        let shared = Arc::new(Mutex::new(Shared { ring, counts: RegionCounts::default(), stacks }));
+        let shared = Arc::new(Mutex::new(Shared {
+            ring,
+            counts: RegionCounts::default(),
+            stacks,
+            symbolizer: Symbolizer::default(),
+        }));
         let (stop, stopped) = mpsc::channel::<()>();
         let worker = Arc::clone(&shared);
         std::thread::Builder::new().name("fault-regions".into()).spawn(move || {
@@ -104,8 +111,9 @@ fn drain_into(shared: &Mutex<Shared>, procfs: &std::path::Path) {
     let wants_stacks = shared.stacks.is_some();
     let classified = regions::classify(&samples, procfs, |tgid| wants_stacks && with_stack.contains(&tgid));
     shared.counts.add(regions::tally(&samples, &classified.places));
+    let shared = &mut *shared;
     if let Some((stacks, profile)) = shared.stacks.as_mut() {
-        add_stacks(stacks, profile, &samples, &classified);
+        add_stacks(stacks, profile, &samples, &classified, procfs, &mut shared.symbolizer);
     }
 }
 
@@ -116,6 +124,8 @@ fn add_stacks(
     profile: &FaultProfile,
     samples: &[FaultSample],
     classified: &regions::Classified,
+    procfs: &std::path::Path,
+    symbolizer: &mut Symbolizer,
 ) {
     let mut read: HashMap<u32, Vec<u64>> = HashMap::new();
     for (sample, place) in samples.iter().zip(&classified.places) {
@@ -132,7 +142,9 @@ fn add_stacks(
             continue;
         }
         let mappings = classified.mappings.get(&sample.tgid).map_or(&[][..], Vec::as_slice);
-        let frames = fault_stacks::frames(ips.iter().copied(), mappings);
+        // The process's binaries as it sees them (in a container, too): under its root.
+        let root = procfs.join(sample.tgid.to_string()).join("root");
+        let frames = fault_stacks::frames(ips.iter().copied(), mappings, &root, symbolizer);
         profile.add(frames, *place, sample.cgroup, faults);
     }
     for id in read.keys() {

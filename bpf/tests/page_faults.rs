@@ -10,6 +10,7 @@ mod common;
 use common::{TestCgroup, can_run_privileged, collect, compile, map_shape, parsed_object, roots};
 use memleak_bpf::{FaultConfig, FaultMode, PAGE_FAULTS, PageFaultSampler};
 use std::io::{Read, Write};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 #[test]
@@ -80,13 +81,15 @@ fn every_fault_mode_counts_each_fault() {
 /// Runs `fault_regions PAGES` in a new cgroup; `before_exit` runs while the
 /// child, done faulting, is still alive. Returns the faults per region.
 fn regions_of_child(period: u64, pages: u64, before_exit: impl FnOnce(&mut PageFaultSampler)) -> Vec<(String, u64)> {
-    regions_and_profile_of_child(period, pages, before_exit).0
+    regions_and_profile_of_child(period, pages, |helper| Command::new(helper), before_exit).0
 }
 
-/// As `regions_of_child`, with the fault profile of the child's cgroup.
+/// As `regions_of_child`, with the fault profile of the child's cgroup;
+/// `launch` makes the command that runs the helper.
 fn regions_and_profile_of_child(
     period: u64,
     pages: u64,
+    launch: impl FnOnce(&Path) -> Command,
     before_exit: impl FnOnce(&mut PageFaultSampler),
 ) -> (Vec<(String, u64)>, memleak_signals::artifact::Profile) {
     let dir = tempfile::tempdir().unwrap();
@@ -99,7 +102,7 @@ fn regions_and_profile_of_child(
     assert!(collect(&mut sampler).problems.is_empty());
 
     let mut child =
-        Command::new(&helper).arg(pages.to_string()).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        launch(&helper).arg(pages.to_string()).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     cgroup.adopt(child.id());
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"g").unwrap();
@@ -146,11 +149,20 @@ fn faults_are_attributed_to_the_regions_and_stacks_that_took_them() {
         return;
     }
     // Scraped while the child is alive, so its maps are there to read.
-    let (regions, profile) = regions_and_profile_of_child(REGION_PERIOD, REGION_PAGES, |sampler| {
-        assert!(collect(sampler).problems.is_empty());
-    });
+    let (regions, profile) = regions_and_profile_of_child(
+        REGION_PERIOD,
+        REGION_PAGES,
+        |helper| Command::new(helper),
+        |sampler| {
+            assert!(collect(sampler).problems.is_empty());
+        },
+    );
     assert_heap_and_anon(&regions);
-    // The profile names the functions that touched the pages, above main (frame pointers).
+    assert_stacks_named(&profile);
+}
+
+/// The profile names the functions that touched the pages, above main (frame pointers).
+fn assert_stacks_named(profile: &memleak_signals::artifact::Profile) {
     for (region, function) in [("heap", "touch_heap_pages"), ("anon", "touch_anon_pages")] {
         let faults: i64 = profile
             .samples
@@ -207,4 +219,31 @@ fn every_fault_mode_ends_after_its_window() {
     let after = collect(&mut sampler);
     assert!(after.problems.is_empty(), "{:?}", after.problems);
     assert!(has_period(&after, "100") && !has_period(&after, "1"), "sampling again after the window");
+}
+
+#[test]
+fn a_process_in_another_mount_namespace_is_symbolized_through_its_root() {
+    if !can_run_privileged() {
+        return;
+    }
+    // The helper runs from a tmpfs mounted in its own mount namespace only: the
+    // exporter cannot open it by the path the process maps it from, only through
+    // /proc/PID/root, as for a process in a container.
+    let private = tempfile::tempdir().unwrap();
+    let launch = |helper: &Path| {
+        let script = format!(
+            "mount -t tmpfs none {dir} && cp {helper} {dir}/ && exec {dir}/fault_regions \"$0\"",
+            dir = private.path().display(),
+            helper = helper.display()
+        );
+        let mut command = Command::new("unshare");
+        command.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+        command
+    };
+    let (regions, profile) = regions_and_profile_of_child(REGION_PERIOD, REGION_PAGES, launch, |sampler| {
+        assert!(collect(sampler).problems.is_empty());
+    });
+    assert!(!private.path().join("fault_regions").exists(), "the binary is not visible from here");
+    assert_heap_and_anon(&regions);
+    assert_stacks_named(&profile);
 }

@@ -47,6 +47,33 @@ impl Symbols {
     }
 }
 
+/// Function names from binaries opened by path, their symbol tables kept
+/// across calls (keyed by the file's device and inode, so one library reached
+/// through different paths, e.g. `/proc/PID/root/...` of several processes, is
+/// read once). Bounded: past `MAX_MODULES` binaries the cache starts over.
+#[derive(Debug, Default)]
+pub struct Symbolizer {
+    cache: HashMap<(u64, u64), Option<Symbols>>,
+}
+
+impl Symbolizer {
+    const MAX_MODULES: usize = 256;
+
+    /// The function at file offset `offset` of the binary at `binary`;
+    /// `return_address`: the offset follows a call, so look up the byte before it.
+    pub fn function(&mut self, binary: &Path, offset: u64, return_address: bool) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(binary).ok()?;
+        let key = (meta.dev(), meta.ino());
+        if !self.cache.contains_key(&key) && self.cache.len() >= Self::MAX_MODULES {
+            self.cache.clear();
+        }
+        let symbols = self.cache.entry(key).or_insert_with(|| Symbols::load(binary)).as_ref()?;
+        let at = if return_address { offset.saturating_sub(1) } else { offset };
+        symbols.lookup(at).map(str::to_owned)
+    }
+}
+
 /// Where to look for the binaries named in a dump.
 #[derive(Debug, Clone, Default)]
 pub struct SymbolPath {
