@@ -5,7 +5,8 @@
 use crate::cgroup_ids::{self, CgroupNames};
 use crate::loader::{per_cpu_sum, typed_map};
 use crate::shared::{
-    MemorySyscallStats, SYSCALL_BREAKS_FULL, SYSCALL_NAMES, SYSCALL_STATS_INSERTS, SYSCALL_UNPAIRED_EXITS,
+    MemorySyscallStats, SYSCALL_BREAK_DELETES, SYSCALL_BREAK_INSERTS, SYSCALL_BREAKS_FULL, SYSCALL_NAMES,
+    SYSCALL_STATS_INSERTS, SYSCALL_UNPAIRED_EXITS,
 };
 use aya::Ebpf;
 use aya::maps::{HashMap as BpfHashMap, PerCpuArray};
@@ -31,7 +32,6 @@ const PROGRAMS: [(&str, &str, &str); 10] = [
     ("process_exec", "sched", "sched_process_exec"),
 ];
 const STATS_MAP: &str = "memory_syscall_stats";
-const BREAKS_MAP: &str = "program_breaks";
 const COUNTERS_MAP: &str = "memory_syscall_counters";
 
 /// The syscall tracepoint collector (`--collector.memory_syscalls`, opt-in).
@@ -119,23 +119,20 @@ impl Collector for MemorySyscalls {
         }
         let Some(bpf) = self.loaded.as_ref() else { return };
         // Counters first: a cgroup inserted after this read only lowers the eviction estimate.
-        let (stats_inserts, breaks_full, unpaired) = match typed_map::<PerCpuArray<_, u64>>(bpf, COUNTERS_MAP) {
-            Ok(map) => (
-                per_cpu_sum(&map, SYSCALL_STATS_INSERTS),
-                per_cpu_sum(&map, SYSCALL_BREAKS_FULL),
-                per_cpu_sum(&map, SYSCALL_UNPAIRED_EXITS),
-            ),
+        let counters = match typed_map::<PerCpuArray<_, u64>>(bpf, COUNTERS_MAP) {
+            Ok(map) => map,
             Err(problem) => return out.problem(problem),
         };
+        let counter = |slot| per_cpu_sum(&counters, slot);
+        let (stats_inserts, breaks_full, unpaired) =
+            (counter(SYSCALL_STATS_INSERTS), counter(SYSCALL_BREAKS_FULL), counter(SYSCALL_UNPAIRED_EXITS));
+        // Counted, not listed: walking a map of 65,536 processes would cost a syscall each.
+        let processes = counter(SYSCALL_BREAK_INSERTS).saturating_sub(counter(SYSCALL_BREAK_DELETES));
         let stats: Vec<(u64, MemorySyscallStats)> =
             match typed_map::<BpfHashMap<_, u64, MemorySyscallStats>>(bpf, STATS_MAP) {
                 Ok(map) => map.iter().flatten().collect(),
                 Err(problem) => return out.problem(problem),
             };
-        let processes = match typed_map::<BpfHashMap<_, u32, u64>>(bpf, BREAKS_MAP) {
-            Ok(map) => map.keys().flatten().count() as u64,
-            Err(problem) => return out.problem(problem),
-        };
 
         let paths = self.names.resolve(stats.iter().map(|(id, _)| *id));
         let mut by_path: BTreeMap<&str, MemorySyscallStats> = BTreeMap::new();

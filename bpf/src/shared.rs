@@ -50,6 +50,8 @@ impl MemorySyscallStats {
 pub const SYSCALL_STATS_INSERTS: u32 = 0;
 pub const SYSCALL_BREAKS_FULL: u32 = 1;
 pub const SYSCALL_UNPAIRED_EXITS: u32 = 2;
+pub const SYSCALL_BREAK_INSERTS: u32 = 3;
+pub const SYSCALL_BREAK_DELETES: u32 = 4;
 
 const _: () = assert!(size_of::<FaultSample>() == 32);
 

@@ -97,6 +97,8 @@ struct memory_syscall_stats {
 #define SYSCALL_STATS_INSERTS 0  /* cgroups added to the stats LRU (inserts - entries = evicted) */
 #define SYSCALL_BREAKS_FULL 1    /* processes not tracked: the break map was full */
 #define SYSCALL_UNPAIRED_EXITS 2 /* syscall exits whose entry was not seen */
-#define SYSCALL_COUNTERS 3
+#define SYSCALL_BREAK_INSERTS 3  /* processes added to the break map */
+#define SYSCALL_BREAK_DELETES 4  /* processes removed from it (exit, exec): inserts - deletes = entries */
+#define SYSCALL_COUNTERS 5
 
 #endif

@@ -196,7 +196,9 @@ int exit_brk(struct sys_exit_args *ctx)
     __u64 *last = bpf_map_lookup_elem(&program_breaks, &tgid);
     if (!last) {
         long err = bpf_map_update_elem(&program_breaks, &tgid, &now, BPF_NOEXIST);
-        if (err != 0 && err != -EEXIST)
+        if (err == 0)
+            bump(&memory_syscall_counters, SYSCALL_BREAK_INSERTS, 1);
+        else if (err != -EEXIST)
             bump(&memory_syscall_counters, SYSCALL_BREAKS_FULL, 1);
         return 0;
     }
@@ -229,6 +231,14 @@ int exit_mremap(struct sys_exit_args *ctx)
     return 0;
 }
 
+/* Removes the current process's break, counting the removal. */
+static __always_inline void forget_break(void)
+{
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (bpf_map_delete_elem(&program_breaks, &tgid) == 0)
+        bump(&memory_syscall_counters, SYSCALL_BREAK_DELETES, 1);
+}
+
 /* sched_process_exit's record: comm[16], pid, prio, group_dead. */
 struct process_exit_args {
     __u64 common;
@@ -242,10 +252,8 @@ struct process_exit_args {
 SEC("tracepoint/sched/sched_process_exit")
 int process_exit(struct process_exit_args *ctx)
 {
-    if (!ctx->group_dead)
-        return 0;
-    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    bpf_map_delete_elem(&program_breaks, &tgid);
+    if (ctx->group_dead)
+        forget_break();
     return 0;
 }
 
@@ -254,8 +262,7 @@ int process_exit(struct process_exit_args *ctx)
 SEC("tracepoint/sched/sched_process_exec")
 int process_exec(void *ctx)
 {
-    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    bpf_map_delete_elem(&program_breaks, &tgid);
+    forget_break();
     return 0;
 }
 
