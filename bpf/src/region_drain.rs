@@ -128,6 +128,7 @@ fn add_stacks(
     symbolizer: &mut Symbolizer,
 ) {
     let mut read: HashMap<u32, Vec<u64>> = HashMap::new();
+    symbolizer.forget_paths();
     for (sample, place) in samples.iter().zip(&classified.places) {
         let faults = u64::from(sample.weight);
         let Ok(id) = u32::try_from(sample.stack_id) else {

@@ -2,7 +2,7 @@
 //! tables of the binaries, found at their recorded path or in search folders.
 //! (I/O lives here, not in the parsers.)
 
-use crate::artifact::{Frame, Profile};
+use crate::artifact::Profile;
 use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -54,17 +54,36 @@ impl Symbols {
 #[derive(Debug, Default)]
 pub struct Symbolizer {
     cache: HashMap<(u64, u64), Option<Symbols>>,
+    /// Path → (device, inode), so a path is stat'ed once, not once per frame.
+    identities: HashMap<PathBuf, (u64, u64)>,
 }
 
 impl Symbolizer {
     const MAX_MODULES: usize = 256;
+    const MAX_PATHS: usize = 4096;
+
+    /// Forgets which file each path named (keeping the symbol tables): paths
+    /// can be reused (a pid, an upgraded library), so a long-lived symbolizer
+    /// calls this between batches.
+    pub fn forget_paths(&mut self) {
+        self.identities.clear();
+    }
 
     /// The function at file offset `offset` of the binary at `binary`;
     /// `return_address`: the offset follows a call, so look up the byte before it.
     pub fn function(&mut self, binary: &Path, offset: u64, return_address: bool) -> Option<String> {
         use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata(binary).ok()?;
-        let key = (meta.dev(), meta.ino());
+        let key = match self.identities.get(binary) {
+            Some(key) => *key,
+            None => {
+                let meta = std::fs::metadata(binary).ok()?;
+                if self.identities.len() >= Self::MAX_PATHS {
+                    self.identities.clear();
+                }
+                self.identities.insert(binary.to_path_buf(), (meta.dev(), meta.ino()));
+                (meta.dev(), meta.ino())
+            }
+        };
         if !self.cache.contains_key(&key) && self.cache.len() >= Self::MAX_MODULES {
             self.cache.clear();
         }
@@ -87,27 +106,26 @@ pub struct SymbolPath {
 /// Finds binaries and resolves the frames of `profiles` that are still
 /// `module+0xoffset`. Returns the modules that could not be found.
 pub fn symbolize(profiles: &mut [Profile], path: &SymbolPath) -> Vec<String> {
-    let mut cache: HashMap<String, Option<Symbols>> = HashMap::new();
+    let mut symbolizer = Symbolizer::default();
+    let mut binaries: HashMap<String, Option<PathBuf>> = HashMap::new();
     let mut missing = Vec::new();
     for profile in profiles.iter_mut() {
         for sample in &mut profile.samples {
             for (depth, frame) in sample.stack.iter_mut().enumerate() {
-                let (Some(module), Some(offset)) = (frame.file.clone(), frame.address) else { continue };
+                let (Some(module), Some(offset)) = (&frame.file, frame.address) else { continue };
                 if !frame.function.contains("+0x") {
                     continue;
                 }
-                let symbols =
-                    cache.entry(module.clone()).or_insert_with(|| find(&module, path).and_then(|p| Symbols::load(&p)));
-                let Some(symbols) = symbols else {
-                    if !missing.contains(&module) {
-                        missing.push(module);
+                let binary = binaries.entry(module.clone()).or_insert_with(|| find(module, path));
+                let Some(binary) = binary else {
+                    if !missing.contains(module) {
+                        missing.push(module.clone());
                     }
                     continue;
                 };
                 // Return addresses point after the call: look up the call itself.
-                let at = if depth == 0 { offset } else { offset.saturating_sub(1) };
-                if let Some(name) = symbols.lookup(at) {
-                    *frame = Frame { function: name.to_owned(), ..frame.clone() };
+                if let Some(name) = symbolizer.function(binary, offset, depth > 0) {
+                    frame.function = name;
                 }
             }
         }
