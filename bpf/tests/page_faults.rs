@@ -190,10 +190,29 @@ fn the_background_drain_attributes_faults_of_a_process_that_exits_before_the_scr
     assert!(region(&regions, "exited") <= 3 * REGION_PERIOD, "classified while it lived");
 }
 
-/// Faults `pages` fresh pages in this process.
+/// Faults `pages` fresh pages in this process: a new anonymous mapping, not
+/// the allocator, which may hand back memory that is already faulted in.
 fn touch_pages_here(pages: usize) -> usize {
-    let memory = vec![1u8; pages * 4096];
-    memory.iter().step_by(4096).map(|b| usize::from(*b)).sum()
+    let len = pages * 4096;
+    // SAFETY: a private anonymous mapping of `len` bytes, written within bounds, then unmapped.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        let bytes = p.cast::<u8>();
+        for page in 0..pages {
+            bytes.add(page * 4096).write_volatile(1);
+        }
+        let touched = (0..pages).filter(|page| bytes.add(page * 4096).read_volatile() == 1).count();
+        libc::munmap(p, len);
+        touched
+    }
 }
 
 #[test]
@@ -209,17 +228,31 @@ fn every_fault_mode_ends_after_its_window() {
     let has_period = |out: &memleak_signals::Collection, period: &str| {
         out.metrics.value("memleak_page_faults_estimated_total", &[("period", period)]).is_some()
     };
+    let estimates = |out: &memleak_signals::Collection| {
+        let family = out.metrics.families().iter().find(|f| f.spec.name == "memleak_page_faults_estimated_total");
+        format!("{:?}", family.map(|f| &f.samples))
+    };
+    let started = std::time::Instant::now();
     assert!(collect(&mut sampler).problems.is_empty());
     assert_eq!(touch_pages_here(2000), 2000);
     let during = collect(&mut sampler);
-    assert!(has_period(&during, "1") && !has_period(&during, "100"), "every fault counted during the window");
+    let took = started.elapsed();
+    assert!(
+        has_period(&during, "1") && !has_period(&during, "100"),
+        "every fault counted during the window ({took:?} in): {}",
+        estimates(&during)
+    );
 
     std::thread::sleep(window);
     assert!(collect(&mut sampler).problems.is_empty(), "reloaded in sampled mode");
     assert_eq!(touch_pages_here(20_000), 20_000);
     let after = collect(&mut sampler);
     assert!(after.problems.is_empty(), "{:?}", after.problems);
-    assert!(has_period(&after, "100") && !has_period(&after, "1"), "sampling again after the window");
+    assert!(
+        has_period(&after, "100") && !has_period(&after, "1"),
+        "sampling again after the window: {}",
+        estimates(&after)
+    );
 }
 
 #[test]
