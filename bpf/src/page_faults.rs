@@ -11,7 +11,7 @@ use crate::loader::{per_cpu_sum, typed_map};
 use crate::region_drain::RegionDrain;
 use crate::shared::FAULT_RING_FULL;
 use aya::Ebpf;
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, StackTraceMap};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::{PerfEvent, TracePoint};
 use memleak_signals::page_faults::{BY_REGION, DROPPED, ESTIMATED, PROFILE_DROPPED, TRACKED};
@@ -24,7 +24,6 @@ const EVERY_FAULT_PROGRAM: &str = "page_fault_user";
 const COUNTS_MAP: &str = "page_fault_samples";
 const RING_MAP: &str = "fault_addresses";
 const COUNTERS_MAP: &str = "page_fault_counters";
-const STACKS_MAP: &str = "fault_stacks";
 
 /// How faults reach the program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,10 +140,7 @@ impl PageFaultSampler {
         })?;
         let ring: RingBuf<MapData> =
             RingBuf::try_from(ring_map).map_err(|e| object.denied("cannot map the ring buffer", &e))?;
-        // Without the stack map (it should be there) regions are still attributed.
-        let stacks = bpf.take_map(STACKS_MAP).and_then(|map| StackTraceMap::try_from(map).ok());
-        let stacks = stacks.map(|map| (map, self.profile.clone()));
-        let regions = RegionDrain::start(ring, stacks, self.procfs.clone()).map_err(|e| {
+        let regions = RegionDrain::start(ring, self.profile.clone(), self.procfs.clone()).map_err(|e| {
             Problem::new(ProblemKind::Unsupported, Path::new(RING_MAP), format!("cannot start its thread: {e}"), "")
         })?;
         Ok(Loaded { bpf, regions, at: Instant::now() })

@@ -1,22 +1,23 @@
 //! Empties the ring buffer of sampled faulting addresses every `DRAIN_EVERY`
 //! on a thread of its own, and at each scrape, classifying the samples (and
-//! naming their user stacks' frames) while their processes most likely still live. Draining often keeps the 1 MiB ring
-//! from filling on busy hosts whatever the scrape interval, and short-lived
-//! processes from all landing in `exited`.
+//! naming their user stacks' frames) while their processes most likely still
+//! live. Draining often keeps the 4 MiB ring from filling on busy hosts
+//! whatever the scrape interval, and short-lived processes from all landing in
+//! `exited`.
 
 use crate::fault_stacks::{self, FaultProfile};
 use crate::regions::{self, Place};
 use crate::shared::FaultSample;
-use aya::maps::{MapData, RingBuf, StackTraceMap};
+use aya::maps::{MapData, RingBuf};
 use memleak_signals::heapprof::symbolize::Symbolizer;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 const DRAIN_EVERY: Duration = Duration::from_secs(2);
-/// Most samples taken from the ring per drain (the ring holds 32,768).
+/// Most samples taken from the ring per drain (the ring holds about 14,000).
 const MAX_DRAIN: usize = 65_536;
 /// Most cgroups whose region counts are kept; samples of others are dropped (and counted).
 pub const MAX_CGROUPS: usize = 4096;
@@ -53,8 +54,8 @@ impl RegionCounts {
 struct Shared {
     ring: RingBuf<MapData>,
     counts: RegionCounts,
-    /// The user stacks the samples name, and the profile they are added to.
-    stacks: Option<(StackTraceMap<MapData>, FaultProfile)>,
+    /// The profile the samples' user stacks are added to.
+    profile: FaultProfile,
     symbolizer: Symbolizer,
 }
 
@@ -71,17 +72,9 @@ impl std::fmt::Debug for RegionDrain {
 }
 
 impl RegionDrain {
-    pub fn start(
-        ring: RingBuf<MapData>,
-        stacks: Option<(StackTraceMap<MapData>, FaultProfile)>,
-        procfs: PathBuf,
-    ) -> std::io::Result<Self> {
-        let shared = Arc::new(Mutex::new(Shared {
-            ring,
-            counts: RegionCounts::default(),
-            stacks,
-            symbolizer: Symbolizer::default(),
-        }));
+    pub fn start(ring: RingBuf<MapData>, profile: FaultProfile, procfs: PathBuf) -> std::io::Result<Self> {
+        let counts = RegionCounts::default();
+        let shared = Arc::new(Mutex::new(Shared { ring, counts, profile, symbolizer: Symbolizer::default() }));
         let (stop, stopped) = mpsc::channel::<()>();
         let worker = Arc::clone(&shared);
         std::thread::Builder::new().name("fault-regions".into()).spawn(move || {
@@ -107,49 +100,33 @@ fn drain_into(shared: &Mutex<Shared>, procfs: &std::path::Path) {
     if samples.is_empty() {
         return;
     }
-    let with_stack: HashSet<u32> = samples.iter().filter(|s| s.stack_id >= 0).map(|s| s.tgid).collect();
-    let wants_stacks = shared.stacks.is_some();
-    let classified = regions::classify(&samples, procfs, |tgid| wants_stacks && with_stack.contains(&tgid));
+    let with_stack: HashSet<u32> = samples.iter().filter(|s| !s.stack().is_empty()).map(|s| s.tgid).collect();
+    let classified = regions::classify(&samples, procfs, |tgid| with_stack.contains(&tgid));
     shared.counts.add(regions::tally(&samples, &classified.places));
     let shared = &mut *shared;
-    if let Some((stacks, profile)) = shared.stacks.as_mut() {
-        add_stacks(stacks, profile, &samples, &classified, procfs, &mut shared.symbolizer);
-    }
+    add_stacks(&shared.profile, &samples, &classified, procfs, &mut shared.symbolizer);
 }
 
-/// Adds the samples' user stacks to the profile, then frees their slots in the
-/// stack map (a stack shared by several samples is read once).
+/// Adds the samples' user stacks to the profile, frames named while the processes live.
 fn add_stacks(
-    stacks: &mut StackTraceMap<MapData>,
     profile: &FaultProfile,
     samples: &[FaultSample],
     classified: &regions::Classified,
     procfs: &std::path::Path,
     symbolizer: &mut Symbolizer,
 ) {
-    let mut read: HashMap<u32, Vec<u64>> = HashMap::new();
     symbolizer.forget_paths();
     for (sample, place) in samples.iter().zip(&classified.places) {
         let faults = u64::from(sample.weight);
-        let Ok(id) = u32::try_from(sample.stack_id) else {
-            profile.add_without_stack(faults);
-            continue;
-        };
-        let ips = read.entry(id).or_insert_with(|| {
-            stacks.get(&id, 0).map(|trace| trace.frames().iter().map(|f| f.ip).collect()).unwrap_or_default()
-        });
-        if ips.is_empty() {
+        if sample.stack().is_empty() {
             profile.add_without_stack(faults);
             continue;
         }
         let mappings = classified.mappings.get(&sample.tgid).map_or(&[][..], Vec::as_slice);
         // The process's binaries as it sees them (in a container, too): under its root.
         let root = procfs.join(sample.tgid.to_string()).join("root");
-        let frames = fault_stacks::frames(ips.iter().copied(), mappings, &root, symbolizer);
+        let frames = fault_stacks::frames(sample.stack().iter().copied(), mappings, &root, symbolizer);
         profile.add(frames, *place, sample.cgroup, faults);
-    }
-    for id in read.keys() {
-        let _ = stacks.remove(id);
     }
 }
 

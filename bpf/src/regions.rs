@@ -111,7 +111,7 @@ mod tests {
 ";
 
     fn sample(tgid: u32, addr: u64, weight: u32) -> FaultSample {
-        FaultSample { cgroup: 7, addr, tgid, weight, stack_id: -1, pad: 0 }
+        FaultSample { cgroup: 7, addr, tgid, weight, stack_bytes: -14, pad: 0, stack: [0; 32] }
     }
 
     #[test]

@@ -2,17 +2,30 @@
 //! assertions: a change on one side that is not made on the other fails the
 //! build instead of misreading a map.
 
-/// `struct fault_sample`: a page fault picked for region attribution.
+/// Frames kept of a user stack (`MAX_STACK_DEPTH`).
+pub const MAX_STACK_DEPTH: usize = 32;
+
+/// `struct fault_sample`: a page fault picked for attribution, with its user stack.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FaultSample {
     pub cgroup: u64,
     pub addr: u64,
     pub tgid: u32,
     pub weight: u32,
-    /// Its user stack in `fault_stacks`, or a negative errno (no stack).
-    pub stack_id: i32,
+    /// Bytes of `stack` filled, or a negative errno (no stack).
+    pub stack_bytes: i32,
     pub pad: u32,
+    /// Return addresses, innermost first.
+    pub stack: [u64; MAX_STACK_DEPTH],
+}
+
+impl FaultSample {
+    /// The stack's addresses (none when the kernel could not take it).
+    pub fn stack(&self) -> &[u64] {
+        let frames = usize::try_from(self.stack_bytes).unwrap_or(0) / 8;
+        &self.stack[..frames.min(MAX_STACK_DEPTH)]
+    }
 }
 
 /// Slot of `page_fault_counters`: samples lost to a full ring buffer.
@@ -53,10 +66,7 @@ pub const SYSCALL_UNPAIRED_EXITS: u32 = 2;
 pub const SYSCALL_BREAK_INSERTS: u32 = 3;
 pub const SYSCALL_BREAK_DELETES: u32 = 4;
 
-const _: () = assert!(size_of::<FaultSample>() == 32);
-
-/// Frames kept of a user stack (`MAX_STACK_DEPTH`).
-pub const MAX_STACK_DEPTH: usize = 64;
+const _: () = assert!(size_of::<FaultSample>() == 32 + 8 * MAX_STACK_DEPTH);
 const _: () = assert!(size_of::<MemorySyscallStats>() == 8 * (4 + 4 + 7 + SIZE_BUCKETS));
 
 // SAFETY: plain integers and arrays of them, no padding (sizes asserted above).

@@ -123,7 +123,7 @@ fn exited_processes_leave_the_break_map() {
     }
     let after = tracked(&mut collector);
     eprintln!("tracked processes: {before} before, {alive} with 50 children, {after} after they exited");
-    assert!(alive >= before + 50, "{before} → {alive}: the children's breaks were not tracked");
-    // Other processes on the host may come and go meanwhile; 50 stale entries would not.
-    assert!(after < before + 10, "{before} → {after}: exited children stayed in the map");
+    // Other processes' entries may come and go meanwhile (tolerance 5); the 50 children's must.
+    assert!(alive + 5 >= before + 50, "{before} → {alive}: the children's breaks were not tracked");
+    assert!(after + 45 <= alive, "{alive} → {after}: exited children stayed in the map");
 }

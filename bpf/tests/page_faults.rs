@@ -21,8 +21,8 @@ fn the_object_holds_the_programs_and_maps_the_loader_expects() {
     }
     // An LRU hash (type 9) of cgroup id → runs, both u64, bounded at 4096 entries.
     assert_eq!(map_shape(&object, "page_fault_samples"), (9, 8, 8, 4096));
-    // A ring buffer (27) of 1 MiB for region samples.
-    assert_eq!(map_shape(&object, "fault_addresses"), (27, 0, 0, 1 << 20));
+    // A ring buffer (27) of 4 MiB for region samples with their stacks.
+    assert_eq!(map_shape(&object, "fault_addresses"), (27, 0, 0, 4 << 20));
     // Per-CPU arrays (6) of u64: the countdown and the drop counter.
     assert_eq!(map_shape(&object, "region_countdown"), (6, 4, 8, 1));
     assert_eq!(map_shape(&object, "page_fault_counters"), (6, 4, 8, 1));

@@ -19,7 +19,6 @@ typedef int __s32;
 #define BPF_MAP_TYPE_HASH 1
 #define BPF_MAP_TYPE_ARRAY 2
 #define BPF_MAP_TYPE_PERCPU_ARRAY 6
-#define BPF_MAP_TYPE_STACK_TRACE 7
 #define BPF_MAP_TYPE_LRU_HASH 9
 #define BPF_MAP_TYPE_RINGBUF 27
 #define BPF_ANY 0
@@ -31,7 +30,7 @@ static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
 static long (*bpf_map_update_elem)(void *map, const void *key, const void *value, __u64 flags) = (void *)2;
 static long (*bpf_map_delete_elem)(void *map, const void *key) = (void *)3;
 static __u64 (*bpf_get_current_pid_tgid)(void) = (void *)14;
-static long (*bpf_get_stackid)(void *ctx, void *map, __u64 flags) = (void *)27;
+static long (*bpf_get_stack)(void *ctx, void *buf, __u32 size, __u64 flags) = (void *)67;
 static __u64 (*bpf_get_current_cgroup_id)(void) = (void *)80;
 static void *(*bpf_ringbuf_reserve)(void *ringbuf, __u64 size, __u64 flags) = (void *)131;
 static void (*bpf_ringbuf_submit)(void *data, __u64 flags) = (void *)132;
@@ -53,19 +52,21 @@ static __always_inline void bump(void *counters, __u32 index, __u64 n)
 
 /* ---- shared with Rust (src/shared.rs) ---- */
 
-/* One page fault chosen for attribution to a memory region: pushed to a ring
- * buffer, classified in user space against /proc/TGID/maps. */
-struct fault_sample {
-    __u64 cgroup;   /* cgroup v2 id of the faulting task */
-    __u64 addr;     /* the faulting address */
-    __u32 tgid;     /* the faulting process */
-    __u32 weight;   /* faults this sample stands for */
-    __s32 stack_id; /* its user stack in fault_stacks, or a negative errno */
-    __u32 pad;
-};
+/* Frames kept of a user stack (frame-pointer walk by the kernel), innermost first. */
+#define MAX_STACK_DEPTH 32
 
-/* Frames kept of a user stack (frame-pointer walk by the kernel). */
-#define MAX_STACK_DEPTH 64
+/* One page fault chosen for attribution: pushed to a ring buffer with its user
+ * stack, classified in user space against /proc/TGID/maps. The stack travels in
+ * the record (not in a stack map, whose hash buckets collide and lose stacks). */
+struct fault_sample {
+    __u64 cgroup;      /* cgroup v2 id of the faulting task */
+    __u64 addr;        /* the faulting address */
+    __u32 tgid;        /* the faulting process */
+    __u32 weight;      /* faults this sample stands for */
+    __s32 stack_bytes; /* bytes of `stack` filled, or a negative errno */
+    __u32 pad;
+    __u64 stack[MAX_STACK_DEPTH];
+};
 
 /* Slots of the page-fault program's per-CPU counters. */
 #define FAULT_RING_FULL 0 /* samples lost because the ring buffer was full */

@@ -7,8 +7,8 @@
  * Both count per cgroup v2 id, and every REGION_EVERY-th run pushes the
  * faulting address to a ring buffer for user space to attribute to a memory
  * region (heap, anonymous mapping, file, stack) from /proc/TGID/maps, with
- * the user stack that faulted (a frame-pointer walk: deep only in programs
- * built with frame pointers). */
+ * the user stack that faulted, copied into the record (a frame-pointer walk:
+ * deep only in programs built with frame pointers). */
 #include "memleak.h"
 
 #define MAX_CGROUPS 4096
@@ -26,7 +26,7 @@ struct {
 
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, 1 << 20); /* 1 MiB: 26,214 samples of 40 bytes with header */
+    __uint(max_entries, 4 << 20); /* 4 MiB: ~14,000 samples of 288 bytes (+8 of header) */
 } fault_addresses SEC(".maps");
 
 struct {
@@ -35,15 +35,6 @@ struct {
     __type(key, __u32);
     __type(value, __u64); /* runs left before the next region sample */
 } region_countdown SEC(".maps");
-
-/* User stacks of region samples; user space removes each after reading it. A
- * stack whose hash bucket is taken gets no id (-EEXIST) rather than evicting. */
-struct {
-    __uint(type, BPF_MAP_TYPE_STACK_TRACE);
-    __uint(max_entries, 2048);
-    __type(key, __u32);
-    __type(value, __u64[MAX_STACK_DEPTH]);
-} fault_stacks SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -81,7 +72,7 @@ static __always_inline void count_fault(void *ctx, __u64 addr, __u64 weight)
     sample->addr = addr;
     sample->tgid = bpf_get_current_pid_tgid() >> 32;
     sample->weight = weight * region_every;
-    sample->stack_id = bpf_get_stackid(ctx, &fault_stacks, BPF_F_USER_STACK);
+    sample->stack_bytes = bpf_get_stack(ctx, sample->stack, sizeof(sample->stack), BPF_F_USER_STACK);
     sample->pad = 0;
     bpf_ringbuf_submit(sample, 0);
 }

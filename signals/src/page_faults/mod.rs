@@ -35,13 +35,13 @@ pub static TRACKED: MetricSpec = MetricSpec::gauge(
 );
 pub static DROPPED: MetricSpec = MetricSpec::counter(
     "memleak_page_faults_region_dropped_total",
-    "Sampled faults (× period, like the region counts) not attributed to a region (reason ring_full: the 1 MiB ring buffer filled between two drains; cgroup_cap: the cgroup came past the 4096 the exporter keeps).",
+    "Sampled faults (× period, like the region counts) not attributed to a region (reason ring_full: the 4 MiB ring buffer filled between two drains; cgroup_cap: the cgroup came past the 4096 the exporter keeps).",
     &["reason"],
 );
 
 pub static PROFILE_DROPPED: MetricSpec = MetricSpec::counter(
     "memleak_page_faults_profile_dropped_total",
-    "Sampled faults (× period) left out of /debug/pprof/page_faults (reason stack_cap: it holds 4096 distinct stacks already; no_stack: the sample came without a user stack).",
+    "Sampled faults (× period) left out of /debug/pprof/page_faults (reason stack_cap: it holds 4096 distinct stacks already; no_stack: the kernel could not take the sample's user stack).",
     &["reason"],
 );
 
