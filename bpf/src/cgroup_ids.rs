@@ -59,6 +59,11 @@ impl CgroupNames {
         &self.paths
     }
 
+    /// The id → path map as last walked.
+    pub fn paths(&self) -> &HashMap<u64, String> {
+        &self.paths
+    }
+
     /// Whether `id` is known to be gone: the last walk saw the whole tree without it.
     pub fn is_gone(&self, id: u64) -> bool {
         self.complete && self.walked_at.is_some() && !self.paths.contains_key(&id)

@@ -15,7 +15,6 @@ pub use fault_stacks::FaultProfile;
 pub use loader::BpfObject;
 pub use memory_syscalls::MemorySyscalls;
 pub use page_faults::{FaultConfig, FaultMode, PageFaultSampler};
-pub use regions::{RegionTally, classify};
 
 /// The page-fault programs: the sampled perf_event one and the every-fault tracepoint.
 pub static PAGE_FAULTS: BpfObject =

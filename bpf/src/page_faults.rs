@@ -180,12 +180,12 @@ impl Collector for PageFaultSampler {
         let names = &mut self.names;
         let (regions, dropped_over_cap) = loaded.regions.with_counts(&self.procfs, |region_counts| {
             let ids = counts.iter().map(|(id, _)| *id).chain(region_counts.faults.keys().map(|(id, _)| *id));
-            names.resolve(ids.collect::<Vec<_>>());
+            names.resolve(ids);
             // Cgroups removed from the host stop being reported.
             region_counts.forget(|id| names.is_gone(id));
             (region_counts.faults.clone(), region_counts.dropped_over_cap)
         });
-        let paths = self.names.resolve(std::iter::empty());
+        let paths = self.names.paths();
 
         let (weight, period_label) = match self.mode {
             FaultMode::Sampled => (self.period, self.period.to_string()),
