@@ -8,8 +8,9 @@
 //! started; bounded at `MAX_STACKS` distinct (stack, region, cgroup) entries.
 
 use crate::regions::Place;
-use memleak_signals::artifact::{Frame, Profile, Sample, ValueType};
-use memleak_signals::heapprof::{self, symbolize::Symbolizer};
+use memleak_artifacts::heapprof;
+use memleak_artifacts::symbolize::Symbolizer;
+use memleak_artifacts::{Frame, Profile, Sample, ValueType};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::path::Path;
@@ -88,7 +89,7 @@ impl FaultProfile {
 
     /// The profile as gzipped pprof.
     pub fn pprof(&self, cgroupfs: &std::path::Path) -> Vec<u8> {
-        memleak_signals::artifact::pprof::encode(&self.profile_for(cgroupfs), "memleak-exporter page_faults")
+        memleak_artifacts::encode::pprof::encode(&self.profile_for(cgroupfs), "memleak-exporter page_faults")
     }
 }
 

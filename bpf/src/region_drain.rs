@@ -9,7 +9,7 @@ use crate::fault_stacks::{self, FaultProfile};
 use crate::regions::{self, Place};
 use crate::shared::FaultSample;
 use aya::maps::{MapData, RingBuf};
-use memleak_signals::heapprof::symbolize::Symbolizer;
+use memleak_artifacts::symbolize::Symbolizer;
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};

@@ -4,7 +4,7 @@
 //! region unmapped meanwhile is reported as `unmapped`, a process gone as `exited`.
 
 use crate::shared::FaultSample;
-use memleak_signals::heapprof;
+use memleak_artifacts::heapprof;
 use memleak_signals::process::maps::{Mapping, Region, parse_line};
 use std::collections::HashMap;
 use std::path::Path;

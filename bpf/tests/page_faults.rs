@@ -91,7 +91,7 @@ fn regions_and_profile_of_child(
     pages: u64,
     launch: impl FnOnce(&Path) -> Command,
     before_exit: impl FnOnce(&mut PageFaultSampler),
-) -> (Vec<(String, u64)>, memleak_signals::artifact::Profile) {
+) -> (Vec<(String, u64)>, memleak_artifacts::Profile) {
     let dir = tempfile::tempdir().unwrap();
     let helper = compile("tests/helpers/fault_regions.c", dir.path());
     let cgroup = TestCgroup::new("regions");
@@ -162,7 +162,7 @@ fn faults_are_attributed_to_the_regions_and_stacks_that_took_them() {
 }
 
 /// The profile names the functions that touched the pages, above main (frame pointers).
-fn assert_stacks_named(profile: &memleak_signals::artifact::Profile) {
+fn assert_stacks_named(profile: &memleak_artifacts::Profile) {
     for (region, function) in [("heap", "touch_heap_pages"), ("anon", "touch_anon_pages")] {
         let faults: i64 = profile
             .samples

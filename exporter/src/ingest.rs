@@ -3,14 +3,13 @@
 //! flame graph and a JSON summary, or prints a summary with the top leak sites.
 
 use anyhow::Context;
-use memleak_signals::artifact::{Ingested, Profile, detect, folded, pprof, sites};
-use memleak_signals::heapprof::symbolize::{SymbolPath, symbolize};
-use serde_json::{Value, json};
+use memleak_artifacts::Ingested;
+use memleak_artifacts::decompress::MAX_ARTIFACT_BYTES;
+use memleak_artifacts::detect;
+use memleak_artifacts::encode::{flamegraph, folded, pprof, summary};
+use memleak_artifacts::symbolize::{SymbolPath, symbolize};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-
-/// Top sites listed in summaries.
-const TOP_SITES: usize = 10;
 
 /// Where ingested artifacts go. The OTLP exporter (profiles, logs, metrics)
 /// will be one more sink beside the folder of files.
@@ -55,7 +54,7 @@ pub fn run(files: &[PathBuf], out: Option<&Path>, symbols: &[PathBuf]) -> usize 
         let result = result.and_then(|ingested| match out {
             Some(dir) => FolderSink { dir: dir.to_path_buf() }.ship(file, &ingested),
             None => {
-                print!("{}", human_summary(file, &ingested));
+                print!("{}", summary::text(&file.display().to_string(), &ingested));
                 Ok(())
             }
         });
@@ -74,8 +73,8 @@ const PROGRESS_FROM_BYTES: u64 = 32 << 20;
 pub fn ingest_file(file: &Path) -> anyhow::Result<Ingested> {
     let mut f = std::fs::File::open(file).context("cannot open")?;
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-    if size > detect::MAX_ARTIFACT_BYTES {
-        anyhow::bail!("{size} bytes, larger than the {} accepted; split it", detect::MAX_ARTIFACT_BYTES);
+    if size > MAX_ARTIFACT_BYTES {
+        anyhow::bail!("{size} bytes, larger than the {} accepted; split it", MAX_ARTIFACT_BYTES);
     }
     let progress = size >= PROGRESS_FROM_BYTES && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut bytes = Vec::with_capacity(size as usize);
@@ -86,8 +85,8 @@ pub fn ingest_file(file: &Path) -> anyhow::Result<Ingested> {
             break;
         }
         bytes.extend_from_slice(&chunk[..n]);
-        if bytes.len() as u64 > detect::MAX_ARTIFACT_BYTES {
-            anyhow::bail!("larger than {} bytes; split it", detect::MAX_ARTIFACT_BYTES);
+        if bytes.len() as u64 > MAX_ARTIFACT_BYTES {
+            anyhow::bail!("larger than {} bytes; split it", MAX_ARTIFACT_BYTES);
         }
         if progress {
             let done = bytes.len() as u64 * 40 / size.max(1);
@@ -109,91 +108,10 @@ pub fn write_outputs(file: &Path, ingested: &Ingested, dir: &Path) -> anyhow::Re
         std::fs::write(with("pb.gz"), pprof::encode(profile, &name)).context("writing the pprof profile")?;
         let collapsed = folded::encode(profile, 0);
         std::fs::write(with("folded"), &collapsed).context("writing the collapsed stacks")?;
-        let svg = flame_graph(profile, &name, &collapsed)?;
+        let svg = flamegraph::encode(profile, &name, &collapsed)?;
         std::fs::write(with("svg"), svg).context("writing the flame graph")?;
     }
-    let summary = serde_json::to_string_pretty(&json_summary(&name, ingested))?;
+    let summary = serde_json::to_string_pretty(&summary::json(&name, ingested))?;
     std::fs::write(with("json"), summary + "\n").context("writing the summary")?;
     Ok(())
-}
-
-fn flame_graph(profile: &Profile, name: &str, collapsed: &str) -> anyhow::Result<Vec<u8>> {
-    let mut svg = Vec::new();
-    if collapsed.is_empty() {
-        return Ok(svg);
-    }
-    let mut options = inferno::flamegraph::Options::default();
-    options.title = format!("{name}: {}", profile.name);
-    options.count_name = profile.sample_types.first().map_or("bytes", |t| t.unit).to_owned();
-    inferno::flamegraph::from_lines(&mut options, collapsed.lines(), &mut svg).context("drawing the flame graph")?;
-    Ok(svg)
-}
-
-/// The JSON summary: format, totals, attributes, top sites and every record.
-pub fn json_summary(name: &str, ingested: &Ingested) -> Value {
-    let totals: serde_json::Map<String, Value> = ingested.totals.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-    let attributes: serde_json::Map<String, Value> =
-        ingested.attributes.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-    let top = ingested.profiles.first().map(|p| {
-        sites::top(p, 0, TOP_SITES)
-            .into_iter()
-            .map(|s| {
-                let values: serde_json::Map<String, Value> =
-                    p.sample_types.iter().zip(&s.values).map(|(t, v)| (t.kind.to_owned(), json!(v))).collect();
-                json!({ "function": s.frame.function, "file": s.frame.file, "line": s.frame.line, "values": values })
-            })
-            .collect::<Vec<_>>()
-    });
-    let records: Vec<Value> = ingested
-        .records
-        .iter()
-        .map(|r| {
-            let stacks: Vec<Value> = r
-                .stacks
-                .iter()
-                .map(|(role, frames)| {
-                    let frames: Vec<String> = frames.iter().map(|f| f.to_string()).collect();
-                    json!({ "role": role, "frames": frames })
-                })
-                .collect();
-            let attributes: serde_json::Map<String, Value> =
-                r.attributes.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-            json!({
-                "severity": r.severity.as_str(), "kind": r.kind, "message": r.message,
-                "bytes": r.bytes, "blocks": r.blocks, "attributes": attributes, "stacks": stacks,
-            })
-        })
-        .collect();
-    json!({
-        "file": name,
-        "format": ingested.format,
-        "totals": totals,
-        "attributes": attributes,
-        "profiles": ingested.profiles.iter().map(|p| json!({ "name": p.name, "samples": p.samples.len(),
-            "sample_types": p.sample_types.iter().map(|t| format!("{}/{}", t.kind, t.unit)).collect::<Vec<_>>() })).collect::<Vec<_>>(),
-        "top_sites": top,
-        "records": records,
-    })
-}
-
-/// What a person reads in a terminal: the format, the totals, the top sites.
-pub fn human_summary(file: &Path, ingested: &Ingested) -> String {
-    let mut s = format!("{} ({})\n", file.display(), ingested.format);
-    for (k, v) in &ingested.totals {
-        s.push_str(&format!("  {k:<24} {v}\n"));
-    }
-    if let Some(p) = ingested.profiles.first() {
-        let unit = p.sample_types.first().map_or("", |t| t.kind);
-        s.push_str(&format!("  top sites by {unit}:\n"));
-        for site in sites::top(p, 0, TOP_SITES) {
-            let values: Vec<String> =
-                p.sample_types.iter().zip(&site.values).map(|(t, v)| format!("{v} {}", t.unit)).collect();
-            s.push_str(&format!("    {:<40} {}\n", site.frame.to_string(), values.join(", ")));
-        }
-    }
-    let errors = ingested.records.iter().filter(|r| !r.kind.starts_with("leak.") && r.kind != "massif.snapshot");
-    for r in errors {
-        s.push_str(&format!("  {} {}: {}\n", r.severity.as_str(), r.kind, r.message));
-    }
-    s
 }

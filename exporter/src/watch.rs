@@ -11,7 +11,7 @@
 //! only when it has not changed for `SETTLE` (a writer may still be busy).
 
 use crate::ingest::{self, Sink};
-use memleak_signals::heapprof::symbolize::{SymbolPath, symbolize};
+use memleak_artifacts::symbolize::{SymbolPath, symbolize};
 use memleak_signals::{Collection, Collector, MetricSpec, ScrapeContext};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

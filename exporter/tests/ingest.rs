@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn artifact(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../signals/tests/fixtures/artifacts").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../artifacts/tests/fixtures").join(path)
 }
 
 /// `go tool pprof -top -unit=B`: (total, cum bytes of `function`).

@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use memleak_signals::artifact::detect::{FORMATS, ingest_bytes};
+use memleak_artifacts::FORMATS;
+use memleak_artifacts::detect::ingest_bytes;
 
 fuzz_target!(|data: &[u8]| {
     let _ = ingest_bytes(data);

@@ -1,0 +1,157 @@
+//! The model of an artifact (a Massif file, a memcheck report, a sanitizer
+//! log, an allocator dump, a capture's output): pprof-shaped profiles, log
+//! records, and totals. One model, many encoders (see `encode`).
+
+use std::fmt;
+
+/// One stack frame, as precise as the format tells.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Frame {
+    /// Function name (demangled where the format gives a mangled one), or `0x…` when unknown.
+    pub function: String,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub address: Option<u64>,
+}
+
+impl Frame {
+    pub fn function(name: impl Into<String>) -> Frame {
+        Frame { function: name.into(), file: None, line: None, address: None }
+    }
+}
+
+impl fmt::Display for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.function)?;
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, " ({file}:{line})"),
+            (Some(file), None) => write!(f, " ({file})"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A sample type of a profile, as in pprof (`inuse_space`/`bytes`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValueType {
+    pub kind: &'static str,
+    pub unit: &'static str,
+}
+
+pub const INUSE_SPACE: ValueType = ValueType { kind: "inuse_space", unit: "bytes" };
+pub const INUSE_OBJECTS: ValueType = ValueType { kind: "inuse_objects", unit: "count" };
+pub const ALLOC_SPACE: ValueType = ValueType { kind: "alloc_space", unit: "bytes" };
+pub const ALLOC_OBJECTS: ValueType = ValueType { kind: "alloc_objects", unit: "count" };
+pub const LEAKED_SPACE: ValueType = ValueType { kind: "leaked_space", unit: "bytes" };
+pub const LEAKED_OBJECTS: ValueType = ValueType { kind: "leaked_objects", unit: "count" };
+
+/// One sample: a stack (innermost frame first) and one value per sample type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub stack: Vec<Frame>,
+    pub values: Vec<i64>,
+    pub labels: Vec<(String, String)>,
+}
+
+/// A pprof-shaped profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    /// What the profile shows, e.g. `leaks` or `peak`; names the output files.
+    pub name: String,
+    pub sample_types: Vec<ValueType>,
+    pub samples: Vec<Sample>,
+}
+
+impl Profile {
+    pub fn new(name: impl Into<String>, sample_types: Vec<ValueType>) -> Self {
+        Profile { name: name.into(), sample_types, samples: Vec::new() }
+    }
+
+    /// The sum of the first sample type.
+    pub fn total(&self, index: usize) -> i64 {
+        self.samples.iter().map(|s| s.values.get(index).copied().unwrap_or(0)).sum()
+    }
+}
+
+/// How serious a record is (OpenTelemetry severity names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "INFO",
+            Severity::Warn => "WARN",
+            Severity::Error => "ERROR",
+        }
+    }
+}
+
+/// One finding: a leak record, a sanitizer error, a summary line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub severity: Severity,
+    /// A stable kind such as `leak.definite`, `asan.heap-use-after-free`.
+    pub kind: String,
+    pub message: String,
+    pub bytes: Option<u64>,
+    pub blocks: Option<u64>,
+    pub attributes: Vec<(String, String)>,
+    /// Named stacks (`allocation`, `access`, `free`), innermost frame first.
+    pub stacks: Vec<(String, Vec<Frame>)>,
+}
+
+impl Record {
+    pub fn new(severity: Severity, kind: impl Into<String>, message: impl Into<String>) -> Self {
+        Record {
+            severity,
+            kind: kind.into(),
+            message: message.into(),
+            bytes: None,
+            blocks: None,
+            attributes: Vec::new(),
+            stacks: Vec::new(),
+        }
+    }
+}
+
+/// Everything one artifact yields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingested {
+    /// The detected format (a signal id).
+    pub format: &'static str,
+    /// The main profile comes first (the one named in summaries).
+    pub profiles: Vec<Profile>,
+    pub records: Vec<Record>,
+    /// Named totals (`leaked_bytes`, `peak_heap_bytes`, …).
+    pub totals: Vec<(String, f64)>,
+    /// Facts about the run (`command`, `pid`, `tool`).
+    pub attributes: Vec<(String, String)>,
+}
+
+impl Ingested {
+    pub fn new(format: &'static str) -> Self {
+        Ingested { format, profiles: Vec::new(), records: Vec::new(), totals: Vec::new(), attributes: Vec::new() }
+    }
+
+    pub fn total(&self, name: &str) -> Option<f64> {
+        self.totals.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+}
+
+/// Why an artifact could not be parsed: the format, where, and what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("not a format memleak-exporter knows (looked for: {known}); first bytes: {head:?}")]
+    UnknownFormat { known: String, head: String },
+    #[error("{format}: {message} (line {line})")]
+    Malformed { format: &'static str, line: usize, message: String },
+    #[error("{format}: truncated at line {line}: {message}")]
+    Truncated { format: &'static str, line: usize, message: String },
+    #[error("input is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+}

@@ -1,0 +1,63 @@
+//! gperftools / tcmalloc legacy heap profiles (`heap profile: … @ heapprofile`,
+//! `HEAPPROFILE` interval dumps): in-use and allocated objects and bytes per
+//! stack, addresses mapped through `MAPPED_LIBRARIES`.
+
+use crate::heapprof;
+use crate::model::{ALLOC_OBJECTS, ALLOC_SPACE, ArtifactError, INUSE_OBJECTS, INUSE_SPACE, Ingested, Profile, Sample};
+
+pub const ID: &str = "tcmalloc";
+
+pub fn sniff(head: &str) -> bool {
+    head.starts_with("heap profile:")
+}
+
+/// `   200:   307200 [   200:   307200] @ 0x… 0x…` → the four counts and the addresses.
+fn record(line: &str) -> Option<([u64; 4], &str)> {
+    let (counts, stack) = line.split_once('@')?;
+    let cleaned = counts.replace(['[', ']'], " ").replace(':', " ");
+    let numbers: Vec<u64> = cleaned.split_whitespace().map(|w| w.parse().ok()).collect::<Option<_>>()?;
+    let [a, b, c, d] = numbers.as_slice() else { return None };
+    Some(([*a, *b, *c, *d], stack.trim()))
+}
+
+pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
+    let (_, header) = lines.next().ok_or_else(|| malformed(1, "empty file"))?;
+    let (totals, kind) = record(header.trim_start_matches("heap profile:"))
+        .ok_or_else(|| malformed(1, "expected `heap profile: N: B [N: B] @ heapprofile`"))?;
+    // `@ heap_v2/<period>` marks a sampled profile.
+    let period = kind.strip_prefix("heap_v2/").and_then(|p| p.parse().ok()).unwrap_or(1);
+    let maps = heapprof::mapped_libraries(text, ID)?;
+    let mut profile = Profile::new("inuse", vec![INUSE_SPACE, INUSE_OBJECTS, ALLOC_SPACE, ALLOC_OBJECTS]);
+    for (n, line) in lines {
+        if line.trim().is_empty() || line.starts_with("MAPPED_LIBRARIES:") {
+            break;
+        }
+        let ([objects, bytes, alloc_objects, alloc_bytes], stack) =
+            record(line).ok_or_else(|| malformed(n, "expected `N: B [N: B] @ addresses`"))?;
+        let addrs = heapprof::addresses(stack).ok_or_else(|| malformed(n, "bad address in a stack"))?;
+        let inuse = heapprof::unsample_scale(objects, bytes, period);
+        let alloc = heapprof::unsample_scale(alloc_objects, alloc_bytes, period);
+        let scaled = |v: u64, s: f64| (v as f64 * s).round() as i64;
+        profile.samples.push(Sample {
+            stack: addrs.iter().map(|a| heapprof::frame(*a, &maps)).collect(),
+            values: vec![
+                scaled(bytes, inuse),
+                scaled(objects, inuse),
+                scaled(alloc_bytes, alloc),
+                scaled(alloc_objects, alloc),
+            ],
+            labels: Vec::new(),
+        });
+    }
+    let mut out = Ingested::new(ID);
+    for (name, v) in ["inuse_objects", "inuse_bytes", "alloc_objects", "alloc_bytes"].iter().zip(totals) {
+        out.totals.push(((*name).into(), v as f64));
+    }
+    out.profiles.push(profile);
+    Ok(out)
+}
+
+fn malformed(line: usize, message: &str) -> ArtifactError {
+    ArtifactError::Malformed { format: ID, line, message: message.into() }
+}
