@@ -2,16 +2,21 @@
 //! one record per error with its kind, the access (READ/WRITE and size), how
 //! the address relates to the region, and the access, free and allocation stacks.
 
+use crate::format::Format;
 use crate::model::{ArtifactError, Frame, Ingested, Record, Severity};
 use crate::sanitizer;
 
-pub const ID: &str = "asan";
+const ID: &str = "asan";
 
-pub fn sniff(head: &str) -> bool {
+/// The asan entry of the format table.
+pub static FORMAT: Format =
+    Format { id: ID, about: "AddressSanitizer error reports (gcc and clang, stderr or log_path)", sniff, parse };
+
+fn sniff(head: &str) -> bool {
     head.contains("ERROR: AddressSanitizer:")
 }
 
-pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+fn parse(text: &str) -> Result<Ingested, ArtifactError> {
     let mut out = Ingested::new(ID);
     let mut current: Option<Record> = None;
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l)).peekable();

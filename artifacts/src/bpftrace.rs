@@ -4,17 +4,21 @@
 //! (`malloc_bytes{a_cachesvc}` → `malloc_bytes[a_cachesvc]`); stack-keyed maps
 //! and memleak's outstanding allocations become a profile.
 
+use crate::format::Format;
 use crate::model::{ArtifactError, Frame, INUSE_OBJECTS, INUSE_SPACE, Ingested, Profile, Sample};
 
-pub const ID: &str = "bpftrace";
+const ID: &str = "bpftrace";
 
-pub fn sniff(head: &str) -> bool {
+/// The bpftrace entry of the format table.
+pub static FORMAT: Format = Format { id: ID, about: "bpftrace map dumps and BCC memleak reports", sniff, parse };
+
+fn sniff(head: &str) -> bool {
     let maps = head.starts_with("Attaching ") && head.lines().any(|l| l.starts_with('@'));
     let memleak = head.contains("stacks with outstanding allocations:");
     maps || memleak
 }
 
-pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+fn parse(text: &str) -> Result<Ingested, ArtifactError> {
     let mut out = Ingested::new(ID);
     let mut stacks = Profile::new("stacks", vec![INUSE_SPACE, INUSE_OBJECTS]);
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l)).peekable();

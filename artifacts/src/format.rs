@@ -1,13 +1,15 @@
-//! What a format module declares: how to recognize its artifacts and how to parse them.
+//! What a format module declares: its id, what it reads, how to recognize it and how to parse it.
 
 use crate::model::{ArtifactError, Ingested};
 
-/// A parser of one artifact format.
+/// One artifact format; each format module exports one as `FORMAT`.
 #[derive(Debug)]
 pub struct Format {
-    /// The format's id (`massif`, `memcheck`, …): its module name and `Ingested::format`.
+    /// The module name, also `Ingested::format`.
     pub id: &'static str,
-    /// Whether the input looks like this format (from its first few KiB).
+    /// What the format is, for `ingest --help` and the README.
+    pub about: &'static str,
+    /// Whether the input looks like this format (from its first 64 KiB).
     pub sniff: fn(&str) -> bool,
     /// A pure function of the text: no I/O, no clock.
     pub parse: fn(&str) -> Result<Ingested, ArtifactError>,

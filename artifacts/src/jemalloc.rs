@@ -3,16 +3,25 @@
 //! (unsampled when the period is above 1), with addresses mapped through the
 //! dump's `MAPPED_LIBRARIES` section; `heapprof::symbolize` names them.
 
+use crate::format::Format;
 use crate::heapprof;
 use crate::model::{ArtifactError, INUSE_OBJECTS, INUSE_SPACE, Ingested, Profile, Sample};
 
-pub const ID: &str = "jemalloc";
+const ID: &str = "jemalloc";
 
-pub fn sniff(head: &str) -> bool {
+/// The jemalloc entry of the format table.
+pub static FORMAT: Format = Format {
+    id: ID,
+    about: "jemalloc heap_v2 profiles (prof_final, interval and manual dumps), symbolized",
+    sniff,
+    parse,
+};
+
+fn sniff(head: &str) -> bool {
     head.starts_with("heap_v2/")
 }
 
-pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+fn parse(text: &str) -> Result<Ingested, ArtifactError> {
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
     let (_, header) = lines.next().ok_or_else(|| malformed(1, "empty file"))?;
     let period: u64 = header

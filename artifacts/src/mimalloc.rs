@@ -4,15 +4,20 @@
 //! "not all freed". mimalloc prints sizes rounded to one decimal of KiB/MiB
 //! (and computes KiB as /1024 then /102 for tenths), so bytes are approximate.
 
+use crate::format::Format;
 use crate::model::{ArtifactError, Ingested, Record, Severity};
 
-pub const ID: &str = "mimalloc";
+const ID: &str = "mimalloc";
 
-pub fn sniff(head: &str) -> bool {
+/// The mimalloc entry of the format table.
+pub static FORMAT: Format =
+    Format { id: ID, about: "mimalloc statistics (MIMALLOC_SHOW_STATS=1, MIMALLOC_VERBOSE=1)", sniff, parse };
+
+fn sniff(head: &str) -> bool {
     head.contains("heap stats:") && (head.contains(" committed:") || head.contains("mimalloc:"))
 }
 
-pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+fn parse(text: &str) -> Result<Ingested, ArtifactError> {
     let mut out = Ingested::new(ID);
     // (name, end position in the header line): values are right-aligned under them.
     let mut columns: Vec<(String, usize)> = Vec::new();

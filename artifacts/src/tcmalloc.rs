@@ -2,12 +2,17 @@
 //! `HEAPPROFILE` interval dumps): in-use and allocated objects and bytes per
 //! stack, addresses mapped through `MAPPED_LIBRARIES`.
 
+use crate::format::Format;
 use crate::heapprof;
 use crate::model::{ALLOC_OBJECTS, ALLOC_SPACE, ArtifactError, INUSE_OBJECTS, INUSE_SPACE, Ingested, Profile, Sample};
 
-pub const ID: &str = "tcmalloc";
+const ID: &str = "tcmalloc";
 
-pub fn sniff(head: &str) -> bool {
+/// The tcmalloc entry of the format table.
+pub static FORMAT: Format =
+    Format { id: ID, about: "gperftools / tcmalloc heap profiles (HEAPPROFILE dumps), symbolized", sniff, parse };
+
+fn sniff(head: &str) -> bool {
     head.starts_with("heap profile:")
 }
 
@@ -20,7 +25,7 @@ fn record(line: &str) -> Option<([u64; 4], &str)> {
     Some(([*a, *b, *c, *d], stack.trim()))
 }
 
-pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+fn parse(text: &str) -> Result<Ingested, ArtifactError> {
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
     let (_, header) = lines.next().ok_or_else(|| malformed(1, "empty file"))?;
     let (totals, kind) = record(header.trim_start_matches("heap profile:"))

@@ -31,7 +31,7 @@ fn top(out: &Ingested, index: usize) -> Vec<(String, Vec<i64>)> {
 
 #[test]
 fn jemalloc_final_dump() {
-    let raw = jemalloc::parse(&read("jemalloc/a.jeprof.heap")).unwrap();
+    let raw = (jemalloc::FORMAT.parse)(&read("jemalloc/a.jeprof.heap")).unwrap();
     // The dump's own totals: 602 objects, 491,616 B (with libstdc++'s 80 KiB pool and init_config's 96 B).
     assert_eq!(raw.total("inuse_objects"), Some(602.0));
     assert_eq!(raw.total("inuse_bytes"), Some(491_616.0));
@@ -64,7 +64,7 @@ fn jemalloc_final_dump() {
 
 #[test]
 fn tcmalloc_heap_profile() {
-    let out = symbolized(tcmalloc::parse(&read("tcmalloc/a.prof.heap")).unwrap());
+    let out = symbolized((tcmalloc::FORMAT.parse)(&read("tcmalloc/a.prof.heap")).unwrap());
     // Header: 601 objects / 409,696 B in use, 1,401 / 3,694,496 B allocated (README's totals).
     assert_eq!(out.total("inuse_objects"), Some(601.0));
     assert_eq!(out.total("inuse_bytes"), Some(409_696.0));
@@ -84,6 +84,6 @@ fn tcmalloc_heap_profile() {
 fn truncated_dumps_are_errors() {
     let text = read("jemalloc/a.jeprof.heap");
     let cut = &text[..text.find("MAPPED_LIBRARIES").unwrap()];
-    assert!(jemalloc::parse(cut).is_err());
-    assert!(tcmalloc::parse("heap profile: garbage").is_err());
+    assert!((jemalloc::FORMAT.parse)(cut).is_err());
+    assert!((tcmalloc::FORMAT.parse)("heap profile: garbage").is_err());
 }

@@ -220,10 +220,7 @@ impl From<FaultModeArg> for memleak_bpf::FaultMode {
 /// Subcommands besides serving metrics.
 #[derive(Debug, clap::Subcommand)]
 pub enum Subcommand {
-    /// Convert Massif, memcheck XML, LSan, ASan, jemalloc and gperftools heap dumps (format detected
-    /// from the content) into a pprof profile (NAME.pb.gz), collapsed stacks (NAME.folded), a flame
-    /// graph (NAME.svg) and a JSON summary (NAME.json) in --out; without --out, print a summary with
-    /// the top leak sites.
+    // Its help comes from the format table: see `ingest_about` and `ingest::formats_help`.
     Ingest {
         /// Folder for the outputs (created if missing).
         #[arg(long, value_name = "DIR")]
@@ -280,7 +277,8 @@ impl Settings {
 
 /// The command with one `--collector.X` / `--no-collector.X` pair per signal of the registry.
 pub fn command() -> clap::Command {
-    let mut cmd = Cli::command();
+    let mut cmd = Cli::command()
+        .mut_subcommand("ingest", |ingest| ingest.about(ingest_about()).after_help(crate::ingest::formats_help()));
     for signal in SIGNALS.iter().filter(|s| s.roles.collector) {
         let on = format!("collector.{}", signal.id);
         let off = format!("no-collector.{}", signal.id);
@@ -300,6 +298,17 @@ pub fn command() -> clap::Command {
             );
     }
     cmd
+}
+
+/// What `ingest` does, naming the formats of the format table.
+fn ingest_about() -> String {
+    let ids: Vec<&str> = memleak_artifacts::FORMATS.iter().map(|f| f.id).collect();
+    format!(
+        "Convert the output of memory tools ({}; detected from the content) into a pprof profile \
+         (NAME.pb.gz), collapsed stacks (NAME.folded), a flame graph (NAME.svg) and a JSON summary \
+         (NAME.json) in --out; without --out, print a summary with the top leak sites",
+        ids.join(", ")
+    )
 }
 
 /// Parses the process's arguments.

@@ -1,4 +1,4 @@
-//! The README's generated sections (flag list, metric table) and the test that
+//! The README's generated sections (flag list, metric table, format list) and the test that
 //! keeps them in sync: `UPDATE_README=1 cargo test -p memleak-exporter readme` rewrites them.
 
 use crate::cli;
@@ -23,6 +23,11 @@ pub fn metric_table() -> String {
         }
     }
     out
+}
+
+/// The format table as a Markdown list.
+pub fn format_list() -> String {
+    memleak_artifacts::FORMATS.iter().map(|f| format!("- `{}`: {}\n", f.id, f.about)).collect()
 }
 
 /// `--help` as printed on a 100-column terminal.
@@ -51,7 +56,8 @@ mod tests {
         let readme = std::fs::read_to_string(path).unwrap();
         let updated = splice(&readme, "metrics", &metric_table())
             .and_then(|t| splice(&t, "flags", &flag_list()))
-            .expect("README.md lacks the <!-- metrics:begin/end --> or <!-- flags:begin/end --> markers");
+            .and_then(|t| splice(&t, "formats", &format_list()))
+            .expect("README.md lacks a <!-- NAME:begin/end --> pair of markers (metrics, flags, formats)");
         if std::env::var_os("UPDATE_README").is_some() {
             std::fs::write(path, &updated).unwrap();
             return;

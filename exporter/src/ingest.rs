@@ -29,6 +29,15 @@ impl Sink for FolderSink {
     }
 }
 
+/// The format table as `ingest --help` lists it.
+pub fn formats_help() -> String {
+    let mut text = String::from("Formats, tried in this order on the content of each file:\n");
+    for format in memleak_artifacts::FORMATS {
+        text.push_str(&format!("  {:<10} {}\n", format.id, format.about));
+    }
+    text
+}
+
 /// Ingests every file; returns how many failed (each failure is printed on stderr).
 pub fn run(files: &[PathBuf], out: Option<&Path>, symbols: &[PathBuf]) -> usize {
     let symbol_path = SymbolPath { dirs: symbols.to_vec(), recorded_paths: true };

@@ -10,6 +10,7 @@
 //! trace tree; `a <size> <trace>` allocation kinds; `+ <kind>` / `- <kind>`
 //! allocation and free events (kinds 0-based); `c <ms>` time; `X` command.
 
+use crate::format::Format;
 use crate::model::{
     ALLOC_OBJECTS, ALLOC_SPACE, ArtifactError, Frame, Ingested, LEAKED_OBJECTS, LEAKED_SPACE, Profile, Sample,
 };
@@ -17,12 +18,20 @@ use std::collections::HashMap;
 
 pub mod print;
 
-pub const ID: &str = "heaptrack";
+const ID: &str = "heaptrack";
+
+/// The heaptrack entry of the format table.
+pub static FORMAT: Format = Format {
+    id: ID,
+    about: "Heaptrack data files (.zst, .gz; file versions 2 and 3) and heaptrack_print reports",
+    sniff,
+    parse,
+};
 
 /// Most string, ip, trace and allocation-kind entries accepted (bounds memory on hostile input).
 const MAX_ENTRIES: usize = 50_000_000;
 
-pub fn sniff(head: &str) -> bool {
+fn sniff(head: &str) -> bool {
     (head.starts_with("v ") && head.lines().nth(1).is_some_and(|l| l.starts_with("X ") || l.starts_with("I ")))
         || print::sniff(head)
 }
@@ -44,7 +53,7 @@ struct Data {
     kinds: Vec<(u64, usize)>,
 }
 
-pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+fn parse(text: &str) -> Result<Ingested, ArtifactError> {
     if print::sniff(text) {
         return print::parse(text);
     }

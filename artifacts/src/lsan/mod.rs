@@ -2,16 +2,25 @@
 //! (`detect_leaks=1`), on stderr or in `log_path` files: one record per leak,
 //! the SUMMARY totals, suppressed leaks, and a leak profile.
 
+use crate::format::Format;
 use crate::model::{ArtifactError, Ingested, LEAKED_OBJECTS, LEAKED_SPACE, Profile, Record, Sample, Severity};
 use crate::sanitizer;
 
-pub const ID: &str = "lsan";
+const ID: &str = "lsan";
 
-pub fn sniff(head: &str) -> bool {
+/// The lsan entry of the format table.
+pub static FORMAT: Format = Format {
+    id: ID,
+    about: "LeakSanitizer reports (gcc, clang; stderr or log_path; suppressions, report_objects)",
+    sniff,
+    parse,
+};
+
+fn sniff(head: &str) -> bool {
     head.contains("ERROR: LeakSanitizer: detected memory leaks")
 }
 
-pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+fn parse(text: &str) -> Result<Ingested, ArtifactError> {
     let mut out = Ingested::new(ID);
     let mut leaks = Profile::new("leaks", vec![LEAKED_SPACE, LEAKED_OBJECTS]);
     let mut summary: Option<(u64, u64)> = None;

@@ -5,12 +5,21 @@
 
 mod tree;
 
+use crate::format::Format;
 use crate::model::{ArtifactError, INUSE_SPACE, Ingested, Profile, Record, Severity};
 
-pub const ID: &str = "massif";
+const ID: &str = "massif";
+
+/// The massif entry of the format table.
+pub static FORMAT: Format = Format {
+    id: ID,
+    about: "Valgrind Massif (massif.out.PID): heap snapshots over time; the peak's allocation tree",
+    sniff,
+    parse,
+};
 
 /// Massif files start with `desc:` and have `time_unit:` and `snapshot=` lines.
-pub fn sniff(head: &str) -> bool {
+fn sniff(head: &str) -> bool {
     head.starts_with("desc:") && head.contains("\ntime_unit:") && head.contains("snapshot=")
 }
 
@@ -25,7 +34,7 @@ struct Snapshot {
     peak: bool,
 }
 
-pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+fn parse(text: &str) -> Result<Ingested, ArtifactError> {
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l)).peekable();
     let mut cmd = String::new();
     let mut time_unit = String::new();

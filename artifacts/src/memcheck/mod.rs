@@ -9,11 +9,20 @@
 mod text;
 mod xml;
 
+use crate::format::Format;
 use crate::model::{ArtifactError, Frame, Ingested, LEAKED_OBJECTS, LEAKED_SPACE, Profile, Record, Sample, Severity};
 
-pub const ID: &str = "memcheck";
+const ID: &str = "memcheck";
 
-pub fn sniff(head: &str) -> bool {
+/// The memcheck entry of the format table.
+pub static FORMAT: Format = Format {
+    id: ID,
+    about: "Valgrind memcheck reports (--xml=yes or the text log): loss records and errors",
+    sniff,
+    parse,
+};
+
+fn sniff(head: &str) -> bool {
     (head.contains("<valgrindoutput>") && head.contains("<protocoltool>memcheck</protocoltool>")) || text::is_text(head)
 }
 
@@ -30,7 +39,7 @@ pub struct Error {
     pub auxwhat: Vec<String>,
 }
 
-pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+fn parse(text: &str) -> Result<Ingested, ArtifactError> {
     let report = if text.trim_start().starts_with('<') { xml::read(text)? } else { text::read(text)? };
     let mut out = Ingested::new(ID);
     out.attributes.extend(report.attributes);
