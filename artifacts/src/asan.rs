@@ -8,10 +8,6 @@ use crate::sanitizer;
 
 const ID: &str = "asan";
 
-/// The asan entry of the format table.
-pub static FORMAT: Format =
-    Format { id: ID, about: "AddressSanitizer error reports (gcc and clang, stderr or log_path)", sniff, parse };
-
 fn sniff(head: &str) -> bool {
     head.contains("ERROR: AddressSanitizer:")
 }
@@ -103,6 +99,11 @@ fn region_size(relation: &str) -> Option<u64> {
     let before = relation.split("-byte region").next()?;
     before.rsplit(' ').next().and_then(sanitizer::number)
 }
+
+/// The asan line of the format table.
+pub static FORMAT: Format = Format { id: ID, about: ABOUT, sniff, parse };
+
+const ABOUT: &str = "AddressSanitizer error reports (gcc and clang, stderr or log_path)";
 
 #[cfg(test)]
 mod tests {

@@ -9,9 +9,6 @@ use crate::model::{ArtifactError, Frame, INUSE_OBJECTS, INUSE_SPACE, Ingested, P
 
 const ID: &str = "bpftrace";
 
-/// The bpftrace entry of the format table.
-pub static FORMAT: Format = Format { id: ID, about: "bpftrace map dumps and BCC memleak reports", sniff, parse };
-
 fn sniff(head: &str) -> bool {
     let maps = head.starts_with("Attaching ") && head.lines().any(|l| l.starts_with('@'));
     let memleak = head.contains("stacks with outstanding allocations:");
@@ -104,6 +101,11 @@ fn stack_frame(text: &str) -> Frame {
 fn malformed(line: usize, message: &str) -> ArtifactError {
     ArtifactError::Malformed { format: ID, line, message: message.into() }
 }
+
+/// The bpftrace line of the format table.
+pub static FORMAT: Format = Format { id: ID, about: ABOUT, sniff, parse };
+
+const ABOUT: &str = "bpftrace map dumps and BCC memleak reports";
 
 #[cfg(test)]
 mod tests {

@@ -9,14 +9,6 @@ use crate::model::{ArtifactError, INUSE_OBJECTS, INUSE_SPACE, Ingested, Profile,
 
 const ID: &str = "jemalloc";
 
-/// The jemalloc entry of the format table.
-pub static FORMAT: Format = Format {
-    id: ID,
-    about: "jemalloc heap_v2 profiles (prof_final, interval and manual dumps), symbolized",
-    sniff,
-    parse,
-};
-
 fn sniff(head: &str) -> bool {
     head.starts_with("heap_v2/")
 }
@@ -81,3 +73,8 @@ fn counts_pair(text: &str) -> Option<(u64, u64)> {
 fn malformed(line: usize, message: &str) -> ArtifactError {
     ArtifactError::Malformed { format: ID, line, message: message.into() }
 }
+
+/// The jemalloc line of the format table.
+pub static FORMAT: Format = Format { id: ID, about: ABOUT, sniff, parse };
+
+const ABOUT: &str = "jemalloc heap_v2 profiles (prof_final, interval and manual dumps), symbolized";

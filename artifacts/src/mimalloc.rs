@@ -9,10 +9,6 @@ use crate::model::{ArtifactError, Ingested, Record, Severity};
 
 const ID: &str = "mimalloc";
 
-/// The mimalloc entry of the format table.
-pub static FORMAT: Format =
-    Format { id: ID, about: "mimalloc statistics (MIMALLOC_SHOW_STATS=1, MIMALLOC_VERBOSE=1)", sniff, parse };
-
 fn sniff(head: &str) -> bool {
     head.contains("heap stats:") && (head.contains(" committed:") || head.contains("mimalloc:"))
 }
@@ -132,6 +128,11 @@ fn unit(word: &str) -> Option<f64> {
         _ => return None,
     })
 }
+
+/// The mimalloc line of the format table.
+pub static FORMAT: Format = Format { id: ID, about: ABOUT, sniff, parse };
+
+const ABOUT: &str = "mimalloc statistics (MIMALLOC_SHOW_STATS=1, MIMALLOC_VERBOSE=1)";
 
 #[cfg(test)]
 mod tests {

@@ -8,10 +8,6 @@ use crate::model::{ALLOC_OBJECTS, ALLOC_SPACE, ArtifactError, INUSE_OBJECTS, INU
 
 const ID: &str = "tcmalloc";
 
-/// The tcmalloc entry of the format table.
-pub static FORMAT: Format =
-    Format { id: ID, about: "gperftools / tcmalloc heap profiles (HEAPPROFILE dumps), symbolized", sniff, parse };
-
 fn sniff(head: &str) -> bool {
     head.starts_with("heap profile:")
 }
@@ -66,3 +62,8 @@ fn parse(text: &str) -> Result<Ingested, ArtifactError> {
 fn malformed(line: usize, message: &str) -> ArtifactError {
     ArtifactError::Malformed { format: ID, line, message: message.into() }
 }
+
+/// The tcmalloc line of the format table.
+pub static FORMAT: Format = Format { id: ID, about: ABOUT, sniff, parse };
+
+const ABOUT: &str = "gperftools / tcmalloc heap profiles (HEAPPROFILE dumps), symbolized";

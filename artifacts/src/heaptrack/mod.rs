@@ -20,14 +20,6 @@ pub mod print;
 
 const ID: &str = "heaptrack";
 
-/// The heaptrack entry of the format table.
-pub static FORMAT: Format = Format {
-    id: ID,
-    about: "Heaptrack data files (.zst, .gz; file versions 2 and 3) and heaptrack_print reports",
-    sniff,
-    parse,
-};
-
 /// Most string, ip, trace and allocation-kind entries accepted (bounds memory on hostile input).
 const MAX_ENTRIES: usize = 50_000_000;
 
@@ -248,3 +240,8 @@ fn push<T>(v: &mut Vec<T>, item: T, line: usize) -> Result<(), ArtifactError> {
 fn malformed(line: usize, message: String) -> ArtifactError {
     ArtifactError::Malformed { format: ID, line, message }
 }
+
+/// The heaptrack line of the format table.
+pub static FORMAT: Format = Format { id: ID, about: ABOUT, sniff, parse };
+
+const ABOUT: &str = "Heaptrack data files (.zst, .gz; file versions 2 and 3) and heaptrack_print reports";

@@ -8,14 +8,6 @@ use crate::sanitizer;
 
 const ID: &str = "lsan";
 
-/// The lsan entry of the format table.
-pub static FORMAT: Format = Format {
-    id: ID,
-    about: "LeakSanitizer reports (gcc, clang; stderr or log_path; suppressions, report_objects)",
-    sniff,
-    parse,
-};
-
 fn sniff(head: &str) -> bool {
     head.contains("ERROR: LeakSanitizer: detected memory leaks")
 }
@@ -153,6 +145,11 @@ fn suppressions<'a>(lines: &mut std::iter::Peekable<impl Iterator<Item = (usize,
 fn malformed(line: usize, message: &str) -> ArtifactError {
     ArtifactError::Malformed { format: ID, line, message: message.into() }
 }
+
+/// The lsan line of the format table.
+pub static FORMAT: Format = Format { id: ID, about: ABOUT, sniff, parse };
+
+const ABOUT: &str = "LeakSanitizer reports (gcc, clang; stderr or log_path; suppressions, report_objects)";
 
 #[cfg(test)]
 mod tests;

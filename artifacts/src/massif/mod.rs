@@ -10,14 +10,6 @@ use crate::model::{ArtifactError, INUSE_SPACE, Ingested, Profile, Record, Severi
 
 const ID: &str = "massif";
 
-/// The massif entry of the format table.
-pub static FORMAT: Format = Format {
-    id: ID,
-    about: "Valgrind Massif (massif.out.PID): heap snapshots over time; the peak's allocation tree",
-    sniff,
-    parse,
-};
-
 /// Massif files start with `desc:` and have `time_unit:` and `snapshot=` lines.
 fn sniff(head: &str) -> bool {
     head.starts_with("desc:") && head.contains("\ntime_unit:") && head.contains("snapshot=")
@@ -112,6 +104,11 @@ fn number(text: &str, line: usize) -> Result<u64, ArtifactError> {
 fn malformed(line: usize, message: String) -> ArtifactError {
     ArtifactError::Malformed { format: ID, line, message }
 }
+
+/// The massif line of the format table.
+pub static FORMAT: Format = Format { id: ID, about: ABOUT, sniff, parse };
+
+const ABOUT: &str = "Valgrind Massif (massif.out.PID): heap snapshots over time; the peak's allocation tree";
 
 #[cfg(test)]
 mod tests;

@@ -14,14 +14,6 @@ use crate::model::{ArtifactError, Frame, Ingested, LEAKED_OBJECTS, LEAKED_SPACE,
 
 const ID: &str = "memcheck";
 
-/// The memcheck entry of the format table.
-pub static FORMAT: Format = Format {
-    id: ID,
-    about: "Valgrind memcheck reports (--xml=yes or the text log): loss records and errors",
-    sniff,
-    parse,
-};
-
 fn sniff(head: &str) -> bool {
     (head.contains("<valgrindoutput>") && head.contains("<protocoltool>memcheck</protocoltool>")) || text::is_text(head)
 }
@@ -131,6 +123,11 @@ fn error_record(e: &Error) -> Record {
     }
     r
 }
+
+/// The memcheck line of the format table.
+pub static FORMAT: Format = Format { id: ID, about: ABOUT, sniff, parse };
+
+const ABOUT: &str = "Valgrind memcheck reports (--xml=yes or the text log): loss records and errors";
 
 #[cfg(test)]
 mod tests;
