@@ -1,20 +1,17 @@
-//! eBPF signals: C programs in `src/c/` compiled by clang in `build.rs`,
-//! embedded in the binary, loaded with aya 0.14. Built without clang, every
-//! collector here reports itself unsupported.
+//! The eBPF collectors (`page_faults`, `memory_syscalls`), each with its spec,
+//! options and C program beside its code: programs in `src/c/` compiled by
+//! clang in `build.rs`, embedded in the binary, loaded with aya 0.14. Built
+//! without clang, every collector here reports itself unsupported.
 
 mod cgroup_ids;
-mod fault_stacks;
 mod loader;
-mod memory_syscalls;
-mod page_faults;
-mod region_drain;
-mod regions;
+pub mod memory_syscalls;
+pub mod page_faults;
 pub mod shared;
 
-pub use fault_stacks::FaultProfile;
 pub use loader::BpfObject;
-pub use memory_syscalls::MemorySyscalls;
-pub use page_faults::{FaultConfig, FaultMode, PageFaultSampler};
+pub use memory_syscalls::MemorySyscallsCollector;
+pub use page_faults::PageFaultsCollector;
 
 /// The page-fault programs: the sampled perf_event one and the every-fault tracepoint.
 pub static PAGE_FAULTS: BpfObject =

@@ -24,7 +24,7 @@ impl BpfObject {
         if self.bytes.is_empty() {
             return Err(Problem::new(
                 ProblemKind::Unsupported,
-                Path::new(self.file),
+                self.file,
                 "this build has no BPF programs (clang was missing when it was built)",
                 "install clang and rebuild",
             ));
@@ -44,7 +44,7 @@ impl BpfObject {
             Some(libc::EPERM | libc::EACCES) => ProblemKind::Permission,
             _ => ProblemKind::Unsupported,
         };
-        Problem::new(kind, Path::new(self.file), format!("{what}: {text}"), PRIVILEGE_HINT)
+        Problem::new(kind, self.file, format!("{what}: {text}"), PRIVILEGE_HINT)
     }
 
     /// A program of the object, as its aya type.
@@ -55,7 +55,7 @@ impl BpfObject {
         let program = bpf.program_mut(name).ok_or_else(|| {
             Problem::new(
                 ProblemKind::Unsupported,
-                Path::new(self.file),
+                self.file,
                 format!("no program {name} in the object"),
                 "the build is inconsistent; rebuild",
             )
@@ -72,13 +72,12 @@ where
     let map = bpf.map(name).ok_or_else(|| {
         Problem::new(
             ProblemKind::Unsupported,
-            Path::new(name),
+            name,
             "map missing from the object",
             "the build is inconsistent; rebuild",
         )
     })?;
-    T::try_from(map)
-        .map_err(|e| Problem::new(ProblemKind::Read, Path::new(name), format!("cannot read the map: {e}"), ""))
+    T::try_from(map).map_err(|e| Problem::new(ProblemKind::Read, name, format!("cannot read the map: {e}"), ""))
 }
 
 /// The sum over CPUs of slot `index` of a per-CPU array of counters (0 if unreadable).
@@ -111,7 +110,7 @@ pub fn ensure_tracefs() -> Result<(), Problem> {
     };
     Err(Problem::new(
         kind,
-        Path::new(TRACEFS),
+        TRACEFS,
         format!("tracefs is not mounted and mounting it failed: {err}"),
         "mount it (mount -t tracefs nodev /sys/kernel/tracing), or run with CAP_SYS_ADMIN so the exporter can",
     ))

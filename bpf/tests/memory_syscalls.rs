@@ -7,8 +7,9 @@
 mod common;
 
 use common::{TestCgroup, can_run_privileged, collect, compile, map_shape, parsed_object, roots};
+use memleak_bpf::memory_syscalls::Config;
 use memleak_bpf::shared::{MemorySyscallStats, SIZE_BUCKETS};
-use memleak_bpf::{MEMORY_SYSCALLS, MemorySyscalls};
+use memleak_bpf::{MEMORY_SYSCALLS, MemorySyscallsCollector};
 use memleak_signals::Series;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -39,7 +40,7 @@ fn a_childs_calls_are_counted_with_their_sizes() {
     let dir = tempfile::tempdir().unwrap();
     let helper = compile("tests/helpers/memory_calls.c", dir.path());
     let cgroup = TestCgroup::new("syscalls");
-    let mut collector = MemorySyscalls::new(&roots(), 64);
+    let mut collector = MemorySyscallsCollector::new(&roots(), Config { max_cgroups: 64 });
     let first = collect(&mut collector);
     assert!(first.problems.is_empty(), "{:?}", first.problems);
 
@@ -95,9 +96,9 @@ fn exited_processes_leave_the_break_map() {
     }
     let dir = tempfile::tempdir().unwrap();
     let helper = compile("tests/helpers/memory_calls.c", dir.path());
-    let mut collector = MemorySyscalls::new(&roots(), 64);
+    let mut collector = MemorySyscallsCollector::new(&roots(), Config { max_cgroups: 64 });
     assert!(collect(&mut collector).problems.is_empty());
-    let tracked = |collector: &mut MemorySyscalls| {
+    let tracked = |collector: &mut MemorySyscallsCollector| {
         let out = collect(collector);
         out.metrics.value("memleak_memory_syscalls_tracked_processes", &[]).unwrap() as u64
     };

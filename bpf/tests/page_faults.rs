@@ -8,7 +8,8 @@
 mod common;
 
 use common::{TestCgroup, can_run_privileged, collect, compile, map_shape, parsed_object, roots};
-use memleak_bpf::{FaultConfig, FaultMode, PAGE_FAULTS, PageFaultSampler};
+use memleak_bpf::page_faults::{Config, FaultMode};
+use memleak_bpf::{PAGE_FAULTS, PageFaultsCollector};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -34,7 +35,7 @@ fn estimate_for_child(mode: FaultMode, period: u64, pages: u64) -> (u64, String)
     let helper = compile("../signals/tests/helpers/touch_pages.c", dir.path());
     let cgroup = TestCgroup::new("faults");
     let mut sampler =
-        PageFaultSampler::new(&roots(), FaultConfig { mode, period, max_cgroups: 64, every_fault_window: None });
+        PageFaultsCollector::new(&roots(), Config { mode, period, max_cgroups: 64, every_fault_window: None });
     let first = collect(&mut sampler);
     assert!(first.problems.is_empty(), "{:?}", first.problems);
 
@@ -80,7 +81,7 @@ fn every_fault_mode_counts_each_fault() {
 
 /// Runs `fault_regions PAGES` in a new cgroup; `before_exit` runs while the
 /// child, done faulting, is still alive. Returns the faults per region.
-fn regions_of_child(period: u64, pages: u64, before_exit: impl FnOnce(&mut PageFaultSampler)) -> Vec<(String, u64)> {
+fn regions_of_child(period: u64, pages: u64, before_exit: impl FnOnce(&mut PageFaultsCollector)) -> Vec<(String, u64)> {
     regions_and_profile_of_child(period, pages, |helper| Command::new(helper), before_exit).0
 }
 
@@ -90,14 +91,14 @@ fn regions_and_profile_of_child(
     period: u64,
     pages: u64,
     launch: impl FnOnce(&Path) -> Command,
-    before_exit: impl FnOnce(&mut PageFaultSampler),
+    before_exit: impl FnOnce(&mut PageFaultsCollector),
 ) -> (Vec<(String, u64)>, memleak_artifacts::Profile) {
     let dir = tempfile::tempdir().unwrap();
     let helper = compile("tests/helpers/fault_regions.c", dir.path());
     let cgroup = TestCgroup::new("regions");
-    let mut sampler = PageFaultSampler::new(
+    let mut sampler = PageFaultsCollector::new(
         &roots(),
-        FaultConfig { mode: FaultMode::Sampled, period, max_cgroups: 64, every_fault_window: None },
+        Config { mode: FaultMode::Sampled, period, max_cgroups: 64, every_fault_window: None },
     );
     assert!(collect(&mut sampler).problems.is_empty());
 
@@ -222,9 +223,8 @@ fn every_fault_mode_ends_after_its_window() {
     }
     // Long enough for the load, the touches and a scrape on a busy CI machine.
     let window = std::time::Duration::from_secs(3);
-    let config =
-        FaultConfig { mode: FaultMode::EveryFault, period: 100, max_cgroups: 64, every_fault_window: Some(window) };
-    let mut sampler = PageFaultSampler::new(&roots(), config);
+    let config = Config { mode: FaultMode::EveryFault, period: 100, max_cgroups: 64, every_fault_window: Some(window) };
+    let mut sampler = PageFaultsCollector::new(&roots(), config);
     let has_period = |out: &memleak_signals::Collection, period: &str| {
         out.metrics.value("memleak_page_faults_estimated_total", &[("period", period)]).is_some()
     };

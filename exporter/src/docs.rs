@@ -2,25 +2,19 @@
 //! keeps them in sync: `UPDATE_README=1 cargo test -p memleak-exporter readme` rewrites them.
 
 use crate::cli;
-use crate::self_metrics;
+use crate::collectors;
 use memleak_signals::MetricSpec;
-use memleak_signals::registry::SIGNALS;
 
 fn metric_row(spec: &MetricSpec) -> String {
     let labels = if spec.labels.is_empty() { String::new() } else { format!("`{}`", spec.labels.join("`, `")) };
     format!("| `{}` | {} | {} | {} |\n", spec.name, spec.kind.as_str(), labels, spec.help.replace('|', "\\|"))
 }
 
-/// The metric table, by signal, from the specs.
+/// The metric table: the exporter's own, the watched folders', then the collector table's.
 pub fn metric_table() -> String {
     let mut out = String::from("| metric | type | labels | meaning |\n|---|---|---|---|\n");
-    for spec in self_metrics::ALL.iter().chain(crate::watch::SPECS) {
+    for (_, spec) in collectors::metric_families() {
         out.push_str(&metric_row(spec));
-    }
-    for signal in SIGNALS {
-        for spec in signal.metrics {
-            out.push_str(&metric_row(spec));
-        }
     }
     out
 }
@@ -78,7 +72,12 @@ mod config_example {
         let section = &readme[readme.find("## Configuration").expect("a Configuration section")..];
         let start = section.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
         let yaml = &section[start..start + section[start..].find("```").expect("the block's end")];
-        let parsed = crate::config::parse(yaml);
-        assert!(parsed.is_ok(), "the README's example configuration is rejected: {:?}", parsed.err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("memleak.yml");
+        std::fs::write(&path, yaml).unwrap();
+        let matches =
+            crate::cli::command().get_matches_from(["memleak-exporter", "--config.file", path.to_str().unwrap()]);
+        let parsed = crate::cli::invocation_from(&matches);
+        assert!(parsed.is_ok(), "the README's example configuration is rejected: {:#}", parsed.err().unwrap());
     }
 }

@@ -1,14 +1,16 @@
 //! The memleak-exporter binary's pieces, as a library so that integration
-//! tests can check them (metric specs, flags, the webhook payload).
+//! tests can check them: the command line and its option groups, the
+//! collector table, the HTTP server, scrapes, the webhook and ingestion.
 
 pub mod cli;
 pub mod collectors;
-pub mod config;
+pub mod config_file;
 #[cfg(test)]
 mod docs;
 pub mod heap_profile;
 pub mod ingest;
 pub mod logging;
+pub mod options;
 pub mod scrape;
 pub mod self_metrics;
 pub mod server;

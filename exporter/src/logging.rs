@@ -1,5 +1,6 @@
 //! Structured logs on stderr, as logfmt (`ts=… level=info msg="…" key=value`) or JSON.
 
+use crate::options::log;
 use std::fmt::{self, Write as _};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -7,27 +8,12 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Logfmt,
-    Json,
-}
-
-impl LogFormat {
-    pub fn parse(text: &str) -> Option<LogFormat> {
-        match text {
-            "logfmt" => Some(LogFormat::Logfmt),
-            "json" => Some(LogFormat::Json),
-            _ => None,
-        }
-    }
-}
-
-pub fn init(level: tracing::Level, format: LogFormat) {
-    let builder = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Logfmt => builder.event_format(Logfmt).init(),
+/// Installs the global subscriber that writes the log on stderr.
+pub fn init(config: &log::Config) {
+    let builder = tracing_subscriber::fmt().with_max_level(config.level).with_writer(std::io::stderr);
+    match config.format {
+        log::Format::Json => builder.json().flatten_event(true).init(),
+        log::Format::Logfmt => builder.event_format(Logfmt).init(),
     }
 }
 

@@ -17,23 +17,24 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 pub static malloc_conf: &[u8] = b"prof:true,prof_active:true,lg_prof_sample:19\0";
 
 fn main() -> ExitCode {
-    let settings = match cli::parse() {
-        Ok(settings) => settings,
+    let invocation = match cli::parse() {
+        Ok(invocation) => invocation,
         Err(err) => {
             eprintln!("memleak-exporter: {err:#}");
             return ExitCode::from(2);
         }
     };
-    if let Some(cli::Subcommand::Ingest { out, files, symbols }) = &settings.command {
+    if let Some(cli::Subcommand::Ingest { out, files, symbols }) = &invocation.command {
         let failed = ingest::run(files, out.as_deref(), symbols);
         return if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     }
-    if settings.check_only {
+    let settings = invocation.settings;
+    if invocation.check_only {
         println!("memleak-exporter: configuration is valid");
         println!("{}", settings.summary());
         return ExitCode::SUCCESS;
     }
-    logging::init(settings.log_level, settings.log_format);
+    logging::init(&settings.log);
     match server::run(settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -4,7 +4,7 @@
 use crate::self_metrics::{
     BUILD_INFO, CAPTURE_REQUESTS, COLLECTOR_DURATION, COLLECTOR_SUCCESS, Counters, ERRORS, WEBHOOK_REQUESTS,
 };
-use memleak_signals::{Collection, Collector, MetricSet, Problem, ScrapeContext};
+use memleak_signals::{Collection, Collector, MetricSet, Problem, ProblemKind, ScrapeContext};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
@@ -101,19 +101,19 @@ impl Scraper {
         let mut suppressed = 0;
         let mut logged = 0;
         for p in problems {
-            let first_time = warned.insert(format!("{collector}\0{}\0{}", p.kind.as_str(), p.path.display()));
+            let first_time = warned.insert(format!("{collector}\0{}\0{}", p.kind.as_str(), p.subject));
             if first_time && logged < MAX_LOGGED_PER_SCRAPE {
                 logged += 1;
                 tracing::warn!(
                     collector,
                     kind = p.kind.as_str(),
-                    path = %p.path.display(),
+                    subject = %p.subject,
                     hint = %p.hint,
                     "{}", p.detail
                 );
             } else {
                 suppressed += usize::from(first_time);
-                tracing::debug!(collector, kind = p.kind.as_str(), path = %p.path.display(), "{}", p.detail);
+                tracing::debug!(collector, kind = p.kind.as_str(), subject = %p.subject, "{}", p.detail);
             }
         }
         if suppressed > 0 {
@@ -126,6 +126,6 @@ impl Scraper {
 fn panicked(id: &str) -> Collection {
     tracing::error!(collector = id, "collector panicked; this is a bug, please report it");
     let mut out = Collection::default();
-    out.problem(Problem::new(memleak_signals::ProblemKind::Read, std::path::Path::new(""), "collector panicked", ""));
+    out.problem(Problem::new(ProblemKind::Panic, id, "collector panicked", "please report it with the log"));
     out
 }

@@ -1,29 +1,29 @@
-//! The HTTP server: `/metrics`, health, readiness, the landing page and the
-//! exporter's own heap profile.
+//! The HTTP server: `/metrics`, health, readiness, the landing page, the
+//! exporter's own heap profile and the collectors' profiles.
 
 use crate::cli::Settings;
-use crate::collectors;
+use crate::collectors::{self, COLLECTORS};
 use crate::heap_profile;
 use crate::scrape::Scraper;
 use crate::self_metrics::Counters;
 use crate::webhook::{self, Access, Webhook};
 use anyhow::Context;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use memleak_signals::ServedProfile;
 use memleak_signals::encode::{self, Format};
-use memleak_signals::registry;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone)]
 struct AppState {
     scraper: Arc<Scraper>,
-    /// The page-fault stack profile and the cgroup fs that names its cgroups.
-    fault_profile: Option<(memleak_bpf::FaultProfile, std::path::PathBuf)>,
+    /// The profiles of the enabled collectors that make one, by collector id.
+    profiles: Arc<BTreeMap<&'static str, Arc<dyn ServedProfile>>>,
 }
 
 pub fn run(settings: Settings) -> anyhow::Result<()> {
@@ -37,25 +37,29 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let built = collectors::build(&settings)?;
-    let fault_profile = built.fault_profile.map(|p| (p, settings.roots.cgroupfs.clone()));
+    let Settings { web, webhook, ingest, roots, collectors, .. } = settings;
+    let mut built = collectors::build(collectors, &roots)?;
+    if let Some(ingest) = ingest {
+        let collector = crate::watch::start(ingest).context("starting the ingest watcher")?;
+        built.collectors.push(Box::new(collector));
+    }
     let counters = Arc::new(Counters::default());
-    let scraper = Arc::new(Scraper::new(built.collectors, settings.scrape_timeout, Arc::clone(&counters)));
-    let access = Arc::new(Access::from_settings(settings.webhook_token_file.as_deref(), settings.listen)?);
-    let listener = tokio::net::TcpListener::bind(settings.listen).await.map_err(|e| {
+    let scraper = Arc::new(Scraper::new(built.collectors, web.scrape_timeout, Arc::clone(&counters)));
+    let access = Arc::new(Access::from_settings(webhook.token_file.as_deref(), web.listen)?);
+    let listener = tokio::net::TcpListener::bind(web.listen).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot listen on {}: {e}; is another exporter running there? choose another address with --web.listen-address",
-            settings.listen
+            web.listen
         )
     })?;
     // The bound address: with port 0 the kernel picked one, and this line says which.
-    let address = listener.local_addr().map_or_else(|_| settings.listen.to_string(), |a| a.to_string());
+    let address = listener.local_addr().map_or_else(|_| web.listen.to_string(), |a| a.to_string());
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         address = %address,
         collectors = scraper.ids().join(","),
-        procfs = %settings.roots.procfs.display(),
-        cgroupfs = %settings.roots.cgroupfs.display(),
+        procfs = %roots.procfs.display(),
+        cgroupfs = %roots.cgroupfs.display(),
         webhook = access.describe(),
         "memleak-exporter listening"
     );
@@ -65,7 +69,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let hook = Webhook { access, counters };
-    let app = router(AppState { scraper, fault_profile }, hook, settings.webhook_max_body_bytes);
+    let state = AppState { scraper, profiles: Arc::new(built.profiles) };
+    let app = router(state, hook, webhook.max_body_bytes);
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
     tracing::info!("memleak-exporter stopped");
     Ok(())
@@ -82,7 +87,7 @@ fn router(state: AppState, hook: Webhook, max_body_bytes: usize) -> Router {
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(|| async { "Ready\n" }))
         .route("/debug/pprof/heap", get(heap))
-        .route("/debug/pprof/page_faults", get(page_faults))
+        .route("/debug/pprof/{name}", get(collector_profile))
         .with_state(state)
         .merge(webhook)
 }
@@ -133,17 +138,20 @@ async fn heap() -> Response {
     }
 }
 
-/// Where the watched programs' page faults come from (pprof), when `page_faults` is on.
-async fn page_faults(State(state): State<AppState>) -> Response {
-    let Some((profile, cgroupfs)) = state.fault_profile else {
-        return (
-            StatusCode::NOT_FOUND,
-            "the page-fault profile comes from the page_faults collector: start with --collector.page_faults\n",
-        )
-            .into_response();
+/// A collector's profile (pprof), e.g. `/debug/pprof/page_faults` with `--collector.page_faults`.
+async fn collector_profile(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    let Some(profile) = state.profiles.get(name.as_str()).cloned() else {
+        let enabled = state.scraper.ids();
+        let why = match COLLECTORS.iter().find(|e| e.spec().id == name) {
+            Some(_) if enabled.contains(&name.as_str()) => format!("the {name} collector serves no profile"),
+            Some(_) => format!("the {name} profile comes from the {name} collector: start with --collector.{name}"),
+            None => "no such profile: /debug/pprof/heap is the exporter's own; collectors serve theirs under their id"
+                .to_owned(),
+        };
+        return (StatusCode::NOT_FOUND, format!("{why}\n")).into_response();
     };
-    // Symbolizing reads the modules' ELF files: off the async threads.
-    match tokio::task::spawn_blocking(move || profile.pprof(&cgroupfs)).await {
+    // Rendering may read the modules' ELF files: off the async threads.
+    match tokio::task::spawn_blocking(move || profile.pprof()).await {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("building the profile failed: {e}\n")).into_response(),
     }
@@ -151,12 +159,21 @@ async fn page_faults(State(state): State<AppState>) -> Response {
 
 async fn landing(State(state): State<AppState>) -> Html<String> {
     let enabled = state.scraper.ids();
-    let rows: String = registry::SIGNALS
+    let rows: String = COLLECTORS
         .iter()
-        .filter(|s| s.roles.collector)
-        .map(|s| {
+        .map(|e| {
+            let s = e.spec();
             let on = if enabled.contains(&s.id) { "enabled" } else { "disabled" };
-            format!("<tr><td><code>{}</code></td><td>{on}</td><td>{}</td></tr>\n", s.id, s.description)
+            format!("<tr><td><code>{}</code></td><td>{on}</td><td>{}</td></tr>\n", s.id, s.about)
+        })
+        .collect();
+    let profiles: String = state
+        .profiles
+        .keys()
+        .map(|id| {
+            format!(
+                "<li><a href=\"/debug/pprof/{id}\">/debug/pprof/{id}</a>: the {id} collector's profile (pprof)</li>\n"
+            )
         })
         .collect();
     Html(format!(
@@ -166,9 +183,9 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
          <li><a href=\"/metrics\">/metrics</a>: Prometheus text or OpenMetrics (by Accept header)</li>\n\
          <li><a href=\"/-/healthy\">/-/healthy</a>, <a href=\"/-/ready\">/-/ready</a>: health and readiness</li>\n\
          <li><a href=\"/debug/pprof/heap\">/debug/pprof/heap</a>: the exporter's own heap profile (pprof)</li>\n\
-         <li><a href=\"/debug/pprof/page_faults\">/debug/pprof/page_faults</a>: user stacks of sampled page faults (pprof; with --collector.page_faults)</li>\n\
+         {profiles}\
          <li>POST /api/v1/alerts: Alertmanager webhook (version 4) that asks for captures</li>\n\
-         </ul>\n<h2>Signals</h2>\n<table>\n<tr><th>signal</th><th>state</th><th>what</th></tr>\n{rows}</table>\n\
+         </ul>\n<h2>Collectors</h2>\n<table>\n<tr><th>collector</th><th>state</th><th>what</th></tr>\n{rows}</table>\n\
          </body></html>\n",
         version = env!("CARGO_PKG_VERSION"),
     ))

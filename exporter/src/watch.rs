@@ -11,8 +11,9 @@
 //! only when it has not changed for `SETTLE` (a writer may still be busy).
 
 use crate::ingest::{self, Sink};
+use crate::options::ingest::Config;
 use memleak_artifacts::symbolize::{SymbolPath, symbolize};
-use memleak_signals::{Collection, Collector, MetricSpec, ScrapeContext};
+use memleak_signals::{Collection, Collector, CollectorSpec, MetricSpec, ScrapeContext};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -39,8 +40,14 @@ pub static ERRORS: MetricSpec = MetricSpec::gauge(
     &["format", "file"],
 );
 
-/// The watcher's metrics, for the README table and the naming test.
-pub static SPECS: &[&MetricSpec] = &[&FILES, &LEAKED, &IN_USE, &ERRORS];
+/// The watched folders' metrics. Not a line of the collector table: it runs
+/// when `--ingest.dir` names a folder, and has no `--collector.ingest` flag.
+pub static SPEC: CollectorSpec = CollectorSpec {
+    id: "ingest",
+    about: "What was ingested from the watched folders (--ingest.dir)",
+    enabled_by_default: false,
+    metrics: &[&FILES, &LEAKED, &IN_USE, &ERRORS],
+};
 
 /// How long a file must stay unchanged before it is taken.
 const SETTLE: Duration = Duration::from_secs(2);
@@ -63,17 +70,8 @@ struct Kept {
     files: BTreeMap<(String, &'static str), u64>,
 }
 
-/// Settings of the watcher.
-#[derive(Debug, Clone)]
-pub struct WatchConfig {
-    pub dirs: Vec<PathBuf>,
-    pub interval: Duration,
-    pub keep: usize,
-    pub symbols: Vec<PathBuf>,
-}
-
 /// Starts the watcher thread; the returned collector exposes what it ingested.
-pub fn start(config: WatchConfig) -> std::io::Result<WatchCollector> {
+pub fn start(config: Config) -> std::io::Result<IngestCollector> {
     let kept = Arc::new(Mutex::new(Kept::default()));
     for dir in &config.dirs {
         reload(dir, &mut kept.lock().unwrap_or_else(PoisonError::into_inner));
@@ -87,7 +85,7 @@ pub fn start(config: WatchConfig) -> std::io::Result<WatchCollector> {
             std::thread::sleep(config.interval);
         }
     })?;
-    Ok(WatchCollector { kept })
+    Ok(IngestCollector { kept })
 }
 
 /// Reloads the summaries kept by an earlier run.
@@ -116,7 +114,7 @@ fn figures(format: &str, total: impl Fn(&str) -> Option<f64>) -> Figures {
     }
 }
 
-fn scan(dir: &Path, config: &WatchConfig, kept: &Mutex<Kept>) {
+fn scan(dir: &Path, config: &Config, kept: &Mutex<Kept>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => return tracing::warn!(dir = %dir.display(), "cannot list the watched directory: {e}"),
@@ -135,7 +133,7 @@ fn scan(dir: &Path, config: &WatchConfig, kept: &Mutex<Kept>) {
     prune(&dir.join(DONE), config.keep, kept, dir);
 }
 
-fn take(dir: &Path, path: &Path, config: &WatchConfig, kept: &Mutex<Kept>) {
+fn take(dir: &Path, path: &Path, config: &Config, kept: &Mutex<Kept>) {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let done = dir.join(DONE);
     let symbols = SymbolPath { dirs: config.symbols.clone(), recorded_paths: true };
@@ -192,13 +190,13 @@ fn prune(done: &Path, keep: usize, kept: &Mutex<Kept>, dir: &Path) {
 
 /// Exposes the watcher's results at scrape time.
 #[derive(Debug)]
-pub struct WatchCollector {
+pub struct IngestCollector {
     kept: Arc<Mutex<Kept>>,
 }
 
-impl Collector for WatchCollector {
+impl Collector for IngestCollector {
     fn id(&self) -> &'static str {
-        "ingest"
+        SPEC.id
     }
 
     fn collect(&mut self, _ctx: &ScrapeContext, out: &mut Collection) {

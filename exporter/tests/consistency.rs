@@ -8,9 +8,9 @@
 mod common;
 
 use common::{repo, run_tool, yaml};
-use memleak_exporter::self_metrics;
-use memleak_signals::roles::CAPTURE_KINDS;
-use memleak_signals::{MetricType, registry};
+use memleak_exporter::collectors;
+use memleak_exporter::webhook::payload::CAPTURE_KINDS;
+use memleak_signals::MetricType;
 use promql_parser::parser::{self, Expr, LabelModifier};
 use serde_json::Value as Json;
 use serde_norway::Value as Yaml;
@@ -27,11 +27,7 @@ struct Catalog {
 impl Catalog {
     fn exported() -> Catalog {
         let mut series = BTreeMap::new();
-        let specs = registry::all_metric_specs()
-            .map(|(_, m)| m)
-            .chain(self_metrics::ALL.iter().copied())
-            .chain(memleak_exporter::watch::SPECS.iter().copied());
-        for spec in specs {
+        for (_, spec) in collectors::metric_families() {
             let labels: BTreeSet<String> = spec.labels.iter().chain(TARGET_LABELS).map(|l| (*l).to_owned()).collect();
             if spec.kind == MetricType::Histogram {
                 // A histogram is three series; only its buckets carry `le`.

@@ -109,12 +109,12 @@ fn a_malformed_file_fails_only_its_collector_and_is_logged() {
     assert!(text.contains("memleak_exporter_collector_success{collector=\"psi\"} 0\n"));
     assert!(text.contains("memleak_exporter_collector_success{collector=\"process\"} 0\n"));
     assert!(text.contains("memleak_exporter_collector_success{collector=\"cgroup\"} 1\n"));
-    assert!(text.contains("memleak_exporter_errors_total{signal=\"psi\",type=\"parse\"} 1\n"));
+    assert!(text.contains("memleak_exporter_errors_total{collector=\"psi\",type=\"parse\"} 1\n"));
     // The good process is still reported; the broken one is skipped.
     assert!(text.contains("memleak_process_processes{group=\"a_cachesvc\"} 1\n"));
     exporter.metrics();
     let text = exporter.metrics();
-    assert!(text.contains("memleak_exporter_errors_total{signal=\"psi\",type=\"parse\"} 3\n"));
+    assert!(text.contains("memleak_exporter_errors_total{collector=\"psi\",type=\"parse\"} 3\n"));
     let stderr = exporter.stderr();
     let warn = stderr.lines().find(|l| l.contains("level=warn") && l.contains("pressure/memory")).unwrap_or_default();
     assert!(warn.contains("avg60 is not a number"), "{stderr}");
@@ -149,7 +149,7 @@ fn bad_configuration_is_reported_before_starting() {
     std::fs::write(&path, "collectors:\n  process:\n    group_by: cgroup\n").unwrap();
     let out = Command::new(BIN).args(["--config.file", path.to_str().unwrap(), "--config.check"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("group_by=Cgroup"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("collectors.process: group_by=cgroup"));
 
     let out = Command::new(BIN).args(["--config.file", "/nonexistent/memleak.yml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -211,7 +211,7 @@ fn a_permission_denied_file_is_reported_with_a_hint() {
     let Some(exporter) = Exporter::start_as_nobody(&["--path.rootfs", dir.path().to_str().unwrap()]) else { return };
     let text = exporter.metrics();
     assert!(text.contains("memleak_exporter_collector_success{collector=\"host_memory\"} 0\n"), "{text}");
-    assert!(text.contains("memleak_exporter_errors_total{signal=\"host_memory\",type=\"permission\"} 1\n"));
+    assert!(text.contains("memleak_exporter_errors_total{collector=\"host_memory\",type=\"permission\"} 1\n"));
     assert!(text.contains("memleak_host_memory_page_faults_total "), "vmstat is still read");
     assert!(text.contains("memleak_exporter_collector_success{collector=\"process\"} 1\n"));
     let stderr = exporter.stderr();
@@ -330,7 +330,7 @@ fn perf_counters_denied_are_reported_not_fatal() {
     drop(exporter);
     let _ = std::fs::remove_dir(&cgroup);
     assert!(text.contains("memleak_exporter_collector_success{collector=\"pmc\"} 0\n"), "{text}");
-    assert!(text.contains("memleak_exporter_errors_total{signal=\"pmc\",type=\"permission\"} 1\n"), "{text}");
+    assert!(text.contains("memleak_exporter_errors_total{collector=\"pmc\",type=\"permission\"} 1\n"), "{text}");
     assert!(text.contains("memleak_exporter_collector_success{collector=\"psi\"} 1\n"), "the rest still serves");
     assert!(text.contains("memleak_pmc_supported{event=\"cycles\"} 0\n"));
 }
@@ -351,7 +351,7 @@ fn bpf_denied_is_reported_not_fatal() {
         for collector in ["page_faults", "memory_syscalls"] {
             let success = format!("memleak_exporter_collector_success{{collector=\"{collector}\"}} 0\n");
             assert!(text.contains(&success), "{mode}: {text}");
-            let error = format!("memleak_exporter_errors_total{{signal=\"{collector}\",type=\"{kind}\"}} 1\n");
+            let error = format!("memleak_exporter_errors_total{{collector=\"{collector}\",type=\"{kind}\"}} 1\n");
             assert!(text.contains(&error), "{mode}: {text}");
         }
         assert!(text.contains("memleak_exporter_collector_success{collector=\"psi\"} 1\n"), "the rest still serves");

@@ -118,11 +118,12 @@ fn drop_file(dir: &Path, fixture: &str, name: &str) {
     file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60)).unwrap();
 }
 
-fn wait_for(exporter: &common::Exporter, needle: &str) -> String {
+/// Scrapes until every needle is there (a scan takes the files one by one), or 20 s passed.
+fn wait_for(exporter: &common::Exporter, needles: &[&str]) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let text = exporter.metrics();
-        if text.contains(needle) || std::time::Instant::now() > deadline {
+        if needles.iter().all(|n| text.contains(n)) || std::time::Instant::now() > deadline {
             return text;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -152,7 +153,15 @@ fn a_watched_directory_is_ingested_once_and_survives_a_restart() {
         "--no-collector.cgroup",
     ];
     let exporter = common::Exporter::start(&args);
-    let text = wait_for(&exporter, "memleak_ingest_files_total{format=\"unknown\",outcome=\"failed\"} 1");
+    let text = wait_for(
+        &exporter,
+        &[
+            "memleak_ingest_files_total{format=\"unknown\",outcome=\"failed\"} 1",
+            "memleak_ingest_files_total{format=\"memcheck\",outcome=\"ingested\"} 1",
+            "memleak_ingest_files_total{format=\"tcmalloc\",outcome=\"ingested\"} 1",
+            "memleak_ingest_files_total{format=\"asan\",outcome=\"ingested\"} 1",
+        ],
+    );
     // Ground truth: 409,600 B leaked (memcheck), 409,696 B in use (gperftools), one ASan error.
     assert!(
         text.contains("memleak_ingest_leaked_bytes{format=\"memcheck\",file=\"svc.memcheck.xml\"} 409600\n"),

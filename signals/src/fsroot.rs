@@ -53,14 +53,16 @@ impl ReadError {
     /// A problem describing this error for `path`; `missing_hint` explains an absent file.
     pub fn to_problem(&self, path: &Path, missing_hint: &'static str) -> Problem {
         match self {
-            ReadError::Missing => Problem::new(ProblemKind::Unsupported, path, "file does not exist", missing_hint),
+            ReadError::Missing => {
+                Problem::new(ProblemKind::Unsupported, path.display(), "file does not exist", missing_hint)
+            }
             ReadError::Denied(err) => Problem::new(
                 ProblemKind::Permission,
-                path,
+                path.display(),
                 format!("cannot read: {err}"),
                 "run as root or grant CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH",
             ),
-            ReadError::Io(err) => Problem::new(ProblemKind::Read, path, format!("cannot read: {err}"), ""),
+            ReadError::Io(err) => Problem::new(ProblemKind::Read, path.display(), format!("cannot read: {err}"), ""),
         }
     }
 }

@@ -1,9 +1,9 @@
-//! Metric specifications and the samples collectors emit.
+//! The metric model: metric and collector specifications, and the samples collectors emit.
 //!
 //! A metric name is never an ad-hoc string at an emit site: every family is
-//! declared once as a `MetricSpec` constant beside the code that fills it, and
-//! `registry::all_metric_specs` lists them so tests can check the naming
-//! conventions and the README's metric table.
+//! declared once as a `MetricSpec` static beside the code that fills it, and
+//! listed in its collector's `CollectorSpec`; the exporter's collector table
+//! gathers those for the naming test and the README's metric table.
 
 /// The Prometheus type of a metric family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +57,21 @@ impl MetricSpec {
     pub const fn histogram(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
         MetricSpec { name, help, kind: MetricType::Histogram, labels }
     }
+}
+
+/// The static description of one collector: its id and what `--help`, the
+/// landing page and the README say about it.
+#[derive(Debug)]
+pub struct CollectorSpec {
+    /// The module name, `--collector.<id>` flag, YAML `collectors.<id>` key,
+    /// `collector` label value and metric name prefix (`memleak_<id>_`).
+    pub id: &'static str,
+    /// What it reports, and from where (one line).
+    pub about: &'static str,
+    /// Whether it runs without `--collector.<id>`.
+    pub enabled_by_default: bool,
+    /// Every family it emits, in emission order.
+    pub metrics: &'static [&'static MetricSpec],
 }
 
 /// Which series of its family a sample is: the family's own name, or one of a

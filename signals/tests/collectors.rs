@@ -6,6 +6,7 @@
 use memleak_signals::cgroup::{self, CgroupCollector};
 use memleak_signals::encode::{Format, encode};
 use memleak_signals::host_memory::HostMemoryCollector;
+use memleak_signals::options::whole_match;
 use memleak_signals::process::{self, GroupBy, ProcessCollector};
 use memleak_signals::psi::PsiCollector;
 use memleak_signals::{Collection, Collector, FsRoots, MetricSet, ProblemKind, ScrapeContext};
@@ -101,12 +102,12 @@ fn process_grouping_by_cgroup_and_pid() {
 fn process_selection_by_cmdline_and_cgroup() {
     let roots = FsRoots::under(&root("root-v2"));
     let mut config = process::Config::default();
-    config.selection.include_cgroup = Some(process::full_match("/system.slice/docker-.*").unwrap());
+    config.selection.include_cgroup = Some(whole_match("test", "/system.slice/docker-.*").unwrap());
     let m = run(&mut ProcessCollector::new(&roots, config).unwrap()).metrics;
     assert_eq!(m.value("memleak_process_processes", &[("group", "worker")]), Some(1.0));
     assert_eq!(m.value("memleak_process_processes", &[("group", "a_cachesvc")]), None);
     let mut config = process::Config::default();
-    config.selection.exclude_cmdline = Some(process::full_match(".*worker.*").unwrap());
+    config.selection.exclude_cmdline = Some(whole_match("test", ".*worker.*").unwrap());
     let m = run(&mut ProcessCollector::new(&roots, config).unwrap()).metrics;
     assert_eq!(m.value("memleak_process_processes", &[("group", "worker")]), None);
     assert_eq!(m.value("memleak_process_processes", &[("group", "a_cachesvc")]), Some(2.0));
@@ -177,7 +178,7 @@ fn cgroup_limits_and_filters() {
     assert_eq!(m.value("memleak_cgroup_cgroups", &[]), Some(2.0));
     assert_eq!(m.value("memleak_cgroup_skipped_cgroups", &[]), Some(5.0));
     let config = cgroup::Config {
-        include: Some(process::full_match("/system.slice/.*").unwrap()),
+        include: Some(whole_match("test", "/system.slice/.*").unwrap()),
         max_depth: 1,
         ..cgroup::Config::default()
     };

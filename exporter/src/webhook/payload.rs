@@ -2,9 +2,14 @@
 //! requests. Nothing from a request is ever used as a path or a command: the
 //! target labels are only names that the capture work resolves itself.
 
-use memleak_signals::roles::CAPTURE_KINDS;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+
+/// The capture kinds an alert may ask for with its `capture` label. Severity
+/// maps to the layers: warning → `allocator-profile` (layer 2), critical →
+/// `ebpf-malloc` or `staleness` (layer 3). The capture work replaces this list
+/// with its own capture types.
+pub const CAPTURE_KINDS: &[&str] = &["allocator-profile", "ebpf-malloc", "staleness"];
 
 /// The fields of Alertmanager's webhook JSON that we use (others are ignored).
 #[derive(Debug, Deserialize)]

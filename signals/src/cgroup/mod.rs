@@ -8,13 +8,16 @@
 
 pub mod attribution;
 pub mod hierarchy;
+mod options;
 pub mod reading;
 
+pub use options::Options;
+
+use crate::collector::{Collection, Collector, ScrapeContext};
 use crate::fsroot::FsRoots;
-use crate::model::MetricSpec;
+use crate::model::{CollectorSpec, MetricSet, MetricSpec};
+use crate::options::Configurable;
 use crate::problem::{Problem, ProblemKind};
-use crate::registry::{Roles, SignalSpec};
-use crate::roles::{Collection, Collector, ScrapeContext};
 use hierarchy::Hierarchy;
 use regex::Regex;
 use std::path::{Path, PathBuf};
@@ -83,10 +86,9 @@ pub static SKIPPED: MetricSpec = MetricSpec::gauge(
     &[],
 );
 
-pub static SIGNAL: SignalSpec = SignalSpec {
+pub static SPEC: CollectorSpec = CollectorSpec {
     id: "cgroup",
-    description: "Per-cgroup memory, events and pressure (cgroup v2, v1 or hybrid)",
-    roles: Roles::COLLECTOR,
+    about: "Per-cgroup memory, events and pressure (cgroup v2, v1 or hybrid)",
     enabled_by_default: true,
     metrics: &[
         &USAGE,
@@ -143,9 +145,18 @@ impl CgroupCollector {
     }
 }
 
+impl Configurable for CgroupCollector {
+    const SPEC: &'static CollectorSpec = &SPEC;
+    type Options = Options;
+
+    fn build(roots: &FsRoots, config: Config) -> std::io::Result<Self> {
+        Ok(CgroupCollector::new(roots, config))
+    }
+}
+
 impl Collector for CgroupCollector {
     fn id(&self) -> &'static str {
-        SIGNAL.id
+        SPEC.id
     }
 
     fn collect(&mut self, ctx: &ScrapeContext, out: &mut Collection) {
@@ -156,7 +167,7 @@ impl Collector for CgroupCollector {
             Err(reason) => {
                 return out.problem(Problem::new(
                     ProblemKind::Unsupported,
-                    &self.cgroupfs,
+                    self.cgroupfs.display(),
                     reason,
                     "mount cgroup2 (or the v1 memory controller) and point --path.cgroupfs at it",
                 ));
@@ -166,7 +177,7 @@ impl Collector for CgroupCollector {
         let mut stack = vec![(hierarchy.root.clone(), 0usize)];
         while let Some((dir, depth)) = stack.pop() {
             if ctx.expired() {
-                out.timed_out(&hierarchy.root, walk.visited, walk.visited + stack.len() + 1);
+                out.timed_out(hierarchy.root.display(), walk.visited, walk.visited + stack.len() + 1);
                 break;
             }
             walk.visited += 1;
@@ -248,7 +259,7 @@ fn emit(hierarchy: &Hierarchy, dir: &Path, path: &str, out: &mut Collection) -> 
 
 /// Samples whose labels are the cgroup's plus one more.
 fn emit_keyed<'a>(
-    m: &mut crate::model::MetricSet,
+    m: &mut MetricSet,
     spec: &'static MetricSpec,
     labels: &[&str; 5],
     values: impl Iterator<Item = (&'a str, f64)>,

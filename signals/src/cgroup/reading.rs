@@ -122,7 +122,7 @@ fn number(path: &Path, problems: &mut Vec<Problem>) -> Option<Option<u64>> {
         Err(_) => {
             problems.push(Problem::new(
                 ProblemKind::Parse,
-                path,
+                path.display(),
                 format!("expected a number or `max`, found {text:?}"),
                 "",
             ));
@@ -136,7 +136,7 @@ fn keyed(path: &Path, problems: &mut Vec<Problem>) -> Option<Vec<(String, u64)>>
     match kv::parse_all(&text) {
         Ok(entries) => Some(entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
         Err(err) => {
-            problems.push(Problem::new(ProblemKind::Parse, path, err.to_string(), ""));
+            problems.push(Problem::new(ProblemKind::Parse, path.display(), err.to_string(), ""));
             None
         }
     }
@@ -147,7 +147,7 @@ fn pressure(path: &Path, problems: &mut Vec<Problem>) -> Option<psi::Pressure> {
     match psi::parse(&text) {
         Ok(p) => Some(p),
         Err(err) => {
-            problems.push(Problem::new(ProblemKind::Parse, path, err.to_string(), ""));
+            problems.push(Problem::new(ProblemKind::Parse, path.display(), err.to_string(), ""));
             None
         }
     }

@@ -2,59 +2,68 @@
 //! fields that move when something leaks (anonymous memory, unreclaimable slab,
 //! committed address space) and the kernel's fault, swap and OOM-kill counters.
 
+use crate::collector::{Collection, Collector, ScrapeContext};
 use crate::fsroot::{self, FsRoots};
 use crate::kv;
-use crate::model::MetricSpec;
+use crate::model::{CollectorSpec, MetricSpec};
+use crate::options::{Configurable, NoOptions};
 use crate::problem::{Problem, ProblemKind};
-use crate::registry::{Roles, SignalSpec};
-use crate::roles::{Collection, Collector, ScrapeContext};
 use std::path::{Path, PathBuf};
 
-macro_rules! gauge {
-    ($name:ident, $metric:literal, $help:literal) => {
-        pub static $name: MetricSpec = MetricSpec::gauge($metric, $help, &[]);
-    };
-}
-macro_rules! counter {
-    ($name:ident, $metric:literal, $help:literal) => {
-        pub static $name: MetricSpec = MetricSpec::counter($metric, $help, &[]);
-    };
-}
-
-gauge!(TOTAL, "memleak_host_memory_total_bytes", "Usable RAM (MemTotal).");
-gauge!(
-    AVAILABLE,
+pub static TOTAL: MetricSpec = MetricSpec::gauge("memleak_host_memory_total_bytes", "Usable RAM (MemTotal).", &[]);
+pub static AVAILABLE: MetricSpec = MetricSpec::gauge(
     "memleak_host_memory_available_bytes",
-    "Memory available for new work without swapping (MemAvailable)."
+    "Memory available for new work without swapping (MemAvailable).",
+    &[],
 );
-gauge!(FREE, "memleak_host_memory_free_bytes", "Unused RAM (MemFree).");
-gauge!(
-    ANON,
+pub static FREE: MetricSpec = MetricSpec::gauge("memleak_host_memory_free_bytes", "Unused RAM (MemFree).", &[]);
+pub static ANON: MetricSpec = MetricSpec::gauge(
     "memleak_host_memory_anon_bytes",
-    "Anonymous memory mapped into user page tables (AnonPages): where heap leaks land."
+    "Anonymous memory mapped into user page tables (AnonPages): where heap leaks land.",
+    &[],
 );
-gauge!(SHMEM, "memleak_host_memory_shmem_bytes", "Shared memory and tmpfs (Shmem).");
-gauge!(SLAB, "memleak_host_memory_slab_bytes", "Kernel slab caches (Slab).");
-gauge!(
-    SLAB_UNRECLAIMABLE,
+pub static SHMEM: MetricSpec =
+    MetricSpec::gauge("memleak_host_memory_shmem_bytes", "Shared memory and tmpfs (Shmem).", &[]);
+pub static SLAB: MetricSpec = MetricSpec::gauge("memleak_host_memory_slab_bytes", "Kernel slab caches (Slab).", &[]);
+pub static SLAB_UNRECLAIMABLE: MetricSpec = MetricSpec::gauge(
     "memleak_host_memory_slab_unreclaimable_bytes",
-    "Slab that cannot be reclaimed (SUnreclaim): where kernel object leaks land."
+    "Slab that cannot be reclaimed (SUnreclaim): where kernel object leaks land.",
+    &[],
 );
-gauge!(COMMITTED, "memleak_host_memory_committed_bytes", "Address space committed by all processes (Committed_AS).");
-gauge!(COMMIT_LIMIT, "memleak_host_memory_commit_limit_bytes", "Commit limit under strict overcommit (CommitLimit).");
-gauge!(PAGE_TABLES, "memleak_host_memory_page_tables_bytes", "Memory used by page tables (PageTables).");
-gauge!(VMALLOC_USED, "memleak_host_memory_vmalloc_used_bytes", "Kernel vmalloc area in use (VmallocUsed).");
-gauge!(SWAP_TOTAL, "memleak_host_memory_swap_total_bytes", "Swap space (SwapTotal).");
-gauge!(SWAP_FREE, "memleak_host_memory_swap_free_bytes", "Unused swap space (SwapFree).");
-counter!(PAGE_FAULTS, "memleak_host_memory_page_faults_total", "Page faults, minor and major (vmstat pgfault).");
-counter!(
-    MAJOR_PAGE_FAULTS,
+pub static COMMITTED: MetricSpec = MetricSpec::gauge(
+    "memleak_host_memory_committed_bytes",
+    "Address space committed by all processes (Committed_AS).",
+    &[],
+);
+pub static COMMIT_LIMIT: MetricSpec = MetricSpec::gauge(
+    "memleak_host_memory_commit_limit_bytes",
+    "Commit limit under strict overcommit (CommitLimit).",
+    &[],
+);
+pub static PAGE_TABLES: MetricSpec =
+    MetricSpec::gauge("memleak_host_memory_page_tables_bytes", "Memory used by page tables (PageTables).", &[]);
+pub static VMALLOC_USED: MetricSpec =
+    MetricSpec::gauge("memleak_host_memory_vmalloc_used_bytes", "Kernel vmalloc area in use (VmallocUsed).", &[]);
+pub static SWAP_TOTAL: MetricSpec =
+    MetricSpec::gauge("memleak_host_memory_swap_total_bytes", "Swap space (SwapTotal).", &[]);
+pub static SWAP_FREE: MetricSpec =
+    MetricSpec::gauge("memleak_host_memory_swap_free_bytes", "Unused swap space (SwapFree).", &[]);
+pub static PAGE_FAULTS: MetricSpec =
+    MetricSpec::counter("memleak_host_memory_page_faults_total", "Page faults, minor and major (vmstat pgfault).", &[]);
+pub static MAJOR_PAGE_FAULTS: MetricSpec = MetricSpec::counter(
     "memleak_host_memory_major_page_faults_total",
-    "Page faults that needed I/O (vmstat pgmajfault)."
+    "Page faults that needed I/O (vmstat pgmajfault).",
+    &[],
 );
-counter!(OOM_KILLS, "memleak_host_memory_oom_kills_total", "Processes killed by the OOM killer (vmstat oom_kill).");
-counter!(SWAP_IN, "memleak_host_memory_swap_in_pages_total", "Pages swapped in (vmstat pswpin).");
-counter!(SWAP_OUT, "memleak_host_memory_swap_out_pages_total", "Pages swapped out (vmstat pswpout).");
+pub static OOM_KILLS: MetricSpec = MetricSpec::counter(
+    "memleak_host_memory_oom_kills_total",
+    "Processes killed by the OOM killer (vmstat oom_kill).",
+    &[],
+);
+pub static SWAP_IN: MetricSpec =
+    MetricSpec::counter("memleak_host_memory_swap_in_pages_total", "Pages swapped in (vmstat pswpin).", &[]);
+pub static SWAP_OUT: MetricSpec =
+    MetricSpec::counter("memleak_host_memory_swap_out_pages_total", "Pages swapped out (vmstat pswpout).", &[]);
 
 /// meminfo key → metric. Keys an older kernel lacks are skipped.
 const MEMINFO: &[(&str, &MetricSpec)] = &[
@@ -82,10 +91,9 @@ const VMSTAT: &[(&str, &MetricSpec)] = &[
     ("pswpout", &SWAP_OUT),
 ];
 
-pub static SIGNAL: SignalSpec = SignalSpec {
+pub static SPEC: CollectorSpec = CollectorSpec {
     id: "host_memory",
-    description: "Host memory accounting (/proc/meminfo, /proc/vmstat)",
-    roles: Roles::COLLECTOR,
+    about: "Host memory accounting (/proc/meminfo, /proc/vmstat)",
     enabled_by_default: true,
     metrics: &[
         &TOTAL,
@@ -122,9 +130,18 @@ impl HostMemoryCollector {
     }
 }
 
+impl Configurable for HostMemoryCollector {
+    const SPEC: &'static CollectorSpec = &SPEC;
+    type Options = NoOptions;
+
+    fn build(roots: &FsRoots, (): ()) -> std::io::Result<Self> {
+        Ok(HostMemoryCollector::new(roots))
+    }
+}
+
 impl Collector for HostMemoryCollector {
     fn id(&self) -> &'static str {
-        SIGNAL.id
+        SPEC.id
     }
 
     fn collect(&mut self, _ctx: &ScrapeContext, out: &mut Collection) {
@@ -146,13 +163,13 @@ fn read_table(path: &Path, table: &[(&str, &'static MetricSpec)], required: &str
     let entries = match kv::parse_all(&text) {
         Ok(entries) => entries,
         Err(err) => {
-            return out.problem(Problem::new(ProblemKind::Parse, path, err.to_string(), ""));
+            return out.problem(Problem::new(ProblemKind::Parse, path.display(), err.to_string(), ""));
         }
     };
     if !entries.iter().any(|(key, _)| *key == required) {
         return out.problem(Problem::new(
             ProblemKind::Parse,
-            path,
+            path.display(),
             format!("no `{required}` line: empty, truncated or not a kernel file"),
             "",
         ));

@@ -14,15 +14,17 @@
 //! × CPUs × 3 counters (file descriptors); at most `max_processes` processes ×
 //! 32 threads × 3 counters.
 
+mod options;
 mod process;
 
+pub use options::Options;
 pub use process::{MAX_THREADS, ProcessCounters, ProcessFaults};
 
+use crate::collector::{Collection, Collector, ScrapeContext};
 use crate::fsroot::FsRoots;
-use crate::model::MetricSpec;
+use crate::model::{CollectorSpec, MetricSpec};
+use crate::options::Configurable;
 use crate::problem::{Problem, ProblemKind};
-use crate::registry::{Roles, SignalSpec};
-use crate::roles::{Collection, Collector, ScrapeContext};
 use perf_event::events::{Cache, CacheId, CacheOp, CacheResult, Hardware, Software};
 use perf_event::{Builder, Counter};
 use regex::Regex;
@@ -61,10 +63,9 @@ pub static UNCOUNTED_THREADS: MetricSpec = MetricSpec::gauge(
     &["pid", "comm"],
 );
 
-pub static SIGNAL: SignalSpec = SignalSpec {
+pub static SPEC: CollectorSpec = CollectorSpec {
     id: "pmc",
-    description: "Perf counters: page faults per cgroup v2, hardware counter support",
-    roles: Roles::COLLECTOR,
+    about: "Perf counters: page faults per cgroup v2, hardware counter support",
     enabled_by_default: false,
     metrics: &[&SUPPORTED, &CGROUP_FAULTS, &CGROUPS, &PROCESS_FAULTS, &PROCESSES, &UNCOUNTED_THREADS],
 };
@@ -74,7 +75,6 @@ const KINDS: [&str; 3] = ["all", "minor", "major"];
 /// Settings of the perf counter collector.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub include: Option<Regex>,
     pub max_cgroups: usize,
     pub max_depth: usize,
     /// Processes (by command name, whole match) that get counters of their own.
@@ -84,7 +84,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { include: None, max_cgroups: 64, max_depth: 2, process_include: None, max_processes: 16 }
+        Config { max_cgroups: 64, max_depth: 2, process_include: None, max_processes: 16 }
     }
 }
 
@@ -192,7 +192,7 @@ impl PmcCollector {
         let mut stack = vec![(root.to_path_buf(), 0usize)];
         while let Some((dir, depth)) = stack.pop() {
             let rel = format!("/{}", dir.strip_prefix(root).unwrap_or(&dir).to_string_lossy());
-            if depth > 0 && self.config.include.as_ref().is_none_or(|r| r.is_match(&rel)) {
+            if depth > 0 {
                 found.push(rel);
             }
             if depth < self.config.max_depth
@@ -225,9 +225,18 @@ impl PmcCollector {
     }
 }
 
+impl Configurable for PmcCollector {
+    const SPEC: &'static CollectorSpec = &SPEC;
+    type Options = Options;
+
+    fn build(roots: &FsRoots, config: Config) -> std::io::Result<Self> {
+        Ok(PmcCollector::new(roots, config))
+    }
+}
+
 impl Collector for PmcCollector {
     fn id(&self) -> &'static str {
-        SIGNAL.id
+        SPEC.id
     }
 
     fn collect(&mut self, _ctx: &ScrapeContext, out: &mut Collection) {
@@ -239,7 +248,7 @@ impl Collector for PmcCollector {
         let Some(root) = self.v2_root() else {
             return out.problem(Problem::new(
                 ProblemKind::Unsupported,
-                &self.cgroupfs,
+                self.cgroupfs.display(),
                 "no cgroup v2 hierarchy (cgroup.controllers) to count page faults in",
                 "mount cgroup2 (or point --path.cgroupfs at it)",
             ));
@@ -282,7 +291,7 @@ fn open_problem(dir: &Path, err: &std::io::Error) -> Problem {
     };
     Problem::new(
         kind,
-        dir,
+        dir.display(),
         format!("cannot open perf counters: {err}"),
         "needs CAP_PERFMON (or root) and kernel.perf_event_paranoid <= 2",
     )

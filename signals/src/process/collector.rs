@@ -4,9 +4,11 @@ use super::detail::Refresher;
 use super::group::{self, ExitedCarry, GroupKey, Totals};
 use super::select::{cgroup_of, cmdline_text};
 use super::*;
+use crate::collector::{Collection, Collector, ScrapeContext};
 use crate::fsroot::{self, FsRoots, ReadError};
+use crate::model::CollectorSpec;
+use crate::options::Configurable;
 use crate::problem::{Problem, ProblemKind};
-use crate::roles::{Collection, Collector, ScrapeContext};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -82,7 +84,7 @@ impl ProcessCollector {
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(|v| v as f64);
                     if self.boot_time.is_none() {
-                        out.problem(Problem::new(ProblemKind::Parse, &path, "no `btime` line", ""));
+                        out.problem(Problem::new(ProblemKind::Parse, path.display(), "no `btime` line", ""));
                     }
                 }
                 Err(err) => out.problem(err.to_problem(&path, "is procfs mounted at --path.procfs?")),
@@ -105,7 +107,7 @@ impl ProcessCollector {
         let mut dir = self.procfs.clone();
         for (i, pid) in pids.iter().enumerate() {
             if i % DEADLINE_CHECK_EVERY == 0 && ctx.expired() {
-                out.timed_out(&self.procfs, i, pids.len());
+                out.timed_out(self.procfs.display(), i, pids.len());
                 break;
             }
             dir.push(pid.to_string());
@@ -130,7 +132,7 @@ impl ProcessCollector {
             Ok(()) => match stat::parse(&self.buf) {
                 Ok(s) => Some(s),
                 Err(reason) => {
-                    out.problem(Problem::new(ProblemKind::Parse, dir, reason, ""));
+                    out.problem(Problem::new(ProblemKind::Parse, dir.display(), reason, ""));
                     None
                 }
             },
@@ -214,9 +216,18 @@ impl ProcessCollector {
     }
 }
 
+impl Configurable for ProcessCollector {
+    const SPEC: &'static CollectorSpec = &SPEC;
+    type Options = Options;
+
+    fn build(roots: &FsRoots, config: Config) -> std::io::Result<Self> {
+        ProcessCollector::new(roots, config)
+    }
+}
+
 impl Collector for ProcessCollector {
     fn id(&self) -> &'static str {
-        SIGNAL.id
+        SPEC.id
     }
 
     fn collect(&mut self, ctx: &ScrapeContext, out: &mut Collection) {

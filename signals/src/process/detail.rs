@@ -57,9 +57,9 @@ pub fn read(dir: &Path, with_pss: bool, buf: &mut Vec<u8>) -> Result<Option<Deta
     let text = String::from_utf8_lossy(buf);
     let [anon, file, shmem, swap, data, hwm] =
         kv::lookup(&text, ["RssAnon", "RssFile", "RssShmem", "VmSwap", "VmData", "VmHWM"])
-            .map_err(|e| Problem::new(ProblemKind::Parse, &status_path, e.to_string(), ""))?;
+            .map_err(|e| Problem::new(ProblemKind::Parse, status_path.display(), e.to_string(), ""))?;
     if text.is_empty() {
-        return Err(Problem::new(ProblemKind::Parse, &status_path, "empty file", ""));
+        return Err(Problem::new(ProblemKind::Parse, status_path.display(), "empty file", ""));
     }
     let mut detail = Detail {
         // Kernel threads and zombies have none of these lines: no user memory.
@@ -78,7 +78,7 @@ pub fn read(dir: &Path, with_pss: bool, buf: &mut Vec<u8>) -> Result<Option<Deta
         if fsroot::read_into(&rollup_path, buf).is_ok() {
             let text = String::from_utf8_lossy(buf);
             let [pss, pss_anon] = kv::lookup(&text, ["Pss", "Pss_Anon"])
-                .map_err(|e| Problem::new(ProblemKind::Parse, &rollup_path, e.to_string(), ""))?;
+                .map_err(|e| Problem::new(ProblemKind::Parse, rollup_path.display(), e.to_string(), ""))?;
             detail.pss = pss;
             detail.pss_anon = pss_anon;
         }

@@ -10,14 +10,16 @@ mod collector;
 pub mod detail;
 pub mod group;
 pub mod maps;
+mod options;
 pub mod select;
 pub mod stat;
 
 pub use collector::ProcessCollector;
-pub use select::{Selection, full_match};
+pub use options::Options;
+pub use select::Selection;
 
-use crate::model::MetricSpec;
-use crate::registry::{Roles, SignalSpec};
+use crate::model::{CollectorSpec, MetricSpec};
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// A process: its pid and its start time, so a reused pid is another process.
@@ -28,7 +30,8 @@ pub struct ProcKey {
 }
 
 /// How processes are summed into series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum GroupBy {
     /// One group per command name (`comm`), like process-exporter's `{{.Comm}}`.
     Comm,
@@ -37,17 +40,6 @@ pub enum GroupBy {
     /// One series per process, labelled `group` (comm) and `pid`: select the
     /// processes with the include rules, as `max_groups` still caps the output.
     Pid,
-}
-
-impl GroupBy {
-    pub fn parse(text: &str) -> Option<GroupBy> {
-        match text {
-            "comm" => Some(GroupBy::Comm),
-            "cgroup" => Some(GroupBy::Cgroup),
-            "pid" => Some(GroupBy::Pid),
-            _ => None,
-        }
-    }
 }
 
 /// Settings of the process collector.
@@ -155,10 +147,9 @@ pub static FOLDED_GROUPS: MetricSpec = MetricSpec::gauge(
     &[],
 );
 
-pub static SIGNAL: SignalSpec = SignalSpec {
+pub static SPEC: CollectorSpec = CollectorSpec {
     id: "process",
-    description: "Per-process-group memory and page faults (/proc/PID/stat, status, smaps_rollup, maps)",
-    roles: Roles::COLLECTOR,
+    about: "Per-process-group memory and page faults (/proc/PID/stat, status, smaps_rollup, maps)",
     enabled_by_default: true,
     metrics: &[
         &PROCESSES,

@@ -16,11 +16,6 @@ pub struct Selection {
     pub kernel_threads: bool,
 }
 
-/// Compiles a user regex so that it must match the whole value.
-pub fn full_match(pattern: &str) -> Result<Regex, regex::Error> {
-    Regex::new(&format!("^(?:{pattern})$"))
-}
-
 impl Selection {
     pub fn needs_cmdline(&self) -> bool {
         self.include_cmdline.is_some() || self.exclude_cmdline.is_some()
@@ -74,12 +69,13 @@ pub fn cmdline_text(raw: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::whole_match;
 
     #[test]
     fn include_and_exclude_combine() {
         let s = Selection {
-            include_comm: Some(full_match("a_.*|nginx").unwrap()),
-            exclude_comm: Some(full_match("a_test").unwrap()),
+            include_comm: Some(whole_match("include_comm", "a_.*|nginx").unwrap()),
+            exclude_comm: Some(whole_match("exclude_comm", "a_test").unwrap()),
             ..Selection::default()
         };
         assert!(s.admits_comm("a_cachesvc", false));

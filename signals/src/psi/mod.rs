@@ -8,11 +8,11 @@ mod parse;
 
 pub use parse::{Pressure, PressureLine, parse};
 
+use crate::collector::{Collection, Collector, ScrapeContext};
 use crate::fsroot::{self, FsRoots};
-use crate::model::MetricSpec;
+use crate::model::{CollectorSpec, MetricSpec};
+use crate::options::{Configurable, NoOptions};
 use crate::problem::{Problem, ProblemKind};
-use crate::registry::{Roles, SignalSpec};
-use crate::roles::{Collection, Collector, ScrapeContext};
 use std::path::PathBuf;
 
 pub static STALL_SECONDS: MetricSpec = MetricSpec::counter(
@@ -26,10 +26,9 @@ pub static STALL_RATIO: MetricSpec = MetricSpec::gauge(
     &["kind", "window"],
 );
 
-pub static SIGNAL: SignalSpec = SignalSpec {
+pub static SPEC: CollectorSpec = CollectorSpec {
     id: "psi",
-    description: "Host memory pressure stall information (/proc/pressure/memory)",
-    roles: Roles::COLLECTOR,
+    about: "Host memory pressure stall information (/proc/pressure/memory)",
     enabled_by_default: true,
     metrics: &[&STALL_SECONDS, &STALL_RATIO],
 };
@@ -49,9 +48,18 @@ impl PsiCollector {
     }
 }
 
+impl Configurable for PsiCollector {
+    const SPEC: &'static CollectorSpec = &SPEC;
+    type Options = NoOptions;
+
+    fn build(roots: &FsRoots, (): ()) -> std::io::Result<Self> {
+        Ok(PsiCollector::new(roots))
+    }
+}
+
 impl Collector for PsiCollector {
     fn id(&self) -> &'static str {
-        SIGNAL.id
+        SPEC.id
     }
 
     fn collect(&mut self, _ctx: &ScrapeContext, out: &mut Collection) {
@@ -62,7 +70,7 @@ impl Collector for PsiCollector {
         let pressure = match parse(&text) {
             Ok(p) => p,
             Err(err) => {
-                return out.problem(Problem::new(ProblemKind::Parse, &self.path, err.to_string(), ""));
+                return out.problem(Problem::new(ProblemKind::Parse, self.path.display(), err.to_string(), ""));
             }
         };
         for (kind, line) in pressure.lines() {

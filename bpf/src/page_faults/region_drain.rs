@@ -5,8 +5,8 @@
 //! whatever the scrape interval, and short-lived processes from all landing in
 //! `exited`.
 
-use crate::fault_stacks::{self, FaultProfile};
-use crate::regions::{self, Place};
+use super::fault_stacks::{self, FaultProfile};
+use super::regions::{self, Place};
 use crate::shared::FaultSample;
 use aya::maps::{MapData, RingBuf};
 use memleak_artifacts::symbolize::Symbolizer;

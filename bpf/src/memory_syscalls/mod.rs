@@ -1,7 +1,7 @@
-//! brk / mmap / munmap / mremap per cgroup, from the syscall tracepoints (the
-//! collector lives in the `memleak-bpf` crate). These are the calls a growing
-//! heap makes even when RSS is noisy: calls, bytes mapped and unmapped, how
-//! far the program break moved, and a histogram of mmap lengths.
+//! The memory_syscalls collector: brk / mmap / munmap / mremap per cgroup,
+//! from the syscall tracepoints. These are the calls a growing heap makes even
+//! when RSS is noisy: calls, bytes mapped and unmapped, how far the program
+//! break moved, and a histogram of mmap lengths.
 //!
 //! Opt-in (`--collector.memory_syscalls`): while any syscall tracepoint is
 //! enabled, every syscall of every task takes the kernel's slow path; the cost
@@ -9,8 +9,13 @@
 //! kernel accounting (`VmData`, the `[heap]` size, anonymous mapped bytes)
 //! shows the same growth at scrape time, for free.
 
-use crate::model::MetricSpec;
-use crate::registry::{Roles, SignalSpec};
+mod collector;
+
+pub use collector::MemorySyscallsCollector;
+
+use memleak_signals::options::at_least_one;
+use memleak_signals::{CollectorSpec, MetricSpec, OptionError};
+use serde::{Deserialize, Serialize};
 
 pub static CALLS: MetricSpec = MetricSpec::counter(
     "memleak_memory_syscalls_calls_total",
@@ -68,10 +73,9 @@ pub static UNPAIRED: MetricSpec = MetricSpec::counter(
     &[],
 );
 
-pub static SIGNAL: SignalSpec = SignalSpec {
+pub static SPEC: CollectorSpec = CollectorSpec {
     id: "memory_syscalls",
-    description: "brk/mmap/munmap/mremap calls, bytes and mmap sizes per cgroup (eBPF syscall tracepoints)",
-    roles: Roles::COLLECTOR,
+    about: "brk/mmap/munmap/mremap calls, bytes and mmap sizes per cgroup (eBPF syscall tracepoints)",
     enabled_by_default: false,
     metrics: &[
         &CALLS,
@@ -87,3 +91,34 @@ pub static SIGNAL: SignalSpec = SignalSpec {
         &UNPAIRED,
     ],
 };
+
+/// Settings of the memory_syscalls collector.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Most cgroups exported by name (the busiest); the rest are summed as `__other__`.
+    pub max_cgroups: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { max_cgroups: 64 }
+    }
+}
+
+/// Its flags (`--collector.memory_syscalls.*`) and its YAML section.
+#[derive(Debug, Default, Clone, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// Most cgroups the brk/mmap/munmap/mremap collector names (those with the most calls); the
+    /// others are summed as cgroup="__other__" [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_cgroups: Option<usize>,
+}
+
+impl memleak_signals::Options for Options {
+    type Config = Config;
+
+    fn resolve(self) -> Result<Config, OptionError> {
+        Ok(Config { max_cgroups: at_least_one("max_cgroups", self.max_cgroups, Config::default().max_cgroups)? })
+    }
+}

@@ -1,5 +1,4 @@
-//! Page-fault attribution by eBPF (the collector lives in the `memleak-bpf`
-//! crate). Two modes:
+//! The page_faults collector: page-fault attribution by eBPF, in two modes.
 //!
 //! - `sampled` (the default of this opt-in collector): a BPF program on the
 //!   `page-faults` software perf event runs once every `period` faults and
@@ -15,8 +14,19 @@
 //! stack, which goes into a pprof profile served at `/debug/pprof/page_faults`.
 //! Exact per-process counts stay with the `process` collector.
 
-use crate::model::MetricSpec;
-use crate::registry::{Roles, SignalSpec};
+mod collector;
+mod fault_stacks;
+mod options;
+mod region_drain;
+mod regions;
+
+pub use collector::PageFaultsCollector;
+pub use fault_stacks::FaultProfile;
+pub use options::Options;
+
+use memleak_signals::{CollectorSpec, MetricSpec};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 pub static ESTIMATED: MetricSpec = MetricSpec::counter(
     "memleak_page_faults_estimated_total",
@@ -45,10 +55,46 @@ pub static PROFILE_DROPPED: MetricSpec = MetricSpec::counter(
     &["reason"],
 );
 
-pub static SIGNAL: SignalSpec = SignalSpec {
+pub static SPEC: CollectorSpec = CollectorSpec {
     id: "page_faults",
-    description: "Page faults per cgroup and memory region (eBPF: sampled perf event, or every fault)",
-    roles: Roles::COLLECTOR,
+    about: "Page faults per cgroup and memory region (eBPF: sampled perf event, or every fault)",
     enabled_by_default: false,
     metrics: &[&ESTIMATED, &BY_REGION, &TRACKED, &DROPPED, &PROFILE_DROPPED],
 };
+
+/// How faults reach the program: `Sampled`, one run per `period` faults on the
+/// `page-faults` perf event (always-on cost); `EveryFault`, one run per user
+/// fault on the `exceptions:page_fault_user` tracepoint (exact, costly: for
+/// short windows), one in `period` runs attributed to a region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultMode {
+    Sampled,
+    EveryFault,
+}
+
+/// Settings of the page_faults collector.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    pub mode: FaultMode,
+    /// Sampled mode: one sample every `period` faults (1000 costs ~5 % on a pure
+    /// fault loop here, docs/benchmarks.md); every-fault mode: one fault in
+    /// `period` is attributed to a region.
+    pub period: u64,
+    /// Most cgroups exported by name (the busiest); the rest are summed as `__other__`.
+    pub max_cgroups: usize,
+    /// How long every-fault mode stays on before the collector goes back to
+    /// sampling (`None`: until the exporter stops).
+    pub every_fault_window: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mode: FaultMode::Sampled,
+            period: 1000,
+            max_cgroups: 64,
+            every_fault_window: Some(Duration::from_secs(600)),
+        }
+    }
+}

@@ -7,7 +7,7 @@
 //! Served at `/debug/pprof/page_faults`. Cumulative since the collector
 //! started; bounded at `MAX_STACKS` distinct (stack, region, cgroup) entries.
 
-use crate::regions::Place;
+use super::regions::Place;
 use memleak_artifacts::heapprof;
 use memleak_artifacts::symbolize::Symbolizer;
 use memleak_artifacts::{Frame, Profile, Sample, ValueType};

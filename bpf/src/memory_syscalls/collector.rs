@@ -1,7 +1,11 @@
-//! Loads `memory_syscalls.bpf.c` (brk/mmap/munmap/mremap entry and exit
+//! The memory_syscalls collector: loads `memory_syscalls.bpf.c` (brk/mmap/munmap/mremap entry and exit
 //! tracepoints, process exit and exec for cleanup) and reads its per-cgroup totals
 //! at scrape time.
 
+use super::{
+    BRK_MOVED, CALLS, Config, DROPPED, FAILED, MAPPED, MMAP_SIZE, MREMAP_RESIZED, Options, SPEC, TRACKED_CGROUPS,
+    TRACKED_PROCESSES, UNMAPPED, UNPAIRED,
+};
 use crate::cgroup_ids::{self, CgroupNames};
 use crate::loader::{per_cpu_sum, typed_map};
 use crate::shared::{
@@ -11,11 +15,9 @@ use crate::shared::{
 use aya::Ebpf;
 use aya::maps::{HashMap as BpfHashMap, PerCpuArray};
 use aya::programs::TracePoint;
-use memleak_signals::memory_syscalls::{
-    BRK_MOVED, CALLS, DROPPED, FAILED, MAPPED, MMAP_SIZE, MREMAP_RESIZED, TRACKED_CGROUPS, TRACKED_PROCESSES, UNMAPPED,
-    UNPAIRED,
+use memleak_signals::{
+    Collection, Collector, CollectorSpec, Configurable, FsRoots, HistogramValue, Problem, ScrapeContext,
 };
-use memleak_signals::{Collection, Collector, FsRoots, HistogramValue, Problem, ScrapeContext};
 use std::collections::BTreeMap;
 
 /// (program, tracepoint category, tracepoint name)
@@ -35,7 +37,7 @@ const STATS_MAP: &str = "memory_syscall_stats";
 const COUNTERS_MAP: &str = "memory_syscall_counters";
 
 /// The syscall tracepoint collector (`--collector.memory_syscalls`, opt-in).
-pub struct MemorySyscalls {
+pub struct MemorySyscallsCollector {
     names: CgroupNames,
     /// Most cgroups exported by name (the busiest); the rest are summed as `__other__`.
     max_cgroups: usize,
@@ -44,15 +46,20 @@ pub struct MemorySyscalls {
     stats_evicted: u64,
 }
 
-impl std::fmt::Debug for MemorySyscalls {
+impl std::fmt::Debug for MemorySyscallsCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemorySyscalls").field("loaded", &self.loaded.is_some()).finish()
+        f.debug_struct("MemorySyscallsCollector").field("loaded", &self.loaded.is_some()).finish()
     }
 }
 
-impl MemorySyscalls {
-    pub fn new(roots: &FsRoots, max_cgroups: usize) -> Self {
-        MemorySyscalls { names: CgroupNames::new(&roots.cgroupfs), max_cgroups, loaded: None, stats_evicted: 0 }
+impl MemorySyscallsCollector {
+    pub fn new(roots: &FsRoots, config: Config) -> Self {
+        MemorySyscallsCollector {
+            names: CgroupNames::new(&roots.cgroupfs),
+            max_cgroups: config.max_cgroups,
+            loaded: None,
+            stats_evicted: 0,
+        }
     }
 
     fn load() -> Result<Ebpf, Problem> {
@@ -105,9 +112,18 @@ fn emit(out: &mut Collection, cgroup: &str, stats: &MemorySyscallStats) {
     out.metrics.push_histogram(&MMAP_SIZE, &[cgroup], &histogram);
 }
 
-impl Collector for MemorySyscalls {
+impl Configurable for MemorySyscallsCollector {
+    const SPEC: &'static CollectorSpec = &SPEC;
+    type Options = Options;
+
+    fn build(roots: &FsRoots, config: Config) -> std::io::Result<Self> {
+        Ok(MemorySyscallsCollector::new(roots, config))
+    }
+}
+
+impl Collector for MemorySyscallsCollector {
     fn id(&self) -> &'static str {
-        memleak_signals::memory_syscalls::SIGNAL.id
+        SPEC.id
     }
 
     fn collect(&mut self, _ctx: &ScrapeContext, out: &mut Collection) {

@@ -1,22 +1,25 @@
-//! Loads `page_faults.bpf.c` and reads it at scrape time: per-cgroup fault
+//! The page_faults collector: loads `page_faults.bpf.c` and reads it at scrape time: per-cgroup fault
 //! counts from its LRU map, and the region counts and stack profile that
 //! `region_drain` builds from the ring buffer of sampled faulting addresses.
 //!
 //! Sampled mode attaches to the `page-faults` software perf event of every
 //! online CPU with a period; every-fault mode to `exceptions:page_fault_user`.
 
+use super::fault_stacks::FaultProfile;
+use super::region_drain::RegionDrain;
+use super::{BY_REGION, Config, DROPPED, ESTIMATED, FaultMode, Options, PROFILE_DROPPED, SPEC, TRACKED};
 use crate::cgroup_ids::{self, CgroupNames};
-use crate::fault_stacks::FaultProfile;
 use crate::loader::{per_cpu_sum, typed_map};
-use crate::region_drain::RegionDrain;
 use crate::shared::FAULT_RING_FULL;
 use aya::Ebpf;
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::{PerfEvent, TracePoint};
-use memleak_signals::page_faults::{BY_REGION, DROPPED, ESTIMATED, PROFILE_DROPPED, TRACKED};
-use memleak_signals::{Collection, Collector, FsRoots, Problem, ProblemKind, ScrapeContext};
-use std::path::{Path, PathBuf};
+use memleak_signals::{
+    Collection, Collector, CollectorSpec, Configurable, FsRoots, Problem, ProblemKind, ScrapeContext, ServedProfile,
+};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SAMPLED_PROGRAM: &str = "page_fault_sample";
@@ -25,40 +28,16 @@ const COUNTS_MAP: &str = "page_fault_samples";
 const RING_MAP: &str = "fault_addresses";
 const COUNTERS_MAP: &str = "page_fault_counters";
 
-/// How faults reach the program.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultMode {
-    /// One run per `period` faults, on the `page-faults` perf event (always-on cost).
-    Sampled,
-    /// One run per user fault, on the `exceptions:page_fault_user` tracepoint
-    /// (exact, costly: for short windows); one in `period` runs is attributed to a region.
-    EveryFault,
-}
-
 struct Loaded {
     bpf: Ebpf,
     regions: RegionDrain,
     at: Instant,
 }
 
-/// Settings of the page-fault collector.
-#[derive(Debug, Clone, Copy)]
-pub struct FaultConfig {
-    pub mode: FaultMode,
-    /// Sampled mode: one sample every `period` faults (1000 costs ~5 % on a pure
-    /// fault loop here, docs/benchmarks.md); every-fault mode: one fault in
-    /// `period` is attributed to a region.
-    pub period: u64,
-    /// Most cgroups exported by name (the busiest); the rest are summed as `__other__`.
-    pub max_cgroups: usize,
-    /// How long every-fault mode stays on before the collector goes back to
-    /// sampling (`None`: until the exporter stops).
-    pub every_fault_window: Option<Duration>,
-}
-
 /// The eBPF page-fault collector (`--collector.page_faults`, opt-in).
-pub struct PageFaultSampler {
+pub struct PageFaultsCollector {
     procfs: PathBuf,
+    cgroupfs: PathBuf,
     mode: FaultMode,
     period: u64,
     max_cgroups: usize,
@@ -68,9 +47,9 @@ pub struct PageFaultSampler {
     profile: FaultProfile,
 }
 
-impl std::fmt::Debug for PageFaultSampler {
+impl std::fmt::Debug for PageFaultsCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PageFaultSampler")
+        f.debug_struct("PageFaultsCollector")
             .field("mode", &self.mode)
             .field("period", &self.period)
             .field("loaded", &self.loaded.is_some())
@@ -78,10 +57,11 @@ impl std::fmt::Debug for PageFaultSampler {
     }
 }
 
-impl PageFaultSampler {
-    pub fn new(roots: &FsRoots, config: FaultConfig) -> Self {
-        PageFaultSampler {
+impl PageFaultsCollector {
+    pub fn new(roots: &FsRoots, config: Config) -> Self {
+        PageFaultsCollector {
             procfs: roots.procfs.clone(),
+            cgroupfs: roots.cgroupfs.clone(),
             mode: config.mode,
             period: config.period.clamp(1, u64::from(u32::MAX)),
             max_cgroups: config.max_cgroups.max(1),
@@ -136,20 +116,45 @@ impl PageFaultSampler {
             }
         }
         let ring_map = bpf.take_map(RING_MAP).ok_or_else(|| {
-            Problem::new(ProblemKind::Unsupported, Path::new(RING_MAP), "map missing from the object", "rebuild")
+            Problem::new(ProblemKind::Unsupported, RING_MAP, "map missing from the object", "rebuild")
         })?;
         let ring: RingBuf<MapData> =
             RingBuf::try_from(ring_map).map_err(|e| object.denied("cannot map the ring buffer", &e))?;
         let regions = RegionDrain::start(ring, self.profile.clone(), self.procfs.clone()).map_err(|e| {
-            Problem::new(ProblemKind::Unsupported, Path::new(RING_MAP), format!("cannot start its thread: {e}"), "")
+            Problem::new(ProblemKind::Unsupported, RING_MAP, format!("cannot start its thread: {e}"), "")
         })?;
         Ok(Loaded { bpf, regions, at: Instant::now() })
     }
 }
 
-impl Collector for PageFaultSampler {
+impl Configurable for PageFaultsCollector {
+    const SPEC: &'static CollectorSpec = &SPEC;
+    type Options = Options;
+
+    fn build(roots: &FsRoots, config: Config) -> std::io::Result<Self> {
+        Ok(PageFaultsCollector::new(roots, config))
+    }
+}
+
+/// The fault profile as `/debug/pprof/page_faults` serves it: cgroups named from the v2 tree.
+struct ServedFaults {
+    profile: FaultProfile,
+    cgroupfs: PathBuf,
+}
+
+impl ServedProfile for ServedFaults {
+    fn pprof(&self) -> Vec<u8> {
+        self.profile.pprof(&self.cgroupfs)
+    }
+}
+
+impl Collector for PageFaultsCollector {
     fn id(&self) -> &'static str {
-        memleak_signals::page_faults::SIGNAL.id
+        SPEC.id
+    }
+
+    fn served_profile(&self) -> Option<Arc<dyn ServedProfile>> {
+        Some(Arc::new(ServedFaults { profile: self.profile.clone(), cgroupfs: self.cgroupfs.clone() }))
     }
 
     fn collect(&mut self, _ctx: &ScrapeContext, out: &mut Collection) {
