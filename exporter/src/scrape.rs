@@ -129,3 +129,46 @@ fn panicked(id: &str) -> Collection {
     out.problem(Problem::new(ProblemKind::Panic, id, "collector panicked", "please report it with the log"));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memleak_signals::MetricSpec;
+
+    static UP: MetricSpec = MetricSpec::gauge("memleak_test_up", "Test.", &[]);
+
+    struct Steady;
+    struct Broken;
+
+    impl Collector for Steady {
+        fn id(&self) -> &'static str {
+            "steady"
+        }
+        fn collect(&mut self, _: &ScrapeContext, out: &mut Collection) {
+            out.metrics.push(&UP, &[], 1.0);
+        }
+    }
+
+    impl Collector for Broken {
+        fn id(&self) -> &'static str {
+            "broken"
+        }
+        fn collect(&mut self, _: &ScrapeContext, _: &mut Collection) {
+            panic!("a bug");
+        }
+    }
+
+    #[test]
+    fn a_panicking_collector_fails_alone_and_is_counted_as_a_panic() {
+        let counters = Arc::new(Counters::default());
+        let scraper = Scraper::new(vec![Box::new(Broken), Box::new(Steady)], Duration::from_secs(1), counters);
+        for scrapes in 1..=2 {
+            let set = scraper.scrape(Duration::from_secs(1));
+            assert_eq!(set.value("memleak_test_up", &[]), Some(1.0), "the others still serve");
+            assert_eq!(set.value("memleak_exporter_collector_success", &[("collector", "broken")]), Some(0.0));
+            assert_eq!(set.value("memleak_exporter_collector_success", &[("collector", "steady")]), Some(1.0));
+            let errors = [("collector", "broken"), ("type", "panic")];
+            assert_eq!(set.value("memleak_exporter_errors_total", &errors), Some(f64::from(scrapes)));
+        }
+    }
+}
