@@ -1,6 +1,7 @@
 //! Compiles the C BPF programs with clang (`-O2 -g -target bpf`; `-g` makes the
 //! BTF that map definitions need). Without clang the crate still builds: the
-//! objects are empty and the collectors report themselves unsupported.
+//! objects are empty and the collectors report themselves unsupported, and
+//! the next build tries again once clang is installed (no `cargo clean`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -29,9 +30,28 @@ fn main() {
                 println!(
                     "cargo:warning=clang not found ({e}): BPF signals will report themselves unsupported; install clang"
                 );
-                // An empty object: `built_with_bpf()` is false and the collectors say so.
-                let _ = std::fs::write(&object, b"");
+                // Empty objects: `built_with_bpf()` is false and the collectors say so.
+                for name in PROGRAMS {
+                    let _ = std::fs::write(out.join(format!("{name}.bpf.o")), b"");
+                }
+                watch_for(&clang);
+                return;
             }
         }
+    }
+}
+
+/// Makes cargo run this script again when `clang` may have appeared: when a
+/// folder of `PATH` (or the folder `CLANG` names) changes, as installing it
+/// adds an entry there. Only folders that exist are watched: cargo takes a
+/// missing path as always changed and would rebuild the crate every time.
+fn watch_for(clang: &str) {
+    let named = PathBuf::from(clang);
+    let folders: Vec<PathBuf> = match named.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(folder) => vec![folder.to_path_buf()],
+        None => std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect(),
+    };
+    for folder in folders.iter().filter(|f| f.is_dir()) {
+        println!("cargo:rerun-if-changed={}", folder.display());
     }
 }

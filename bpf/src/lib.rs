@@ -14,13 +14,15 @@ pub use memory_syscalls::MemorySyscallsCollector;
 pub use page_faults::PageFaultsCollector;
 
 /// The page-fault programs: the sampled perf_event one and the every-fault tracepoint.
-pub static PAGE_FAULTS: BpfObject =
-    BpfObject { file: "page_faults.bpf.o", bytes: include_bytes!(concat!(env!("OUT_DIR"), "/page_faults.bpf.o")) };
+pub static PAGE_FAULTS: BpfObject = BpfObject {
+    file: "page_faults.bpf.o",
+    bytes: aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/page_faults.bpf.o")),
+};
 
 /// The brk/mmap/munmap/mremap syscall tracepoint programs.
 pub static MEMORY_SYSCALLS: BpfObject = BpfObject {
     file: "memory_syscalls.bpf.o",
-    bytes: include_bytes!(concat!(env!("OUT_DIR"), "/memory_syscalls.bpf.o")),
+    bytes: aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/memory_syscalls.bpf.o")),
 };
 
 /// Whether this build has BPF programs (clang was there when it was built).
