@@ -1,6 +1,6 @@
-//! BPF programs know a task's cgroup by its v2 id, the inode number of the
-//! cgroup's directory; the metrics name it by path. This walks the v2 tree
-//! (bounded in depth and size) to map ids back to paths.
+//! Cgroup v2 ids back to paths. BPF programs know a task's cgroup by its v2
+//! id, the inode number of the cgroup's directory; the metrics name it by
+//! path. This walks the v2 tree (bounded in depth and size) to map ids to paths.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;

@@ -1,4 +1,4 @@
-//! What every BPF collector does to get its programs into the kernel, and how
+//! The loader of embedded BPF objects that every BPF collector uses, and how
 //! each way of failing becomes a `Problem` that names the cause and the fix.
 
 use aya::{Ebpf, EbpfLoader};

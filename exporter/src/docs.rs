@@ -1,8 +1,9 @@
-//! The README's generated sections (flag list, metric table, format list) and the test that
-//! keeps them in sync: `UPDATE_README=1 cargo test -p memleak-exporter readme` rewrites them.
+//! The generated sections of the README (flag list, metric table, format list) and of
+//! CONTRIBUTING.md (collector and format lists), and the test that keeps them in sync:
+//! `UPDATE_README=1 cargo test -p memleak-exporter --lib readme` rewrites them.
 
 use crate::cli;
-use crate::collectors;
+use crate::collectors::{self, COLLECTORS};
 use memleak_signals::MetricSpec;
 
 fn metric_row(spec: &MetricSpec) -> String {
@@ -17,6 +18,18 @@ pub fn metric_table() -> String {
         out.push_str(&metric_row(spec));
     }
     out
+}
+
+/// The collector table as a Markdown list.
+pub fn collector_list() -> String {
+    COLLECTORS
+        .iter()
+        .map(|e| {
+            let s = e.spec();
+            let state = if s.enabled_by_default { "enabled by default" } else { "opt-in" };
+            format!("- `{}` ({state}): {}\n", s.id, s.about)
+        })
+        .collect()
 }
 
 /// The format table as a Markdown list.
@@ -44,22 +57,27 @@ mod tests {
         Some(format!("{}{body}{}", &text[..start], &text[stop..]))
     }
 
-    #[test]
-    fn readme_generated_sections_are_current() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
-        let readme = std::fs::read_to_string(path).unwrap();
-        let updated = splice(&readme, "metrics", &metric_table())
-            .and_then(|t| splice(&t, "flags", &flag_list()))
-            .and_then(|t| splice(&t, "formats", &format_list()))
-            .expect("README.md lacks a <!-- NAME:begin/end --> pair of markers (metrics, flags, formats)");
+    /// Rewrites the generated sections of `file` (relative to the workspace) under UPDATE_README, or checks them.
+    fn check(file: &str, sections: &[(&str, String)]) {
+        let path = format!("{}/../{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let updated = sections.iter().fold(text.clone(), |t, (name, body)| {
+            splice(&t, name, body).unwrap_or_else(|| panic!("{file} lacks the <!-- {name}:begin/end --> markers"))
+        });
         if std::env::var_os("UPDATE_README").is_some() {
-            std::fs::write(path, &updated).unwrap();
+            std::fs::write(&path, &updated).unwrap();
             return;
         }
         assert!(
-            readme == updated,
-            "README.md is out of date: run UPDATE_README=1 cargo test -p memleak-exporter readme"
+            text == updated,
+            "{file} is out of date: run UPDATE_README=1 cargo test -p memleak-exporter --lib readme"
         );
+    }
+
+    #[test]
+    fn readme_generated_sections_are_current() {
+        check("README.md", &[("metrics", metric_table()), ("flags", flag_list()), ("formats", format_list())]);
+        check("CONTRIBUTING.md", &[("collectors", collector_list()), ("formats", format_list())]);
     }
 }
 

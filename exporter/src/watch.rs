@@ -1,7 +1,7 @@
-//! Watched directories (`--ingest.dir`, repeatable): files that appear there
-//! (jemalloc `prof_prefix` dumps, `HEAPPROFILE` dumps, ASan `log_path` files,
-//! Massif or heaptrack outputs) are ingested once, their results are kept and
-//! exposed as metrics.
+//! The watched folders (`--ingest.dir`, repeatable) and the ingest collector
+//! that exposes what they yielded: files that appear there (jemalloc
+//! `prof_prefix` dumps, `HEAPPROFILE` dumps, ASan `log_path` files, Massif or
+//! heaptrack outputs) are ingested once, and their results are kept.
 //!
 //! "Once" without a database: a file is moved into `<dir>/.ingested/` with its
 //! outputs (`NAME.pb.gz`, `NAME.folded`, `NAME.svg`, `NAME.json`), or into

@@ -225,3 +225,25 @@ fn the_page_fault_profile_is_read_by_go_tool_pprof() {
     // bucket to another stack is left out, so allow 10 %).
     assert!(anon >= 9_216, "{anon} anon faults in the profile:\n{text}");
 }
+
+/// The README's example flame graph is what `ingest` draws for heaptrack's file of program A
+/// (`UPDATE_DOCS=1` redraws it); it shows the fixture's ground truth.
+#[test]
+fn the_readme_flame_graph_is_ingest_output_of_a_fixture() {
+    let out = tempfile::tempdir().unwrap();
+    let status = Command::new(BIN)
+        .args(["ingest", "--out", out.path().to_str().unwrap(), artifact("heaptrack/a.zst").to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let drawn = std::fs::read_to_string(out.path().join("a.zst.svg")).unwrap();
+    // Fixture README: leak_request_buffer 307,200 B (75 %) under handle_request, leaky_cache_insert 102,400 B.
+    assert!(drawn.contains("<title>leak_request_buffer (307,200 bytes, 74.98%)</title>"), "{drawn}");
+    assert!(drawn.contains("<title>leaky_cache_insert (102,400 bytes, 24.99%)</title>"), "{drawn}");
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/flamegraph-heaptrack-leaks.svg");
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(&docs, &drawn).unwrap();
+    }
+    let kept = std::fs::read_to_string(&docs).unwrap_or_default();
+    assert!(kept == drawn, "{} is not ingest's output; rerun with UPDATE_DOCS=1", docs.display());
+}

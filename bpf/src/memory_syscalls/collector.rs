@@ -1,6 +1,6 @@
-//! The memory_syscalls collector: loads `memory_syscalls.bpf.c` (brk/mmap/munmap/mremap entry and exit
-//! tracepoints, process exit and exec for cleanup) and reads its per-cgroup totals
-//! at scrape time.
+//! The memory_syscalls collector itself: it loads `memory_syscalls.bpf.c`
+//! (brk/mmap/munmap/mremap entry and exit tracepoints, process exit and exec
+//! for cleanup) and reads its per-cgroup totals at scrape time.
 
 use super::{
     BRK_MOVED, CALLS, Config, DROPPED, FAILED, MAPPED, MMAP_SIZE, MREMAP_RESIZED, Options, SPEC, TRACKED_CGROUPS,

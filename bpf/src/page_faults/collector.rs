@@ -1,6 +1,7 @@
-//! The page_faults collector: loads `page_faults.bpf.c` and reads it at scrape time: per-cgroup fault
-//! counts from its LRU map, and the region counts and stack profile that
-//! `region_drain` builds from the ring buffer of sampled faulting addresses.
+//! The page_faults collector itself: it loads `page_faults.bpf.c` and reads it
+//! at scrape time: per-cgroup fault counts from its LRU map, and the region
+//! counts and stack profile that `region_drain` builds from the ring buffer of
+//! sampled faulting addresses.
 //!
 //! Sampled mode attaches to the `page-faults` software perf event of every
 //! online CPU with a period; every-fault mode to `exceptions:page_fault_user`.

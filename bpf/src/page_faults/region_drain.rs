@@ -1,5 +1,5 @@
-//! Empties the ring buffer of sampled faulting addresses every `DRAIN_EVERY`
-//! on a thread of its own, and at each scrape, classifying the samples (and
+//! The drain of the ring buffer of sampled faulting addresses: it empties it
+//! every `DRAIN_EVERY` on a thread of its own, and at each scrape, classifying the samples (and
 //! naming their user stacks' frames) while their processes most likely still
 //! live. Draining often keeps the 4 MiB ring from filling on busy hosts
 //! whatever the scrape interval, and short-lived processes from all landing in

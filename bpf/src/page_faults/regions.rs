@@ -1,4 +1,4 @@
-//! Attributes sampled faulting addresses to memory regions: each sample's
+//! Memory regions of sampled faulting addresses: each sample's
 //! process's `/proc/PID/maps` is read once per batch and the address looked up
 //! in it. Classification happens after the fault (see `region_drain`): a
 //! region unmapped meanwhile is reported as `unmapped`, a process gone as `exited`.
