@@ -28,7 +28,7 @@ fn main() {
             Ok(s) => panic!("clang failed on src/c/{name}.bpf.c ({s}); fix the program"),
             Err(e) => {
                 println!(
-                    "cargo:warning=clang not found ({e}): BPF signals will report themselves unsupported; install clang"
+                    "cargo:warning=clang not found ({e}): the eBPF collectors will report themselves unsupported; install clang"
                 );
                 // Empty objects: `built_with_bpf()` is false and the collectors say so.
                 for name in PROGRAMS {

@@ -122,7 +122,7 @@ impl Record {
 /// Everything one artifact yields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ingested {
-    /// The detected format (a signal id).
+    /// The detected format: its id in the format table.
     pub format: &'static str,
     /// The main profile comes first (the one named in summaries).
     pub profiles: Vec<Profile>,
