@@ -1,0 +1,217 @@
+//! The interposed entry points of the malloc family: forward to the real allocator, then sample.
+//!
+//! Semantics (errors, errno, alignment checks, `realloc(p, 0)`) are the real allocator's: each
+//! entry point calls its real counterpart and only looks at the result. Two exceptions, both
+//! what glibc itself does: `reallocarray` is an overflow check in front of `realloc` (glibc's
+//! calls `realloc` through the PLT, so forwarding it would sample its bytes twice), and
+//! `free(NULL)` returns at once.
+//!
+//! Sizes reported are the sizes asked for (`nmemb * size` for calloc), as the weights assume.
+
+use super::arena;
+use super::real::{self, Functions};
+use crate::sampling::{allocated, freeing, realloc_failed};
+use std::ffi::{c_int, c_void};
+
+fn set_errno(value: c_int) {
+    // SAFETY: this thread's errno.
+    unsafe { *libc::__errno_location() = value };
+}
+
+/// While this thread looks up the real allocator, its allocations come from the arena.
+fn bootstrap(size: usize, align: usize) -> *mut c_void {
+    let ptr = arena::allocate(size, align);
+    if ptr.is_null() {
+        set_errno(libc::ENOMEM);
+    }
+    ptr.cast()
+}
+
+/// # Safety
+/// The C `malloc` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    let Some(real) = real::functions() else { return bootstrap(size, 16) };
+    // SAFETY: the real malloc, same contract.
+    let ptr = unsafe { real.malloc()(size) };
+    allocated(ptr.cast(), size);
+    ptr
+}
+
+/// # Safety
+/// The C `free` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn free(ptr: *mut c_void) {
+    if ptr.is_null() || arena::owns(ptr.cast()) {
+        return;
+    }
+    freeing(ptr.cast());
+    if let Some(real) = real::functions() {
+        // SAFETY: the real free, same contract.
+        unsafe { real.free()(ptr) }
+    }
+}
+
+/// # Safety
+/// The C `calloc` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn calloc(nmemb: usize, size: usize) -> *mut c_void {
+    let bytes = nmemb.checked_mul(size);
+    let Some(real) = real::functions() else {
+        // The arena is zeroed static memory that is never reused.
+        return bytes.map_or_else(|| bootstrap(usize::MAX, 16), |bytes| bootstrap(bytes, 16));
+    };
+    // SAFETY: the real calloc, same contract; it rejects an overflowing product itself.
+    let ptr = unsafe { real.calloc()(nmemb, size) };
+    if let Some(bytes) = bytes {
+        allocated(ptr.cast(), bytes);
+    }
+    ptr
+}
+
+/// # Safety
+/// The C `realloc` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
+    if arena::owns(ptr.cast()) {
+        return move_out_of_arena(ptr, size);
+    }
+    let Some(real) = real::functions() else { return bootstrap(size, 16) };
+    let was_sampled = freeing(ptr.cast());
+    // SAFETY: the real realloc, same contract.
+    let new = unsafe { real.realloc()(ptr, size) };
+    if !new.is_null() {
+        allocated(new.cast(), size);
+    } else if was_sampled && size != 0 {
+        // Failed: the old block is still live. (A null result for size 0 means it was freed, as
+        // glibc does.) Its size is not kept anywhere; the allocator's usable size is close.
+        // SAFETY: `ptr` is a live block of the real allocator.
+        realloc_failed(ptr.cast(), unsafe { real.malloc_usable_size()(ptr) });
+    }
+    new
+}
+
+/// A realloc of an arena block: a new block (real once the allocator is known) with the old
+/// bytes; the arena block is never reused.
+fn move_out_of_arena(ptr: *mut c_void, size: usize) -> *mut c_void {
+    if size == 0 {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: the interposed malloc, same contract.
+    let new = unsafe { malloc(size) };
+    if !new.is_null() {
+        let keep = arena::size_of_block(ptr.cast()).min(size);
+        // SAFETY: `keep` bytes are inside both blocks, which are distinct.
+        unsafe { std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), new.cast::<u8>(), keep) };
+    }
+    new
+}
+
+/// # Safety
+/// The C `reallocarray` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, nmemb: usize, size: usize) -> *mut c_void {
+    match nmemb.checked_mul(size) {
+        // SAFETY: the interposed realloc, same contract.
+        Some(bytes) => unsafe { realloc(ptr, bytes) },
+        None => {
+            set_errno(libc::ENOMEM);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// # Safety
+/// The C `posix_memalign` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
+    let Some(real) = real::functions() else {
+        if !align.is_power_of_two() || !align.is_multiple_of(size_of::<usize>()) {
+            return libc::EINVAL;
+        }
+        let ptr = arena::allocate(size, align);
+        if ptr.is_null() {
+            return libc::ENOMEM;
+        }
+        // SAFETY: the caller's out pointer, as the contract says.
+        unsafe { *out = ptr.cast() };
+        return 0;
+    };
+    // SAFETY: the real posix_memalign, same contract.
+    let status = unsafe { real.posix_memalign()(out, align, size) };
+    if status == 0 {
+        // SAFETY: on success the real function stored the block in `*out`.
+        allocated(unsafe { *out }.cast(), size);
+    }
+    status
+}
+
+/// An aligned entry point: the real one's result, sampled; while bootstrapping, an arena block
+/// (alignments that are not powers of two fail with EINVAL there).
+#[inline(always)]
+fn aligned(align: usize, size: usize, real_call: impl FnOnce(&Functions) -> *mut c_void) -> *mut c_void {
+    let Some(real) = real::functions() else {
+        if !align.is_power_of_two() {
+            set_errno(libc::EINVAL);
+            return std::ptr::null_mut();
+        }
+        return bootstrap(size, align);
+    };
+    let ptr = real_call(real);
+    allocated(ptr.cast(), size);
+    ptr
+}
+
+/// # Safety
+/// The C `aligned_alloc` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    // SAFETY: the real aligned_alloc, same contract.
+    aligned(align, size, |real| unsafe { real.aligned_alloc()(align, size) })
+}
+
+/// # Safety
+/// The C `memalign` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    // SAFETY: the real memalign, same contract.
+    aligned(align, size, |real| unsafe { real.memalign()(align, size) })
+}
+
+/// # Safety
+/// The C `valloc` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
+    // SAFETY: the real valloc, same contract.
+    aligned(page_size(), size, |real| unsafe { real.valloc()(size) })
+}
+
+/// # Safety
+/// The C `pvalloc` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    // SAFETY: the real pvalloc, same contract.
+    aligned(page_size(), size, |real| unsafe { real.pvalloc()(size) })
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf reads a constant of the process.
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
+}
+
+/// # Safety
+/// The C `malloc_usable_size` contract.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
+    if ptr.is_null() {
+        return 0;
+    }
+    if arena::owns(ptr.cast()) {
+        return arena::size_of_block(ptr.cast());
+    }
+    match real::functions() {
+        // SAFETY: the real malloc_usable_size, same contract.
+        Some(real) => unsafe { real.malloc_usable_size()(ptr) },
+        None => 0,
+    }
+}
