@@ -46,3 +46,34 @@ fn report_alloc(ptr: *mut u8, size: usize) {
         count(&memleak_sampler_stats.dropped);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn a_sampled_block_is_reported_freed_once_and_an_unsampled_one_never() {
+        // 64 means: sampled with probability 1 - exp(-64), i.e. always.
+        let size = 64 * crate::config::mean_bytes() as usize;
+        let sampled = 0x5000_0000_0010usize as *mut u8;
+        let before = memleak_sampler_stats.sampled.load(Ordering::Relaxed);
+        allocated(sampled, size);
+        assert_eq!(memleak_sampler_stats.sampled.load(Ordering::Relaxed), before + 1);
+        assert!(!freeing(0x5000_0000_0020usize as *mut u8), "never allocated");
+        assert!(freeing(sampled));
+        assert!(!freeing(sampled), "freed twice");
+        allocated(std::ptr::null_mut(), size);
+        assert_eq!(memleak_sampler_stats.sampled.load(Ordering::Relaxed), before + 1, "a failed allocation");
+    }
+
+    #[test]
+    fn a_failed_realloc_keeps_its_sampled_block() {
+        let size = 64 * crate::config::mean_bytes() as usize;
+        let block = 0x5000_0000_1000usize as *mut u8;
+        allocated(block, size);
+        assert!(freeing(block), "realloc reports the old block first");
+        realloc_failed(block, size);
+        assert!(freeing(block), "still tracked after the failure");
+    }
+}
