@@ -1,17 +1,13 @@
 //! The markers, probed by the kernel's uprobes, estimate what programs allocate and leave in use, within the sampling error (root).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::estimate::{Replay, assert_estimates};
 use common::uprobes::{Probes, of};
-use common::{a_cachesvc, can_run_privileged, compile, library, preloaded, reported, spawn_ok};
+use common::{A_ALLOCATED, A_IN_USE, a_cachesvc, can_run_privileged, compile, library, preloaded, reported, spawn_ok};
 use std::process::Command;
-
-/// Program A (`a_cachesvc leak`) by site, from the fixtures' README: (size, blocks).
-const A_ALLOCATED: [(u64, u64); 5] = [(8192, 400), (20, 400), (1536, 200), (256, 400), (96, 1)];
-/// In use at exit: the 409,600 leaked bytes (`leak_request_buffer`, `leaky_cache_insert`) and the
-/// 96 still reachable (`init_config`). The sampler sees blocks, not reachability.
-const A_IN_USE: [(u64, u64); 3] = [(1536, 200), (256, 400), (96, 1)];
 
 #[test]
 fn program_a_allocations_and_leak_are_estimated_within_the_sampling_error() {

@@ -37,7 +37,8 @@ impl Replay {
                 }
                 Marker::Free { ptr } => {
                     let size = replay.live.remove(&ptr);
-                    let size = size.unwrap_or_else(|| panic!("event {i}: free of {ptr:#x}, which is not a live sampled block"));
+                    let size = size
+                        .unwrap_or_else(|| panic!("event {i}: free of {ptr:#x}, which is not a live sampled block"));
                     replay.freed.push(size);
                 }
             }

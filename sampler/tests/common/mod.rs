@@ -41,6 +41,13 @@ pub fn a_cachesvc() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/a_cachesvc")
 }
 
+/// What program A (`a_cachesvc leak`) allocates, by site, from the fixtures' README: (size, blocks).
+pub const A_ALLOCATED: [(u64, u64); 5] = [(8192, 400), (20, 400), (1536, 200), (256, 400), (96, 1)];
+/// What A has in use at exit: the 409,600 leaked bytes (`leak_request_buffer` 200 x 1536,
+/// `leaky_cache_insert` 400 x 256) and the 96 still reachable (`init_config`): the sampler sees
+/// blocks, not reachability.
+pub const A_IN_USE: [(u64, u64); 3] = [(1536, 200), (256, 400), (96, 1)];
+
 /// Debian's jemalloc (package libjemalloc2, installed by scripts/install-test-deps.sh).
 pub fn jemalloc() -> Option<PathBuf> {
     let path = PathBuf::from("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");

@@ -119,7 +119,8 @@ impl Probes {
         for cpu in std::fs::read_dir(self.instance.join("per_cpu")).unwrap() {
             let stats = std::fs::read_to_string(cpu.unwrap().path().join("stats")).unwrap();
             for counter in ["overrun", "dropped events"] {
-                let line = stats.lines().find(|l| l.starts_with(counter)).unwrap_or_else(|| panic!("{counter} in {stats}"));
+                let line =
+                    stats.lines().find(|l| l.starts_with(counter)).unwrap_or_else(|| panic!("{counter} in {stats}"));
                 assert!(line.ends_with(" 0"), "the trace buffer lost events: {line}");
             }
         }
@@ -140,7 +141,9 @@ impl Drop for Probes {
 /// Lines such as
 /// `  a_cachesvc-1234    (   1234) [001] ..... 99.123456: alloc: (0x7f..) ptr=0x55.. size=1536`.
 pub fn parse(trace: &str) -> Vec<Event> {
-    let line = Regex::new(r"\(\s*(\d+)\)\s+\[\d+\][^:]*: (alloc|free): \(0x[0-9a-f]+\) ptr=0x([0-9a-f]+)(?: size=(\d+))?$").unwrap();
+    let line =
+        Regex::new(r"\(\s*(\d+)\)\s+\[\d+\][^:]*: (alloc|free): \(0x[0-9a-f]+\) ptr=0x([0-9a-f]+)(?: size=(\d+))?$")
+            .unwrap();
     trace
         .lines()
         .filter(|l| !l.starts_with('#'))

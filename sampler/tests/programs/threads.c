@@ -2,9 +2,12 @@
  * from a fixed set of sizes. Each thread frees 3 of every 4 blocks (half at once, half later
  * from a ring) and keeps the 4th; after joining, the main thread frees every other kept block
  * (a free from another thread than the allocating one). The rest is in use at exit.
- * Prints the ground truth, one line per size: "size=S allocated=N in_use=M", counted here.
+ * Prints the ground truth, one line per size: "size=S allocated=N in_use=M", counted here, and
+ * the sampler's counters when it is loaded: "sampled=N sampled_freed=N dropped=N".
  * Usage: threads [THREADS=8 (at most 64)] [PER_THREAD=20000 (at most 50000)] */
+#include <dlfcn.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,11 +84,23 @@ int main(int argc, char **argv) {
             else in_use[workers[t].kept_size[i]]++;
         }
     }
+    /* The sampler's exported counters (layout version 1), read after the last allocation. */
+    struct counters { uint64_t version, mean_bytes, sampled, sampled_freed, dropped; };
+    const volatile struct counters *counters = dlsym(RTLD_DEFAULT, "memleak_sampler_stats");
+    uint64_t sampled = 0, sampled_freed = 0, dropped = 0;
+    if (counters && counters->version == 1) {
+        sampled = counters->sampled;
+        sampled_freed = counters->sampled_freed;
+        dropped = counters->dropped;
+    }
     /* snprintf into a stack buffer and write(2): no stdio buffer allocated behind our back */
     char line[128];
     for (int k = 0; k < SIZES; k++) {
         int n = snprintf(line, sizeof line, "size=%zu allocated=%lu in_use=%lu\n", sizes[k], allocated[k], in_use[k]);
         write(1, line, (size_t)n);
     }
+    int n = snprintf(line, sizeof line, "sampled=%lu sampled_freed=%lu dropped=%lu\n", (unsigned long)sampled,
+                     (unsigned long)sampled_freed, (unsigned long)dropped);
+    write(1, line, (size_t)n);
     return 0;
 }
