@@ -4,7 +4,9 @@
 #   alertmanager, amtool (package `prometheus-alertmanager`): the webhook loop, `amtool check-config`;
 #   go (package `golang-go`): `go tool pprof` reads our pprof profiles back;
 #   cc (package `gcc`, usually present): builds the page-touching helper of the perf counter test;
-#   clang (package `clang`): compiles the eBPF programs in bpf/build.rs (without it they are left out).
+#   clang (package `clang`): compiles the eBPF programs in bpf/build.rs (without it they are left out);
+#   c++ (package `g++`), python3 (package `python3`), libjemalloc.so.2 (package `libjemalloc2`): programs
+#     the sampler's tests run with the sampler preloaded (C++, Python, jemalloc behind the sampler).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -14,6 +16,9 @@ command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v clang >/dev/null 2>&1 || missing+=(clang)
+command -v c++ >/dev/null 2>&1 || missing+=(g++)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+[ -e /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ] || missing+=(libjemalloc2)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -6,7 +6,9 @@ mod common;
 
 use common::estimate::{Replay, assert_estimates};
 use common::uprobes::{Probes, of};
-use common::{A_ALLOCATED, A_IN_USE, a_cachesvc, can_run_privileged, compile, library, preloaded, reported, spawn_ok};
+use common::{
+    A_ALLOCATED, A_IN_USE, a_cachesvc, can_run_privileged, compile, library, one, preloaded, reported, spawn_ok,
+};
 use std::process::Command;
 
 #[test]
@@ -53,4 +55,10 @@ fn threads_allocating_concurrently_are_estimated_and_every_free_pairs() {
     let program_sizes = |all: &[u64]| all.iter().copied().filter(|s| sizes.contains(s)).collect::<Vec<_>>();
     assert_estimates("threads allocated", &program_sizes(&replay.allocated), &allocated, mean);
     assert_estimates("threads in use at exit", &program_sizes(&replay.live_sizes()), &in_use, mean);
+    // The counters the program read after its last allocation match what the probes saw: no
+    // event lost, no sample dropped for want of room.
+    assert_eq!(one(&output, "sampled"), replay.allocated.len() as u64);
+    assert_eq!(one(&output, "sampled_freed"), replay.freed.len() as u64);
+    assert_eq!(one(&output, "dropped"), 0);
+    assert_eq!(one(&output, "mean_bytes"), mean);
 }
