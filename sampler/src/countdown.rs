@@ -27,11 +27,12 @@ thread_local! {
 /// Counts `size` bytes off this thread's countdown; true when the allocation is sampled.
 #[inline(always)]
 pub fn take(size: usize) -> bool {
-    // Sizes above i64::MAX cannot be allocated; clamping keeps the subtraction exact.
-    let size = size.min(i64::MAX as usize) as i64;
+    // A size above i64::MAX turns negative and adds to the countdown: such a request fails
+    // anyway. Wrapping keeps the hot path branch-free; a wrap is a (harmless) early sample.
+    let size = size as i64;
     COUNTDOWN
         .try_with(|countdown| {
-            let left = countdown.left.get().saturating_sub(size);
+            let left = countdown.left.get().wrapping_sub(size);
             if left > 0 {
                 countdown.left.set(left);
                 false

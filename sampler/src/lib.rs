@@ -15,11 +15,17 @@
 //! * feature `global-alloc`: [`Sampled`], a `GlobalAlloc` wrapper for Rust services, used with
 //!   `default-features = false` so that the service's own malloc stays untouched.
 
+// The sampling machinery, for whichever entry points are built (with neither feature, only the
+// markers and counters remain: nothing would call them).
+#[cfg(any(feature = "interpose", feature = "global-alloc", test))]
 mod config;
+#[cfg(any(feature = "interpose", feature = "global-alloc", test))]
 mod countdown;
 mod markers;
+#[cfg(any(feature = "interpose", feature = "global-alloc", test))]
 mod sampling;
 mod stats;
+#[cfg(any(feature = "interpose", feature = "global-alloc", test))]
 mod table;
 
 #[cfg(feature = "global-alloc")]

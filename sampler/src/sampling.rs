@@ -1,17 +1,35 @@
 //! What every allocation entry point does around the real allocator: count the bytes down, track sampled pointers, call the markers.
 
 use crate::markers::{memleak_sampler_alloc, memleak_sampler_free};
-use crate::stats::{count, memleak_sampler_stats};
+use crate::stats::memleak_sampler_stats;
 use crate::{countdown, table::Table};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The live sampled pointers of this process.
 static SAMPLED: Table = Table::new();
 
-/// After the real allocator returned `ptr` for a request of `size` bytes (null: it failed).
+/// Before an allocation of `size` bytes: whether it is sampled. Deciding first lets the common
+/// case end in a tail call to the real allocator; a sampled request that then fails is simply
+/// not reported.
+#[inline(always)]
+pub fn will_sample(size: usize) -> bool {
+    countdown::take(size)
+}
+
+/// After the real allocator returned `ptr` (null: it failed) for a sampled request of `size` bytes.
+#[cold]
+#[inline(never)]
+pub fn sampled(ptr: *mut u8, size: usize) {
+    if !ptr.is_null() {
+        report_alloc(ptr, size);
+    }
+}
+
+/// Both steps, for callers that allocate before they can decide (realloc).
 #[inline(always)]
 pub fn allocated(ptr: *mut u8, size: usize) {
-    if !ptr.is_null() && countdown::take(size) {
-        report_alloc(ptr, size);
+    if will_sample(size) {
+        sampled(ptr, size);
     }
 }
 
@@ -35,8 +53,6 @@ pub fn realloc_failed(ptr: *mut u8, size: usize) {
     report_alloc(ptr, size);
 }
 
-#[cold]
-#[inline(never)]
 fn report_alloc(ptr: *mut u8, size: usize) {
     if SAMPLED.insert(ptr as usize) {
         count(&memleak_sampler_stats.sampled);
@@ -47,10 +63,13 @@ fn report_alloc(ptr: *mut u8, size: usize) {
     }
 }
 
+fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::Ordering;
 
     #[test]
     fn a_sampled_block_is_reported_freed_once_and_an_unsampled_one_never() {

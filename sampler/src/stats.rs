@@ -1,6 +1,6 @@
 //! The sampler's counters, exported under a fixed C name so an observer can read them from the process's memory.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 /// Counters of one process's sampler. Layout is part of the interface (`repr(C)`, `u64`s in this
 /// order): an observer reads it at the address of the `memleak_sampler_stats` symbol.
@@ -30,7 +30,3 @@ pub static memleak_sampler_stats: SamplerStats = SamplerStats {
     sampled_freed: AtomicU64::new(0),
     dropped: AtomicU64::new(0),
 };
-
-pub fn count(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
-}

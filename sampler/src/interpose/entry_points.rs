@@ -10,7 +10,7 @@
 
 use super::arena;
 use super::real::{self, Functions};
-use crate::sampling::{allocated, freeing, realloc_failed};
+use crate::sampling::{allocated, freeing, realloc_failed, sampled, will_sample};
 use std::ffi::{c_int, c_void};
 
 fn set_errno(value: c_int) {
@@ -32,9 +32,13 @@ fn bootstrap(size: usize, align: usize) -> *mut c_void {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     let Some(real) = real::functions() else { return bootstrap(size, 16) };
-    // SAFETY: the real malloc, same contract.
+    if !will_sample(size) {
+        // SAFETY: the real malloc, same contract.
+        return unsafe { real.malloc()(size) };
+    }
+    // SAFETY: as above.
     let ptr = unsafe { real.malloc()(size) };
-    allocated(ptr.cast(), size);
+    sampled(ptr.cast(), size);
     ptr
 }
 
@@ -42,7 +46,9 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 /// The C `free` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
-    if ptr.is_null() || arena::owns(ptr.cast()) {
+    // free(NULL) needs no test of its own: null is neither in the arena nor in the table, and
+    // the real free accepts it.
+    if arena::owns(ptr.cast()) {
         return;
     }
     freeing(ptr.cast());
@@ -61,11 +67,15 @@ pub unsafe extern "C" fn calloc(nmemb: usize, size: usize) -> *mut c_void {
         // The arena is zeroed static memory that is never reused.
         return bytes.map_or_else(|| bootstrap(usize::MAX, 16), |bytes| bootstrap(bytes, 16));
     };
-    // SAFETY: the real calloc, same contract; it rejects an overflowing product itself.
-    let ptr = unsafe { real.calloc()(nmemb, size) };
-    if let Some(bytes) = bytes {
-        allocated(ptr.cast(), bytes);
+    // An overflowing product counts as nothing: the real calloc rejects it.
+    let bytes = bytes.unwrap_or(0);
+    if !will_sample(bytes) {
+        // SAFETY: the real calloc, same contract.
+        return unsafe { real.calloc()(nmemb, size) };
     }
+    // SAFETY: as above.
+    let ptr = unsafe { real.calloc()(nmemb, size) };
+    sampled(ptr.cast(), bytes);
     ptr
 }
 
@@ -137,11 +147,15 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
         unsafe { *out = ptr.cast() };
         return 0;
     };
-    // SAFETY: the real posix_memalign, same contract.
+    if !will_sample(size) {
+        // SAFETY: the real posix_memalign, same contract.
+        return unsafe { real.posix_memalign()(out, align, size) };
+    }
+    // SAFETY: as above.
     let status = unsafe { real.posix_memalign()(out, align, size) };
     if status == 0 {
         // SAFETY: on success the real function stored the block in `*out`.
-        allocated(unsafe { *out }.cast(), size);
+        sampled(unsafe { *out }.cast(), size);
     }
     status
 }
@@ -157,8 +171,11 @@ fn aligned(align: usize, size: usize, real_call: impl FnOnce(&Functions) -> *mut
         }
         return bootstrap(size, align);
     };
+    if !will_sample(size) {
+        return real_call(real);
+    }
     let ptr = real_call(real);
-    allocated(ptr.cast(), size);
+    sampled(ptr.cast(), size);
     ptr
 }
 
