@@ -20,12 +20,15 @@
 # rounds' ratios with their range, for wall time and for CPU time (user + system, children
 # included: heaptrack's interpreter runs in a process of its own).
 #
-# Usage: benches/sampler_overhead.sh [ROUNDS=7] [PAIRS=2000000] [SERVICE_ITERATIONS=4000]
+# Usage: benches/sampler_overhead.sh [ROUNDS=7] [PAIRS=2000000] [SERVICE_ITERATIONS=4000] [CONFIGS=REGEX]
+#   CONFIGS picks configurations by name (e.g. 'sampler|jemalloc' for more rounds of the cheap
+#   ones); the references (plain, jemalloc) always run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-7}
 pairs=${2:-2000000}
 iterations=${3:-4000}
+only=${4:-.}
 
 cargo build --release -q -p memleak-sampler
 sampler=$PWD/target/release/libmemleak_sampler.so
@@ -83,7 +86,12 @@ declare -A load=(
   [service]="'$python' benches/workload/json_service.py $iterations"
 )
 configs=(plain "sampler idle" "sampler probed" heaptrack massif jemalloc "jemalloc prof" "sampler + jemalloc")
-$probing || configs=(plain "sampler idle" heaptrack massif jemalloc "jemalloc prof" "sampler + jemalloc")
+picked=()
+for c in "${configs[@]}"; do
+  [ "$c" = "sampler probed" ] && ! $probing && continue
+  if [ "$c" = plain ] || [ "$c" = jemalloc ] || [[ $c =~ $only ]]; then picked+=("$c"); fi
+done
+configs=("${picked[@]}")
 reference() { case $1 in "jemalloc prof" | "sampler + jemalloc") echo jemalloc ;; *) echo plain ;; esac; }
 
 command_of() {   # config load → the shell command

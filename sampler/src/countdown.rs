@@ -5,7 +5,7 @@
 //! `size` bytes is sampled when a point falls inside it, which (the distribution being memoryless)
 //! happens with probability `1 - exp(-size / mean)`, independently of every other allocation.
 //!
-//! The state is two `Cell`s in a const-initialized thread-local without a destructor: no
+//! The state is two `Cell`s of zero-initialized thread-local storage without a destructor: no
 //! allocation, no registration, usable from the first allocation of a thread to its last. A
 //! signal handler that allocates in the middle of an update can at worst skew one draw.
 
@@ -13,34 +13,77 @@ use crate::config;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-struct Countdown {
+/// All zeros is the initial state.
+#[repr(C)]
+pub struct Countdown {
     /// Bytes left until the next sample point; always positive once `rng` is seeded.
     left: Cell<i64>,
     /// splitmix64 state; 0 until the thread's first allocation seeds it.
     rng: Cell<u64>,
 }
 
-thread_local! {
-    static COUNTDOWN: Countdown = const { Countdown { left: Cell::new(0), rng: Cell::new(0) } };
-}
-
 /// Counts `size` bytes off this thread's countdown; true when the allocation is sampled.
 #[inline(always)]
 pub fn take(size: usize) -> bool {
+    let Some(countdown) = this_thread() else { return false };
     // A size above i64::MAX turns negative and adds to the countdown: such a request fails
     // anyway. Wrapping keeps the hot path branch-free; a wrap is a (harmless) early sample.
-    let size = size as i64;
-    COUNTDOWN
-        .try_with(|countdown| {
-            let left = countdown.left.get().wrapping_sub(size);
-            if left > 0 {
-                countdown.left.set(left);
-                false
-            } else {
-                countdown.reached(left)
-            }
-        })
-        .unwrap_or(false)
+    let left = countdown.left.get().wrapping_sub(size as i64);
+    if left > 0 {
+        countdown.left.set(left);
+        false
+    } else {
+        countdown.reached(left)
+    }
+}
+
+// 16 bytes of zero-initialized TLS. Global (the code that uses it may sit in another codegen
+// unit) but hidden: never exported from the library, never interposed by another definition.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+std::arch::global_asm!(
+    ".pushsection .tbss,\"awT\",@nobits",
+    ".globl memleak_sampler_countdown",
+    ".hidden memleak_sampler_countdown",
+    ".p2align 3",
+    ".type memleak_sampler_countdown, @tls_object",
+    ".size memleak_sampler_countdown, 16",
+    "memleak_sampler_countdown:",
+    ".zero 16",
+    ".popsection",
+);
+
+/// This thread's countdown, in the initial-exec TLS model: the thread pointer plus an offset
+/// fixed at load, two instructions, where a `thread_local!` in a shared library calls
+/// `__tls_get_addr` on every access (a sixth of the sampler's cost per malloc/free pair). It
+/// also means the library's TLS is static, so no access ever allocates. (The library is
+/// preloaded or linked, so its TLS is static anyway; `dlopen` of it needs the loader's spare
+/// static TLS, and fails cleanly without.)
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[inline(always)]
+fn this_thread() -> Option<&'static Countdown> {
+    let state: *const Countdown;
+    // SAFETY: %fs:0 holds the thread pointer (the x86-64 TLS ABI); adding the symbol's TP
+    // offset gives this thread's copy of the 16 zero-initialized bytes above, a valid Countdown.
+    // Only this thread uses it, and only for the length of one call.
+    unsafe {
+        std::arch::asm!(
+            "mov {state}, qword ptr fs:[0]",
+            "add {state}, qword ptr [rip + memleak_sampler_countdown@GOTTPOFF]",
+            state = out(reg) state,
+            options(pure, readonly, nostack),
+        );
+        Some(&*state)
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+#[inline(always)]
+fn this_thread() -> Option<&'static Countdown> {
+    thread_local! {
+        static COUNTDOWN: Countdown = const { Countdown { left: Cell::new(0), rng: Cell::new(0) } };
+    }
+    // SAFETY: the reference does not outlive the call it is used in, on this thread.
+    COUNTDOWN.try_with(|countdown| unsafe { &*(countdown as *const Countdown) }).ok()
 }
 
 impl Countdown {

@@ -54,6 +54,11 @@ fn the_library_exports_the_malloc_family_the_markers_and_the_counters() {
     // Each marker has its own code: a uprobe on one never fires for the other.
     let (alloc, free) = marker_offsets(&library());
     assert_ne!(alloc, free);
+    // And starts with a nop, which x86-64 uprobes emulate: any other first instruction (a `ret`)
+    // is single-stepped out of line, a second trap on every probed call.
+    for offset in [alloc, free] {
+        assert_eq!(bytes[offset as usize], 0x90, "the marker at file offset {offset:#x} does not start with a nop");
+    }
 }
 
 #[test]
