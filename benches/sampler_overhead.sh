@@ -15,10 +15,11 @@
 #   jemalloc prof       the same with MALLOC_CONF=prof:true,lg_prof_sample:19 (its sampling
 #                       profiler at the sampler's default mean)
 #   sampler + jemalloc  the sampler idle in front of jemalloc (compared with plain jemalloc)
-# Rounds run every configuration once, in a rotating order; each configuration's ratio to its
-# reference in the same round cancels the drift of this shared VM. Reported: the median of the
-# rounds' ratios with their range, for wall time and for CPU time (user + system, children
-# included: heaptrack's interpreter runs in a process of its own).
+# Each round measures every configuration right after a run of its reference (a pair), in a
+# rotating order: the pair's ratio cancels the drift of this shared VM. Reported: the median of
+# the pairs' ratios with their range, for wall time and for CPU time (user + system, children
+# included: heaptrack's interpreter runs in a process of its own). Then, as a noise-free
+# complement, the instructions executed (callgrind) on a tenth of the malloc load.
 #
 # Usage: benches/sampler_overhead.sh [ROUNDS=7] [PAIRS=2000000] [SERVICE_ITERATIONS=4000] [CONFIGS=REGEX]
 #   CONFIGS picks configurations by name (e.g. 'sampler|jemalloc' for more rounds of the cheap
@@ -107,7 +108,7 @@ command_of() {   # config load → the shell command
   esac
 }
 
-declare -A wall cpu
+declare -A wall cpu ref_wall ref_cpu
 measure() {   # config load → "wall cpu" seconds
   local TIMEFORMAT='%R %U %S' t
   [ "$1" = "sampler probed" ] && probes on
@@ -123,6 +124,9 @@ for round in $(seq "$rounds"); do
   for l in malloc service; do
     for i in $(seq 0 $((n - 1))); do
       c=${configs[$(((i + round) % n))]}
+      read -r w u <<< "$(measure "$(reference "$c")" "$l")"
+      ref_wall[$round/$l/$c]=$w
+      ref_cpu[$round/$l/$c]=$u
       read -r w u <<< "$(measure "$c" "$l")"
       wall[$round/$l/$c]=$w
       cpu[$round/$l/$c]=$u
@@ -133,12 +137,12 @@ done
 
 median() { sort -g | awk '{ v[NR] = $1 } END { printf "%s %s %s", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, v[1], v[NR] }'; }
 
-summary() {   # config load times-array → median seconds, and the median ratio to the reference (min-max)
-  local c=$1 l=$2 ref seconds ratio low high; ref=$(reference "$c")
-  local -n times=$3
+summary() {   # config load times-array reference-times-array → median seconds, median pair ratio (min-max)
+  local c=$1 l=$2 seconds ratio low high
+  local -n times=$3 refs=$4
   read -r seconds _ _ <<< "$(for r in $(seq "$rounds"); do echo "${times[$r/$l/$c]}"; done | median)"
   read -r ratio low high <<< "$(for r in $(seq "$rounds"); do
-    echo "${times[$r/$l/$c]} ${times[$r/$l/$ref]}"; done | awk '{ printf "%.6f\n", ($2 > 0 ? $1 / $2 : 0) }' | median)"
+    echo "${times[$r/$l/$c]} ${refs[$r/$l/$c]}"; done | awk '{ printf "%.6f\n", ($2 > 0 ? $1 / $2 : 0) }' | median)"
   printf '%7.3fs %6.2fx (%.2f-%.2f)' "$seconds" "$ratio" "$low" "$high"
 }
 
@@ -147,6 +151,31 @@ for l in malloc service; do
   echo "$l load: median seconds, median ratio to the reference (range over $rounds rounds)"
   printf '  %-20s %-12s %-34s %-34s\n' configuration "against" "wall" "cpu (user+sys)"
   for c in "${configs[@]}"; do
-    printf '  %-20s %-12s %-34s %-34s\n' "$c" "$(reference "$c")" "$(summary "$c" "$l" wall)" "$(summary "$c" "$l" cpu)"
+    printf '  %-20s %-12s %-34s %-34s\n' "$c" "$(reference "$c")" "$(summary "$c" "$l" wall ref_wall)" \
+      "$(summary "$c" "$l" cpu ref_cpu)"
   done
 done
+
+# Instructions are what the sampler adds on the CPU whatever the machine's load; callgrind
+# counts them exactly (its own slowdown does not matter here).
+instructions() {   # config → instructions of the malloc load with a tenth of the pairs
+  local preload=
+  case $1 in
+    "sampler idle") preload=$sampler ;;
+    jemalloc) preload=$jemalloc ;;
+    "sampler + jemalloc") preload="$sampler $jemalloc" ;;
+  esac
+  # valgrind hands LD_PRELOAD on to the program it runs.
+  LD_PRELOAD=$preload valgrind --tool=callgrind --callgrind-out-file=/dev/null "$work/mallocbench" $((pairs / 10)) 2>&1 |
+    awk '/Collected/ { print $NF }'
+}
+echo
+echo "malloc load, $((pairs / 10)) pairs, instructions executed (callgrind)"
+plain_ir=$(instructions plain); idle_ir=$(instructions "sampler idle")
+je_ir=$(instructions jemalloc); sje_ir=$(instructions "sampler + jemalloc")
+awk -v p="$plain_ir" -v s="$idle_ir" -v j="$je_ir" -v sj="$sje_ir" -v n=$((pairs / 10)) 'BEGIN {
+  printf "  %-20s %12d\n", "plain", p
+  printf "  %-20s %12d  %.3fx plain, +%.1f per malloc/free pair\n", "sampler idle", s, s / p, (s - p) / n
+  printf "  %-20s %12d\n", "jemalloc", j
+  printf "  %-20s %12d  %.3fx jemalloc, +%.1f per malloc/free pair\n", "sampler + jemalloc", sj, sj / j, (sj - j) / n }'
+
