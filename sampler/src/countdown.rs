@@ -22,19 +22,29 @@ pub struct Countdown {
     rng: Cell<u64>,
 }
 
-/// Counts `size` bytes off this thread's countdown; true when the allocation is sampled.
+/// The fast path: counts `size` bytes off this thread's countdown if it stays positive, and
+/// says so (the allocation is not sampled). False: call [`take`].
 #[inline(always)]
-pub fn take(size: usize) -> bool {
+pub fn fits(size: usize) -> bool {
     let Some(countdown) = this_thread() else { return false };
     // A size above i64::MAX turns negative and adds to the countdown: such a request fails
     // anyway. Wrapping keeps the hot path branch-free; a wrap is a (harmless) early sample.
     let left = countdown.left.get().wrapping_sub(size as i64);
     if left > 0 {
         countdown.left.set(left);
-        false
+        true
     } else {
-        countdown.reached(left)
+        false
     }
+}
+
+/// Counts `size` bytes off this thread's countdown; true when the allocation is sampled.
+#[inline(always)]
+pub fn take(size: usize) -> bool {
+    if fits(size) {
+        return false;
+    }
+    this_thread().is_some_and(|countdown| countdown.reached(countdown.left.get().wrapping_sub(size as i64)))
 }
 
 // 16 bytes of zero-initialized TLS. Global (the code that uses it may sit in another codegen

@@ -10,7 +10,7 @@
 //! `interpose` feature would also define the C malloc family in the service's binary. The markers
 //! are then in the service's own executable, where the observer attaches its uprobes.
 
-use crate::sampling::{allocated, freeing, realloc_failed, sampled, will_sample};
+use crate::sampling::{absorbed, allocated, freeing, realloc_failed, sampled, will_sample};
 use std::alloc::{GlobalAlloc, Layout};
 
 /// Wraps the allocator `A`: every call goes to `A`; sampled allocations and their frees call the
@@ -31,6 +31,10 @@ impl<A> Sampled<A> {
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Sampled<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if absorbed(layout.size()) {
+            // SAFETY: forwarded, same contract.
+            return unsafe { self.inner.alloc(layout) };
+        }
         let sample = will_sample(layout.size());
         // SAFETY: forwarded, same contract.
         let ptr = unsafe { self.inner.alloc(layout) };
@@ -42,6 +46,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Sampled<A> {
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if absorbed(layout.size()) {
+            // SAFETY: forwarded, same contract.
+            return unsafe { self.inner.alloc_zeroed(layout) };
+        }
         let sample = will_sample(layout.size());
         // SAFETY: forwarded, same contract.
         let ptr = unsafe { self.inner.alloc_zeroed(layout) };

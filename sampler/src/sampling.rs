@@ -8,6 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The live sampled pointers of this process.
 static SAMPLED: Table = Table::new();
 
+/// The hot path before an allocation of `size` bytes: true when it is certainly not sampled (the
+/// countdown absorbed it). False: decide with [`will_sample`].
+#[inline(always)]
+pub fn absorbed(size: usize) -> bool {
+    countdown::fits(size)
+}
+
 /// Before an allocation of `size` bytes: whether it is sampled. Deciding first lets the common
 /// case end in a tail call to the real allocator; a sampled request that then fails is simply
 /// not reported.
@@ -31,6 +38,13 @@ pub fn allocated(ptr: *mut u8, size: usize) {
     if will_sample(size) {
         sampled(ptr, size);
     }
+}
+
+/// The hot path before a free: false when `ptr` is certainly not a sampled pointer.
+#[cfg(any(feature = "interpose", test))]
+#[inline(always)]
+pub fn may_be_sampled(ptr: *mut u8) -> bool {
+    SAMPLED.may_contain(ptr as usize)
 }
 
 /// Before `ptr` goes back to the real allocator (or is handed to its realloc): reports the
@@ -77,11 +91,14 @@ mod tests {
         let size = 64 * crate::config::mean_bytes() as usize;
         let sampled = 0x5000_0000_0010usize as *mut u8;
         let before = memleak_sampler_stats.sampled.load(Ordering::Relaxed);
+        assert!(!absorbed(size), "64 means never fit in a countdown");
         allocated(sampled, size);
         assert_eq!(memleak_sampler_stats.sampled.load(Ordering::Relaxed), before + 1);
+        assert!(may_be_sampled(sampled));
         assert!(!freeing(0x5000_0000_0020usize as *mut u8), "never allocated");
         assert!(freeing(sampled));
         assert!(!freeing(sampled), "freed twice");
+        assert!(absorbed(0), "zero bytes always fit");
         allocated(std::ptr::null_mut(), size);
         assert_eq!(memleak_sampler_stats.sampled.load(Ordering::Relaxed), before + 1, "a failed allocation");
     }

@@ -68,15 +68,19 @@ impl Table {
         false
     }
 
+    /// False when `ptr` is certainly not in the table (its bucket is empty).
+    #[inline(always)]
+    pub fn may_contain(&self, ptr: usize) -> bool {
+        self.counts.get(bucket_of(ptr)).is_some_and(|count| count.load(Ordering::Relaxed) != 0)
+    }
+
     /// Removes `ptr`; true when it was in the table.
     #[inline(always)]
     pub fn remove(&self, ptr: usize) -> bool {
-        let index = bucket_of(ptr);
-        let Some(count) = self.counts.get(index) else { return false };
-        if count.load(Ordering::Relaxed) == 0 {
+        if !self.may_contain(ptr) {
             return false;
         }
-        self.remove_from_bucket(index, ptr)
+        self.remove_from_bucket(bucket_of(ptr), ptr)
     }
 
     #[inline(never)]

@@ -45,8 +45,9 @@ fn service() -> &'static Path {
             sampler.display().to_string()
         );
         std::fs::write(project.join("Cargo.toml"), manifest).unwrap();
-        // Beside this test's own executable, so rebuilds are incremental.
-        let target = std::env::current_exe().unwrap().parent().unwrap().join("sampled-service");
+        // In this profile's target directory (target/debug/sampled-service), so rebuilds are incremental.
+        let exe = std::env::current_exe().unwrap();
+        let target = exe.parent().and_then(Path::parent).unwrap().join("sampled-service");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .args(["build", "--release", "--offline", "--quiet", "--manifest-path"])

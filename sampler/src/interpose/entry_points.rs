@@ -6,11 +6,16 @@
 //! calls `realloc` through the PLT, so forwarding it would sample its bytes twice), and
 //! `free(NULL)` returns at once.
 //!
+//! Each entry point has a hot path (resolved allocator, countdown absorbs the bytes, or a free
+//! whose bucket is empty) that ends in a tail call to the real function and so saves no
+//! registers, and a cold `*_slow` function for everything else. The slow functions are
+//! `extern "C"` too: they cannot unwind, so jumping to them needs no landing pad either.
+//!
 //! Sizes reported are the sizes asked for (`nmemb * size` for calloc), as the weights assume.
 
 use super::arena;
 use super::real::{self, Functions};
-use crate::sampling::{allocated, freeing, realloc_failed, sampled, will_sample};
+use crate::sampling::{absorbed, allocated, freeing, may_be_sampled, realloc_failed, sampled, will_sample};
 use std::ffi::{c_int, c_void};
 
 fn set_errno(value: c_int) {
@@ -27,18 +32,32 @@ fn bootstrap(size: usize, align: usize) -> *mut c_void {
     ptr.cast()
 }
 
+/// The resolved allocator, when the countdown absorbs `size` bytes (the call is not sampled).
+#[inline(always)]
+fn unsampled(size: usize) -> Option<&'static Functions> {
+    real::ready().filter(|_| absorbed(size))
+}
+
 /// # Safety
 /// The C `malloc` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    let Some(real) = real::functions() else { return bootstrap(size, 16) };
-    if !will_sample(size) {
+    match unsampled(size) {
         // SAFETY: the real malloc, same contract.
-        return unsafe { real.malloc()(size) };
+        Some(real) => unsafe { real.malloc()(size) },
+        None => malloc_slow(size),
     }
-    // SAFETY: as above.
+}
+
+#[cold]
+#[inline(never)]
+extern "C" fn malloc_slow(size: usize) -> *mut c_void {
+    let Some(real) = real::functions() else { return bootstrap(size, 16) };
+    // SAFETY: the real malloc, same contract.
     let ptr = unsafe { real.malloc()(size) };
-    sampled(ptr.cast(), size);
+    if will_sample(size) {
+        sampled(ptr.cast(), size);
+    }
     ptr
 }
 
@@ -46,8 +65,20 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 /// The C `free` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
-    // free(NULL) needs no test of its own: null is neither in the arena nor in the table, and
-    // the real free accepts it.
+    // null is neither in the arena nor in the table, and the real free accepts it.
+    if !arena::owns(ptr.cast())
+        && !may_be_sampled(ptr.cast())
+        && let Some(real) = real::ready()
+    {
+        // SAFETY: the real free, same contract.
+        return unsafe { real.free()(ptr) };
+    }
+    free_slow(ptr)
+}
+
+#[cold]
+#[inline(never)]
+extern "C" fn free_slow(ptr: *mut c_void) {
     if arena::owns(ptr.cast()) {
         return;
     }
@@ -62,20 +93,28 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
 /// The C `calloc` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn calloc(nmemb: usize, size: usize) -> *mut c_void {
+    // An overflowing product counts as nothing: the real calloc rejects it.
+    match unsampled(nmemb.checked_mul(size).unwrap_or(0)) {
+        // SAFETY: the real calloc, same contract.
+        Some(real) => unsafe { real.calloc()(nmemb, size) },
+        None => calloc_slow(nmemb, size),
+    }
+}
+
+#[cold]
+#[inline(never)]
+extern "C" fn calloc_slow(nmemb: usize, size: usize) -> *mut c_void {
     let bytes = nmemb.checked_mul(size);
     let Some(real) = real::functions() else {
         // The arena is zeroed static memory that is never reused.
-        return bytes.map_or_else(|| bootstrap(usize::MAX, 16), |bytes| bootstrap(bytes, 16));
+        return bootstrap(bytes.unwrap_or(usize::MAX), 16);
     };
-    // An overflowing product counts as nothing: the real calloc rejects it.
-    let bytes = bytes.unwrap_or(0);
-    if !will_sample(bytes) {
-        // SAFETY: the real calloc, same contract.
-        return unsafe { real.calloc()(nmemb, size) };
-    }
-    // SAFETY: as above.
+    // SAFETY: the real calloc, same contract.
     let ptr = unsafe { real.calloc()(nmemb, size) };
-    sampled(ptr.cast(), bytes);
+    let bytes = bytes.unwrap_or(0);
+    if will_sample(bytes) {
+        sampled(ptr.cast(), bytes);
+    }
     ptr
 }
 
@@ -135,6 +174,17 @@ pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, nmemb: usize, size: usiz
 /// The C `posix_memalign` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
+    match unsampled(size) {
+        // SAFETY: the real posix_memalign, same contract.
+        Some(real) => unsafe { real.posix_memalign()(out, align, size) },
+        // SAFETY: as the caller's.
+        None => unsafe { posix_memalign_slow(out, align, size) },
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn posix_memalign_slow(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
     let Some(real) = real::functions() else {
         if !align.is_power_of_two() || !align.is_multiple_of(size_of::<usize>()) {
             return libc::EINVAL;
@@ -147,35 +197,75 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
         unsafe { *out = ptr.cast() };
         return 0;
     };
-    if !will_sample(size) {
-        // SAFETY: the real posix_memalign, same contract.
-        return unsafe { real.posix_memalign()(out, align, size) };
-    }
-    // SAFETY: as above.
+    // SAFETY: the real posix_memalign, same contract.
     let status = unsafe { real.posix_memalign()(out, align, size) };
-    if status == 0 {
+    if status == 0 && will_sample(size) {
         // SAFETY: on success the real function stored the block in `*out`.
         sampled(unsafe { *out }.cast(), size);
     }
     status
 }
 
-/// An aligned entry point: the real one's result, sampled; while bootstrapping, an arena block
-/// (alignments that are not powers of two fail with EINVAL there).
+/// The entry points that allocate aligned blocks and return them.
+#[repr(u8)]
+#[derive(Clone, Copy)]
+enum AlignedEntry {
+    AlignedAlloc,
+    Memalign,
+    Valloc,
+    Pvalloc,
+}
+
+impl AlignedEntry {
+    /// # Safety
+    /// The contract of the C function this names.
+    #[inline(always)]
+    unsafe fn call(self, real: &Functions, align: usize, size: usize) -> *mut c_void {
+        // SAFETY: the real function, same contract.
+        unsafe {
+            match self {
+                AlignedEntry::AlignedAlloc => real.aligned_alloc()(align, size),
+                AlignedEntry::Memalign => real.memalign()(align, size),
+                AlignedEntry::Valloc => real.valloc()(size),
+                AlignedEntry::Pvalloc => real.pvalloc()(size),
+            }
+        }
+    }
+}
+
+/// An aligned entry point: the real one's result, sampled (`align` is ignored by valloc and
+/// pvalloc, whose alignment is the page).
 #[inline(always)]
-fn aligned(align: usize, size: usize, real_call: impl FnOnce(&Functions) -> *mut c_void) -> *mut c_void {
+unsafe fn aligned(kind: AlignedEntry, align: usize, size: usize) -> *mut c_void {
+    match unsampled(size) {
+        // SAFETY: as the caller's.
+        Some(real) => unsafe { kind.call(real, align, size) },
+        // SAFETY: as the caller's.
+        None => unsafe { aligned_slow(kind, align, size) },
+    }
+}
+
+/// While bootstrapping, an arena block (alignments that are not powers of two fail with EINVAL
+/// there).
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn aligned_slow(kind: AlignedEntry, align: usize, size: usize) -> *mut c_void {
     let Some(real) = real::functions() else {
+        let align = match kind {
+            AlignedEntry::Valloc | AlignedEntry::Pvalloc => page_size(),
+            AlignedEntry::AlignedAlloc | AlignedEntry::Memalign => align,
+        };
         if !align.is_power_of_two() {
             set_errno(libc::EINVAL);
             return std::ptr::null_mut();
         }
         return bootstrap(size, align);
     };
-    if !will_sample(size) {
-        return real_call(real);
+    // SAFETY: as the caller's.
+    let ptr = unsafe { kind.call(real, align, size) };
+    if will_sample(size) {
+        sampled(ptr.cast(), size);
     }
-    let ptr = real_call(real);
-    sampled(ptr.cast(), size);
     ptr
 }
 
@@ -183,32 +273,32 @@ fn aligned(align: usize, size: usize, real_call: impl FnOnce(&Functions) -> *mut
 /// The C `aligned_alloc` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
-    // SAFETY: the real aligned_alloc, same contract.
-    aligned(align, size, |real| unsafe { real.aligned_alloc()(align, size) })
+    // SAFETY: same contract.
+    unsafe { aligned(AlignedEntry::AlignedAlloc, align, size) }
 }
 
 /// # Safety
 /// The C `memalign` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
-    // SAFETY: the real memalign, same contract.
-    aligned(align, size, |real| unsafe { real.memalign()(align, size) })
+    // SAFETY: same contract.
+    unsafe { aligned(AlignedEntry::Memalign, align, size) }
 }
 
 /// # Safety
 /// The C `valloc` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
-    // SAFETY: the real valloc, same contract.
-    aligned(page_size(), size, |real| unsafe { real.valloc()(size) })
+    // SAFETY: same contract.
+    unsafe { aligned(AlignedEntry::Valloc, 0, size) }
 }
 
 /// # Safety
 /// The C `pvalloc` contract.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
-    // SAFETY: the real pvalloc, same contract.
-    aligned(page_size(), size, |real| unsafe { real.pvalloc()(size) })
+    // SAFETY: same contract.
+    unsafe { aligned(AlignedEntry::Pvalloc, 0, size) }
 }
 
 fn page_size() -> usize {

@@ -87,7 +87,14 @@ impl Functions {
     getter!(malloc_usable_size, UsableSizeFn);
 }
 
-/// The real functions, or `None` inside this thread's own lookup (use the arena then).
+/// The real functions once they are resolved (the hot path: no lookup).
+#[inline(always)]
+pub fn ready() -> Option<&'static Functions> {
+    READY.load(Ordering::Acquire).then_some(&FUNCTIONS)
+}
+
+/// The real functions, resolved now if need be, or `None` inside this thread's own lookup (use
+/// the arena then).
 #[inline(always)]
 pub fn functions() -> Option<&'static Functions> {
     if READY.load(Ordering::Acquire) { Some(&FUNCTIONS) } else { resolve() }
