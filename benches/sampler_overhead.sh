@@ -157,25 +157,30 @@ for l in malloc service; do
 done
 
 # Instructions are what the sampler adds on the CPU whatever the machine's load; callgrind
-# counts them exactly (its own slowdown does not matter here).
-instructions() {   # config → instructions of the malloc load with a tenth of the pairs
-  local preload=
+# counts them exactly (its own slowdown does not matter here). The loads run a tenth of their size.
+instructions() {   # config load → instructions executed
+  local preload= cmd
   case $1 in
     "sampler idle") preload=$sampler ;;
     jemalloc) preload=$jemalloc ;;
     "sampler + jemalloc") preload="$sampler $jemalloc" ;;
   esac
+  case $2 in
+    malloc) cmd=("$work/mallocbench" $((pairs / 10))) ;;
+    service) cmd=("$python" benches/workload/json_service.py $((iterations / 10))) ;;
+  esac
   # valgrind hands LD_PRELOAD on to the program it runs.
-  LD_PRELOAD=$preload valgrind --tool=callgrind --callgrind-out-file=/dev/null "$work/mallocbench" $((pairs / 10)) 2>&1 |
+  LD_PRELOAD=$preload valgrind --tool=callgrind --callgrind-out-file=/dev/null "${cmd[@]}" 2>&1 |
     awk '/Collected/ { print $NF }'
 }
 echo
-echo "malloc load, $((pairs / 10)) pairs, instructions executed (callgrind)"
-plain_ir=$(instructions plain); idle_ir=$(instructions "sampler idle")
-je_ir=$(instructions jemalloc); sje_ir=$(instructions "sampler + jemalloc")
-awk -v p="$plain_ir" -v s="$idle_ir" -v j="$je_ir" -v sj="$sje_ir" -v n=$((pairs / 10)) 'BEGIN {
-  printf "  %-20s %12d\n", "plain", p
-  printf "  %-20s %12d  %.3fx plain, +%.1f per malloc/free pair\n", "sampler idle", s, s / p, (s - p) / n
-  printf "  %-20s %12d\n", "jemalloc", j
-  printf "  %-20s %12d  %.3fx jemalloc, +%.1f per malloc/free pair\n", "sampler + jemalloc", sj, sj / j, (sj - j) / n }'
-
+echo "instructions executed (callgrind), a tenth of each load: $((pairs / 10)) pairs, $((iterations / 10)) requests"
+for l in malloc service; do
+  plain_ir=$(instructions plain $l); idle_ir=$(instructions "sampler idle" $l)
+  je_ir=$(instructions jemalloc $l); sje_ir=$(instructions "sampler + jemalloc" $l)
+  awk -v l=$l -v p="$plain_ir" -v s="$idle_ir" -v j="$je_ir" -v sj="$sje_ir" 'BEGIN {
+    printf "  %-8s %-20s %14d\n", l, "plain", p
+    printf "  %-8s %-20s %14d  %.4fx plain\n", l, "sampler idle", s, s / p
+    printf "  %-8s %-20s %14d\n", l, "jemalloc", j
+    printf "  %-8s %-20s %14d  %.4fx jemalloc\n", l, "sampler + jemalloc", sj, sj / j }'
+done
