@@ -8,16 +8,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The live sampled pointers of this process.
 static SAMPLED: Table = Table::new();
 
-/// The hot path before an allocation of `size` bytes: true when it is certainly not sampled (the
-/// countdown absorbed it). False: decide with [`will_sample`].
+/// The hot path before an allocation of `size` bytes: true when the countdown absorbed them, so
+/// the call is not sampled and can end in a tail call to the real allocator. False: the slow
+/// path decides with [`will_sample`].
 #[inline(always)]
 pub fn absorbed(size: usize) -> bool {
     countdown::fits(size)
 }
 
-/// Before an allocation of `size` bytes: whether it is sampled. Deciding first lets the common
-/// case end in a tail call to the real allocator; a sampled request that then fails is simply
-/// not reported.
+/// Whether an allocation of `size` bytes is sampled (its bytes are counted down either way).
 #[inline(always)]
 pub fn will_sample(size: usize) -> bool {
     countdown::take(size)
@@ -32,7 +31,8 @@ pub fn sampled(ptr: *mut u8, size: usize) {
     }
 }
 
-/// Both steps, for callers that allocate before they can decide (realloc).
+/// After the real allocator returned `ptr` (null: it failed) for `size` bytes: decide, and report
+/// a sampled block.
 #[inline(always)]
 pub fn allocated(ptr: *mut u8, size: usize) {
     if will_sample(size) {
