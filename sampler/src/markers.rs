@@ -1,7 +1,8 @@
 //! The two marker functions an observer attaches uprobes to: called only for sampled allocations and their frees.
 //!
-//! They are naked functions: their code is exactly the instructions below in every build
-//! profile (no prologue that spills the arguments), the arguments sit in the ABI's registers at
+//! They are naked functions, which are never inlined (Rust rejects `#[inline]` on them), and
+//! whose code is exactly the instructions below in every build profile (no prologue that spills
+//! the arguments): the arguments sit in the ABI's registers at
 //! the entry where a uprobe reads them (`%di`, `%si` on x86-64), the optimizer cannot see through
 //! them to drop a call, and the two bodies differ, so no identical-code folding (in the compiler
 //! or a linker) can give them one address.
