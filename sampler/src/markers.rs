@@ -2,10 +2,10 @@
 //!
 //! They are naked functions, which are never inlined (Rust rejects `#[inline]` on them), and
 //! whose code is exactly the instructions below in every build profile (no prologue that spills
-//! the arguments): the arguments sit in the ABI's registers at
-//! the entry where a uprobe reads them (`%di`, `%si` on x86-64), the optimizer cannot see through
-//! them to drop a call, and the two bodies differ, so no identical-code folding (in the compiler
-//! or a linker) can give them one address.
+//! the arguments): the arguments sit in the ABI's registers at the entry, where a uprobe reads
+//! them (`%di`, `%si` on x86-64), the optimizer cannot see through them to drop a call, and the
+//! two bodies differ, so no identical-code folding (in the compiler or a linker) can give them one
+//! address.
 //!
 //! Each starts with a `nop`: the kernel emulates a probed `nop` on x86-64, where a probed `ret`
 //! must be single-stepped out of line, a second trap per hit (5.9 µs per hit here instead of 1.3).
