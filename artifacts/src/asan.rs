@@ -3,57 +3,67 @@
 //! the address relates to the region, and the access, free and allocation stacks.
 
 use crate::format::Format;
+use crate::meter::{Meter, record_cost};
 use crate::model::{ArtifactError, Frame, Ingested, Record, Severity};
 use crate::sanitizer;
 
 const ID: &str = "asan";
 
+/// A report has an access, a free and an allocation stack, and a few thread
+/// creation stacks; more are not kept (nor more attributes than this).
+const STACKS_PER_RECORD: usize = 16;
+const ATTRIBUTES_PER_RECORD: usize = 32;
+
 fn sniff(head: &str) -> bool {
     head.contains("ERROR: AddressSanitizer:")
 }
 
-fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+fn parse(text: &str, meter: &mut Meter) -> Result<Ingested, ArtifactError> {
     let mut out = Ingested::new(ID);
+    let mut errors = 0u64;
     let mut current: Option<Record> = None;
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l)).peekable();
     while let Some((n, line)) = lines.next() {
         let t = line.trim();
         if let Some((pid, rest)) = t.strip_prefix("==").and_then(|r| r.split_once("==ERROR: AddressSanitizer: ")) {
             if let Some(done) = current.take() {
-                out.records.push(done);
+                keep(&mut out, done, meter);
             }
+            errors += 1;
             let kind = rest.split_whitespace().next().unwrap_or("unknown");
-            let mut r = Record::new(Severity::Error, format!("asan.{kind}"), rest.to_owned());
-            r.attributes.push(("pid".into(), pid.to_owned()));
+            let mut r = Record::new(Severity::Error, format!("asan.{}", meter.name(kind)), meter.name(rest));
+            attribute(&mut r, "pid", meter.name(pid));
             current = Some(r);
         } else if let Some(r) = current.as_mut() {
             if let Some(first) = sanitizer::frame(t).filter(|_| r.stacks.is_empty()) {
                 // Errors without an access line (double-free, bad-free, SEGV) put their stack right here.
-                let mut stack = vec![first];
-                stack.extend(sanitizer::stack(&mut lines));
+                let mut stack = Vec::new();
+                meter.push_frame(&mut stack, first);
+                stack.extend(sanitizer::stack(&mut lines, meter));
+                stack.truncate(crate::meter::FRAMES_PER_STACK);
                 push_stack(r, "access", stack);
             } else if let Some((access, size)) = access_line(t) {
-                r.attributes.push(("access".into(), access.into()));
-                r.attributes.push(("access_size".into(), size.to_string()));
+                attribute(r, "access", access.into());
+                attribute(r, "access_size", size.to_string());
                 r.bytes = Some(size);
-                push_stack(r, "access", sanitizer::stack(&mut lines));
+                push_stack(r, "access", sanitizer::stack(&mut lines, meter));
             } else if let Some(relation) = t.split_once(" is located ").map(|(_, rel)| rel) {
-                r.attributes.push(("location".into(), format!("located {relation}")));
+                attribute(r, "location", format!("located {}", meter.name(relation)));
                 if let Some(size) = region_size(relation) {
-                    r.attributes.push(("region_size".into(), size.to_string()));
+                    attribute(r, "region_size", size.to_string());
                 }
             } else if t.starts_with("freed by thread") {
-                push_stack(r, "free", sanitizer::stack(&mut lines));
+                push_stack(r, "free", sanitizer::stack(&mut lines, meter));
             } else if t.starts_with("previously allocated by thread") || t.starts_with("allocated by thread") {
-                push_stack(r, "allocation", sanitizer::stack(&mut lines));
+                push_stack(r, "allocation", sanitizer::stack(&mut lines, meter));
             } else if let Some(summary) = t.strip_prefix("SUMMARY: AddressSanitizer: ") {
-                r.attributes.push(("summary".into(), summary.to_owned()));
+                attribute(r, "summary", meter.name(summary));
                 // The SUMMARY names the kind canonically (`double-free`, `bad-free`), the ERROR line not always.
                 if let Some(kind) = summary.split_whitespace().next() {
-                    r.kind = format!("asan.{kind}");
+                    r.kind = format!("asan.{}", meter.name(kind));
                 }
                 if let Some(done) = current.take() {
-                    out.records.push(done);
+                    keep(&mut out, done, meter);
                 }
             }
         } else if t.starts_with("SUMMARY: AddressSanitizer:") {
@@ -71,12 +81,25 @@ fn parse(text: &str) -> Result<Ingested, ArtifactError> {
             message: format!("the report of {} has no SUMMARY line", open.kind),
         });
     }
-    out.totals.push(("errors".into(), out.records.len() as f64));
+    out.totals.push(("errors".into(), errors as f64));
     Ok(out)
 }
 
+/// Keeps a finished record when the budget allows (the error count has it either way).
+fn keep(out: &mut Ingested, record: Record, meter: &mut Meter) {
+    if meter.admit("error records", record_cost(&record)) {
+        out.records.push(record);
+    }
+}
+
+fn attribute(r: &mut Record, key: &str, value: String) {
+    if r.attributes.len() < ATTRIBUTES_PER_RECORD {
+        r.attributes.push((key.into(), value));
+    }
+}
+
 fn push_stack(r: &mut Record, role: &str, stack: Vec<Frame>) {
-    if !stack.is_empty() {
+    if !stack.is_empty() && r.stacks.len() < STACKS_PER_RECORD {
         r.stacks.push((role.into(), stack));
     }
 }
@@ -112,6 +135,10 @@ mod tests {
 
     fn fixture(name: &str) -> String {
         std::fs::read_to_string(format!("{}/tests/fixtures/asan/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+        super::parse(text, &mut Meter::default())
     }
 
     fn attr<'a>(r: &'a Record, key: &str) -> Option<&'a str> {

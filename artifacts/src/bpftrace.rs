@@ -5,6 +5,7 @@
 //! and memleak's outstanding allocations become a profile.
 
 use crate::format::Format;
+use crate::meter::{Meter, sample_cost, total_cost};
 use crate::model::{ArtifactError, Frame, INUSE_OBJECTS, INUSE_SPACE, Ingested, Profile, Sample};
 
 const ID: &str = "bpftrace";
@@ -15,8 +16,10 @@ fn sniff(head: &str) -> bool {
     maps || memleak
 }
 
-fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+fn parse(text: &str, meter: &mut Meter) -> Result<Ingested, ArtifactError> {
     let mut out = Ingested::new(ID);
+    // Map entries and stacks seen, kept or not: whether the dump held anything.
+    let mut entries = 0u64;
     let mut stacks = Profile::new("stacks", vec![INUSE_SPACE, INUSE_OBJECTS]);
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l)).peekable();
     while let Some((n, line)) = lines.next() {
@@ -30,24 +33,30 @@ fn parse(text: &str) -> Result<Ingested, ArtifactError> {
                         value = Some(v.trim().parse::<i64>().map_err(|_| malformed(m, "map value is not a number"))?);
                         break;
                     }
-                    frames.push(stack_frame(l.trim()));
+                    if !meter.stack_full(frames.len()) {
+                        meter.push_frame(&mut frames, stack_frame(l.trim()));
+                    }
                 }
                 let value = value.ok_or_else(|| ArtifactError::Truncated {
                     format: ID,
                     line: n,
-                    message: format!("stack key of @{name} never closed"),
+                    message: format!("stack key of @{} never closed", meter.name(name)),
                 })?;
-                stacks.samples.push(Sample {
-                    stack: frames,
-                    values: vec![value, 0],
-                    labels: vec![("map".into(), name.to_owned())],
-                });
+                entries += 1;
+                let sample =
+                    Sample { stack: frames, values: vec![value, 0], labels: vec![("map".into(), meter.name(name))] };
+                if meter.admit("stacks", sample_cost(&sample)) {
+                    stacks.samples.push(sample);
+                }
                 continue;
             }
             let (key, value) = rest.rsplit_once(':').ok_or_else(|| malformed(n, "expected `@name[key]: value`"))?;
             // Histograms (`@h:` then `[1, 2) 3 |@@@|` lines) and stats have no single value: skipped.
             if let Ok(value) = value.trim().parse::<f64>() {
-                out.totals.push((key.to_owned(), value));
+                entries += 1;
+                if meter.admit("map entries", total_cost(key)) {
+                    out.totals.push((meter.name(key), value));
+                }
             }
         } else if let Some(rest) = line.trim().split_once(" bytes in ") {
             // BCC memleak: "\t307200 bytes in 200 allocations from stack"
@@ -59,18 +68,21 @@ fn parse(text: &str) -> Result<Ingested, ArtifactError> {
             );
             let mut frames = Vec::new();
             while lines.peek().is_some_and(|(_, l)| l.starts_with("\t\t") || l.starts_with("        ")) {
-                if let Some((_, l)) = lines.next() {
-                    frames.push(stack_frame(l.trim()));
+                if let Some((_, l)) = lines.next()
+                    && !meter.stack_full(frames.len())
+                {
+                    meter.push_frame(&mut frames, stack_frame(l.trim()));
                 }
             }
-            stacks.samples.push(Sample {
-                stack: frames,
-                values: vec![bytes, count],
-                labels: vec![("map".into(), "memleak".into())],
-            });
+            entries += 1;
+            let sample =
+                Sample { stack: frames, values: vec![bytes, count], labels: vec![("map".into(), "memleak".into())] };
+            if meter.admit("stacks", sample_cost(&sample)) {
+                stacks.samples.push(sample);
+            }
         }
     }
-    if out.totals.is_empty() && stacks.samples.is_empty() {
+    if entries == 0 {
         return Err(ArtifactError::Truncated {
             format: ID,
             line: text.lines().count(),
@@ -114,6 +126,10 @@ mod tests {
 
     fn fixture(name: &str) -> String {
         std::fs::read_to_string(format!("{}/tests/fixtures/bpftrace/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+        super::parse(text, &mut Meter::default())
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! What a format module declares: its id, what it reads, how to recognize it and how to parse it.
 
+use crate::meter::Meter;
 use crate::model::{ArtifactError, Ingested};
 
 /// One artifact format; each format module exports one as `FORMAT`.
@@ -11,6 +12,6 @@ pub struct Format {
     pub about: &'static str,
     /// Whether the input looks like this format (from its first 64 KiB).
     pub sniff: fn(&str) -> bool,
-    /// A pure function of the text: no I/O, no clock.
-    pub parse: fn(&str) -> Result<Ingested, ArtifactError>,
+    /// A pure function of the text (no I/O, no clock) that keeps its model within the meter's budget.
+    pub parse: fn(&str, &mut Meter) -> Result<Ingested, ArtifactError>,
 }

@@ -5,6 +5,7 @@
 
 use crate::format::Format;
 use crate::heapprof;
+use crate::meter::{Meter, sample_cost};
 use crate::model::{ArtifactError, INUSE_OBJECTS, INUSE_SPACE, Ingested, Profile, Sample};
 
 const ID: &str = "jemalloc";
@@ -13,16 +14,16 @@ fn sniff(head: &str) -> bool {
     head.starts_with("heap_v2/")
 }
 
-fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+fn parse(text: &str, meter: &mut Meter) -> Result<Ingested, ArtifactError> {
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
     let (_, header) = lines.next().ok_or_else(|| malformed(1, "empty file"))?;
     let period: u64 = header
         .strip_prefix("heap_v2/")
         .and_then(|p| p.trim().parse().ok())
         .ok_or_else(|| malformed(1, "expected `heap_v2/<sampling period>`"))?;
-    let maps = heapprof::mapped_libraries(text, ID)?;
+    let maps = heapprof::mapped_libraries(text, ID, meter)?;
     let mut profile = Profile::new("inuse", vec![INUSE_OBJECTS, INUSE_SPACE]);
-    let mut stack: Option<Vec<u64>> = None;
+    let mut stack = None;
     let mut totals = (0u64, 0u64);
     for (n, line) in lines {
         let t = line.trim();
@@ -30,22 +31,25 @@ fn parse(text: &str) -> Result<Ingested, ArtifactError> {
             break;
         }
         if let Some(addrs) = t.strip_prefix("@ ") {
-            stack = Some(heapprof::addresses(addrs).ok_or_else(|| malformed(n, "bad address in a stack"))?);
+            stack = Some(heapprof::stack(addrs, &maps, meter).ok_or_else(|| malformed(n, "bad address in a stack"))?);
         } else if let Some(counts) = t.strip_prefix("t*: ") {
             let (objects, bytes) =
                 counts_pair(counts).ok_or_else(|| malformed(n, "expected `t*: <objects>: <bytes>`"))?;
             match stack.take() {
                 None => totals = (objects, bytes),
-                Some(addrs) => {
+                Some(frames) => {
                     if objects == 0 && bytes == 0 {
                         continue;
                     }
                     let scale = heapprof::unsample_scale(objects, bytes, period);
-                    profile.samples.push(Sample {
-                        stack: addrs.iter().map(|a| heapprof::frame(*a, &maps)).collect(),
+                    let sample = Sample {
+                        stack: frames,
                         values: vec![(objects as f64 * scale).round() as i64, (bytes as f64 * scale).round() as i64],
                         labels: Vec::new(),
-                    });
+                    };
+                    if meter.admit("stacks", sample_cost(&sample)) {
+                        profile.samples.push(sample);
+                    }
                 }
             }
         }

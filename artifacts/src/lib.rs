@@ -1,17 +1,21 @@
 //! What memory tools and captures produce, read and written: the artifact
 //! model (profiles, records, totals), one module per format in one format
 //! table, detection and decompression, the pprof / collapsed-stack /
-//! flame-graph / JSON-summary encoders, symbolization and leak-site ranking.
+//! flame-graph / JSON-summary encoders, symbolization and leak-site ranking,
+//! all within a budget per artifact (`budget`, `meter`).
 //!
 //! Parsers are pure functions of the text (no I/O, no clock): they import the
-//! model and the shared helpers, never the detection that lists them.
+//! model and the shared helpers, never the detection that lists them, and
+//! keep what they build within the meter they are given.
 
+pub mod budget;
 pub mod decompress;
 pub mod demangle;
 pub mod detect;
 pub mod encode;
 pub mod format;
 pub mod formats;
+pub mod meter;
 pub mod model;
 pub mod sites;
 pub mod symbolize;
@@ -30,6 +34,8 @@ pub mod memcheck;
 pub mod mimalloc;
 pub mod tcmalloc;
 
+pub use budget::Budget;
 pub use format::Format;
 pub use formats::FORMATS;
+pub use meter::Meter;
 pub use model::{ArtifactError, Frame, Ingested, Profile, Record, Sample, Severity, ValueType};

@@ -5,28 +5,37 @@
 //! (and computes KiB as /1024 then /102 for tenths), so bytes are approximate.
 
 use crate::format::Format;
+use crate::meter::{Meter, record_cost, total_cost};
 use crate::model::{ArtifactError, Ingested, Record, Severity};
 
 const ID: &str = "mimalloc";
+
+/// Columns of a statistics table, and values of a row, read at most: mimalloc prints about six.
+const MAX_COLUMNS: usize = 64;
 
 fn sniff(head: &str) -> bool {
     head.contains("heap stats:") && (head.contains(" committed:") || head.contains("mimalloc:"))
 }
 
-fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+fn parse(text: &str, meter: &mut Meter) -> Result<Ingested, ArtifactError> {
     let mut out = Ingested::new(ID);
     // (name, end position in the header line): values are right-aligned under them.
     let mut columns: Vec<(String, usize)> = Vec::new();
     let mut rows = 0;
+    let mut not_freed = 0u64;
     for (i, line) in text.lines().enumerate() {
         let t = line.trim();
         if let Some(version) = t.strip_prefix("mimalloc: v") {
-            out.attributes.push(("version".into(), version.split_whitespace().next().unwrap_or_default().to_owned()));
+            if out.attributes.is_empty() {
+                out.attributes
+                    .push(("version".into(), meter.name(version.split_whitespace().next().unwrap_or_default())));
+            }
             continue;
         }
         if t.starts_with("heap stats:") {
             columns = words_with_ends(line)
                 .skip(2)
+                .take(MAX_COLUMNS)
                 .map(|(c, end)| (if c == "total#" || c == "count" { "count".to_owned() } else { c.to_owned() }, end))
                 .collect();
             continue;
@@ -38,7 +47,7 @@ fn parse(text: &str) -> Result<Ingested, ArtifactError> {
         if label.is_empty() || label == "process" || label.starts_with("mimalloc") {
             continue;
         }
-        let name = label.trim_start_matches('-').split_whitespace().collect::<Vec<_>>().join("_");
+        let name = meter.name(&label.trim_start_matches('-').split_whitespace().collect::<Vec<_>>().join("_"));
         let offset = rest.as_ptr() as usize - line.as_ptr() as usize;
         let (values, status) = values_and_status(rest).ok_or_else(|| ArtifactError::Malformed {
             format: ID,
@@ -56,12 +65,19 @@ fn parse(text: &str) -> Result<Ingested, ArtifactError> {
         }
         for (column, value, sized) in &named {
             let suffix = if *sized { "_bytes" } else { "" };
-            out.totals.push((format!("{name}_{column}{suffix}"), *value));
+            let total = format!("{name}_{column}{suffix}");
+            if meter.admit("statistics", total_cost(&total)) {
+                out.totals.push((total, *value));
+            }
         }
         let get = |c: &str| named.iter().find(|(n, _, _)| *n == c).map(|(_, v, _)| *v);
         if status.starts_with("not all freed") {
             let current = get("current");
-            let mut r = Record::new(Severity::Warn, "mimalloc.not_freed", format!("{label}: not all freed at exit"));
+            let mut r = Record::new(
+                Severity::Warn,
+                "mimalloc.not_freed",
+                format!("{}: not all freed at exit", meter.name(label)),
+            );
             r.bytes = current.map(|v| v as u64);
             if let Some(count) = get("count") {
                 r.blocks = Some(count as u64);
@@ -69,7 +85,10 @@ fn parse(text: &str) -> Result<Ingested, ArtifactError> {
             if let Some(block) = get("block") {
                 r.attributes.push(("block_bytes".into(), block.to_string()));
             }
-            out.records.push(r);
+            not_freed += 1;
+            if meter.admit("rows not all freed", record_cost(&r)) {
+                out.records.push(r);
+            }
         }
     }
     if rows == 0 {
@@ -79,7 +98,7 @@ fn parse(text: &str) -> Result<Ingested, ArtifactError> {
             message: "no statistics rows".into(),
         });
     }
-    out.totals.push(("rows_not_all_freed".into(), out.records.len() as f64));
+    out.totals.push(("rows_not_all_freed".into(), not_freed as f64));
     Ok(out)
 }
 
@@ -97,7 +116,7 @@ fn values_and_status(rest: &str) -> Option<(Vec<Value>, String)> {
     let words: Vec<(&str, usize)> = words_with_ends(rest).collect();
     let mut values = Vec::new();
     let mut i = 0;
-    while i < words.len() {
+    while i < words.len() && values.len() < MAX_COLUMNS {
         let Ok(number) = words[i].0.parse::<f64>() else { break };
         match words.get(i + 1).and_then(|(u, _)| unit(u)) {
             Some(scale) => {
@@ -140,6 +159,10 @@ mod tests {
 
     fn fixture(name: &str) -> String {
         std::fs::read_to_string(format!("{}/tests/fixtures/mimalloc/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+        super::parse(text, &mut Meter::default())
     }
 
     #[test]

@@ -131,11 +131,20 @@ pub struct Ingested {
     pub totals: Vec<(String, f64)>,
     /// Facts about the run (`command`, `pid`, `tool`).
     pub attributes: Vec<(String, String)>,
+    /// What the budget made the parse leave out or cut, one sentence each.
+    pub left_out: Vec<String>,
 }
 
 impl Ingested {
     pub fn new(format: &'static str) -> Self {
-        Ingested { format, profiles: Vec::new(), records: Vec::new(), totals: Vec::new(), attributes: Vec::new() }
+        Ingested {
+            format,
+            profiles: Vec::new(),
+            records: Vec::new(),
+            totals: Vec::new(),
+            attributes: Vec::new(),
+            left_out: Vec::new(),
+        }
     }
 
     pub fn total(&self, name: &str) -> Option<f64> {
@@ -143,7 +152,7 @@ impl Ingested {
     }
 }
 
-/// Why an artifact could not be parsed: the format, where, and what.
+/// Why an artifact could not be read or parsed: the format, where, and what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArtifactError {
     #[error("not a format memleak-exporter knows (looked for: {known}); first bytes: {head:?}")]
@@ -152,6 +161,56 @@ pub enum ArtifactError {
     Malformed { format: &'static str, line: usize, message: String },
     #[error("{format}: truncated at line {line}: {message}")]
     Truncated { format: &'static str, line: usize, message: String },
-    #[error("input is larger than {limit} bytes")]
-    TooLarge { limit: u64 },
+    #[error("{size} bytes stored, more than the budget of {limit}")]
+    FileTooLarge { size: u64, limit: u64 },
+    #[error("more than {limit} bytes of text (after decompression), the budget")]
+    DecompressedTooLarge { limit: u64 },
+    #[error("{codec}: decompresses to more than {limit} times its size (a decompression bomb?)")]
+    CompressionRatio { codec: &'static str, limit: u64 },
+    #[error(
+        "zstd: a window of {window} bytes, more than the {limit} this budget decodes (recompress without --long or --ultra)"
+    )]
+    ZstdWindow { window: u64, limit: u64 },
+    #[error("{what} outgrew the parsed-size budget of {limit} bytes")]
+    OverBudget { what: &'static str, limit: u64 },
+    #[error("took longer than the budget of {}", humanize(*limit))]
+    TimedOut { limit: std::time::Duration },
+    #[error("cannot read: {message}")]
+    Unreadable { message: String },
+}
+
+impl ArtifactError {
+    /// A short, fixed name of the kind of failure (a metric label value).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ArtifactError::UnknownFormat { .. } => "unknown_format",
+            ArtifactError::Malformed { .. } => "malformed",
+            ArtifactError::Truncated { .. } => "truncated",
+            ArtifactError::FileTooLarge { .. } => "file_too_large",
+            ArtifactError::DecompressedTooLarge { .. } => "decompressed_too_large",
+            ArtifactError::CompressionRatio { .. } => "compression_ratio",
+            ArtifactError::ZstdWindow { .. } => "zstd_window",
+            ArtifactError::OverBudget { .. } => "parsed_too_large",
+            ArtifactError::TimedOut { .. } => "timeout",
+            ArtifactError::Unreadable { .. } => "unreadable",
+        }
+    }
+
+    /// Every value `reason` can take.
+    pub const REASONS: &'static [&'static str] = &[
+        "unknown_format",
+        "malformed",
+        "truncated",
+        "file_too_large",
+        "decompressed_too_large",
+        "compression_ratio",
+        "zstd_window",
+        "parsed_too_large",
+        "timeout",
+        "unreadable",
+    ];
+}
+
+fn humanize(d: std::time::Duration) -> String {
+    format!("{} s", d.as_secs_f64())
 }

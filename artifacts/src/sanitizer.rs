@@ -5,6 +5,7 @@
 //! `#0 0x5604 in __interceptor_malloc (/build/a.out+0xa416e) (BuildId: fc45…)`,
 //! `#4 0x5604 in _start (/build/a.out+0x21320)` and `#3 0x7f10  (/lib/x.so+0x2a)`.
 
+use crate::meter::Meter;
 use crate::model::Frame;
 
 /// Parses one frame line, or `None` when the line is not a frame.
@@ -71,13 +72,17 @@ fn split_location(loc: &str) -> (Option<String>, Option<u32>) {
     }
 }
 
-/// Reads the frame lines that follow, stopping at the first line that is not a frame.
-pub fn stack<'a>(lines: &mut std::iter::Peekable<impl Iterator<Item = (usize, &'a str)>>) -> Vec<Frame> {
+/// Reads the frame lines that follow, stopping at the first line that is not
+/// a frame; frames past the meter's per-stack cap are read and dropped.
+pub fn stack<'a>(
+    lines: &mut std::iter::Peekable<impl Iterator<Item = (usize, &'a str)>>,
+    meter: &mut Meter,
+) -> Vec<Frame> {
     let mut frames = Vec::new();
     while let Some((_, line)) = lines.peek() {
         match frame(line) {
             Some(f) => {
-                frames.push(f);
+                meter.push_frame(&mut frames, f);
                 lines.next();
             }
             None => break,

@@ -4,6 +4,7 @@
 
 use crate::format::Format;
 use crate::heapprof;
+use crate::meter::{Meter, sample_cost};
 use crate::model::{ALLOC_OBJECTS, ALLOC_SPACE, ArtifactError, INUSE_OBJECTS, INUSE_SPACE, Ingested, Profile, Sample};
 
 const ID: &str = "tcmalloc";
@@ -21,14 +22,14 @@ fn record(line: &str) -> Option<([u64; 4], &str)> {
     Some(([*a, *b, *c, *d], stack.trim()))
 }
 
-fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+fn parse(text: &str, meter: &mut Meter) -> Result<Ingested, ArtifactError> {
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
     let (_, header) = lines.next().ok_or_else(|| malformed(1, "empty file"))?;
     let (totals, kind) = record(header.trim_start_matches("heap profile:"))
         .ok_or_else(|| malformed(1, "expected `heap profile: N: B [N: B] @ heapprofile`"))?;
     // `@ heap_v2/<period>` marks a sampled profile.
     let period = kind.strip_prefix("heap_v2/").and_then(|p| p.parse().ok()).unwrap_or(1);
-    let maps = heapprof::mapped_libraries(text, ID)?;
+    let maps = heapprof::mapped_libraries(text, ID, meter)?;
     let mut profile = Profile::new("inuse", vec![INUSE_SPACE, INUSE_OBJECTS, ALLOC_SPACE, ALLOC_OBJECTS]);
     for (n, line) in lines {
         if line.trim().is_empty() || line.starts_with("MAPPED_LIBRARIES:") {
@@ -36,12 +37,12 @@ fn parse(text: &str) -> Result<Ingested, ArtifactError> {
         }
         let ([objects, bytes, alloc_objects, alloc_bytes], stack) =
             record(line).ok_or_else(|| malformed(n, "expected `N: B [N: B] @ addresses`"))?;
-        let addrs = heapprof::addresses(stack).ok_or_else(|| malformed(n, "bad address in a stack"))?;
+        let frames = heapprof::stack(stack, &maps, meter).ok_or_else(|| malformed(n, "bad address in a stack"))?;
         let inuse = heapprof::unsample_scale(objects, bytes, period);
         let alloc = heapprof::unsample_scale(alloc_objects, alloc_bytes, period);
         let scaled = |v: u64, s: f64| (v as f64 * s).round() as i64;
-        profile.samples.push(Sample {
-            stack: addrs.iter().map(|a| heapprof::frame(*a, &maps)).collect(),
+        let sample = Sample {
+            stack: frames,
             values: vec![
                 scaled(bytes, inuse),
                 scaled(objects, inuse),
@@ -49,7 +50,10 @@ fn parse(text: &str) -> Result<Ingested, ArtifactError> {
                 scaled(alloc_objects, alloc),
             ],
             labels: Vec::new(),
-        });
+        };
+        if meter.admit("stacks", sample_cost(&sample)) {
+            profile.samples.push(sample);
+        }
     }
     let mut out = Ingested::new(ID);
     for (name, v) in ["inuse_objects", "inuse_bytes", "alloc_objects", "alloc_bytes"].iter().zip(totals) {

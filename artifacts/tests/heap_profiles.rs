@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use memleak_artifacts::symbolize::{SymbolPath, symbolize};
-use memleak_artifacts::{Ingested, sites};
+use memleak_artifacts::{Ingested, Meter, sites};
 use memleak_artifacts::{jemalloc, tcmalloc};
 use std::path::PathBuf;
 
@@ -19,9 +19,11 @@ fn read(path: &str) -> String {
 
 fn symbolized(mut out: Ingested) -> Ingested {
     // Only the fixture binary: this machine's libraries may be other builds than the dump's.
-    let path = SymbolPath { dirs: vec![artifacts().join("bin")], recorded_paths: false };
-    let missing = symbolize(&mut out.profiles, &path);
-    assert!(!missing.iter().any(|m| m.ends_with("a_cachesvc")), "the program binary must be found: {missing:?}");
+    let path = SymbolPath { dirs: vec![artifacts().join("bin")], recorded_paths: false, readable_by: None };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let missing = symbolize(&mut out.profiles, &path, 1 << 20, deadline);
+    assert!(!missing.iter().any(|m| m.module.ends_with("a_cachesvc")), "the program binary must be found: {missing:?}");
+    assert!(missing.iter().all(|m| m.reason == "not found in the symbol folders"), "{missing:?}");
     out
 }
 
@@ -31,7 +33,7 @@ fn top(out: &Ingested, index: usize) -> Vec<(String, Vec<i64>)> {
 
 #[test]
 fn jemalloc_final_dump() {
-    let raw = (jemalloc::FORMAT.parse)(&read("jemalloc/a.jeprof.heap")).unwrap();
+    let raw = (jemalloc::FORMAT.parse)(&read("jemalloc/a.jeprof.heap"), &mut Meter::default()).unwrap();
     // The dump's own totals: 602 objects, 491,616 B (with libstdc++'s 80 KiB pool and init_config's 96 B).
     assert_eq!(raw.total("inuse_objects"), Some(602.0));
     assert_eq!(raw.total("inuse_bytes"), Some(491_616.0));
@@ -64,7 +66,7 @@ fn jemalloc_final_dump() {
 
 #[test]
 fn tcmalloc_heap_profile() {
-    let out = symbolized((tcmalloc::FORMAT.parse)(&read("tcmalloc/a.prof.heap")).unwrap());
+    let out = symbolized((tcmalloc::FORMAT.parse)(&read("tcmalloc/a.prof.heap"), &mut Meter::default()).unwrap());
     // Header: 601 objects / 409,696 B in use, 1,401 / 3,694,496 B allocated (README's totals).
     assert_eq!(out.total("inuse_objects"), Some(601.0));
     assert_eq!(out.total("inuse_bytes"), Some(409_696.0));
@@ -84,6 +86,6 @@ fn tcmalloc_heap_profile() {
 fn truncated_dumps_are_errors() {
     let text = read("jemalloc/a.jeprof.heap");
     let cut = &text[..text.find("MAPPED_LIBRARIES").unwrap()];
-    assert!((jemalloc::FORMAT.parse)(cut).is_err());
-    assert!((tcmalloc::FORMAT.parse)("heap profile: garbage").is_err());
+    assert!((jemalloc::FORMAT.parse)(cut, &mut Meter::default()).is_err());
+    assert!((tcmalloc::FORMAT.parse)("heap profile: garbage", &mut Meter::default()).is_err());
 }

@@ -5,8 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use memleak_artifacts::FORMATS;
 use memleak_artifacts::detect::{ingest, ingest_bytes};
+use memleak_artifacts::{FORMATS, Meter};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -103,7 +103,7 @@ fn no_parser_panics_or_hangs_on_mutated_fixtures() {
             let _ = ingest_bytes(&m);
             let text = String::from_utf8_lossy(&m);
             for format in FORMATS {
-                let _ = (format.parse)(&text);
+                let _ = (format.parse)(&text, &mut Meter::default());
             }
             cases += 1;
             assert!(started.elapsed() < Duration::from_secs(5), "{name}: a mutation took {:?}", started.elapsed());
@@ -127,7 +127,7 @@ fn pathological_small_inputs() {
         let started = Instant::now();
         let _ = ingest(input);
         for format in FORMATS {
-            let _ = (format.parse)(input);
+            let _ = (format.parse)(input, &mut Meter::default());
         }
         assert!(
             started.elapsed() < Duration::from_secs(5),

@@ -35,18 +35,7 @@ struct Cli {
 #[derive(Debug, clap::Subcommand)]
 pub enum Subcommand {
     // Its help comes from the format table: see `ingest_about` and `ingest::formats_help`.
-    Ingest {
-        /// Folder for the outputs (created if missing).
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        /// Folder holding the binaries of a heap dump's process, searched by file name before the
-        /// paths the dump records (repeatable).
-        #[arg(long = "symbols", value_name = "DIR")]
-        symbols: Vec<PathBuf>,
-        /// Files to ingest.
-        #[arg(required = true, value_name = "FILE")]
-        files: Vec<PathBuf>,
-    },
+    Ingest(crate::ingest::Args),
 }
 
 /// One of the exporter's own option groups.

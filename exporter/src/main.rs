@@ -24,8 +24,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(cli::Subcommand::Ingest { out, files, symbols }) = &invocation.command {
-        let failed = ingest::run(files, out.as_deref(), symbols);
+    if let Some(cli::Subcommand::Ingest(args)) = &invocation.command {
+        let failed = ingest::run(args);
         return if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     }
     let settings = invocation.settings;

@@ -11,17 +11,15 @@
 //! allocation and free events (kinds 0-based); `c <ms>` time; `X` command.
 
 use crate::format::Format;
+use crate::meter::{FRAMES_PER_STACK, Meter, sample_cost, string_cost};
 use crate::model::{
     ALLOC_OBJECTS, ALLOC_SPACE, ArtifactError, Frame, Ingested, LEAKED_OBJECTS, LEAKED_SPACE, Profile, Sample,
 };
-use std::collections::HashMap;
+use std::mem::size_of;
 
 pub mod print;
 
 const ID: &str = "heaptrack";
-
-/// Most string, ip, trace and allocation-kind entries accepted (bounds memory on hostile input).
-const MAX_ENTRIES: usize = 50_000_000;
 
 fn sniff(head: &str) -> bool {
     (head.starts_with("v ") && head.lines().nth(1).is_some_and(|l| l.starts_with("X ") || l.starts_with("I ")))
@@ -45,9 +43,9 @@ struct Data {
     kinds: Vec<(u64, usize)>,
 }
 
-fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+fn parse(text: &str, meter: &mut Meter) -> Result<Ingested, ArtifactError> {
     if print::sniff(text) {
-        return print::parse(text);
+        return print::parse(text, meter);
     }
     let mut data = Data::default();
     let mut command = String::new();
@@ -100,7 +98,9 @@ fn parse(text: &str) -> Result<Ingested, ArtifactError> {
                     Some((len, s)) if u64::from_str_radix(len, 16).is_ok_and(|l| l as usize == s.len()) => s,
                     _ => rest,
                 };
-                push(&mut data.strings, crate::demangle::demangle(string), n)?;
+                let string = crate::demangle::demangle(string);
+                meter.require("the string table", string_cost(&string))?;
+                data.strings.push(string);
             }
             "i" => {
                 let _ip = next()?;
@@ -112,19 +112,25 @@ fn parse(text: &str) -> Result<Ingested, ArtifactError> {
                     let line = next().unwrap_or(0);
                     frames.push((function as usize, file as usize, line as u32));
                 }
-                push(&mut data.ips, Ip { module, frames }, n)?;
+                meter.require(
+                    "the instruction table",
+                    (size_of::<Ip>() + frames.len() * size_of::<(usize, usize, u32)>()) as u64,
+                )?;
+                data.ips.push(Ip { module, frames });
             }
             "t" => {
                 let (ip, parent) = (next()? as usize, next()? as usize);
-                push(&mut data.traces, (ip, parent), n)?;
+                meter.require("the trace tree", size_of::<(usize, usize)>() as u64)?;
+                data.traces.push((ip, parent));
             }
             "a" => {
                 let (size, trace) = (next()?, next()? as usize);
-                push(&mut data.kinds, (size, trace), n)?;
+                meter.require("the allocation kinds", (size_of::<(u64, usize)>() + 2 * size_of::<u64>()) as u64)?;
+                data.kinds.push((size, trace));
                 live.push(0);
                 allocations.push(0);
             }
-            "X" => command = rest.to_owned(),
+            "X" => command = meter.name(rest),
             _ => {}
         }
     }
@@ -136,24 +142,33 @@ fn parse(text: &str) -> Result<Ingested, ArtifactError> {
         });
     }
     let mut leaks = Profile::new("leaks", vec![LEAKED_SPACE, LEAKED_OBJECTS, ALLOC_SPACE, ALLOC_OBJECTS]);
-    let mut stacks: HashMap<usize, Vec<Frame>> = HashMap::new();
     let (mut leaked_bytes, mut leaked_count) = (0i64, 0i64);
+    // Once a site does not fit, the rest are counted but not built: building them would cost the time anyway.
+    let mut full = false;
     for (kind, &(size, trace)) in data.kinds.iter().enumerate() {
         let count = live[kind].max(0);
         let bytes = count.saturating_mul(size.min(i64::MAX as u64) as i64);
         leaked_bytes = leaked_bytes.saturating_add(bytes);
-        leaked_count += count;
-        let stack = stacks.entry(trace).or_insert_with(|| data.stack(trace)).clone();
-        leaks.samples.push(Sample {
-            stack,
+        leaked_count = leaked_count.saturating_add(count);
+        if full {
+            meter.skip("allocation sites");
+            continue;
+        }
+        let sample = Sample {
+            stack: data.stack(trace, meter),
             values: vec![
                 bytes,
                 count,
                 allocations[kind].saturating_mul(size).min(i64::MAX as u64) as i64,
-                allocations[kind] as i64,
+                allocations[kind].min(i64::MAX as u64) as i64,
             ],
             labels: Vec::new(),
-        });
+        };
+        if meter.admit("allocation sites", sample_cost(&sample)) {
+            leaks.samples.push(sample);
+        } else {
+            full = true;
+        }
     }
     let mut out = Ingested::new(ID);
     out.attributes.push(("command".into(), command));
@@ -173,18 +188,21 @@ impl Data {
         index.checked_sub(1).and_then(|i| self.strings.get(i)).map(String::as_str)
     }
 
-    /// The stack of a trace, innermost frame first (inlined frames before their caller).
-    fn stack(&self, mut trace: usize) -> Vec<Frame> {
+    /// The stack of a trace, innermost frame first (inlined frames before
+    /// their caller), at most the meter's per-stack cap of frames.
+    fn stack(&self, mut trace: usize, meter: &mut Meter) -> Vec<Frame> {
         let mut frames = Vec::new();
-        let mut guard = 0;
-        while trace != 0 && guard < 10_000 {
-            guard += 1;
+        // Each step of a real trace yields a frame: more steps than frames kept means a loop.
+        let mut steps = 0;
+        while trace != 0 && steps < FRAMES_PER_STACK && !meter.stack_full(frames.len()) {
+            steps += 1;
             let Some(&(ip, parent)) = trace.checked_sub(1).and_then(|t| self.traces.get(t)) else { break };
             if let Some(ip) = ip.checked_sub(1).and_then(|i| self.ips.get(i)) {
                 let module = self.string(ip.module).unwrap_or("??");
                 let mut ip_frames: Vec<Frame> = ip
                     .frames
                     .iter()
+                    .take(FRAMES_PER_STACK)
                     .map(|&(f, file, line)| Frame {
                         function: self.string(f).unwrap_or("??").to_owned(),
                         file: self.string(file).map(str::to_owned).or_else(|| Some(module.to_owned())),
@@ -202,8 +220,9 @@ impl Data {
                 }
                 // The first triple is the real frame, the rest are inlined into it (innermost last).
                 let real = ip_frames.remove(0);
-                frames.extend(ip_frames.into_iter().rev());
-                frames.push(real);
+                for frame in ip_frames.into_iter().rev().chain([real]) {
+                    meter.push_frame(&mut frames, frame);
+                }
             }
             trace = parent;
         }
@@ -227,14 +246,6 @@ fn hex_bytes(digits: &[u8]) -> Option<u64> {
         any = true;
     }
     any.then_some(value)
-}
-
-fn push<T>(v: &mut Vec<T>, item: T, line: usize) -> Result<(), ArtifactError> {
-    if v.len() >= MAX_ENTRIES {
-        return Err(malformed(line, format!("more than {MAX_ENTRIES} entries")));
-    }
-    v.push(item);
-    Ok(())
 }
 
 fn malformed(line: usize, message: String) -> ArtifactError {

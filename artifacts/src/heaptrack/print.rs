@@ -2,13 +2,14 @@
 //! its call stacks) and the closing statistics. heaptrack prints sizes with
 //! K = 1000 and two decimals, so bytes are exact only to that rounding.
 
+use crate::meter::{Meter, sample_cost};
 use crate::model::{ArtifactError, Frame, Ingested, LEAKED_OBJECTS, LEAKED_SPACE, Profile, Sample};
 
 pub fn sniff(head: &str) -> bool {
     head.starts_with("reading file \"") && head.contains("heaptrack")
 }
 
-pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+pub fn parse(text: &str, meter: &mut Meter) -> Result<Ingested, ArtifactError> {
     let mut out = Ingested::new(super::ID);
     let mut leaks = Profile::new("leaks", vec![LEAKED_SPACE, LEAKED_OBJECTS]);
     let mut section = "";
@@ -28,6 +29,8 @@ pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
             if let Some(v) =
                 line.strip_prefix(prefix).and_then(|v| size(v.split_whitespace().next().unwrap_or_default()))
             {
+                // A repeated statistics line replaces the earlier one.
+                out.totals.retain(|(n, _)| n != name);
                 out.totals.push((name.into(), v));
             }
         }
@@ -41,13 +44,20 @@ pub fn parse(text: &str) -> Result<Ingested, ArtifactError> {
             // The site: function, then `  at file:line`, `  in module`.
             site = lines.next().map(|f| frame(f.trim(), &mut lines, 2));
         } else if line.ends_with("from:") {
-            let mut stack: Vec<Frame> = site.iter().cloned().collect();
+            let mut stack = Vec::new();
+            if let Some(site) = &site {
+                meter.push_frame(&mut stack, site.clone());
+            }
             while lines.peek().is_some_and(|l| l.starts_with("    ") && !l.starts_with("      ")) {
                 if let Some(f) = lines.next() {
-                    stack.push(frame(f.trim(), &mut lines, 6));
+                    let f = frame(f.trim(), &mut lines, 6);
+                    meter.push_frame(&mut stack, f);
                 }
             }
-            leaks.samples.push(Sample { stack, values: vec![bytes, count], labels: Vec::new() });
+            let sample = Sample { stack, values: vec![bytes, count], labels: Vec::new() };
+            if meter.admit("leak sites", sample_cost(&sample)) {
+                leaks.samples.push(sample);
+            }
         }
     }
     if out.totals.is_empty() {

@@ -3,6 +3,7 @@
 //! the SUMMARY totals, suppressed leaks, and a leak profile.
 
 use crate::format::Format;
+use crate::meter::{Meter, record_cost, sample_cost};
 use crate::model::{ArtifactError, Ingested, LEAKED_OBJECTS, LEAKED_SPACE, Profile, Record, Sample, Severity};
 use crate::sanitizer;
 
@@ -12,7 +13,7 @@ fn sniff(head: &str) -> bool {
     head.contains("ERROR: LeakSanitizer: detected memory leaks")
 }
 
-fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+fn parse(text: &str, meter: &mut Meter) -> Result<Ingested, ArtifactError> {
     let mut out = Ingested::new(ID);
     let mut leaks = Profile::new("leaks", vec![LEAKED_SPACE, LEAKED_OBJECTS]);
     let mut summary: Option<(u64, u64)> = None;
@@ -22,13 +23,15 @@ fn parse(text: &str) -> Result<Ingested, ArtifactError> {
     while let Some((n, line)) = lines.next() {
         let trimmed = line.trim();
         if let Some(pid) = trimmed.strip_prefix("==").and_then(|r| r.split_once("==ERROR: LeakSanitizer")) {
-            out.attributes.push(("pid".into(), pid.0.to_owned()));
+            if out.attributes.is_empty() {
+                out.attributes.push(("pid".into(), meter.name(pid.0)));
+            }
         } else if let Some((kind, bytes, objects)) = leak_header(trimmed) {
             let (bytes, objects) = (
                 bytes.ok_or_else(|| malformed(n, "byte count is not a number"))?,
                 objects.ok_or_else(|| malformed(n, "object count is not a number"))?,
             );
-            let stack = sanitizer::stack(&mut lines);
+            let stack = sanitizer::stack(&mut lines, meter);
             if stack.is_empty() {
                 return Err(ArtifactError::Truncated {
                     format: ID,
@@ -37,7 +40,7 @@ fn parse(text: &str) -> Result<Ingested, ArtifactError> {
                 });
             }
             let mut record =
-                Record::new(Severity::Error, format!("leak.{kind}"), trimmed.trim_end_matches(':').to_owned());
+                Record::new(Severity::Error, format!("leak.{kind}"), meter.name(trimmed.trim_end_matches(':')));
             record.bytes = Some(bytes);
             record.blocks = Some(objects);
             // report_objects=1 lists every leaked object after the stack (and a blank line).
@@ -56,13 +59,17 @@ fn parse(text: &str) -> Result<Ingested, ArtifactError> {
             let slot = if kind == "direct" { 0 } else { 2 };
             sums[slot] += bytes;
             sums[slot + 1] += objects;
-            leaks.samples.push(Sample {
+            let sample = Sample {
                 stack: stack.clone(),
                 values: vec![bytes as i64, objects as i64],
                 labels: vec![("kind".into(), kind.into())],
-            });
+            };
             record.stacks.push(("allocation".into(), stack));
-            out.records.push(record);
+            // The sums above count every leak; past the budget only the details are left out.
+            if meter.admit("leak records", sample_cost(&sample) + record_cost(&record)) {
+                leaks.samples.push(sample);
+                out.records.push(record);
+            }
         } else if trimmed == "Suppressions used:" {
             suppressed = suppressions(&mut lines);
         } else if let Some(totals) = trimmed.strip_prefix("SUMMARY: ").and_then(summary_line) {

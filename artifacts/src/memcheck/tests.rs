@@ -3,6 +3,11 @@
 use super::*;
 use crate::sites;
 
+/// The parser within the `ingest` command's budget.
+fn parse(text: &str) -> Result<Ingested, ArtifactError> {
+    super::parse(text, &mut crate::Meter::default())
+}
+
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!("{}/tests/fixtures/memcheck/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }

@@ -2,7 +2,8 @@
 //! `Error` records as the XML: loss records and errors with their stacks.
 
 use super::Error;
-use super::xml::Report;
+use super::report::Report;
+use crate::meter::Meter;
 use crate::model::ArtifactError;
 use crate::valgrind;
 
@@ -18,47 +19,47 @@ fn strip(line: &str) -> Option<&str> {
     pid.bytes().all(|b| b.is_ascii_digit()).then(|| body.strip_prefix(' ').unwrap_or(body))
 }
 
-pub fn read(text: &str) -> Result<Report, ArtifactError> {
-    let mut report = Report::default();
+/// Reads a whole log into `report`, each error handed over as soon as it ends.
+pub fn read(text: &str, report: &mut Report, meter: &mut Meter) -> Result<(), ArtifactError> {
     let mut current: Option<Error> = None;
     let mut finished = false;
     for line in text.lines() {
         let Some(body) = strip(line) else { continue };
         if body.trim().is_empty() {
             if let Some(e) = current.take() {
-                report.errors.push(e);
+                report.error(e, meter);
             }
             continue;
         }
         let indent = body.len() - body.trim_start().len();
         let t = body.trim();
         if let Some(cmd) = t.strip_prefix("Command: ") {
-            report.attributes.push(("command".into(), cmd.to_owned()));
+            report.attribute("command", meter.name(cmd));
         } else if t.starts_with("ERROR SUMMARY:") {
             finished = true;
         } else if let Some(frame) = t.strip_prefix("at ").or_else(|| t.strip_prefix("by ")) {
             if let Some(e) = current.as_mut() {
                 if t.starts_with("at ") || e.stacks.is_empty() {
-                    e.stacks.push((String::new(), Vec::new()));
+                    e.new_stack();
                 }
                 if let Some((_, stack)) = e.stacks.last_mut() {
-                    stack.push(valgrind::frame(frame));
+                    meter.push_frame(stack, valgrind::frame(frame));
                 }
             }
         } else if indent >= 1 && current.is_some() {
             // ` Address 0x… is 8 bytes inside a block of size 256 free'd`, ` Block was alloc'd at`
             if let Some(e) = current.as_mut() {
-                e.auxwhat.push(t.to_owned());
+                e.add_auxwhat(meter.name(t));
             }
         } else if indent == 0 {
             if let Some(e) = current.take() {
-                report.errors.push(e);
+                report.error(e, meter);
             }
-            current = error_header(t);
+            current = error_header(t, meter);
         }
     }
     if let Some(e) = current.take() {
-        report.errors.push(e);
+        report.error(e, meter);
     }
     if !finished {
         return Err(ArtifactError::Truncated {
@@ -67,11 +68,11 @@ pub fn read(text: &str) -> Result<Report, ArtifactError> {
             message: "no ERROR SUMMARY line: valgrind was killed or the log is incomplete".into(),
         });
     }
-    Ok(report)
+    Ok(())
 }
 
 /// A loss record or an error's first line; summaries and notes are not.
-fn error_header(t: &str) -> Option<Error> {
+fn error_header(t: &str, meter: &mut Meter) -> Option<Error> {
     if let Some((amount, rest)) = t.split_once(" bytes in ") {
         let (blocks, rest) = rest.split_once(" blocks are ")?;
         let kind = [
@@ -86,7 +87,7 @@ fn error_header(t: &str) -> Option<Error> {
         let total = amount.split_whitespace().next()?.replace(',', "").parse().ok();
         return Some(Error {
             kind: kind.into(),
-            what: t.to_owned(),
+            what: meter.name(t),
             leaked_bytes: total,
             leaked_blocks: blocks.replace(',', "").parse().ok(),
             ..Error::default()
@@ -106,5 +107,5 @@ fn error_header(t: &str) -> Option<Error> {
     .iter()
     .find(|(text, _)| t.starts_with(text))?
     .1;
-    Some(Error { kind: kind.into(), what: t.to_owned(), ..Error::default() })
+    Some(Error { kind: kind.into(), what: meter.name(t), ..Error::default() })
 }

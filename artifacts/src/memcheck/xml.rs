@@ -1,21 +1,18 @@
-//! A streaming reader of memcheck's XML: only the elements we use are kept.
+//! A streaming reader of memcheck's XML: only the elements we use are kept,
+//! and each error is handed over as soon as it ends.
 
+use super::report::Report;
 use super::{Error, ID};
+use crate::meter::Meter;
 use crate::model::{ArtifactError, Frame};
 use quick_xml::Reader;
 use quick_xml::events::Event;
 
-#[derive(Debug, Default)]
-pub struct Report {
-    pub errors: Vec<Error>,
-    pub attributes: Vec<(String, String)>,
-}
-
-/// Reads a whole report; malformed XML and a missing `</valgrindoutput>` are errors with a line.
-pub fn read(text: &str) -> Result<Report, ArtifactError> {
+/// Reads a whole report into `report`; malformed XML and a missing
+/// `</valgrindoutput>` are errors with a line.
+pub fn read(text: &str, report: &mut Report, meter: &mut Meter) -> Result<(), ArtifactError> {
     let mut reader = Reader::from_str(text);
     reader.config_mut().trim_text(true);
-    let mut report = Report::default();
     let mut path: Vec<String> = Vec::new();
     let mut content = String::new();
     let mut error: Option<Error> = None;
@@ -36,7 +33,7 @@ pub fn read(text: &str) -> Result<Report, ArtifactError> {
                     "error" => error = Some(Error::default()),
                     "stack" => {
                         if let Some(err) = error.as_mut() {
-                            err.stacks.push((String::new(), Vec::new()));
+                            err.new_stack();
                         }
                     }
                     "frame" => frame = Some(Frame::function("???")),
@@ -64,7 +61,7 @@ pub fn read(text: &str) -> Result<Report, ArtifactError> {
                 };
                 let parent = path.last().map(String::as_str).unwrap_or_default();
                 let value = std::mem::take(&mut content);
-                end_element(&name, parent, value, &mut error, &mut frame, &mut report);
+                end_element(&name, parent, value, &mut error, &mut frame, report, meter);
                 if name == "valgrindoutput" {
                     finished = true;
                 }
@@ -80,7 +77,7 @@ pub fn read(text: &str) -> Result<Report, ArtifactError> {
             message: "no </valgrindoutput>: valgrind was killed or the file is incomplete".into(),
         });
     }
-    Ok(report)
+    Ok(())
 }
 
 fn end_element(
@@ -90,6 +87,7 @@ fn end_element(
     error: &mut Option<Error>,
     frame: &mut Option<Frame>,
     report: &mut Report,
+    meter: &mut Meter,
 ) {
     if let Some(f) = frame.as_mut() {
         match name {
@@ -103,7 +101,7 @@ fn end_element(
                 if let Some(Error { stacks, .. }) = error.as_mut()
                     && let Some((_, s)) = stacks.last_mut()
                 {
-                    s.push(done);
+                    meter.push_frame(s, done);
                 }
             }
             _ => {}
@@ -111,21 +109,21 @@ fn end_element(
         return;
     }
     match (name, parent) {
-        ("kind", "error") => set(error, |e| e.kind = value),
-        ("what", "error") => set(error, |e| e.what = value),
-        ("text", "xwhat") => set(error, |e| e.what = value),
+        ("kind", "error") => set(error, |e| e.kind = meter.name(&value)),
+        ("what", "error") => set(error, |e| e.what = meter.name(&value)),
+        ("text", "xwhat") => set(error, |e| e.what = meter.name(&value)),
         ("leakedbytes", "xwhat") => set(error, |e| e.leaked_bytes = value.parse().ok()),
         ("leakedblocks", "xwhat") => set(error, |e| e.leaked_blocks = value.parse().ok()),
-        ("auxwhat", "error") => set(error, |e| e.auxwhat.push(value)),
+        ("auxwhat", "error") => set(error, |e| e.add_auxwhat(meter.name(&value))),
         ("error", _) => {
             if let Some(e) = error.take() {
-                report.errors.push(e);
+                report.error(e, meter);
             }
         }
-        ("pid", "valgrindoutput") => report.attributes.push(("pid".into(), value)),
+        ("pid", "valgrindoutput") => report.attribute("pid", meter.name(&value)),
         ("line", "preamble") => {
             if let Some(cmd) = value.strip_prefix("Command: ") {
-                report.attributes.push(("command".into(), cmd.to_owned()));
+                report.attribute("command", meter.name(cmd));
             }
         }
         _ => {}

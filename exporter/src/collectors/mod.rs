@@ -79,8 +79,18 @@ mod tests {
     use std::collections::HashSet;
 
     const UNITS: &[&str] = &["bytes", "seconds", "ratio"];
-    const UNITLESS_QUANTITIES: &[&str] =
-        &["count", "processes", "threads", "mappings", "cgroups", "success", "groups", "supported", "records"];
+    const UNITLESS_QUANTITIES: &[&str] = &[
+        "count",
+        "processes",
+        "threads",
+        "mappings",
+        "cgroups",
+        "success",
+        "groups",
+        "supported",
+        "records",
+        "usable",
+    ];
 
     #[test]
     fn metric_names_follow_the_conventions() {

@@ -1,0 +1,183 @@
+//! The function symbols and loadable segments of an ELF file, read with
+//! positioned reads of only its headers and symbol tables, within a byte
+//! budget checked before each read (a section header may claim any size).
+
+use super::open::Refusal;
+use object::Endianness;
+use object::elf;
+use object::pod;
+use object::read::elf::{FileHeader, ProgramHeader, SectionHeader, Sym};
+use std::fs::File;
+use std::mem::size_of;
+use std::os::unix::fs::FileExt;
+
+/// Function symbols of one binary, sorted by address.
+#[derive(Debug, Default)]
+pub struct Symbols {
+    /// (file offset start, file offset end, virtual address start) of each loadable segment.
+    segments: Vec<(u64, u64, u64)>,
+    /// (address, size, name start, name end in `names`).
+    functions: Vec<(u64, u64, u32, u32)>,
+    /// The functions' names, mangled, one after the other.
+    names: Vec<u8>,
+}
+
+impl Symbols {
+    /// Reads the symbols of `file` (`size` bytes), holding at most `budget` bytes of it at a time.
+    pub fn read(file: &File, size: u64, budget: u64) -> Result<Symbols, Refusal> {
+        let mut head = [0u8; 64];
+        let len = head.len().min(size as usize);
+        file.read_exact_at(&mut head[..len], 0).map_err(|_| "cannot be read")?;
+        let reader = Reader { file, size, budget, spent: 0 };
+        match head.get(4) {
+            Some(&elf::ELFCLASS32) => reader.symbols::<elf::FileHeader32<Endianness>>(&head[..len]),
+            Some(&elf::ELFCLASS64) => reader.symbols::<elf::FileHeader64<Endianness>>(&head[..len]),
+            _ => Err("not an ELF file"),
+        }
+    }
+
+    /// What the symbols hold in memory.
+    pub fn bytes(&self) -> usize {
+        self.segments.len() * size_of::<(u64, u64, u64)>()
+            + self.functions.len() * size_of::<(u64, u64, u32, u32)>()
+            + self.names.len()
+    }
+
+    /// The (demangled) function holding file offset `offset`.
+    pub fn lookup(&self, offset: u64) -> Option<String> {
+        let &(start, _, vaddr) = self.segments.iter().find(|(s, e, _)| *s <= offset && offset < *e)?;
+        let address = offset - start + vaddr;
+        let i = self.functions.partition_point(|f| f.0 <= address).checked_sub(1)?;
+        let &(function, size, from, to) = self.functions.get(i)?;
+        if size != 0 && address >= function.saturating_add(size) {
+            return None;
+        }
+        let name = self.names.get(from as usize..to as usize)?;
+        Some(crate::demangle::demangle(&String::from_utf8_lossy(name)))
+    }
+}
+
+/// Positioned reads of one file, charged to a budget before they allocate.
+struct Reader<'a> {
+    file: &'a File,
+    size: u64,
+    budget: u64,
+    spent: u64,
+}
+
+impl Reader<'_> {
+    /// `len` bytes at `offset`, when they lie in the file and fit the budget.
+    fn take(&mut self, offset: u64, len: u64) -> Result<Vec<u8>, Refusal> {
+        self.charge(len)?;
+        if offset.checked_add(len).is_none_or(|end| end > self.size) {
+            return Err("not a well-formed ELF file");
+        }
+        let mut bytes = vec![0u8; len as usize];
+        self.file.read_exact_at(&mut bytes, offset).map_err(|_| "cannot be read")?;
+        Ok(bytes)
+    }
+
+    fn charge(&mut self, bytes: u64) -> Result<(), Refusal> {
+        self.spent = self.spent.saturating_add(bytes);
+        if self.spent > self.budget {
+            return Err("symbol tables larger than the budget");
+        }
+        Ok(())
+    }
+
+    fn symbols<H: FileHeader<Endian = Endianness>>(mut self, head: &[u8]) -> Result<Symbols, Refusal> {
+        let header = H::parse(head).map_err(|_| "not an ELF file")?;
+        let endian = header.endian().map_err(|_| "not an ELF file")?;
+        let mut out = Symbols::default();
+
+        let count = usize::from(header.e_phnum(endian));
+        if count > 0 && usize::from(header.e_phentsize(endian)) != size_of::<H::ProgramHeader>() {
+            return Err("not a well-formed ELF file");
+        }
+        let bytes = self.take(header.e_phoff(endian).into(), (count * size_of::<H::ProgramHeader>()) as u64)?;
+        let (programs, _) = pod::slice_from_bytes::<H::ProgramHeader>(&bytes, count).map_err(|_| "not an ELF file")?;
+        for p in programs.iter().filter(|p| p.p_type(endian) == elf::PT_LOAD) {
+            let (offset, size): (u64, u64) = (p.p_offset(endian).into(), p.p_filesz(endian).into());
+            if size > 0 {
+                out.segments.push((offset, offset.saturating_add(size), p.p_vaddr(endian).into()));
+            }
+        }
+
+        let count = usize::from(header.e_shnum(endian));
+        if count > 0 && usize::from(header.e_shentsize(endian)) != size_of::<H::SectionHeader>() {
+            return Err("not a well-formed ELF file");
+        }
+        let bytes = self.take(header.e_shoff(endian).into(), (count * size_of::<H::SectionHeader>()) as u64)?;
+        let (sections, _) = pod::slice_from_bytes::<H::SectionHeader>(&bytes, count).map_err(|_| "not an ELF file")?;
+        for table in sections.iter().filter(|s| matches!(s.sh_type(endian), elf::SHT_SYMTAB | elf::SHT_DYNSYM)) {
+            let strings = sections.get(table.sh_link(endian) as usize).ok_or("not a well-formed ELF file")?;
+            let data = self.take(table.sh_offset(endian).into(), table.sh_size(endian).into())?;
+            let strings = self.take(strings.sh_offset(endian).into(), strings.sh_size(endian).into())?;
+            let (symbols, _) = pod::slice_from_bytes::<H::Sym>(&data, data.len() / size_of::<H::Sym>())
+                .map_err(|_| "not a well-formed ELF file")?;
+            for sym in symbols {
+                let address: u64 = sym.st_value(endian).into();
+                let function = matches!(sym.st_type(), elf::STT_FUNC | elf::STT_GNU_IFUNC);
+                if !function || address == 0 || sym.st_shndx(endian) == elf::SHN_UNDEF {
+                    continue;
+                }
+                let Some(name) = strings.get(sym.st_name(endian) as usize..) else { continue };
+                let name = &name[..name.iter().position(|b| *b == 0).unwrap_or(name.len())];
+                self.charge((size_of::<(u64, u64, u32, u32)>() + name.len()) as u64)?;
+                let from = u32::try_from(out.names.len()).map_err(|_| "symbol tables larger than the budget")?;
+                out.names.extend_from_slice(name);
+                let to = u32::try_from(out.names.len()).map_err(|_| "symbol tables larger than the budget")?;
+                out.functions.push((address, sym.st_size(endian).into(), from, to));
+            }
+            // The raw tables are dropped here: only what was kept stays charged.
+            self.spent = self.spent.saturating_sub((data.len() + strings.len()) as u64);
+        }
+        out.functions.sort_by_key(|f| f.0);
+        out.functions.dedup_by_key(|f| f.0);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> (File, u64) {
+        let path = format!("{}/tests/fixtures/bin/a_cachesvc", env!("CARGO_MANIFEST_DIR"));
+        let file = File::open(path).unwrap();
+        let size = file.metadata().unwrap().len();
+        (file, size)
+    }
+
+    #[test]
+    fn reads_the_fixture_binary_and_refuses_past_the_budget() {
+        let (file, size) = fixture();
+        let symbols = Symbols::read(&file, size, 1 << 20).unwrap();
+        let names: Vec<String> = (0..symbols.functions.len())
+            .map(|i| {
+                let (_, _, from, to) = symbols.functions[i];
+                String::from_utf8_lossy(&symbols.names[from as usize..to as usize]).into_owned()
+            })
+            .collect();
+        assert!(names.iter().any(|n| n == "leak_request_buffer"), "{names:?}");
+        assert_eq!(Symbols::read(&file, size, 1000).err(), Some("symbol tables larger than the budget"));
+    }
+
+    #[test]
+    fn refuses_what_is_not_elf_or_lies_about_its_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("text");
+        std::fs::write(&text, b"#!/bin/sh\necho hi\n").unwrap();
+        let file = File::open(&text).unwrap();
+        assert_eq!(Symbols::read(&file, 18, 1 << 20).err(), Some("not an ELF file"));
+        // The fixture with its section header offset pointing past the end of the file.
+        let (fixture, size) = fixture();
+        let mut bytes = vec![0u8; size as usize];
+        fixture.read_exact_at(&mut bytes, 0).unwrap();
+        bytes[0x28..0x30].copy_from_slice(&(size * 4).to_le_bytes());
+        let lying = dir.path().join("lying");
+        std::fs::write(&lying, &bytes).unwrap();
+        let file = File::open(&lying).unwrap();
+        assert_eq!(Symbols::read(&file, size, 1 << 30).err(), Some("not a well-formed ELF file"));
+    }
+}

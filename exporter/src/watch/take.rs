@@ -1,0 +1,202 @@
+//! Taking one file from a watched folder: claim it by moving it under a
+//! private name into the exporter's own `.ingested` (so the writer can no
+//! longer swap it), check the opened descriptor (a regular file, one link,
+//! not empty, within the budget), ingest it, and put it with its outputs in
+//! `.ingested` or with its reason in `.failed`. A file cut short gets one
+//! more try later; a file still under its private name at start-up is one
+//! the exporter stopped on (perhaps crashed on), and is not tried again.
+
+use super::folder::Context;
+use super::kept::Figures;
+use super::state::{FAILED, Folders};
+use crate::ingest::{names, outputs, pipeline};
+use memleak_artifacts::symbolize::SymbolPath;
+use memleak_artifacts::{ArtifactError, FORMATS};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, fstat, openat, renameat, statat};
+use std::os::fd::OwnedFd;
+use std::time::Instant;
+
+/// The private name of a file being ingested.
+pub fn work_name(out: &str) -> String {
+    format!(".{out}.work")
+}
+
+/// The private name of a file waiting for its second try.
+pub fn retry_name(out: &str) -> String {
+    format!(".{out}.retry")
+}
+
+/// Whether `name` is in use in either state folder, as a result, an output or a private name.
+pub fn taken(folders: &Folders, name: &str) -> bool {
+    let mut candidates = vec![name.to_owned(), work_name(name), retry_name(name)];
+    candidates.extend(names::OUTPUT_SUFFIXES.iter().map(|s| format!("{name}{s}")));
+    [folders.ingested.fd(), folders.failed.fd()]
+        .iter()
+        .any(|dir| candidates.iter().any(|c| statat(dir, c.as_str(), AtFlags::SYMLINK_NOFOLLOW).is_ok()))
+}
+
+/// What became of a claimed file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ingested,
+    Failed,
+    /// Cut short on its first try: kept under `.NAME.retry` for one more.
+    Retry,
+}
+
+/// Why a file goes to `.failed` without being parsed: (metric reason, what to say).
+type Refusal = (&'static str, String);
+
+/// Ingests the claimed file `.OUT.work` of `folders` (its `attempt`th try).
+pub fn ingest_claimed(ctx: &Context<'_>, folders: &Folders, out: &str, shown: &str, attempt: u32) -> Outcome {
+    let work = work_name(out);
+    let file = match open_claimed(folders.ingested.fd(), &work, ctx.config.budget.file_bytes) {
+        Ok(file) => file,
+        Err((reason, message)) => {
+            fail(ctx, folders, &work, out, shown, reason, "unknown", &message);
+            return Outcome::Failed;
+        }
+    };
+    let owner = fstat(&file).map(|s| s.st_uid).ok();
+    let size = fstat(&file).ok().and_then(|s| u64::try_from(s.st_size).ok());
+    // Binaries named inside the file are read only when its owner could read them.
+    let symbols = SymbolPath { dirs: ctx.config.symbols.clone(), recorded_paths: true, readable_by: owner };
+    let budget = &ctx.config.budget;
+    let deadline = Instant::now() + budget.time;
+    let converted = pipeline::convert(std::fs::File::from(file), size, budget, &symbols, deadline);
+    let converted = match converted {
+        Ok(converted) => converted,
+        Err(e @ ArtifactError::Truncated { .. }) if attempt == 1 => {
+            return match renameat(folders.ingested.fd(), &work, folders.ingested.fd(), retry_name(out)) {
+                Ok(()) => {
+                    tracing::info!(
+                        file = shown,
+                        output = out,
+                        "cut short ({e}): one more try later, once it has stopped changing"
+                    );
+                    Outcome::Retry
+                }
+                Err(_) => {
+                    fail(ctx, folders, &work, out, shown, e.reason(), format_of(&e), &e.to_string());
+                    Outcome::Failed
+                }
+            };
+        }
+        Err(e) => {
+            let message = if attempt > 1 { format!("{e} (on its second try)") } else { e.to_string() };
+            fail(ctx, folders, &work, out, shown, e.reason(), format_of(&e), &message);
+            return Outcome::Failed;
+        }
+    };
+    let ingested = converted.ingested;
+    let extra = [
+        ("source_name", serde_json::json!(shown)),
+        ("unsymbolized", serde_json::json!(pipeline::unsymbolized_line(&converted.unsymbolized))),
+    ];
+    if let Err(e) = outputs::write_all(&folders.ingested, out, &ingested, &extra, budget.output_bytes) {
+        let reason = if outputs::over_budget(&e) { "output_too_large" } else { "unwritable" };
+        fail(ctx, folders, &work, out, shown, reason, ingested.format, &format!("writing the outputs: {e}"));
+        return Outcome::Failed;
+    }
+    if let Err(e) = renameat(folders.ingested.fd(), &work, folders.ingested.fd(), out) {
+        tracing::warn!(file = shown, output = out, "ingested, but cannot move it beside its outputs: {e}");
+    }
+    tracing::info!(
+        file = shown,
+        output = out,
+        format = ingested.format,
+        left_out = ingested.left_out.join("; "),
+        "ingested"
+    );
+    let mut kept = ctx.kept();
+    *kept.files.entry((ingested.format.to_owned(), "ingested")).or_default() += 1;
+    kept.results.insert((ctx.index, out.to_owned()), Figures::from_totals(ingested.format, |k| ingested.total(k)));
+    Outcome::Ingested
+}
+
+/// Opens the claimed file and checks the descriptor: the name is the
+/// exporter's own now, but what it names was the writer's choice.
+fn open_claimed(ingested: &OwnedFd, work: &str, max_bytes: u64) -> Result<OwnedFd, Refusal> {
+    let stat = statat(ingested, work, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| ("unreadable", format!("cannot examine it: {e}")))?;
+    refuse_kind(FileType::from_raw_mode(stat.st_mode))?;
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let fd =
+        openat(ingested, work, flags, Mode::empty()).map_err(|e| ("unreadable", format!("cannot open it: {e}")))?;
+    let opened = fstat(&fd).map_err(|e| ("unreadable", format!("cannot examine it: {e}")))?;
+    refuse_kind(FileType::from_raw_mode(opened.st_mode))?;
+    if opened.st_nlink != 1 {
+        return Err((
+            "hard_link",
+            format!(
+                "it has {} names (hard links): another name of the same file exists elsewhere, so it is not read",
+                opened.st_nlink
+            ),
+        ));
+    }
+    let size = u64::try_from(opened.st_size).unwrap_or(0);
+    if size == 0 {
+        return Err(("empty", "it is empty".into()));
+    }
+    if size > max_bytes {
+        let e = ArtifactError::FileTooLarge { size, limit: max_bytes };
+        return Err((e.reason(), format!("{e} (--ingest.max-file-bytes): not read")));
+    }
+    Ok(fd)
+}
+
+/// Refuses everything but a regular file, unread.
+fn refuse_kind(kind: FileType) -> Result<(), Refusal> {
+    let (reason, what) = match kind {
+        FileType::RegularFile => return Ok(()),
+        FileType::Symlink => ("symlink", "a symbolic link"),
+        FileType::Fifo => ("fifo", "a FIFO"),
+        FileType::Socket => ("socket", "a socket"),
+        FileType::CharacterDevice | FileType::BlockDevice => ("device", "a device node"),
+        FileType::Directory => ("directory", "a directory"),
+        FileType::Unknown => ("unreadable", "of an unknown kind"),
+    };
+    Err((reason, format!("it is {what}: only regular files are read; it was moved here unread")))
+}
+
+/// The format an error names, when it is one of the table's (else `unknown`): a bounded label.
+fn format_of(e: &ArtifactError) -> &'static str {
+    let named = match e {
+        ArtifactError::Malformed { format, .. } | ArtifactError::Truncated { format, .. } => Some(*format),
+        _ => None,
+    };
+    named.and_then(|f| FORMATS.iter().map(|t| t.id).find(|id| *id == f)).unwrap_or("unknown")
+}
+
+/// Moves `from` (a private name in `.ingested`) to `.failed/OUT`, with `message` in `OUT.error.txt`.
+#[allow(clippy::too_many_arguments)]
+pub fn fail(
+    ctx: &Context<'_>,
+    folders: &Folders,
+    from: &str,
+    out: &str,
+    shown: &str,
+    reason: &'static str,
+    format: &str,
+    message: &str,
+) {
+    let mut batch = folders.failed.batch(64 << 10);
+    let written =
+        batch.write(&format!("{out}.error.txt"), |w| writeln!(w, "{shown}: {message}")).and_then(|()| batch.commit());
+    if let Err(e) = written {
+        tracing::warn!(file = shown, output = out, "cannot write its reason into {FAILED}: {e}");
+    }
+    if let Err(e) = renameat(folders.ingested.fd(), from, folders.failed.fd(), out) {
+        tracing::warn!(file = shown, output = out, "cannot move it into {FAILED}: {e}");
+    }
+    // File content is never logged (an error may quote it): the reason file holds the details.
+    tracing::warn!(
+        file = shown,
+        reason,
+        details = format!("{FAILED}/{out}.error.txt"),
+        "cannot ingest; moved to {FAILED}/{out}"
+    );
+    let mut kept = ctx.kept();
+    *kept.files.entry((format.to_owned(), "failed")).or_default() += 1;
+    *kept.failures.entry(reason).or_default() += 1;
+}
