@@ -6,7 +6,8 @@
 #   cc (package `gcc`, usually present): builds the page-touching helper of the perf counter test;
 #   clang (package `clang`): compiles the eBPF programs in bpf/build.rs (without it they are left out);
 #   c++ (package `g++`), python3 (package `python3`), libjemalloc.so.2 (package `libjemalloc2`): programs
-#     the sampler's tests run with the sampler preloaded (C++, Python, jemalloc behind the sampler).
+#     the sampler's tests run with the sampler preloaded (C++, Python, jemalloc behind the sampler);
+#   zstd (package `zstd`): compresses the decompression bombs of the watched-folder budget tests.
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -19,6 +20,7 @@ command -v clang >/dev/null 2>&1 || missing+=(clang)
 command -v c++ >/dev/null 2>&1 || missing+=(g++)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 [ -e /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ] || missing+=(libjemalloc2)
+command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

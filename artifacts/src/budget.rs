@@ -40,7 +40,7 @@ impl Budget {
         file_bytes: 64 * MIB,
         decompressed_bytes: 16 * MIB,
         ratio: 500,
-        parsed_bytes: 12 * MIB,
+        parsed_bytes: 8 * MIB,
         output_bytes: 32 * MIB,
         time: Duration::from_secs(60),
     };

@@ -100,33 +100,34 @@ pub struct PbFunction {
     pub filename: i64,
 }
 
-/// Interns strings, functions and locations while building a profile.
+/// Interns strings, functions and locations while building a profile; the
+/// keys borrow from the profile, so each name is copied once, into the message.
 #[derive(Default)]
-struct Tables {
-    strings: Vec<String>,
-    string_ids: HashMap<String, i64>,
+struct Tables<'a> {
+    strings: Vec<&'a str>,
+    string_ids: HashMap<&'a str, i64>,
     functions: Vec<PbFunction>,
-    function_ids: HashMap<(String, Option<String>), u64>,
+    function_ids: HashMap<(&'a str, Option<&'a str>), u64>,
     locations: Vec<PbLocation>,
-    location_ids: HashMap<Frame, u64>,
+    location_ids: HashMap<&'a Frame, u64>,
 }
 
-impl Tables {
-    fn string(&mut self, s: &str) -> i64 {
+impl<'a> Tables<'a> {
+    fn string(&mut self, s: &'a str) -> i64 {
         if let Some(id) = self.string_ids.get(s) {
             return *id;
         }
         let id = self.strings.len() as i64;
-        self.strings.push(s.to_owned());
-        self.string_ids.insert(s.to_owned(), id);
+        self.strings.push(s);
+        self.string_ids.insert(s, id);
         id
     }
 
-    fn location(&mut self, frame: &Frame) -> u64 {
+    fn location(&mut self, frame: &'a Frame) -> u64 {
         if let Some(id) = self.location_ids.get(frame) {
             return *id;
         }
-        let key = (frame.function.clone(), frame.file.clone());
+        let key = (frame.function.as_str(), frame.file.as_deref());
         let function_id = match self.function_ids.get(&key) {
             Some(id) => *id,
             None => {
@@ -146,7 +147,7 @@ impl Tables {
             address: frame.address.unwrap_or(0),
             line: vec![PbLine { function_id, line: frame.line.map_or(0, i64::from) }],
         });
-        self.location_ids.insert(frame.clone(), id);
+        self.location_ids.insert(frame, id);
         id
     }
 }
@@ -170,7 +171,7 @@ pub fn to_message(profile: &Profile, source: &str) -> PbProfile {
         mapping,
         location: t.locations,
         function: t.functions,
-        string_table: t.strings,
+        string_table: t.strings.into_iter().map(str::to_owned).collect(),
         time_nanos: 0,
         period_type: None,
         period: 0,
@@ -180,11 +181,19 @@ pub fn to_message(profile: &Profile, source: &str) -> PbProfile {
 
 /// The gzipped protobuf bytes that `go tool pprof` reads.
 pub fn encode(profile: &Profile, source: &str) -> Vec<u8> {
-    let bytes = to_message(profile, source).encode_to_vec();
-    let mut gz = GzEncoder::new(Vec::with_capacity(bytes.len() / 2), Compression::default());
+    let mut out = Vec::new();
     // Writing to a Vec cannot fail.
-    let _ = gz.write_all(&bytes);
-    gz.finish().unwrap_or_default()
+    let _ = write(profile, source, &mut out);
+    out
+}
+
+/// Writes the gzipped protobuf of `profile` to `out` (the message is dropped before compressing).
+pub fn write(profile: &Profile, source: &str, out: impl Write) -> std::io::Result<()> {
+    let bytes = to_message(profile, source).encode_to_vec();
+    let mut gz = GzEncoder::new(out, Compression::default());
+    gz.write_all(&bytes)?;
+    gz.finish()?;
+    Ok(())
 }
 
 #[cfg(test)]

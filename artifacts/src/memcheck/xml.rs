@@ -21,10 +21,14 @@ pub fn read(text: &str, report: &mut Report, meter: &mut Meter) -> Result<(), Ar
     let line_at =
         |pos: u64| text.as_bytes()[..(pos as usize).min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1;
     loop {
-        let event = reader.read_event().map_err(|e| ArtifactError::Malformed {
-            format: ID,
-            line: line_at(reader.error_position()),
-            message: format!("not well-formed XML: {e}"),
+        let event = reader.read_event().map_err(|e| {
+            let line = line_at(reader.error_position());
+            // A tag left open by the end of the input: the file was cut, not garbled.
+            if reader.buffer_position() >= text.len() as u64 {
+                ArtifactError::Truncated { format: ID, line, message: format!("the XML ends inside a tag: {e}") }
+            } else {
+                ArtifactError::Malformed { format: ID, line, message: format!("not well-formed XML: {e}") }
+            }
         })?;
         match event {
             Event::Start(e) => {

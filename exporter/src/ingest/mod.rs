@@ -3,6 +3,7 @@
 //! flame graph and a JSON summary, or prints a summary with the top leak
 //! sites; within a budget per file that its flags raise.
 
+pub mod memory;
 pub mod names;
 pub mod outputs;
 pub mod pipeline;
@@ -97,6 +98,7 @@ pub fn run(args: &Args) -> usize {
             eprintln!("memleak-exporter ingest: {shown}: {e}");
             failed += 1;
         }
+        memory::release();
     }
     failed
 }

@@ -34,7 +34,7 @@ impl OutputDir {
 
     /// Starts a set of outputs, at most `budget` bytes in all.
     pub fn batch(&self, budget: u64) -> Batch<'_> {
-        Batch { dir: self, left: budget, budget, written: Vec::new() }
+        Batch { dir: self, left: budget, budget, exceeded: false, written: Vec::new() }
     }
 }
 
@@ -44,6 +44,8 @@ pub struct Batch<'a> {
     dir: &'a OutputDir,
     left: u64,
     budget: u64,
+    /// Whether a write found the budget spent (an encoder may report it as its own error).
+    exceeded: bool,
     /// (temporary name, final name)
     written: Vec<(String, String)>,
 }
@@ -64,10 +66,16 @@ impl Batch<'_> {
             other => other?,
         };
         self.written.push((temporary, name.to_owned()));
-        let budget = self.budget;
-        let mut out = Capped { inner: BufWriter::new(File::from(fd)), left: &mut self.left, budget };
-        fill(&mut out)?;
-        out.flush()
+        let mut out =
+            Capped { inner: BufWriter::new(File::from(fd)), left: &mut self.left, exceeded: &mut self.exceeded };
+        let written = fill(&mut out).and_then(|()| out.flush());
+        match written {
+            Err(_) if self.exceeded => Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!("the outputs are larger than the budget of {} bytes", self.budget),
+            )),
+            other => other,
+        }
     }
 
     /// Renames every output into place.
@@ -91,17 +99,15 @@ impl Drop for Batch<'_> {
 struct Capped<'a, W> {
     inner: W,
     left: &'a mut u64,
-    budget: u64,
+    exceeded: &'a mut bool,
 }
 
 impl<W: Write> Write for Capped<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = buf.len() as u64;
         if n > *self.left {
-            return Err(io::Error::new(
-                io::ErrorKind::FileTooLarge,
-                format!("the outputs are larger than the budget of {} bytes", self.budget),
-            ));
+            *self.exceeded = true;
+            return Err(io::Error::new(io::ErrorKind::FileTooLarge, "the output budget is spent"));
         }
         *self.left -= n;
         self.inner.write_all(buf)?;
@@ -130,14 +136,12 @@ pub fn write_all(
 ) -> io::Result<()> {
     let mut batch = dir.batch(budget);
     if let Some(profile) = ingested.profiles.first() {
-        let encoded = pprof::encode(profile, name);
-        batch.write(&format!("{name}.pb.gz"), |w| w.write_all(&encoded))?;
-        drop(encoded);
+        batch.write(&format!("{name}.pb.gz"), |w| pprof::write(profile, name, w))?;
         let collapsed = folded::encode(profile, 0);
         batch.write(&format!("{name}.folded"), |w| w.write_all(collapsed.as_bytes()))?;
-        let svg = flamegraph::encode(profile, name, &collapsed).map_err(io::Error::other)?;
-        drop(collapsed);
-        batch.write(&format!("{name}.svg"), |w| w.write_all(&svg))?;
+        batch.write(&format!("{name}.svg"), |w| {
+            flamegraph::write(profile, name, &collapsed, w).map_err(io::Error::other)
+        })?;
     }
     batch.write(&format!("{name}.json"), |w| summary::write_json(w, name, ingested, extra))?;
     batch.commit()
@@ -165,6 +169,24 @@ mod tests {
         assert!(!dir.path().join(".x.json.tmp").exists());
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(json.permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn an_encoder_stopped_by_the_budget_is_reported_as_over_it() {
+        use memleak_artifacts::model::{Frame, INUSE_SPACE, Profile, Sample};
+        let dir = tempfile::tempdir().unwrap();
+        let out = OutputDir::open(dir.path()).unwrap();
+        let mut ingested = Ingested::new("jemalloc");
+        let mut profile = Profile::new("inuse", vec![INUSE_SPACE]);
+        for i in 0..200 {
+            let stack = vec![Frame::function(format!("f{i}")), Frame::function("main")];
+            profile.samples.push(Sample { stack, values: vec![i + 1], labels: vec![] });
+        }
+        ingested.profiles.push(profile);
+        // Room for the profile and the collapsed stacks, not for the flame graph.
+        let err = write_all(&out, "z", &ingested, &[], 8 << 10).unwrap_err();
+        assert!(over_budget(&err), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

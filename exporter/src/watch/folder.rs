@@ -1,7 +1,7 @@
 //! One watched folder across scans: its descriptors (opened once, reopened
 //! only while unusable), a directory stream that resumes where the last scan
-//! stopped (a huge folder is read a bounded slice at a time), the files cut
-//! short waiting for their second try, and the bounds of each scan.
+//! stopped (a huge folder is read a bounded slice at a time), the files that
+//! did not parse waiting for their second try, and the bounds of each scan.
 
 use super::kept::Kept;
 use super::state::{self, Folders};
@@ -21,7 +21,7 @@ pub const SETTLE: Duration = Duration::from_secs(2);
 const ENTRIES_PER_SCAN: usize = 4096;
 /// Files taken per scan.
 const CLAIMS_PER_SCAN: usize = 32;
-/// Files cut short waiting for a second try at most; past it they fail at once.
+/// Files waiting for a second try at most; past it they fail at once.
 const MAX_RETRIES: usize = 64;
 /// Files that could not be moved, remembered so each is logged once.
 const MAX_UNCLAIMABLE: usize = 4096;
@@ -160,7 +160,7 @@ impl Folder {
         }
     }
 
-    /// Second tries of the files cut short whose time has come and that have stopped changing.
+    /// Second tries whose time has come, of files that have stopped changing.
     fn retry_due(&mut self, ctx: &Context<'_>, folders: &Folders) {
         let now = Instant::now();
         let mut later = VecDeque::new();
@@ -174,6 +174,7 @@ impl Folder {
             let work = take::work_name(&retry.out);
             if renameat(folders.ingested.fd(), &name, folders.ingested.fd(), &work).is_ok() {
                 take::ingest_claimed(ctx, folders, &retry.out, &retry.shown, 2);
+                crate::ingest::memory::release();
             }
         }
         self.retries = later;
@@ -246,11 +247,12 @@ impl Folder {
             }
         }
         let outcome = take::ingest_claimed(ctx, folders, &out, &shown, 1);
+        crate::ingest::memory::release();
         if outcome == Outcome::Retry {
             if self.retries.len() >= MAX_RETRIES {
                 let from = take::retry_name(&out);
-                let message = "cut short, and too many files are already waiting for a second try";
-                take::fail(ctx, folders, &from, &out, &shown, "truncated", "unknown", message);
+                let message = "it does not parse, and too many files are already waiting for a second try";
+                take::fail(ctx, folders, &from, &out, &shown, "malformed", "unknown", message);
             } else {
                 self.retries.push_back(Retry { out, shown, due: Instant::now() + ctx.retry_after() });
             }

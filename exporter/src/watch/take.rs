@@ -2,8 +2,8 @@
 //! private name into the exporter's own `.ingested` (so the writer can no
 //! longer swap it), check the opened descriptor (a regular file, one link,
 //! not empty, within the budget), ingest it, and put it with its outputs in
-//! `.ingested` or with its reason in `.failed`. A file cut short gets one
-//! more try later; a file still under its private name at start-up is one
+//! `.ingested` or with its reason in `.failed`. A file that does not parse
+//! (it may have been taken while its writer paused) gets one more try later; a file still under its private name at start-up is one
 //! the exporter stopped on (perhaps crashed on), and is not tried again.
 
 use super::folder::Context;
@@ -40,7 +40,7 @@ pub fn taken(folders: &Folders, name: &str) -> bool {
 pub enum Outcome {
     Ingested,
     Failed,
-    /// Cut short on its first try: kept under `.NAME.retry` for one more.
+    /// Did not parse on its first try: kept under `.NAME.retry` for one more.
     Retry,
 }
 
@@ -66,13 +66,15 @@ pub fn ingest_claimed(ctx: &Context<'_>, folders: &Folders, out: &str, shown: &s
     let converted = pipeline::convert(std::fs::File::from(file), size, budget, &symbols, deadline);
     let converted = match converted {
         Ok(converted) => converted,
-        Err(e @ ArtifactError::Truncated { .. }) if attempt == 1 => {
+        Err(e) if attempt == 1 && worth_another_try(&e) => {
             return match renameat(folders.ingested.fd(), &work, folders.ingested.fd(), retry_name(out)) {
                 Ok(()) => {
                     tracing::info!(
                         file = shown,
                         output = out,
-                        "cut short ({e}): one more try later, once it has stopped changing"
+                        reason = e.reason(),
+                        "does not parse yet (its writer may have paused mid-file): one more try later, once it has \
+                         stopped changing"
                     );
                     Outcome::Retry
                 }
@@ -157,6 +159,13 @@ fn refuse_kind(kind: FileType) -> Result<(), Refusal> {
         FileType::Unknown => ("unreadable", "of an unknown kind"),
     };
     Err((reason, format!("it is {what}: only regular files are read; it was moved here unread")))
+}
+
+/// Whether a failure may come from taking the file while its writer paused
+/// mid-file (cut short, or cut where it looks garbled or unrecognizable): those
+/// get a second try; budget refusals do not.
+fn worth_another_try(e: &ArtifactError) -> bool {
+    matches!(e, ArtifactError::Truncated { .. } | ArtifactError::Malformed { .. } | ArtifactError::UnknownFormat { .. })
 }
 
 /// The format an error names, when it is one of the table's (else `unknown`): a bounded label.
