@@ -247,3 +247,83 @@ fn the_readme_flame_graph_is_ingest_output_of_a_fixture() {
     let kept = std::fs::read_to_string(&docs).unwrap_or_default();
     assert!(kept == drawn, "{} is not ingest's output; rerun with UPDATE_DOCS=1", docs.display());
 }
+
+#[test]
+fn same_named_inputs_and_standard_input_get_outputs_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    for (sub, fixture) in [("a", "lsan/asan.txt"), ("b", "lsan/standalone.txt")] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+        std::fs::copy(artifact(fixture), dir.path().join(sub).join("x.log")).unwrap();
+    }
+    let out = dir.path().join("out");
+    let status = Command::new(BIN)
+        .args(["ingest", "--out", out.to_str().unwrap()])
+        .arg(dir.path().join("a/x.log"))
+        .arg(dir.path().join("b/x.log"))
+        .arg("-")
+        .stdin(std::fs::File::open(artifact("memcheck/a.xml")).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Ground truth: each of the three reports 409,600 leaked bytes (fixture README).
+    for (name, source) in [("x.log", "a/x.log"), ("x.log~1", "b/x.log"), ("stdin", "-")] {
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join(format!("{name}.json"))).unwrap()).unwrap();
+        assert_eq!(json["totals"]["leaked_bytes"], 409_600.0, "{name}");
+        assert!(json["source_name"].as_str().unwrap().ends_with(source), "{name}: {}", json["source_name"]);
+        assert!(out.join(format!("{name}.pb.gz")).is_file(), "{name}");
+    }
+}
+
+#[test]
+fn paths_named_inside_a_dump_never_block_and_the_budget_has_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("libfifo.so");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    // The jemalloc fixture with every library replaced by the FIFO.
+    let text = std::fs::read_to_string(artifact("jemalloc/a.jeprof.heap")).unwrap();
+    let (head, maps) = text.split_once("MAPPED_LIBRARIES:").unwrap();
+    let maps: String = maps
+        .lines()
+        .map(|l| match l.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [range, perms, offset, dev, inode, _path] => {
+                format!("{range} {perms} {offset} {dev} {inode} {}\n", fifo.display())
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    let dump = dir.path().join("fifo.heap");
+    std::fs::write(&dump, format!("{head}MAPPED_LIBRARIES:{maps}")).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["ingest"])
+        .arg(&dump)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if child.try_wait().unwrap().is_none() {
+        child.kill().unwrap();
+        panic!("ingest blocked on a FIFO named in the dump");
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("libfifo.so (not a regular file)"), "{stderr}");
+
+    // 64 MiB of zeros, gzipped: refused past --max-decompressed-bytes, with the flag named.
+    let bomb = dir.path().join("zeros.gz");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("head -c 67108864 /dev/zero | gzip -9 > {}", bomb.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = Command::new(BIN).args(["ingest", "--max-decompressed-bytes", "1048576"]).arg(&bomb).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("more than 1048576 bytes of text"), "{stderr}");
+}

@@ -136,7 +136,10 @@ fn one(
         return Ok(());
     };
     // Two inputs with one file name (a/x.log, b/x.log) get two sets of outputs.
-    let source = file.file_name().map_or(b"stdin".as_slice(), |n| n.as_bytes());
+    let source = match file.file_name() {
+        Some(name) if file.as_os_str() != "-" => name.as_bytes(),
+        _ => b"stdin".as_slice(),
+    };
     let name = names::unique(&names::stem(source), |n| used.contains(n))
         .ok_or_else(|| anyhow::anyhow!("no free output name for it in this run"))?;
     used.insert(name.clone());
