@@ -64,8 +64,9 @@ pub struct Folder {
     /// The problem last logged, so a lasting one is logged once.
     problem: Option<String>,
     retries: VecDeque<Retry>,
-    /// (device, inode) of files that could not be moved.
-    unclaimable: HashSet<(u64, u64)>,
+    /// (device, inode, change time) of files that could not be moved: with
+    /// the change time, a new file on a reused inode is not mistaken for one.
+    unclaimable: HashSet<(u64, u64, i64, i64)>,
 }
 
 impl Folder {
@@ -94,15 +95,7 @@ impl Folder {
         let Some(folders) = self.folders.take() else { return };
         self.retry_due(ctx, &folders);
         self.take_settled(ctx, &folders);
-        let config = ctx.config;
-        let removed = super::prune::prune(folders.ingested.fd(), config.keep, config.keep_bytes);
-        if !removed.is_empty() {
-            let mut kept = ctx.kept();
-            for name in removed {
-                kept.results.remove(&(ctx.index, name));
-            }
-        }
-        super::prune::prune(folders.failed.fd(), config.keep, config.keep_bytes);
+        prune(ctx, &folders);
         self.folders = Some(folders);
     }
 
@@ -217,7 +210,7 @@ impl Folder {
             // Anything else is refused at once, unread.
             _ => {}
         }
-        let identity = (stat.st_dev, stat.st_ino);
+        let identity = (stat.st_dev, stat.st_ino, stat.st_ctime, i64::try_from(stat.st_ctime_nsec).unwrap_or(0));
         if self.unclaimable.contains(&identity) {
             return;
         }
@@ -248,6 +241,8 @@ impl Folder {
         }
         let outcome = take::ingest_claimed(ctx, folders, &out, &shown, 1);
         crate::ingest::memory::release();
+        // After each file, not each scan: 32 files' outputs must not pile up before the bounds apply.
+        prune(ctx, folders);
         if outcome == Outcome::Retry {
             if self.retries.len() >= MAX_RETRIES {
                 let from = take::retry_name(&out);
@@ -258,6 +253,19 @@ impl Folder {
             }
         }
     }
+}
+
+/// Keeps both state folders within `--ingest.keep` and `--ingest.keep-bytes`.
+fn prune(ctx: &Context<'_>, folders: &Folders) {
+    let config = ctx.config;
+    let removed = super::prune::prune(folders.ingested.fd(), config.keep, config.keep_bytes);
+    if !removed.is_empty() {
+        let mut kept = ctx.kept();
+        for name in removed {
+            kept.results.remove(&(ctx.index, name));
+        }
+    }
+    super::prune::prune(folders.failed.fd(), config.keep, config.keep_bytes);
 }
 
 /// Names starting with a dot in `dir` (the exporter's private names).

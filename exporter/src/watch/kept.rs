@@ -1,12 +1,13 @@
 //! What the watched folders yielded, as the collector exposes it: the figures
 //! of each kept result, files counted by format and outcome, failures by
 //! reason, whether each folder is usable; and the figures reloaded from the
-//! kept summaries after a restart (read as a stream: only the totals are kept).
+//! kept summaries after a restart (only their first lines are read: the
+//! summary writer puts one top-level key per line, `format` and `totals` early).
 
 use rustix::fs::{Dir, FileType, Mode, OFlags, fstat, openat};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::os::fd::OwnedFd;
 
 /// What is exposed for one kept result.
@@ -43,13 +44,6 @@ pub struct Kept {
     pub usable: BTreeMap<usize, bool>,
 }
 
-/// The part of a JSON summary the figures come from.
-#[derive(Debug, Deserialize)]
-struct Head {
-    format: String,
-    totals: Totals,
-}
-
 #[derive(Debug, Deserialize)]
 struct Totals {
     leaked_bytes: Option<f64>,
@@ -73,10 +67,8 @@ pub fn reload(ingested: &OwnedFd, max_bytes: u64) -> Vec<(String, Figures)> {
         if !regular {
             continue;
         }
-        let reader = BufReader::new(std::fs::File::from(fd).take(max_bytes));
-        let Ok(head) = serde_json::from_reader::<_, Head>(reader) else { continue };
-        let t = &head.totals;
-        let figures = Figures::from_totals(&head.format, |k| match k {
+        let Some((format, t)) = head(std::fs::File::from(fd).take(max_bytes)) else { continue };
+        let figures = Figures::from_totals(&format, |k| match k {
             "leaked_bytes" => t.leaked_bytes,
             "inuse_bytes" => t.inuse_bytes,
             "peak_heap_bytes" => t.peak_heap_bytes,
@@ -88,18 +80,49 @@ pub fn reload(ingested: &OwnedFd, max_bytes: u64) -> Vec<(String, Figures)> {
     out
 }
 
+/// The `format` and `totals` lines of a summary, read no further than they are.
+fn head(summary: impl Read) -> Option<(String, Totals)> {
+    let (mut format, mut totals) = (None, None);
+    for line in BufReader::new(summary).lines() {
+        let line = line.ok()?;
+        let field = line.trim_start();
+        let value = |key: &str| field.strip_prefix(key).map(|v| v.trim_end().trim_end_matches(','));
+        if let Some(v) = value("\"format\": ") {
+            format = serde_json::from_str::<String>(v).ok();
+        } else if let Some(v) = value("\"totals\": ") {
+            totals = serde_json::from_str::<Totals>(v).ok();
+        }
+        if format.is_some() && totals.is_some() {
+            break;
+        }
+    }
+    Some((format?, totals?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn summaries_are_reloaded_and_bounded() {
+    fn summaries_are_reloaded_from_their_first_lines() {
         let dir = tempfile::tempdir().unwrap();
-        let summary = r#"{"file":"a","format":"memcheck","totals":{"leaked_bytes":409600,"errors":0},"records":[]}"#;
-        std::fs::write(dir.path().join("a.json"), summary).unwrap();
-        std::fs::write(dir.path().join("big.json"), format!("{{\"format\":\"x\",\"pad\":\"{}\"}}", "x".repeat(5000)))
-            .unwrap();
-        std::fs::write(dir.path().join(".a.json.tmp"), summary).unwrap();
+        let mut ingested = memleak_artifacts::Ingested::new("memcheck");
+        ingested.totals = vec![("leaked_bytes".into(), 409_600.0), ("errors".into(), 0.0)];
+        for i in 0..1000 {
+            ingested.records.push(memleak_artifacts::Record::new(
+                memleak_artifacts::Severity::Info,
+                "k",
+                format!("r{i}"),
+            ));
+        }
+        let mut summary = Vec::new();
+        memleak_artifacts::encode::summary::write_json(&mut summary, "a", &ingested, &[]).unwrap();
+        assert!(summary.len() > 4096);
+        std::fs::write(dir.path().join("a.json"), &summary).unwrap();
+        // Its totals come after the first 4 KiB: not read.
+        let late = format!("{{\n  \"pad\": \"{}\",\n  \"format\": \"x\",\n  \"totals\": {{}}\n}}\n", "x".repeat(5000));
+        std::fs::write(dir.path().join("big.json"), late).unwrap();
+        std::fs::write(dir.path().join(".a.json.tmp"), &summary).unwrap();
         let fd = rustix::fs::open(dir.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
         let got = reload(&fd, 4096);
         assert_eq!(got.len(), 1, "{got:?}");
