@@ -191,29 +191,20 @@ impl Folder {
             if name.starts_with(b".") || entry.file_type() == FileType::Directory {
                 continue;
             }
-            candidates.push(name.to_vec());
-            if candidates.len() >= CLAIMS_PER_SCAN {
-                break;
+            if let Some(stat) = ready(folders, &self.unclaimable, name) {
+                candidates.push((name.to_vec(), stat));
+                if candidates.len() >= CLAIMS_PER_SCAN {
+                    break;
+                }
             }
         }
-        for name in candidates {
-            self.take_one(ctx, folders, &name);
+        for (name, stat) in candidates {
+            self.take_one(ctx, folders, &name, &stat);
         }
     }
 
-    /// Claims `name` when it is ready, and ingests it.
-    fn take_one(&mut self, ctx: &Context<'_>, folders: &Folders, name: &[u8]) {
-        let Ok(stat) = statat(&folders.watched, name, AtFlags::SYMLINK_NOFOLLOW) else { return };
-        match FileType::from_raw_mode(stat.st_mode) {
-            FileType::Directory => return,
-            FileType::RegularFile if stat.st_size == 0 || !settled(&stat) => return,
-            // Anything else is refused at once, unread.
-            _ => {}
-        }
-        let identity = (stat.st_dev, stat.st_ino, stat.st_ctime, i64::try_from(stat.st_ctime_nsec).unwrap_or(0));
-        if self.unclaimable.contains(&identity) {
-            return;
-        }
+    /// Claims `name` and ingests it.
+    fn take_one(&mut self, ctx: &Context<'_>, folders: &Folders, name: &[u8], stat: &Stat) {
         let shown = names::escaped(name);
         let stem = names::stem(name);
         let out = names::unique(&stem, |n| take::taken(folders, n))
@@ -230,7 +221,7 @@ impl Folder {
                 if self.unclaimable.len() >= MAX_UNCLAIMABLE {
                     self.unclaimable.clear();
                 }
-                self.unclaimable.insert(identity);
+                self.unclaimable.insert(identity(stat));
                 tracing::warn!(
                     file = shown,
                     "cannot move it out of the watched directory: {e} (the exporter must own the directory, or \
@@ -253,6 +244,24 @@ impl Folder {
             }
         }
     }
+}
+
+/// The entry's own status (a link is not followed) when it is to be taken
+/// now: a regular file that is not empty and has settled, or anything else
+/// but a folder (refused at once, unread); not one that could not be moved.
+fn ready(folders: &Folders, unclaimable: &HashSet<(u64, u64, i64, i64)>, name: &[u8]) -> Option<Stat> {
+    let stat = statat(&folders.watched, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    let ready = match FileType::from_raw_mode(stat.st_mode) {
+        FileType::Directory => false,
+        FileType::RegularFile => stat.st_size > 0 && settled(&stat),
+        _ => true,
+    };
+    (ready && !unclaimable.contains(&identity(&stat))).then_some(stat)
+}
+
+/// A file as met: (device, inode, change time).
+fn identity(stat: &Stat) -> (u64, u64, i64, i64) {
+    (stat.st_dev, stat.st_ino, stat.st_ctime, i64::try_from(stat.st_ctime_nsec).unwrap_or(0))
 }
 
 /// Keeps both state folders within `--ingest.keep` and `--ingest.keep-bytes`.

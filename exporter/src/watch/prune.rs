@@ -45,7 +45,10 @@ pub fn prune(dir: &OwnedFd, keep: usize, keep_bytes: u64) -> Vec<String> {
             break;
         }
         for file in &unit.files {
-            let _ = unlinkat(dir, file.as_str(), AtFlags::empty());
+            // A folder a writer swapped in at the last instant (moved here, never read): removed once empty.
+            if unlinkat(dir, file.as_str(), AtFlags::empty()) == Err(rustix::io::Errno::ISDIR) {
+                let _ = unlinkat(dir, file.as_str(), AtFlags::REMOVEDIR);
+            }
         }
         count -= 1;
         bytes = bytes.saturating_sub(unit.bytes);
