@@ -47,7 +47,9 @@ fn parse(text: &str, meter: &mut Meter) -> Result<Ingested, ArtifactError> {
         if label.is_empty() || label == "process" || label.starts_with("mimalloc") {
             continue;
         }
-        let name = meter.name(&label.trim_start_matches('-').split_whitespace().collect::<Vec<_>>().join("_"));
+        // A row's label is a word or two (`bin 26`, `pages`): more are not read.
+        let words: Vec<&str> = label.trim_start_matches('-').split_whitespace().take(16).collect();
+        let name = meter.name(&words.join("_"));
         let offset = rest.as_ptr() as usize - line.as_ptr() as usize;
         let (values, status) = values_and_status(rest).ok_or_else(|| ArtifactError::Malformed {
             format: ID,
@@ -113,7 +115,8 @@ type Value = (f64, bool, usize);
 /// `  100.3 KiB   100.3 KiB   100.3 KiB   256   B     400        not all freed`
 /// → [(102707, true, end), …, (400, false, end)] and the status text.
 fn values_and_status(rest: &str) -> Option<(Vec<Value>, String)> {
-    let words: Vec<(&str, usize)> = words_with_ends(rest).collect();
+    // Values with their units, `avg` and a short status: a row has no more words than this.
+    let words: Vec<(&str, usize)> = words_with_ends(rest).take(3 * MAX_COLUMNS).collect();
     let mut values = Vec::new();
     let mut i = 0;
     while i < words.len() && values.len() < MAX_COLUMNS {

@@ -16,10 +16,11 @@ fn sniff(head: &str) -> bool {
 /// `   200:   307200 [   200:   307200] @ 0x… 0x…` → the four counts and the addresses.
 fn record(line: &str) -> Option<([u64; 4], &str)> {
     let (counts, stack) = line.split_once('@')?;
-    let cleaned = counts.replace(['[', ']'], " ").replace(':', " ");
-    let numbers: Vec<u64> = cleaned.split_whitespace().map(|w| w.parse().ok()).collect::<Option<_>>()?;
-    let [a, b, c, d] = numbers.as_slice() else { return None };
-    Some(([*a, *b, *c, *d], stack.trim()))
+    let mut numbers = counts.split([' ', '\t', '[', ']', ':']).filter(|w| !w.is_empty()).map(|w| w.parse().ok());
+    let mut next = || numbers.next().flatten();
+    let four = [next()?, next()?, next()?, next()?];
+    // Exactly four counts.
+    numbers.next().is_none().then_some((four, stack.trim()))
 }
 
 fn parse(text: &str, meter: &mut Meter) -> Result<Ingested, ArtifactError> {

@@ -41,6 +41,13 @@ static ALLOCATOR: Counting = Counting;
 
 const BUDGET: u64 = 4 << 20;
 
+/// The counts are process-wide: tests that measure run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Parses `text` within `BUDGET`; returns the result and the peak heap growth while parsing.
 fn measured(text: &str) -> (memleak_artifacts::Ingested, usize) {
     let before = LIVE.load(Ordering::SeqCst);
@@ -143,6 +150,7 @@ fn bpftrace(keys: usize) -> String {
 
 #[test]
 fn every_parser_stays_within_its_budget_and_says_what_it_left_out() {
+    let _serial = serial();
     let cases: Vec<(&str, String, &str, f64)> = vec![
         ("lsan deep stacks", lsan(8_000, 60), "leaked_bytes", 64_000.0),
         ("lsan tiny frames", lsan(150_000, 2), "leaked_bytes", 1_200_000.0),
@@ -165,8 +173,60 @@ fn every_parser_stays_within_its_budget_and_says_what_it_left_out() {
     }
 }
 
+/// `prefix`, then one line of `words` short words, then `suffix`: a line that splits into millions of pieces.
+fn long_line(prefix: &str, word: &str, words: usize, suffix: &str) -> String {
+    let mut s = String::with_capacity(prefix.len() + word.len() * words + suffix.len());
+    s.push_str(prefix);
+    for _ in 0..words {
+        s.push_str(word);
+    }
+    s.push_str(suffix);
+    s
+}
+
+#[test]
+fn a_line_of_millions_of_words_costs_no_more_than_the_budget() {
+    let _serial = serial();
+    let mib = 1 << 20;
+    let cases = [
+        (
+            "lsan suppressions",
+            long_line(&format!("{}Suppressions used:\n  count      bytes template\n", lsan(1, 2)), "1 ", 6 * mib, "\n"),
+        ),
+        (
+            "tcmalloc counts",
+            long_line(
+                "heap profile: 1: 8 [1: 8] @ heapprofile\n1: 8 [",
+                "1 ",
+                6 * mib,
+                "] @ 0x1\n\nMAPPED_LIBRARIES:\n",
+            ),
+        ),
+        ("heaptrack inlined frames", long_line("v 10400 3\nX a\ns 1 f\ni 1 1", " 1", 6 * mib, "\nt 1 0\na 8 1\n+ 0\n")),
+        ("mimalloc label", long_line("mimalloc: v2.1.2\nheap stats:    peak      total\n", " a", 6 * mib, ": 1 2\n")),
+        (
+            "mimalloc row",
+            long_line(
+                "mimalloc: v2.1.2\nheap stats:    peak      total      current    block   total#\n  bin 1:",
+                " 1",
+                6 * mib,
+                "\n",
+            ),
+        ),
+    ];
+    for (name, text) in cases {
+        let before = LIVE.load(Ordering::SeqCst);
+        PEAK.store(before, Ordering::SeqCst);
+        let result = ingest_within(&text, BUDGET);
+        let peak = PEAK.load(Ordering::SeqCst) - before;
+        eprintln!("{name}: {} MiB line, peak {} KiB, {}", text.len() >> 20, peak >> 10, result.is_ok());
+        assert!(peak <= 3 * BUDGET as usize, "{name}: {peak} bytes at the peak, budget {BUDGET}");
+    }
+}
+
 #[test]
 fn tables_a_parse_cannot_do_without_refuse_the_artifact_past_the_budget() {
+    let _serial = serial();
     // 200,000 allocation kinds are 6 MB of index: the file is refused, not half read.
     let err = ingest_within(&heaptrack(10, 200_000), BUDGET).unwrap_err();
     assert_eq!(err.reason(), "parsed_too_large", "{err}");
@@ -174,6 +234,7 @@ fn tables_a_parse_cannot_do_without_refuse_the_artifact_past_the_budget() {
 
 #[test]
 fn within_budget_nothing_is_left_out() {
+    let _serial = serial();
     let text = lsan(10, 5);
     let out = ingest_within(&text, BUDGET).unwrap();
     assert!(out.left_out.is_empty(), "{:?}", out.left_out);

@@ -106,8 +106,11 @@ fn parse(text: &str, meter: &mut Meter) -> Result<Ingested, ArtifactError> {
                 let _ip = next()?;
                 let module = next()? as usize;
                 let mut frames = Vec::new();
-                // A frame may stop after its function (no file and line known).
-                while let Ok(function) = next() {
+                // A frame may stop after its function (no file and line known); past
+                // the frames a stack keeps, the rest of the line is not read.
+                while frames.len() < FRAMES_PER_STACK
+                    && let Ok(function) = next()
+                {
                     let file = next().unwrap_or(0);
                     let line = next().unwrap_or(0);
                     frames.push((function as usize, file as usize, line as u32));

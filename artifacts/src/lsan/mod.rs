@@ -132,7 +132,8 @@ fn summary_line(rest: &str) -> Option<(u64, u64)> {
 fn suppressions<'a>(lines: &mut std::iter::Peekable<impl Iterator<Item = (usize, &'a str)>>) -> (u64, u64) {
     let mut total = (0, 0);
     while let Some((_, line)) = lines.peek() {
-        let words: Vec<&str> = line.split_whitespace().collect();
+        // Four words tell a row from anything else: a longer line is not one.
+        let words: Vec<&str> = line.split_whitespace().take(4).collect();
         match words.as_slice() {
             ["count", "bytes", "template"] => {}
             [count, bytes, _template] => match (sanitizer::number(count), sanitizer::number(bytes)) {

@@ -88,6 +88,9 @@ fn truncated_xml_is_reported() {
     let cut = &text[..text.len() / 2];
     assert!(matches!(parse(cut), Err(ArtifactError::Truncated { .. }) | Err(ArtifactError::Malformed { .. })));
     assert!(matches!(parse("<valgrindoutput><error></x>"), Err(ArtifactError::Malformed { line: 1, .. })));
+    // Cut inside a tag: truncated (the watched folder tries such a file once more), not malformed.
+    assert!(matches!(parse("<valgrindoutput>\n<error><kind>Leak_Def"), Err(ArtifactError::Truncated { .. })));
+    assert!(matches!(parse("<valgrindoutput>\n<error><ki"), Err(ArtifactError::Truncated { line: 2, .. })));
     let log = fixture("a.txt");
     let cut: String = log.lines().take(20).map(|l| format!("{l}\n")).collect();
     assert!(matches!(parse(&cut), Err(ArtifactError::Truncated { .. })));

@@ -6,6 +6,7 @@ use super::{Error, ID};
 use crate::meter::Meter;
 use crate::model::{ArtifactError, Frame};
 use quick_xml::Reader;
+use quick_xml::errors::SyntaxError;
 use quick_xml::events::Event;
 
 /// Reads a whole report into `report`; malformed XML and a missing
@@ -23,8 +24,8 @@ pub fn read(text: &str, report: &mut Report, meter: &mut Meter) -> Result<(), Ar
     loop {
         let event = reader.read_event().map_err(|e| {
             let line = line_at(reader.error_position());
-            // A tag left open by the end of the input: the file was cut, not garbled.
-            if reader.buffer_position() >= text.len() as u64 {
+            // A tag, comment or section left open by the end of the input: the file was cut, not garbled.
+            if matches!(e, quick_xml::Error::Syntax(ref s) if !matches!(s, SyntaxError::InvalidBangMarkup)) {
                 ArtifactError::Truncated { format: ID, line, message: format!("the XML ends inside a tag: {e}") }
             } else {
                 ArtifactError::Malformed { format: ID, line, message: format!("not well-formed XML: {e}") }
