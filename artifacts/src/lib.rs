@@ -15,8 +15,10 @@ pub mod detect;
 pub mod encode;
 pub mod format;
 pub mod formats;
+pub mod growth;
 pub mod meter;
 pub mod model;
+pub mod pprof_decode;
 pub mod sites;
 pub mod symbolize;
 

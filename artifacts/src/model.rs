@@ -44,6 +44,9 @@ pub const ALLOC_SPACE: ValueType = ValueType { kind: "alloc_space", unit: "bytes
 pub const ALLOC_OBJECTS: ValueType = ValueType { kind: "alloc_objects", unit: "count" };
 pub const LEAKED_SPACE: ValueType = ValueType { kind: "leaked_space", unit: "bytes" };
 pub const LEAKED_OBJECTS: ValueType = ValueType { kind: "leaked_objects", unit: "count" };
+/// In-use bytes and objects added during a capture window (end minus start).
+pub const GROWTH_SPACE: ValueType = ValueType { kind: "growth_space", unit: "bytes" };
+pub const GROWTH_OBJECTS: ValueType = ValueType { kind: "growth_objects", unit: "count" };
 
 /// One sample: a stack (innermost frame first) and one value per sample type.
 #[derive(Debug, Clone, PartialEq)]

@@ -62,6 +62,12 @@ pub struct PbLabel {
 pub struct PbMapping {
     #[prost(uint64, tag = "1")]
     pub id: u64,
+    #[prost(uint64, tag = "2")]
+    pub memory_start: u64,
+    #[prost(uint64, tag = "3")]
+    pub memory_limit: u64,
+    #[prost(uint64, tag = "4")]
+    pub file_offset: u64,
     #[prost(int64, tag = "5")]
     pub filename: i64,
     #[prost(bool, tag = "7")]
@@ -164,7 +170,10 @@ pub fn to_message(profile: &Profile, source: &str) -> PbProfile {
         let label = s.labels.iter().map(|(k, v)| PbLabel { key: t.string(k), str: t.string(v) }).collect();
         samples.push(PbSample { location_id, value: s.values.clone(), label });
     }
-    let mapping = vec![PbMapping { id: 1, filename: t.string(source), has_functions: true }];
+    let mapping = vec![PbMapping { id: 1, filename: t.string(source), has_functions: true, ..Default::default() }];
+    // pprof opens on the default sample type (the last one when unset): the
+    // first, as the summaries, collapsed stacks and flame graphs use it.
+    let default_sample_type = profile.sample_types.first().map_or(0, |v| t.string(v.kind));
     PbProfile {
         sample_type,
         sample: samples,
@@ -175,7 +184,7 @@ pub fn to_message(profile: &Profile, source: &str) -> PbProfile {
         time_nanos: 0,
         period_type: None,
         period: 0,
-        default_sample_type: 0,
+        default_sample_type,
     }
 }
 
@@ -226,5 +235,6 @@ mod tests {
         assert_eq!(first.line[0].line, 69);
         assert_eq!(m.sample[0].value, [300, 2]);
         assert_eq!(m.string_table[m.sample_type[0].r#type as usize], "inuse_space");
+        assert_eq!(m.string_table[m.default_sample_type as usize], "inuse_space", "opens on the first type");
     }
 }
