@@ -94,7 +94,8 @@ mod tests {
     fn what_grew_is_kept_and_what_shrank_is_counted() {
         let start = profile(&[("leak", 1000, 10), ("cache", 500, 5), ("steady", 300, 3)]);
         // `leak` appears twice at the end (two samples of one stack are summed).
-        let end = profile(&[("leak", 3000, 30), ("leak", 1000, 10), ("cache", 100, 1), ("steady", 300, 3), ("new", 64, 1)]);
+        let end =
+            profile(&[("leak", 3000, 30), ("leak", 1000, 10), ("cache", 100, 1), ("steady", 300, 3), ("new", 64, 1)]);
         let g = growth(&start, &end).unwrap();
         let rows: Vec<(&str, i64, i64)> =
             g.profile.samples.iter().map(|s| (s.stack[0].function.as_str(), s.values[0], s.values[1])).collect();

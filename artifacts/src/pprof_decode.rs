@@ -56,11 +56,8 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, ArtifactError> {
     }
     let strings = &message.string_table;
     let text = |i: i64| usize::try_from(i).ok().and_then(|i| strings.get(i)).map_or("", String::as_str);
-    let sample_types = message
-        .sample_type
-        .iter()
-        .map(|t| value_type(text(t.r#type), text(t.unit)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let sample_types =
+        message.sample_type.iter().map(|t| value_type(text(t.r#type), text(t.unit))).collect::<Result<Vec<_>, _>>()?;
     let frames = Frames::new(&message);
     let mut profile = Profile::new("heap", sample_types);
     for (i, sample) in message.sample.iter().enumerate() {
@@ -176,7 +173,11 @@ mod tests {
     fn reads_back_what_the_encoder_writes() {
         let mut p = Profile::new("leaks", vec![INUSE_SPACE, INUSE_OBJECTS]);
         let leaf = Frame { function: "leak".into(), file: Some("a.c".into()), line: Some(69), address: Some(0x10) };
-        p.samples.push(Sample { stack: vec![leaf.clone(), Frame::function("main")], values: vec![300, 2], labels: vec![] });
+        p.samples.push(Sample {
+            stack: vec![leaf.clone(), Frame::function("main")],
+            values: vec![300, 2],
+            labels: vec![],
+        });
         let d = decode(&encode(&p, "file")).unwrap();
         assert_eq!(d.profile.sample_types, p.sample_types);
         assert_eq!(d.profile.samples[0].values, [300, 2]);

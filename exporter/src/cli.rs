@@ -7,7 +7,7 @@
 
 use crate::collectors::{COLLECTORS, Configured};
 use crate::config_file::ConfigFile;
-use crate::options::{self, Group, ingest, log, paths, web, webhook};
+use crate::options::{self, Group, alertmanager, capture, ingest, log, paths, web, webhook};
 use anyhow::Context;
 use clap::{ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
 use memleak_signals::{FsRoots, Options};
@@ -53,18 +53,34 @@ impl Own {
 
 const WEB: Own = Own { prefix: "web", section: "web", heading: "HTTP server" };
 const WEBHOOK: Own = Own { prefix: "webhook", section: "webhook", heading: "Alertmanager webhook" };
+const CAPTURE: Own = Own { prefix: "capture", section: "capture", heading: "Captures" };
+const ALERTMANAGER: Own = Own { prefix: "alertmanager", section: "alertmanager", heading: "Alertmanager poller" };
 const INGEST: Own = Own { prefix: "ingest", section: "ingest", heading: "Watched folders" };
 const LOG: Own = Own { prefix: "log", section: "log", heading: "Logging" };
 const PATHS: Own = Own { prefix: "path", section: "paths", heading: "File systems" };
 
 /// The top-level keys of the config file.
-const SECTIONS: [&str; 6] = [WEB.section, WEBHOOK.section, INGEST.section, LOG.section, PATHS.section, "collectors"];
+const SECTIONS: [&str; 8] = [
+    WEB.section,
+    WEBHOOK.section,
+    CAPTURE.section,
+    ALERTMANAGER.section,
+    INGEST.section,
+    LOG.section,
+    PATHS.section,
+    "collectors",
+];
 
 /// Everything the exporter needs to serve, validated.
 #[derive(Debug)]
 pub struct Settings {
     pub web: web::Config,
     pub webhook: webhook::Config,
+    pub capture: capture::Config,
+    /// The Alertmanager peers to poll, when any.
+    pub alertmanager: Option<alertmanager::Config>,
+    /// The process collector's grouping, which capture targets follow.
+    pub process: memleak_signals::process::Config,
     /// The watched folders, when any.
     pub ingest: Option<ingest::Config>,
     pub log: log::Config,
@@ -115,6 +131,8 @@ pub fn command() -> Command {
         .mut_subcommand("ingest", |ingest| ingest.about(ingest_about()).after_help(crate::ingest::formats_help()));
     let cmd = options::augment::<web::Options>(cmd, &WEB.group());
     let cmd = options::augment::<webhook::Options>(cmd, &WEBHOOK.group());
+    let cmd = options::augment::<capture::Options>(cmd, &CAPTURE.group());
+    let cmd = options::augment::<alertmanager::Options>(cmd, &ALERTMANAGER.group());
     let cmd = options::augment::<ingest::Options>(cmd, &INGEST.group());
     let cmd = options::augment::<log::Options>(cmd, &LOG.group());
     let cmd = options::augment::<paths::Options>(cmd, &PATHS.group());
@@ -150,11 +168,14 @@ pub fn invocation_from(matches: &ArgMatches) -> anyhow::Result<Invocation> {
     let mut given = Vec::new();
     let web = settle_own::<web::Options>(matches, &file, &WEB, &mut given)?;
     let webhook = settle_own::<webhook::Options>(matches, &file, &WEBHOOK, &mut given)?;
+    let capture = settle_own::<capture::Options>(matches, &file, &CAPTURE, &mut given)?;
+    let alertmanager = settle_own::<alertmanager::Options>(matches, &file, &ALERTMANAGER, &mut given)?;
+    let process = crate::collectors::process_settings(matches, &file)?;
     let ingest = settle_own::<ingest::Options>(matches, &file, &INGEST, &mut given)?;
     let log = settle_own::<log::Options>(matches, &file, &LOG, &mut given)?;
     let roots = settle_own::<paths::Options>(matches, &file, &PATHS, &mut given)?;
     let collectors = COLLECTORS.iter().map(|e| e.configure(matches, &file)).collect::<anyhow::Result<Vec<_>>>()?;
-    let settings = Settings { web, webhook, ingest, log, roots, collectors, given };
+    let settings = Settings { web, webhook, capture, alertmanager, process, ingest, log, roots, collectors, given };
     Ok(Invocation { command: cli.command, check_only: cli.config_check, settings })
 }
 

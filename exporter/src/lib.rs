@@ -1,7 +1,9 @@
 //! The memleak-exporter binary's pieces, as a library so that integration
 //! tests can check them: the command line and its option groups, the
-//! collector table, the HTTP server, scrapes, the webhook and ingestion.
+//! collector table, the HTTP server, scrapes, the webhook, the capture loop
+//! and ingestion.
 
+pub mod capture;
 pub mod cli;
 pub mod collectors;
 pub mod config_file;

@@ -2,7 +2,8 @@
 //! metrics, and log each problem once with what, where and how to fix it.
 
 use crate::self_metrics::{
-    BUILD_INFO, CAPTURE_REQUESTS, COLLECTOR_DURATION, COLLECTOR_SUCCESS, Counters, ERRORS, WEBHOOK_REQUESTS,
+    BUILD_INFO, CAPTURE_DURATION, CAPTURE_REJECTIONS, CAPTURE_REQUESTS, CAPTURES, COLLECTOR_DURATION,
+    COLLECTOR_SUCCESS, Counters, ERRORS, WEBHOOK_REQUESTS,
 };
 use memleak_signals::{Collection, Collector, MetricSet, Problem, ProblemKind, ScrapeContext};
 use std::collections::HashSet;
@@ -87,9 +88,10 @@ impl Scraper {
             self.log_problems(id, &out.problems);
             set.append(out.metrics);
         }
-        for spec in [&ERRORS, &WEBHOOK_REQUESTS, &CAPTURE_REQUESTS] {
+        for spec in [&ERRORS, &WEBHOOK_REQUESTS, &CAPTURE_REQUESTS, &CAPTURES, &CAPTURE_REJECTIONS] {
             self.counters.emit(spec, &mut set);
         }
+        self.counters.emit_histogram(&CAPTURE_DURATION, &mut set);
         set
     }
 

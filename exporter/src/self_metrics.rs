@@ -1,6 +1,7 @@
 //! The exporter's metrics about itself (`memleak_exporter_*`), and the counters
 //! that live between scrapes.
 
+use memleak_signals::model::HistogramValue;
 use memleak_signals::{MetricSet, MetricSpec};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
@@ -36,21 +37,76 @@ pub static CAPTURE_REQUESTS: MetricSpec = MetricSpec::counter(
     &["kind", "status"],
 );
 
+pub static CAPTURES: MetricSpec = MetricSpec::counter(
+    "memleak_exporter_captures_total",
+    "Captures finished, by kind and outcome (done, partial, failed, cancelled), and alerts whose target offered nothing to capture (unavailable).",
+    &["kind", "outcome"],
+);
+pub static CAPTURE_REJECTIONS: MetricSpec = MetricSpec::counter(
+    "memleak_exporter_capture_rejections_total",
+    "Alerts that started no capture, by kind and reason (duplicate, not_this_host, no_such_target, invalid, unknown_kind, concurrency, cooldown, rate, spool).",
+    &["kind", "reason"],
+);
+pub static CAPTURE_DURATION: MetricSpec = MetricSpec::histogram(
+    "memleak_exporter_capture_duration_seconds",
+    "How long finished captures ran, by kind.",
+    &["kind"],
+);
+/// Upper bounds of `CAPTURE_DURATION`'s buckets.
+pub const CAPTURE_DURATION_BOUNDS: &[f64] = &[1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
+
 /// Every self metric, for the README table and the naming test (`collectors::metric_families`).
-pub static ALL: &[&MetricSpec] =
-    &[&BUILD_INFO, &COLLECTOR_DURATION, &COLLECTOR_SUCCESS, &ERRORS, &WEBHOOK_REQUESTS, &CAPTURE_REQUESTS];
+pub static ALL: &[&MetricSpec] = &[
+    &BUILD_INFO,
+    &COLLECTOR_DURATION,
+    &COLLECTOR_SUCCESS,
+    &ERRORS,
+    &WEBHOOK_REQUESTS,
+    &CAPTURE_REQUESTS,
+    &CAPTURES,
+    &CAPTURE_REJECTIONS,
+    &CAPTURE_DURATION,
+];
+
+/// A series of the counters: its metric name and label values.
+type Series = (&'static str, Vec<String>);
 
 /// Counters kept between scrapes. Label values come from fixed sets (collector
 /// ids, problem kinds, status codes, capture kinds), so the map stays small.
 #[derive(Debug, Default)]
 pub struct Counters {
     values: Mutex<BTreeMap<(&'static str, Vec<String>), u64>>,
+    /// Histograms (of `CAPTURE_DURATION_BOUNDS`): counts per bucket and the sum.
+    histograms: Mutex<BTreeMap<Series, (Vec<u64>, f64)>>,
 }
 
 impl Counters {
     pub fn inc(&self, spec: &'static MetricSpec, labels: &[&str]) {
         let key = (spec.name, labels.iter().map(|l| (*l).to_owned()).collect());
         *self.values.lock().unwrap_or_else(PoisonError::into_inner).entry(key).or_default() += 1;
+    }
+
+    /// Observes `value` in the histogram `spec` (buckets `CAPTURE_DURATION_BOUNDS`).
+    pub fn observe(&self, spec: &'static MetricSpec, labels: &[&str], value: f64) {
+        let key = (spec.name, labels.iter().map(|l| (*l).to_owned()).collect());
+        let mut histograms = self.histograms.lock().unwrap_or_else(PoisonError::into_inner);
+        let (counts, sum) = histograms.entry(key).or_insert_with(|| (vec![0; CAPTURE_DURATION_BOUNDS.len() + 1], 0.0));
+        let bucket = CAPTURE_DURATION_BOUNDS.iter().position(|b| value <= *b).unwrap_or(CAPTURE_DURATION_BOUNDS.len());
+        counts[bucket] += 1;
+        *sum += value;
+    }
+
+    /// Adds every histogram series of `spec` to `set`.
+    pub fn emit_histogram(&self, spec: &'static MetricSpec, set: &mut MetricSet) {
+        let histograms = self.histograms.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut bounds = CAPTURE_DURATION_BOUNDS.to_vec();
+        bounds.push(f64::INFINITY);
+        for ((name, labels), (counts, sum)) in histograms.iter() {
+            if *name == spec.name {
+                let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+                set.push_histogram(spec, &labels, &HistogramValue { bounds: &bounds, counts, sum: *sum });
+            }
+        }
     }
 
     /// Adds every counter of `spec` to `set`.

@@ -1,6 +1,10 @@
 //! The HTTP server: `/metrics`, health, readiness, the landing page, the
-//! exporter's own heap profile and the collectors' profiles.
+//! exporter's own heap profile, the collectors' profiles, the webhook and the
+//! captures API.
 
+use crate::capture::api::{self, Api};
+use crate::capture::target::Resolver;
+use crate::capture::{Captures, poller};
 use crate::cli::Settings;
 use crate::collectors::{self, COLLECTORS};
 use crate::heap_profile;
@@ -37,7 +41,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let Settings { web, webhook, ingest, roots, collectors, .. } = settings;
+    let Settings { web, webhook, capture, alertmanager, process, ingest, roots, collectors, .. } = settings;
     let mut built = collectors::build(collectors, &roots)?;
     if let Some(ingest) = ingest {
         let collector = crate::watch::start(ingest).context("starting the ingest watcher")?;
@@ -68,19 +72,39 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             "POST /api/v1/alerts refuses every request: set --webhook.token-file, or listen on loopback only"
         );
     }
-    let hook = Webhook { access, counters };
+    let resolver = Resolver { procfs: roots.procfs.clone(), cgroupfs: roots.cgroupfs.clone(), process };
+    let listen = listener.local_addr().unwrap_or(web.listen);
+    let captures = Arc::new(Captures::new(capture, listen, resolver, Arc::clone(&counters)));
+    match &captures.scheduler {
+        Ok(s) => {
+            tracing::info!(spool = %s.spool().shown().display(), instance = captures.host.describe(), "captures on")
+        }
+        Err(why) => tracing::warn!("{why}"),
+    }
+    let hook = Webhook { access: Arc::clone(&access), counters, captures: Arc::clone(&captures) };
+    if let Some(config) = alertmanager {
+        let peers: Vec<String> = config.urls.iter().map(ToString::to_string).collect();
+        poller::start(config, hook.clone()).context("starting the Alertmanager poller")?;
+        tracing::info!(alertmanager = peers.join(","), "polling Alertmanager for capture alerts");
+    }
     let state = AppState { scraper, profiles: Arc::new(built.profiles) };
-    let app = router(state, hook, webhook.max_body_bytes);
+    let app = router(state, hook, Api { access, captures: Arc::clone(&captures) }, webhook.max_body_bytes);
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+    captures.stop();
     tracing::info!("memleak-exporter stopped");
     Ok(())
 }
 
-fn router(state: AppState, hook: Webhook, max_body_bytes: usize) -> Router {
+fn router(state: AppState, hook: Webhook, captures: Api, max_body_bytes: usize) -> Router {
     let webhook = Router::new()
         .route("/api/v1/alerts", post(webhook::receive))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(hook);
+    let captures = Router::new()
+        .route("/api/v1/captures", get(api::list))
+        .route("/api/v1/captures/{id}", get(api::one))
+        .route("/api/v1/captures/{id}/{file}", get(api::file))
+        .with_state(captures);
     Router::new()
         .route("/", get(landing))
         .route("/metrics", get(metrics))
@@ -90,6 +114,7 @@ fn router(state: AppState, hook: Webhook, max_body_bytes: usize) -> Router {
         .route("/debug/pprof/{name}", get(collector_profile))
         .with_state(state)
         .merge(webhook)
+        .merge(captures)
 }
 
 async fn shutdown_signal() {
@@ -185,6 +210,8 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
          <li><a href=\"/debug/pprof/heap\">/debug/pprof/heap</a>: the exporter's own heap profile (pprof)</li>\n\
          {profiles}\
          <li>POST /api/v1/alerts: Alertmanager webhook (version 4) that asks for captures</li>\n\
+         <li><a href=\"/api/v1/captures\">/api/v1/captures</a>: captures (JSON; each at /api/v1/captures/ID, \
+         with ID/profile.pb.gz, ID/flamegraph.svg, ID/folded; the webhook's token)</li>\n\
          </ul>\n<h2>Collectors</h2>\n<table>\n<tr><th>collector</th><th>state</th><th>what</th></tr>\n{rows}</table>\n\
          </body></html>\n",
         version = env!("CARGO_PKG_VERSION"),

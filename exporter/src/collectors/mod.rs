@@ -11,6 +11,10 @@ mod toggle;
 
 pub use entry::{Configured, Entry, group};
 
+use crate::config_file::ConfigFile;
+use clap::ArgMatches;
+use memleak_signals::Configurable;
+
 use entry::line;
 use memleak_bpf::{MemorySyscallsCollector, PageFaultsCollector};
 use memleak_signals::cgroup::CgroupCollector;
@@ -47,6 +51,16 @@ impl std::fmt::Debug for Built {
         let profiles: Vec<&str> = self.profiles.keys().copied().collect();
         f.debug_struct("Built").field("collectors", &ids).field("profiles", &profiles).finish()
     }
+}
+
+/// The process collector's settings (enabled or not), for what else follows
+/// the exporter's grouping: capture targets named by a `group` label.
+pub fn process_settings(matches: &ArgMatches, file: &ConfigFile) -> anyhow::Result<memleak_signals::process::Config> {
+    let group = group(<ProcessCollector as Configurable>::SPEC);
+    let on_file =
+        file.section::<toggle::Toggled<memleak_signals::process::Options>>(&group.section)?.map(|t| t.options);
+    let command_line = crate::options::from_command_line::<memleak_signals::process::Options>(matches, &group)?;
+    Ok(crate::options::settle_given(command_line, on_file, &group)?.config)
 }
 
 /// Builds the enabled collectors.

@@ -1,6 +1,6 @@
 //! The exporter's options: one struct per group of knobs, at once its
 //! command-line flags and its YAML section, declared once (`web`, `webhook`,
-//! `ingest`, `log`, `paths` here; each collector's beside its code), and the
+//! `capture`, `alertmanager`, `ingest`, `log`, `paths` here; each collector's beside its code), and the
 //! generic machinery that puts a group on the command line, reads it back,
 //! lays it over the file's section and resolves it.
 //!
@@ -11,6 +11,8 @@
 //! main command under its full flag name, and the group is read back by
 //! parsing what the user gave for it with the struct's own derived parser.
 
+pub mod alertmanager;
+pub mod capture;
 pub mod ingest;
 pub mod log;
 pub mod paths;

@@ -1,14 +1,16 @@
 //! `POST /api/v1/alerts`: Alertmanager's webhook receiver, where alerts ask for
 //! captures. Every request is authenticated (a bearer token from
 //! `--webhook.token-file`) unless the exporter listens on loopback only; the body
-//! is bounded; each alert is validated into a `CaptureRequest`.
-//!
-//! The capture runners arrive with the capture work; until then an accepted
-//! request is counted and logged, which is where the loop ends today.
+//! is bounded; each alert is validated into a `CaptureRequest` and handed to
+//! the capture planner. The answer is 200 with one outcome per alert (a bad
+//! alert must not drop the good ones: Alertmanager never retries a 4xx); only
+//! a request wrong as a whole gets a 4xx.
 
 pub mod payload;
 
-use crate::self_metrics::{CAPTURE_REQUESTS, Counters, WEBHOOK_REQUESTS};
+use crate::capture::Captures;
+use crate::capture::plan::{Outcome, Via};
+use crate::self_metrics::{CAPTURE_REJECTIONS, CAPTURE_REQUESTS, Counters, WEBHOOK_REQUESTS};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -56,7 +58,8 @@ impl Access {
         }
     }
 
-    fn check(&self, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
+    /// Whether the request may be answered (the webhook and the captures API share this).
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
         match self {
             Access::LoopbackOnly => Ok(()),
             Access::Disabled => Err((
@@ -85,13 +88,19 @@ impl Access {
 pub struct Webhook {
     pub access: Arc<Access>,
     pub counters: Arc<Counters>,
+    pub captures: Arc<Captures>,
 }
 
 /// The handler of `POST /api/v1/alerts`.
 pub async fn receive(State(hook): State<Webhook>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    let outcome = handle(&hook, &headers, body);
+    // Planning resolves targets in /proc and writes to the spool: off the async threads.
+    let planned = {
+        let hook = hook.clone();
+        tokio::task::spawn_blocking(move || handle(&hook, &headers, body)).await
+    };
+    let outcome = planned.unwrap_or_else(|e| Err((StatusCode::INTERNAL_SERVER_ERROR, format!("planning failed: {e}"))));
     let (status, json) = match outcome {
-        Ok(accepted) => (StatusCode::ACCEPTED, serde_json::json!({ "status": "accepted", "accepted": accepted })),
+        Ok(outcomes) => (StatusCode::OK, serde_json::json!({ "status": "ok", "outcomes": outcomes })),
         Err((status, message)) => {
             tracing::warn!(code = status.as_u16(), "webhook request rejected: {message}");
             (status, serde_json::json!({ "status": "error", "error": message }))
@@ -109,24 +118,44 @@ fn handle(
     hook: &Webhook,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<usize, (StatusCode, String)> {
+) -> Result<Vec<Outcome>, (StatusCode, String)> {
     hook.access.check(headers)?;
     let body =
         body.map_err(|rejection| (rejection.status(), format!("cannot read the body: {}", rejection.body_text())))?;
     let requests = payload::validate(&body)
         .map_err(|(code, message)| (StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST), message))?;
-    for r in &requests {
-        hook.counters.inc(&CAPTURE_REQUESTS, &[r.kind, r.status.as_str()]);
-        tracing::info!(
-            alertname = %r.alertname,
-            capture = r.kind,
-            status = r.status.as_str(),
-            group = r.group.as_deref().unwrap_or(""),
-            cgroup = r.cgroup.as_deref().unwrap_or(""),
-            instance = r.instance.as_deref().unwrap_or(""),
-            fingerprint = %r.fingerprint,
-            "capture requested; capture runners are not built yet, so the request is recorded only"
-        );
+    Ok(requests.iter().map(|r| plan(hook, r, Via::Webhook)).collect())
+}
+
+/// Logs and counts one alert, and hands a valid one to the planner (the poller does the same).
+pub fn plan(hook: &Webhook, request: &Result<payload::CaptureRequest, payload::Invalid>, via: Via) -> Outcome {
+    match request {
+        Ok(r) => {
+            hook.counters.inc(&CAPTURE_REQUESTS, &[&r.kind, r.status.as_str()]);
+            tracing::info!(
+                alertname = %r.alertname,
+                capture = %r.kind,
+                status = r.status.as_str(),
+                group = r.group.as_deref().unwrap_or(""),
+                cgroup = r.cgroup.as_deref().unwrap_or(""),
+                instance = r.instance.as_deref().unwrap_or(""),
+                fingerprint = %r.fingerprint,
+                via = via.as_str(),
+                "capture requested"
+            );
+            // The planner logs its decision once, with the fingerprint.
+            hook.captures.handle(r, via)
+        }
+        Err(invalid) => {
+            hook.counters.inc(&CAPTURE_REJECTIONS, &["", "invalid"]);
+            tracing::warn!(fingerprint = %invalid.fingerprint, alertname = %invalid.alertname, "alert refused: {}", invalid.reason);
+            Outcome {
+                alertname: invalid.alertname.clone(),
+                fingerprint: invalid.fingerprint.clone(),
+                outcome: "invalid",
+                reason: Some(invalid.reason.clone()),
+                capture: None,
+            }
+        }
     }
-    Ok(requests.len())
 }

@@ -1,15 +1,11 @@
 //! Alertmanager's webhook payload (version 4) and its validation into capture
-//! requests. Nothing from a request is ever used as a path or a command: the
-//! target labels are only names that the capture work resolves itself.
+//! requests, alert by alert: a bad alert is an outcome of its own, and only a
+//! notification wrong as a whole is an error. Nothing from a request is ever
+//! used as a path or a command: the target labels are only names that the
+//! capture planner resolves itself.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
-
-/// The capture kinds an alert may ask for with its `capture` label. Severity
-/// maps to the layers: warning → `allocator-profile` (layer 2), critical →
-/// `ebpf-malloc` or `staleness` (layer 3). The capture work replaces this list
-/// with its own capture types.
-pub const CAPTURE_KINDS: &[&str] = &["allocator-profile", "ebpf-malloc", "staleness"];
 
 /// The fields of Alertmanager's webhook JSON that we use (others are ignored).
 #[derive(Debug, Deserialize)]
@@ -25,6 +21,8 @@ pub struct Alert {
     pub status: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
     #[serde(default)]
     pub fingerprint: String,
 }
@@ -49,27 +47,42 @@ impl AlertStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaptureRequest {
     pub alertname: String,
-    /// One of `CAPTURE_KINDS`.
-    pub kind: &'static str,
+    /// The `capture` label: a kind of the capture-kind table, checked by the planner.
+    pub kind: String,
     pub status: AlertStatus,
     /// Process group (`group` label) the alert is about, if any.
     pub group: Option<String>,
     /// Cgroup path (`cgroup` label) the alert is about, if any.
     pub cgroup: Option<String>,
+    /// A process id (`pid` label), if any.
+    pub pid: Option<String>,
     /// The exporter instance whose series fired (`instance` label), if any.
     pub instance: Option<String>,
     pub fingerprint: String,
+    pub labels: BTreeMap<String, String>,
+    /// `capture_duration`, `pprof_url`, … (read by the planner and the capture kinds).
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An alert that is not a valid capture request, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub alertname: String,
+    pub fingerprint: String,
+    pub reason: String,
 }
 
 /// Labels that name a capture target; an alert needs at least one.
-pub const TARGET_LABELS: &[&str] = &["group", "cgroup"];
-/// Longest label value accepted.
+pub const TARGET_LABELS: &[&str] = &["group", "cgroup", "pid"];
+/// Longest label or annotation value accepted.
 const MAX_LABEL_VALUE: usize = 1024;
+/// Longest fingerprint accepted (Alertmanager's are 16 hex digits).
+const MAX_FINGERPRINT: usize = 64;
 /// Most alerts accepted in one notification.
 pub const MAX_ALERTS: usize = 1000;
 
-/// Parses and validates a notification. The error lists every problem found.
-pub fn validate(body: &[u8]) -> Result<Vec<CaptureRequest>, (u16, String)> {
+/// Parses a notification and validates each alert. The error is for a notification wrong as a whole.
+pub fn validate(body: &[u8]) -> Result<Vec<Result<CaptureRequest, Invalid>>, (u16, String)> {
     let payload: Payload = serde_json::from_slice(body).map_err(|e| {
         (
             400,
@@ -98,20 +111,35 @@ pub fn validate(body: &[u8]) -> Result<Vec<CaptureRequest>, (u16, String)> {
             format!("{} alerts in one notification; at most {MAX_ALERTS} are accepted", payload.alerts.len()),
         ));
     }
-    let mut requests = Vec::with_capacity(payload.alerts.len());
-    let mut problems = Vec::new();
-    for (i, alert) in payload.alerts.iter().enumerate() {
-        match request(alert) {
-            Ok(r) => requests.push(r),
-            Err(p) => problems.push(format!("alerts[{i}]: {p}")),
-        }
-    }
-    if problems.is_empty() { Ok(requests) } else { Err((422, problems.join("; "))) }
+    Ok(payload
+        .alerts
+        .iter()
+        .enumerate()
+        .map(|(i, alert)| {
+            request(alert).map_err(|reason| Invalid {
+                alertname: alert.labels.get("alertname").cloned().unwrap_or_default(),
+                fingerprint: alert.fingerprint.clone(),
+                reason: format!("alerts[{i}]: {reason}"),
+            })
+        })
+        .collect())
 }
 
-fn request(alert: &Alert) -> Result<CaptureRequest, String> {
-    if let Some((name, _)) = alert.labels.iter().find(|(_, v)| v.len() > MAX_LABEL_VALUE || v.contains('\0')) {
+/// Validates one alert (from the webhook or the Alertmanager API).
+pub fn request(alert: &Alert) -> Result<CaptureRequest, String> {
+    let bad =
+        |(k, v): (&String, &String)| k.len() > 128 || v.len() > MAX_LABEL_VALUE || k.contains('\0') || v.contains('\0');
+    if let Some((name, _)) = alert.labels.iter().find(|p| bad(*p)) {
         return Err(format!("label {name:?} is longer than {MAX_LABEL_VALUE} bytes or contains NUL"));
+    }
+    if let Some((name, _)) = alert.annotations.iter().find(|p| bad(*p)) {
+        return Err(format!("annotation {name:?} is longer than {MAX_LABEL_VALUE} bytes or contains NUL"));
+    }
+    if alert.fingerprint.len() > MAX_FINGERPRINT || !alert.fingerprint.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "fingerprint {:?} is not Alertmanager's (hex digits, at most {MAX_FINGERPRINT})",
+            alert.fingerprint
+        ));
     }
     let status = match alert.status.as_str() {
         "firing" => AlertStatus::Firing,
@@ -119,16 +147,12 @@ fn request(alert: &Alert) -> Result<CaptureRequest, String> {
         other => return Err(format!("status {other:?} is neither \"firing\" nor \"resolved\"")),
     };
     let alertname = alert.labels.get("alertname").cloned().ok_or("label \"alertname\" is missing")?;
-    let requested = alert.labels.get("capture").ok_or_else(|| {
-        format!("label \"capture\" is missing on {alertname}; route only alerts with a capture label here (one of {CAPTURE_KINDS:?})")
+    let kind = alert.labels.get("capture").filter(|k| !k.is_empty()).cloned().ok_or_else(|| {
+        format!("label \"capture\" is missing on {alertname}; route only alerts with a capture label here")
     })?;
-    let kind =
-        CAPTURE_KINDS.iter().copied().find(|k| k == requested).ok_or_else(|| {
-            format!("unknown capture kind {requested:?} on {alertname}; known kinds: {CAPTURE_KINDS:?}")
-        })?;
     let label = |name: &str| alert.labels.get(name).filter(|v| !v.is_empty()).cloned();
-    let (group, cgroup) = (label("group"), label("cgroup"));
-    if group.is_none() && cgroup.is_none() {
+    let (group, cgroup, pid) = (label("group"), label("cgroup"), label("pid"));
+    if group.is_none() && cgroup.is_none() && pid.is_none() {
         return Err(format!("{alertname} has no target label: it needs one of {TARGET_LABELS:?}"));
     }
     Ok(CaptureRequest {
@@ -137,8 +161,11 @@ fn request(alert: &Alert) -> Result<CaptureRequest, String> {
         status,
         group,
         cgroup,
+        pid,
         instance: label("instance"),
         fingerprint: alert.fingerprint.clone(),
+        labels: alert.labels.clone(),
+        annotations: alert.annotations.clone(),
     })
 }
 
@@ -150,27 +177,26 @@ mod tests {
         format!(r#"{{"version":"4","status":"firing","receiver":"memleak","groupLabels":{{}},"alerts":[{alerts}]}}"#)
     }
 
-    const GOOD: &str = r#"{"status":"firing","labels":{"alertname":"ProcessMemoryLeak","capture":"allocator-profile","group":"a_cachesvc","instance":"h:9487","severity":"warning"},"fingerprint":"abc"}"#;
+    const GOOD: &str = r#"{"status":"firing","labels":{"alertname":"ProcessMemoryLeak","capture":"allocator-profile","group":"a_cachesvc","instance":"h:9487","severity":"warning"},"annotations":{"capture_duration":"1m"},"fingerprint":"abc"}"#;
 
     #[test]
     fn accepts_a_real_alertmanager_notification() {
         let requests = validate(payload(GOOD).as_bytes()).unwrap();
+        let r = requests[0].as_ref().unwrap();
         assert_eq!(
-            requests,
-            [CaptureRequest {
-                alertname: "ProcessMemoryLeak".into(),
-                kind: "allocator-profile",
-                status: AlertStatus::Firing,
-                group: Some("a_cachesvc".into()),
-                cgroup: None,
-                instance: Some("h:9487".into()),
-                fingerprint: "abc".into(),
-            }]
+            (r.alertname.as_str(), r.kind.as_str(), r.status),
+            ("ProcessMemoryLeak", "allocator-profile", AlertStatus::Firing)
         );
+        assert_eq!(
+            (r.group.as_deref(), r.cgroup.as_deref(), r.instance.as_deref()),
+            (Some("a_cachesvc"), None, Some("h:9487"))
+        );
+        assert_eq!(r.annotations["capture_duration"], "1m");
+        assert_eq!(r.fingerprint, "abc");
     }
 
     #[test]
-    fn rejects_bad_input_with_a_reason() {
+    fn a_request_wrong_as_a_whole_is_an_error() {
         let cases: &[(&str, u16, &str)] = &[
             ("{", 400, "malformed JSON"),
             (r#"{"version":"3","alerts":[]}"#, 400, "unsupported webhook version"),
@@ -181,17 +207,22 @@ mod tests {
             let (c, msg) = validate(body.as_bytes()).unwrap_err();
             assert_eq!((c, msg.contains(needle)), (*code, true), "{body}: {msg}");
         }
-        let unknown = GOOD.replace("allocator-profile", "rm -rf");
-        let (c, msg) = validate(payload(&unknown).as_bytes()).unwrap_err();
-        assert_eq!(c, 422);
-        assert!(msg.contains("unknown capture kind \"rm -rf\"") && msg.contains("ebpf-malloc"), "{msg}");
-        let no_target = GOOD.replace(r#""group":"a_cachesvc","#, "");
-        assert!(validate(payload(&no_target).as_bytes()).unwrap_err().1.contains("no target label"));
-        let no_capture = GOOD.replace(r#""capture":"allocator-profile","#, "");
-        assert!(validate(payload(&no_capture).as_bytes()).unwrap_err().1.contains("\"capture\" is missing"));
-        let bad_status = GOOD.replace(r#""status":"firing""#, r#""status":"pending""#);
-        assert!(validate(payload(&bad_status).as_bytes()).unwrap_err().1.contains("alerts[0]: status"));
-        let long = GOOD.replace("a_cachesvc", &"x".repeat(2000));
-        assert!(validate(payload(&long).as_bytes()).unwrap_err().1.contains("longer than"));
+    }
+
+    #[test]
+    fn each_bad_alert_is_its_own_outcome() {
+        let reason = |alert: String| {
+            let all = validate(payload(&format!("{GOOD},{alert}")).as_bytes()).unwrap();
+            assert!(all[0].is_ok(), "the good alert stays good");
+            all[1].clone().unwrap_err().reason
+        };
+        assert!(reason(GOOD.replace(r#""group":"a_cachesvc","#, "")).contains("no target label"));
+        assert!(reason(GOOD.replace(r#""capture":"allocator-profile","#, "")).contains("\"capture\" is missing"));
+        assert!(reason(GOOD.replace(r#""status":"firing""#, r#""status":"pending""#)).contains("alerts[1]: status"));
+        assert!(reason(GOOD.replace("a_cachesvc", &"x".repeat(2000))).contains("longer than"));
+        assert!(reason(GOOD.replace(r#""fingerprint":"abc""#, r#""fingerprint":"../x""#)).contains("fingerprint"));
+        assert!(reason(GOOD.replace(r#""1m""#, r#""a\u0000b""#)).contains("annotation"));
+        // An unknown kind is the planner's to judge (against the capture-kind table).
+        assert!(validate(payload(&GOOD.replace("allocator-profile", "rm -rf")).as_bytes()).unwrap()[0].is_ok());
     }
 }

@@ -1,0 +1,144 @@
+//! Whether an alert is about this host: its `instance` label names this
+//! exporter (`--capture.instance`, or by default this host's names and
+//! addresses, alone or with the listen port), its `node`/`nodename` label
+//! names this host.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+
+/// This exporter's names.
+#[derive(Debug, Clone)]
+pub struct ThisHost {
+    /// Values an `instance` label may take.
+    instances: BTreeSet<String>,
+    /// Host names a `node`/`nodename` label may take.
+    hostnames: BTreeSet<String>,
+}
+
+impl ThisHost {
+    /// From the configured names, or this host's own when none is configured.
+    pub fn new(configured: &[String], listen: SocketAddr) -> ThisHost {
+        let hostnames = hostnames();
+        let instances = if configured.is_empty() {
+            let mut names: BTreeSet<String> = hostnames.iter().cloned().collect();
+            names.insert("localhost".into());
+            names.extend(addresses(listen).iter().map(|a| a.to_string()));
+            let port = listen.port();
+            let bracketed: Vec<String> =
+                names.iter().map(|n| if n.contains(':') { format!("[{n}]") } else { n.clone() }).collect();
+            names.extend(bracketed.iter().map(|n| format!("{n}:{port}")));
+            names
+        } else {
+            configured.iter().map(|n| n.to_ascii_lowercase()).collect()
+        };
+        ThisHost { instances, hostnames }
+    }
+
+    /// `Ok` when the labels name this host; `Err(why)` otherwise. An alert with
+    /// none of `instance`, `node`, `nodename` names this host only when it came
+    /// to this exporter's own webhook (`addressed`).
+    pub fn check(&self, labels: &BTreeMap<String, String>, addressed: bool) -> Result<(), String> {
+        let mut named = false;
+        if let Some(instance) = labels.get("instance").filter(|v| !v.is_empty()) {
+            named = true;
+            if !self.instances.contains(&instance.to_ascii_lowercase()) {
+                return Err(format!(
+                    "instance {instance:?} is not this exporter (set --capture.instance to add a name)"
+                ));
+            }
+        }
+        for key in ["node", "nodename"] {
+            if let Some(node) = labels.get(key).filter(|v| !v.is_empty()) {
+                named = true;
+                let short = node.split('.').next().unwrap_or(node).to_ascii_lowercase();
+                if !self.hostnames.contains(&node.to_ascii_lowercase()) && !self.hostnames.contains(&short) {
+                    return Err(format!("{key} {node:?} is not this host"));
+                }
+            }
+        }
+        if named || addressed { Ok(()) } else { Err("the alert names no instance, node or nodename".into()) }
+    }
+
+    /// The names, for the start-up log line.
+    pub fn describe(&self) -> String {
+        self.instances.iter().take(12).cloned().collect::<Vec<_>>().join(",")
+    }
+}
+
+/// The kernel's host name and its first label.
+fn hostnames() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    if let Ok(name) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let name = name.trim().to_ascii_lowercase();
+        if !name.is_empty() {
+            out.insert(name.split('.').next().unwrap_or(&name).to_owned());
+            out.insert(name);
+        }
+    }
+    out
+}
+
+/// The addresses an alert may know this exporter by: the listen address when
+/// it is a specific one, else every local address of this network namespace.
+fn addresses(listen: SocketAddr) -> Vec<IpAddr> {
+    if !listen.ip().is_unspecified() {
+        return vec![listen.ip()];
+    }
+    let mut out = Vec::new();
+    // fib_trie lists each local IPv4 address before a `/32 host LOCAL` line.
+    if let Ok(text) = std::fs::read_to_string("/proc/self/net/fib_trie") {
+        let mut last: Option<IpAddr> = None;
+        for line in text.lines().take(100_000) {
+            let t = line.trim_start_matches([' ', '|', '+', '-', '`']);
+            if let Ok(ip) = t.trim().parse::<std::net::Ipv4Addr>() {
+                last = Some(IpAddr::V4(ip));
+            } else if t.contains("/32 host LOCAL")
+                && let Some(ip) = last
+                && !out.contains(&ip)
+            {
+                out.push(ip);
+            }
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string("/proc/self/net/if_inet6") {
+        for line in text.lines().take(10_000) {
+            let Some(hex) = line.split_whitespace().next().filter(|h| h.len() == 32) else { continue };
+            if let Ok(v) = u128::from_str_radix(hex, 16) {
+                out.push(IpAddr::V6(std::net::Ipv6Addr::from(v)));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+    }
+
+    #[test]
+    fn configured_names_decide() {
+        let host = ThisHost::new(&["node-a:9487".into()], "0.0.0.0:9487".parse().unwrap());
+        assert!(host.check(&labels(&[("instance", "node-a:9487")]), false).is_ok());
+        assert!(host.check(&labels(&[("instance", "node-b:9487")]), true).unwrap_err().contains("node-b"));
+        assert!(host.check(&labels(&[]), true).is_ok(), "sent to our own webhook");
+        assert!(host.check(&labels(&[]), false).is_err(), "a polled alert must name us");
+        let name = hostnames().into_iter().next().unwrap_or_default();
+        assert!(host.check(&labels(&[("nodename", &name)]), false).is_ok());
+        assert!(host.check(&labels(&[("node", "surely-not-this-host")]), false).is_err());
+    }
+
+    #[test]
+    fn default_names_are_the_hosts_own() {
+        let host = ThisHost::new(&[], "127.0.0.1:9487".parse().unwrap());
+        for ok in ["127.0.0.1:9487", "localhost:9487", "127.0.0.1"] {
+            assert!(host.check(&labels(&[("instance", ok)]), false).is_ok(), "{ok}");
+        }
+        assert!(host.check(&labels(&[("instance", "127.0.0.1:9488")]), false).is_err());
+        let any = ThisHost::new(&[], "0.0.0.0:9487".parse().unwrap());
+        assert!(any.check(&labels(&[("instance", "127.0.0.1:9487")]), false).is_ok(), "loopback is local");
+    }
+}

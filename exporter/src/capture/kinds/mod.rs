@@ -1,0 +1,122 @@
+//! The capture-kind table: one module per kind and one line below. A kind
+//! checks an alert when it arrives (`prepare`: is there something to capture,
+//! is the request allowed) and returns the work that the scheduler runs on a
+//! thread of its own (`Run`), bounded by its duration and cancellable.
+//!
+//! `ebpf-malloc` (the uprobe tracer, in `bpf/`) and the cooperative sampler,
+//! staleness and reachability kinds add their lines here.
+
+pub mod allocator_profile;
+
+use super::cancel::Cancel;
+use super::http::Allowlist;
+use super::sources::Source;
+use super::target::Named;
+use memleak_artifacts::Ingested;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One line of the table.
+#[derive(Debug)]
+pub struct Kind {
+    /// The value of an alert's `capture` label.
+    pub id: &'static str,
+    pub about: &'static str,
+    /// The window when the alert has no `capture_duration` annotation.
+    pub default_duration: Duration,
+    pub prepare: fn(&Setup) -> Result<Box<dyn Run>, Refusal>,
+}
+
+/// Every capture kind.
+pub static KINDS: &[&Kind] = &[&allocator_profile::KIND];
+
+/// The kind named `id`.
+pub fn find(id: &str) -> Option<&'static Kind> {
+    KINDS.iter().copied().find(|k| k.id == id)
+}
+
+/// What the operator configured for captures, shared by every kind.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub sources: Vec<Source>,
+    pub pprof_allow: Allowlist,
+    pub procfs: PathBuf,
+}
+
+/// What a kind sees of an alert when it arrives.
+#[derive(Debug)]
+pub struct Setup<'a> {
+    pub context: &'a Context,
+    pub named: &'a Named,
+    pub pids: &'a [u32],
+    pub annotations: &'a BTreeMap<String, String>,
+}
+
+/// Why a kind will not capture an alert's target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The request asks for something not allowed (a URL outside the allowlist).
+    Invalid(String),
+    /// The target offers nothing this kind can capture.
+    Unavailable(String),
+}
+
+/// The running part of a capture.
+pub trait Run: Send + std::fmt::Debug {
+    fn run(self: Box<Self>, job: &Job) -> Finished;
+}
+
+/// What a running capture is given.
+pub struct Job<'a> {
+    pub pids: &'a [u32],
+    pub duration: Duration,
+    pub cancel: &'a Cancel,
+    /// Called when the capture window opens (the first profile is taken).
+    pub window_open: &'a (dyn Fn() + Sync),
+}
+
+impl std::fmt::Debug for Job<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("pids", &self.pids).field("duration", &self.duration).finish_non_exhaustive()
+    }
+}
+
+/// How a capture ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Running,
+    Done,
+    /// Ended early (the target exited, the second profile failed): what was taken is kept.
+    Partial,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Done => "done",
+            Status::Partial => "partial",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A finished capture: its status, why (unless done), and what it produced.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: Status,
+    pub reason: Option<String>,
+    /// The main profile comes first (for allocator profiles: the growth).
+    pub result: Option<Ingested>,
+}
+
+impl Finished {
+    pub fn failed(reason: String) -> Finished {
+        Finished { status: Status::Failed, reason: Some(reason), result: None }
+    }
+}
