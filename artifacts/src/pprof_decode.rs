@@ -7,7 +7,8 @@
 
 use crate::encode::pprof::{PbFunction, PbLocation, PbMapping, PbProfile};
 use crate::model::{
-    ALLOC_OBJECTS, ALLOC_SPACE, ArtifactError, Frame, INUSE_OBJECTS, INUSE_SPACE, Profile, Sample, ValueType,
+    ALLOC_OBJECTS, ALLOC_SPACE, ArtifactError, Frame, GROWTH_OBJECTS, GROWTH_SPACE, INUSE_OBJECTS, INUSE_SPACE,
+    LEAKED_OBJECTS, LEAKED_SPACE, Profile, Sample, ValueType,
 };
 use prost::Message;
 use std::collections::HashMap;
@@ -91,10 +92,20 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, ArtifactError> {
     Ok(Decoded { profile, period: message.period, period_type, time_nanos: message.time_nanos })
 }
 
-/// The model's sample type for a pprof one. jemalloc_pprof names its in-use
-/// bytes `space`; the model's types are static, so unknown types are refused.
+/// The model's sample type for a pprof one (heap profiles, and the model's own
+/// leak and growth profiles). jemalloc_pprof names its in-use bytes `space`;
+/// the model's types are static, so unknown types are refused.
 fn value_type(kind: &str, unit: &str) -> Result<ValueType, ArtifactError> {
-    let known = [INUSE_SPACE, INUSE_OBJECTS, ALLOC_SPACE, ALLOC_OBJECTS];
+    let known = [
+        INUSE_SPACE,
+        INUSE_OBJECTS,
+        ALLOC_SPACE,
+        ALLOC_OBJECTS,
+        GROWTH_SPACE,
+        GROWTH_OBJECTS,
+        LEAKED_SPACE,
+        LEAKED_OBJECTS,
+    ];
     if let Some(t) = known.iter().find(|t| t.kind == kind && t.unit == unit) {
         return Ok(*t);
     }

@@ -84,6 +84,8 @@ const RUNTIME_PREFIXES: &[&str] = &[
     "__gnu_cxx::",
     "__cxxabiv1::",
     "operator delete",
+    // Go's runtime (`runtime.mallocgc`, `runtime.growslice`, `runtime.makeslice`).
+    "runtime.",
 ];
 
 /// Source paths of the Rust standard library, as debug info records them
@@ -163,6 +165,9 @@ mod tests {
         .map(Frame::function)
         .collect();
         assert_eq!(site(&cpp).map(|f| f.function.as_str()), Some("Cache::insert(int)"));
+        let go: Vec<Frame> =
+            ["runtime.growslice", "main.leakRequestBuffer", "main.main"].into_iter().map(Frame::function).collect();
+        assert_eq!(site(&go).map(|f| f.function.as_str()), Some("main.leakRequestBuffer"));
         let only_runtime = vec![Frame::function("malloc")];
         assert_eq!(site(&only_runtime).map(|f| f.function.as_str()), Some("malloc"));
     }

@@ -184,7 +184,7 @@ fn a_leak_fires_in_prometheus_and_alertmanager_calls_the_webhook() {
     let log = exporter.stderr();
     assert!(log.contains("capture requested") && log.contains("group=leakyworker"), "{log}");
     assert!(!log.contains("group=steadyworker"), "{log}");
-    assert!(exporter.metrics().contains("memleak_exporter_webhook_requests_total{code=\"202\"}"));
+    assert!(exporter.metrics().contains("memleak_exporter_webhook_requests_total{code=\"200\"}"));
 
     // The steady control never fired anything.
     assert_eq!(query(prom_port, "count(ALERTS{group=\"steadyworker\"})"), None);

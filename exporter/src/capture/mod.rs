@@ -52,7 +52,7 @@ impl Captures {
                     cooldown: config.cooldown,
                     max_per_hour: config.max_per_hour,
                 };
-                Scheduler::new(limits, Arc::new(spool), Arc::clone(&counters))
+                Scheduler::new(limits, Arc::new(spool), Arc::clone(&counters), resolver.procfs.clone())
             })
             .map_err(|e| {
                 format!("captures are off: the spool {} cannot be used: {e}; set --capture.dir", config.dir.display())

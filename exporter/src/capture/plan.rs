@@ -56,12 +56,19 @@ impl Captures {
         let scheduler = match &self.scheduler {
             Ok(s) => s,
             Err(why) => {
-                self.counters.inc(&crate::self_metrics::CAPTURE_REJECTIONS, &[&request.kind, "spool"]);
+                self.counters
+                    .inc(&crate::self_metrics::CAPTURE_REJECTIONS, &[kinds::metric_label(&request.kind), "spool"]);
                 return outcome("refused", Some(why.clone()), None);
             }
         };
         let reject = |reason: &'static str, name: &'static str, message: String| {
-            scheduler.refused(&request.kind, reason, &request.fingerprint, &request.alertname, &message);
+            scheduler.refused(
+                kinds::metric_label(&request.kind),
+                reason,
+                &request.fingerprint,
+                &request.alertname,
+                &message,
+            );
             outcome(name, Some(message), None)
         };
         if request.status == AlertStatus::Resolved {

@@ -65,11 +65,18 @@ pub struct Scheduler {
     counters: Arc<Counters>,
     state: Mutex<State>,
     sequence: AtomicU64,
+    /// Where captures check that their target still runs.
+    procfs: std::path::PathBuf,
 }
 
 impl Scheduler {
-    pub fn new(limits: Limits, spool: Arc<Spool>, counters: Arc<Counters>) -> Arc<Scheduler> {
-        Arc::new(Scheduler { limits, spool, counters, state: Mutex::default(), sequence: AtomicU64::new(0) })
+    pub fn new(
+        limits: Limits,
+        spool: Arc<Spool>,
+        counters: Arc<Counters>,
+        procfs: std::path::PathBuf,
+    ) -> Arc<Scheduler> {
+        Arc::new(Scheduler { limits, spool, counters, state: Mutex::default(), sequence: AtomicU64::new(0), procfs })
     }
 
     pub fn limits(&self) -> &Limits {
@@ -216,7 +223,8 @@ impl Scheduler {
                 let _ = spool.update(&i);
             }
         };
-        let job = Job { pids: &info.pids.clone(), duration, cancel, window_open: &window };
+        let pids = info.pids.clone();
+        let job = Job { pids: &pids, duration, cancel, procfs: &self.procfs, window_open: &window };
         // A kind that panics fails its capture, not the exporter.
         let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.run(&job)))
             .unwrap_or_else(|_| Finished::failed(format!("the {} capture panicked; please report it", kind.id)));

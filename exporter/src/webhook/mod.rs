@@ -9,6 +9,7 @@
 pub mod payload;
 
 use crate::capture::Captures;
+use crate::capture::kinds::metric_label;
 use crate::capture::plan::{Outcome, Via};
 use crate::self_metrics::{CAPTURE_REJECTIONS, CAPTURE_REQUESTS, Counters, WEBHOOK_REQUESTS};
 use axum::body::Bytes;
@@ -131,7 +132,7 @@ fn handle(
 pub fn plan(hook: &Webhook, request: &Result<payload::CaptureRequest, payload::Invalid>, via: Via) -> Outcome {
     match request {
         Ok(r) => {
-            hook.counters.inc(&CAPTURE_REQUESTS, &[&r.kind, r.status.as_str()]);
+            hook.counters.inc(&CAPTURE_REQUESTS, &[metric_label(&r.kind), r.status.as_str()]);
             tracing::info!(
                 alertname = %r.alertname,
                 capture = %r.kind,
@@ -147,7 +148,7 @@ pub fn plan(hook: &Webhook, request: &Result<payload::CaptureRequest, payload::I
             hook.captures.handle(r, via)
         }
         Err(invalid) => {
-            hook.counters.inc(&CAPTURE_REJECTIONS, &["", "invalid"]);
+            hook.counters.inc(&CAPTURE_REJECTIONS, &["unknown", "invalid"]);
             tracing::warn!(fingerprint = %invalid.fingerprint, alertname = %invalid.alertname, "alert refused: {}", invalid.reason);
             Outcome {
                 alertname: invalid.alertname.clone(),

@@ -70,6 +70,10 @@ impl Exporter {
         if !args.contains(&"--web.listen-address") {
             command.args(["--web.listen-address", "127.0.0.1:0"]);
         }
+        // The default spool is the host's state directory: tests keep theirs in their own folder.
+        if !args.contains(&"--capture.dir") {
+            command.arg("--capture.dir").arg(dir.path().join("captures"));
+        }
         let child = command
             .args(args)
             .stdout(Stdio::null())
@@ -237,4 +241,41 @@ pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
         .unwrap_or(false)
+}
+
+/// An HTTP/1.1 request on loopback with extra headers (`Name: value\r\n` each): (status, body).
+pub fn request(port: u16, method: &str, path: &str, headers: &str, body: &str) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("no header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut body = raw[split + 4..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The status of a GET, or `None` when the connection fails.
+pub fn http_get_status(port: u16, path: &str) -> Option<u16> {
+    try_get(port, path)
 }

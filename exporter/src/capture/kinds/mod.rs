@@ -36,6 +36,12 @@ pub fn find(id: &str) -> Option<&'static Kind> {
     KINDS.iter().copied().find(|k| k.id == id)
 }
 
+/// The `kind` label of the capture metrics: a kind of the table, or `unknown`
+/// (a request's own word would let requests grow the series without bound).
+pub fn metric_label(id: &str) -> &'static str {
+    find(id).map_or("unknown", |k| k.id)
+}
+
 /// What the operator configured for captures, shared by every kind.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -72,8 +78,41 @@ pub struct Job<'a> {
     pub pids: &'a [u32],
     pub duration: Duration,
     pub cancel: &'a Cancel,
+    /// Where the target's processes are looked up (`--path.procfs`).
+    pub procfs: &'a std::path::Path,
     /// Called when the capture window opens (the first profile is taken).
     pub window_open: &'a (dyn Fn() + Sync),
+}
+
+/// How a capture window ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Window {
+    Elapsed,
+    Cancelled(String),
+    /// Every process of the target exited: nothing more will come.
+    Exited,
+}
+
+/// How often a window checks that the target still runs.
+const LIVENESS_STEP: Duration = Duration::from_millis(500);
+
+impl Job<'_> {
+    /// Waits out the window, ending early when cancelled or when the target has exited.
+    pub fn window(&self) -> Window {
+        let until = std::time::Instant::now() + self.duration;
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Window::Elapsed;
+            }
+            if let Err(reason) = self.cancel.sleep(left.min(LIVENESS_STEP)) {
+                return Window::Cancelled(reason);
+            }
+            if !self.pids.is_empty() && !self.pids.iter().any(|p| self.procfs.join(p.to_string()).exists()) {
+                return Window::Exited;
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Job<'_> {

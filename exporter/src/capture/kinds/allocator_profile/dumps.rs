@@ -6,7 +6,7 @@
 
 use super::{diffed, partial};
 use crate::capture::dir::Dir;
-use crate::capture::kinds::{Finished, Job, Run, Status};
+use crate::capture::kinds::{Finished, Job, Run, Status, Window};
 use crate::capture::sources::DumpPrefix;
 use memleak_artifacts::symbolize::{SymbolPath, symbolize};
 use memleak_artifacts::{Profile, detect};
@@ -55,8 +55,17 @@ impl Run for Dumps {
             Err(e) => return Finished::failed(format!("the first dump: {e}")),
         };
         (job.window_open)();
-        if let Err(reason) = job.cancel.sleep(job.duration) {
-            return partial(self.format, Status::Cancelled, start, format!("cancelled: {reason}"));
+        match job.window() {
+            Window::Elapsed => {}
+            Window::Cancelled(reason) => {
+                return partial(self.format, Status::Cancelled, start, format!("cancelled: {reason}"));
+            }
+            // jemalloc may have written a dump before the exit: the end is still looked for.
+            Window::Exited if self.signal.is_none() => {}
+            Window::Exited => {
+                let why = "the target exited during the window; the first dump is kept".to_owned();
+                return partial(self.format, Status::Partial, start, why);
+            }
         }
         let end = match self.signal {
             Some(signal) => self.signal_and_take(&dir, job, signal, &mut seen),

@@ -3,7 +3,7 @@
 
 use super::{diffed, partial};
 use crate::capture::http::{self, Allowlist, Limits, Url};
-use crate::capture::kinds::{Finished, Job, Run, Status};
+use crate::capture::kinds::{Finished, Job, Run, Status, Window};
 use memleak_artifacts::pprof_decode::{self, Decoded};
 use std::time::Duration;
 
@@ -35,8 +35,15 @@ impl Run for Pull {
             Err(e) => return Finished::failed(format!("the first pull failed: {e}")),
         };
         (job.window_open)();
-        if let Err(reason) = job.cancel.sleep(job.duration) {
-            return partial("pprof", Status::Cancelled, start.profile, format!("cancelled: {reason}"));
+        match job.window() {
+            Window::Elapsed => {}
+            Window::Cancelled(reason) => {
+                return partial("pprof", Status::Cancelled, start.profile, format!("cancelled: {reason}"));
+            }
+            Window::Exited => {
+                let why = "the target exited during the window; the first profile is kept".to_owned();
+                return partial("pprof", Status::Partial, start.profile, why);
+            }
         }
         match self.pull() {
             Ok(end) => {
