@@ -4,6 +4,7 @@
 #   alertmanager, amtool (package `prometheus-alertmanager`): the webhook loop, `amtool check-config`;
 #   go (package `golang-go`): `go tool pprof` reads our pprof profiles back;
 #   cc (package `gcc`, usually present): builds the page-touching helper of the perf counter test;
+#   libtcmalloc.so.4 (package `libgoogle-perftools4`): gperftools' heap profiler for the capture test;
 #   clang (package `clang`): compiles the eBPF programs in bpf/build.rs (without it they are left out);
 #   c++ (package `g++`), python3 (package `python3`), libjemalloc.so.2 (package `libjemalloc2`): programs
 #     the sampler's tests run with the sampler preloaded (C++, Python, jemalloc behind the sampler);
@@ -21,6 +22,7 @@ command -v c++ >/dev/null 2>&1 || missing+=(g++)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 [ -e /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ] || missing+=(libjemalloc2)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+compgen -G '/usr/lib/*/libtcmalloc.so.4' >/dev/null || missing+=(libgoogle-perftools4)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -344,8 +344,13 @@ fn tcleak() -> Option<PathBuf> {
 
 /// libtcmalloc with the heap profiler (Debian `libgoogle-perftools4`).
 fn libtcmalloc() -> Option<PathBuf> {
-    let path = PathBuf::from("/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4");
-    if path.is_file() {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("libtcmalloc.so.4"))
+        .find(|p| p.is_file());
+    if let Some(path) = found {
         return Some(path);
     }
     if std::env::var("CI").as_deref() == Ok("true") {

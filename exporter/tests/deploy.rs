@@ -99,6 +99,11 @@ fn the_daemonset_is_least_privilege_and_wired_to_its_service() {
         assert!(mounts.contains(&(path.to_owned(), true)), "{path} must be mounted read-only");
     }
     let token_dir = mounts.iter().find(|(p, _)| p.starts_with("/etc/memleak-exporter")).unwrap();
+    let spool = memleak_exporter::options::capture::DEFAULT_DIR;
+    assert!(
+        mounts.iter().any(|(p, read_only)| spool.starts_with(&format!("{p}/")) && !read_only),
+        "the spool {spool} must be on a writable volume (the root file system is read-only)"
+    );
     assert!(args.iter().any(|a| a.starts_with(&format!("--webhook.token-file={}", token_dir.0))));
     for probe in ["livenessProbe", "readinessProbe"] {
         let path = c[probe]["httpGet"]["path"].as_str().unwrap();
@@ -161,6 +166,11 @@ fn the_systemd_unit_passes_valid_flags_and_is_hardened() {
     for setting in ["NoNewPrivileges=yes", "ProtectSystem=strict", "CapabilityBoundingSet=", "MemoryMax="] {
         assert!(unit.contains(setting), "the unit lacks {setting}");
     }
+    // ProtectSystem=strict leaves only the state directory writable: the spool must be in it.
+    let state = unit.lines().find_map(|l| l.strip_prefix("StateDirectory=")).expect("the unit has a StateDirectory");
+    let spool = exec.split_whitespace().find_map(|a| a.strip_prefix("--capture.dir=")).expect("--capture.dir");
+    assert!(spool.starts_with(&format!("/var/lib/{state}/")), "{spool} is outside /var/lib/{state}");
+    assert!(memleak_exporter::options::capture::DEFAULT_DIR.starts_with(&format!("/var/lib/{state}/")));
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Whether an alert is about this host: its `instance` label names this
-//! exporter (`--capture.instance`, or by default this host's names and
-//! addresses, alone or with the listen port), its `node`/`nodename` label
-//! names this host.
+//! exporter (this host's names and addresses, alone or with the listen port,
+//! and the names given with `--capture.instance`), its `node`/`nodename` label
+//! names this host (its host name, or a `--capture.instance` name without a
+//! port: in a Kubernetes pod the host name is the pod's, the node's is given).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -16,21 +17,19 @@ pub struct ThisHost {
 }
 
 impl ThisHost {
-    /// From the configured names, or this host's own when none is configured.
+    /// This host's own names and the configured ones.
     pub fn new(configured: &[String], listen: SocketAddr) -> ThisHost {
-        let hostnames = hostnames();
-        let instances = if configured.is_empty() {
-            let mut names: BTreeSet<String> = hostnames.iter().cloned().collect();
-            names.insert("localhost".into());
-            names.extend(addresses(listen).iter().map(|a| a.to_string()));
-            let port = listen.port();
-            let bracketed: Vec<String> =
-                names.iter().map(|n| if n.contains(':') { format!("[{n}]") } else { n.clone() }).collect();
-            names.extend(bracketed.iter().map(|n| format!("{n}:{port}")));
-            names
-        } else {
-            configured.iter().map(|n| n.to_ascii_lowercase()).collect()
-        };
+        let mut hostnames = hostnames();
+        let configured: Vec<String> = configured.iter().map(|n| n.to_ascii_lowercase()).collect();
+        hostnames.extend(configured.iter().filter(|n| !n.contains(':')).cloned());
+        let mut instances: BTreeSet<String> = hostnames.iter().cloned().collect();
+        instances.insert("localhost".into());
+        instances.extend(addresses(listen).iter().map(|a| a.to_string()));
+        let port = listen.port();
+        let bracketed: Vec<String> =
+            instances.iter().map(|n| if n.contains(':') { format!("[{n}]") } else { n.clone() }).collect();
+        instances.extend(bracketed.iter().map(|n| format!("{n}:{port}")));
+        instances.extend(configured);
         ThisHost { instances, hostnames }
     }
 
@@ -120,9 +119,11 @@ mod tests {
     }
 
     #[test]
-    fn configured_names_decide() {
-        let host = ThisHost::new(&["node-a:9487".into()], "0.0.0.0:9487".parse().unwrap());
+    fn configured_names_are_added() {
+        let host = ThisHost::new(&["node-a:9487".into(), "node-a".into()], "0.0.0.0:9487".parse().unwrap());
         assert!(host.check(&labels(&[("instance", "node-a:9487")]), false).is_ok());
+        assert!(host.check(&labels(&[("node", "node-a")]), false).is_ok(), "a name without a port names the node");
+        assert!(host.check(&labels(&[("instance", "127.0.0.1:9487")]), false).is_ok(), "the host's own stay");
         assert!(host.check(&labels(&[("instance", "node-b:9487")]), true).unwrap_err().contains("node-b"));
         assert!(host.check(&labels(&[]), true).is_ok(), "sent to our own webhook");
         assert!(host.check(&labels(&[]), false).is_err(), "a polled alert must name us");

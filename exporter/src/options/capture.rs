@@ -46,8 +46,9 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     pub max_per_hour: Option<usize>,
 
-    /// A name of this exporter that an alert's `instance` label may carry (repeatable) [default: this
-    /// host's names and addresses, alone and with the listen port].
+    /// A name of this exporter that an alert's `instance` label may carry, besides this host's names and
+    /// addresses alone and with the listen port; one without a port also names the node for `node` and
+    /// `nodename` labels (e.g. the Kubernetes node name) (repeatable).
     #[arg(long, value_name = "NAME")]
     #[serde(default)]
     pub instance: Vec<String>,
@@ -76,7 +77,7 @@ pub struct Config {
     pub max_duration: Duration,
     pub cooldown: Duration,
     pub max_per_hour: usize,
-    /// Names given with --capture.instance; empty: this host's own.
+    /// Names given with --capture.instance, besides this host's own.
     pub instance: Vec<String>,
     pub pprof_allow: Allowlist,
     pub sources: Vec<Source>,
