@@ -40,14 +40,15 @@ def panel(pid, title, targets, unit, x, y, w=12, h=8, kind="timeseries", descrip
     }
 
 
-def dashboard(uid, title, description, panels, extra_vars=()):
+def dashboard(uid, title, description, panels, extra_vars=(), links=()):
     templating = {"list": TEMPLATING["list"] + list(extra_vars)}
     return {
         "uid": uid, "title": title, "description": description, "tags": ["memleak"],
         "editable": True, "schemaVersion": 39, "version": 1, "timezone": "browser",
         "time": {"from": "now-24h", "to": "now"}, "refresh": "1m",
         "templating": templating, "annotations": {"list": []},
-        "links": [{"title": t, "type": "dashboards", "tags": ["memleak"], "asDropdown": False} for t in ["memleak"]],
+        "links": [{"title": t, "type": "dashboards", "tags": ["memleak"], "asDropdown": False} for t in ["memleak"]]
+        + list(links),
         "panels": panels,
     }
 
@@ -142,19 +143,40 @@ drill = dashboard("memleak-drilldown", "memleak: process group and cgroup drill-
     var_query("cgroup", 'label_values(memleak_cgroup_usage_bytes{instance=~"$instance"}, cgroup)', "Cgroup"),
 ])
 
+# The exporter's captures API, on the instance a row or the variable names.
+CAPTURES_API = "http://${instance}/api/v1/captures"
+ROW_CAPTURES_API = "http://${__data.fields.instance}/api/v1/captures"
+
+alerts_table = panel(5, "Alerts asking for a capture",
+                     [('ALERTS{alertstate="firing", capture!=""}', "{{alertname}} {{capture}} {{instance}} {{group}}{{cgroup}}")],
+                     "short", 0, 16, w=24, kind="table",
+                     description="Each row is a target an exporter was asked to capture. The instance links to that "
+                                 "exporter's captures (/api/v1/captures: status, summary, profile.pb.gz, flamegraph.svg).")
+alerts_table["fieldConfig"]["overrides"] = [{
+    "matcher": {"id": "byName", "options": "instance"},
+    "properties": [{"id": "links", "value": [{"title": "Captures of this exporter", "url": ROW_CAPTURES_API,
+                                               "targetBlank": True}]}],
+}]
+
 captures = dashboard("memleak-captures", "memleak: captures",
-                     "Capture requests sent by Alertmanager to the exporters' webhooks, and the alerts that asked for them.", [
-    panel(1, "Capture requests accepted (per hour)",
-          [(f"sum by (kind, status) (increase(memleak_exporter_capture_requests_total{{{I}}}[1h]))", "{{kind}} {{status}}")],
+                     "Captures run by the exporters for leak alerts (webhook or Alertmanager polling): outcomes, refusals, "
+                     "durations, and the alerts that asked for them, linked to each exporter's captures API.", [
+    panel(1, "Captures finished (per hour)",
+          [(f"sum by (kind, outcome) (increase(memleak_exporter_captures_total{{{I}}}[1h]))", "{{kind}} {{outcome}}")],
           "short", 0, 0),
-    panel(2, "Webhook requests by HTTP status (per hour)",
-          [(f"sum by (code) (increase(memleak_exporter_webhook_requests_total{{{I}}}[1h]))", "{{code}}")], "short", 12, 0),
-    panel(3, "Alerts asking for a capture",
-          [('ALERTS{alertstate="firing", capture!=""}', "{{alertname}} {{capture}} {{instance}} {{group}}{{cgroup}}")],
-          "short", 0, 8, w=24, kind="table",
-          description="Each row is a target the exporter was asked to capture. Profiles and flame graphs of finished "
-                      "captures will be linked here once the exporter runs captures; today it records the requests."),
-])
+    panel(2, "Alerts that started no capture, by reason (per hour)",
+          [(f"sum by (kind, reason) (increase(memleak_exporter_capture_rejections_total{{{I}}}[1h]))", "{{kind}} {{reason}}")],
+          "short", 12, 0),
+    panel(3, "Capture duration (p90)",
+          [(f"histogram_quantile(0.9, sum by (kind, le) (rate(memleak_exporter_capture_duration_seconds_bucket{{{I}}}[1h])))",
+            "{{kind}}")], "s", 0, 8),
+    panel(4, "Capture requests by alert status and webhook answers (per hour)",
+          [(f"sum by (kind, status) (increase(memleak_exporter_capture_requests_total{{{I}}}[1h]))", "{{kind}} {{status}}"),
+           (f"sum by (code) (increase(memleak_exporter_webhook_requests_total{{{I}}}[1h]))", "HTTP {{code}}")],
+          "short", 12, 8),
+    alerts_table,
+], links=[{"title": "Captures API (the selected instance)", "type": "link", "url": CAPTURES_API, "targetBlank": True,
+           "tooltip": "GET /api/v1/captures on the exporter; with a webhook token, add the Authorization header"}])
 
 if __name__ == "__main__":
     here = os.path.dirname(os.path.abspath(__file__))

@@ -219,6 +219,9 @@ fn every_dashboard_query_names_real_series() {
         }
     }
     assert_eq!(uids.len(), 3, "fleet, drill-down and captures dashboards");
+    // The captures dashboard leads to the exporters' captures API, which the landing page lists too.
+    let captures = std::fs::read_to_string(repo("dashboards/memleak-captures.json")).unwrap();
+    assert!(captures.contains("/api/v1/captures\""), "the captures dashboard links to the captures API");
     assert!(queries > 20);
 }
 
