@@ -33,7 +33,7 @@ pub static WEBHOOK_REQUESTS: MetricSpec = MetricSpec::counter(
 );
 pub static CAPTURE_REQUESTS: MetricSpec = MetricSpec::counter(
     "memleak_exporter_capture_requests_total",
-    "Alerts accepted by the webhook, by capture kind and alert status (firing, resolved).",
+    "Valid capture requests received (webhook or Alertmanager polling), by capture kind (unknown: not in the table) and alert status (firing, resolved).",
     &["kind", "status"],
 );
 

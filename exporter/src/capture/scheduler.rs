@@ -153,6 +153,10 @@ impl Scheduler {
             if !self.spool.has_room() {
                 return refuse("spool", "the spool is full of running captures (--capture.keep)".into());
             }
+            self.spool.evict();
+            if self.spool.over_budget() {
+                return refuse("spool", "the spool holds more than --capture.max-spool-bytes in running captures".into());
+            }
             if state.finished.len() >= MAX_REMEMBERED || state.targets.len() >= MAX_REMEMBERED {
                 // Past the bound the oldest memories go first; the cooldown holds for the rest.
                 forget_oldest(&mut state.finished);

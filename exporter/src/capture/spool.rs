@@ -149,6 +149,13 @@ impl Spool {
         index.values().filter(|i| i.status == Status::Running).count() < self.keep
     }
 
+    /// Whether the captures hold more than `max_bytes` (after eviction: running ones do).
+    pub fn over_budget(&self) -> bool {
+        let index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+        let total: u64 = index.keys().map(|id| self.dir.open_dir(id).map(|d| d.bytes(64)).unwrap_or(0)).sum();
+        total > self.max_bytes
+    }
+
     /// Evicts the oldest finished captures until at most `keep` are kept and
     /// they hold at most `max_bytes`; returns the evicted ids.
     pub fn evict(&self) -> Vec<String> {
