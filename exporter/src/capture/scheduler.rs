@@ -155,7 +155,10 @@ impl Scheduler {
             }
             self.spool.evict();
             if self.spool.over_budget() {
-                return refuse("spool", "the spool holds more than --capture.max-spool-bytes in running captures".into());
+                return refuse(
+                    "spool",
+                    "the spool holds more than --capture.max-spool-bytes in running captures".into(),
+                );
             }
             if state.finished.len() >= MAX_REMEMBERED || state.targets.len() >= MAX_REMEMBERED {
                 // Past the bound the oldest memories go first; the cooldown holds for the rest.
