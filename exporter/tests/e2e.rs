@@ -284,7 +284,12 @@ fn webhook_authenticates_validates_and_records() {
         (Some("s3cret"), "{not json".into(), 400, "malformed JSON"),
         (Some("s3cret"), ALERT.replace(r#""version":"4""#, r#""version":"2""#), 400, "unsupported webhook version"),
         // One bad alert is an outcome of its own (Alertmanager never retries a 4xx).
-        (Some("s3cret"), ALERT.replace("allocator-profile", "shell"), 200, "\"shell\" is not built in this exporter"),
+        (
+            Some("s3cret"),
+            ALERT.replace("allocator-profile", "shell"),
+            200,
+            "kind \\\"shell\\\" is not built in this exporter",
+        ),
         (Some("s3cret"), ALERT.replace(r#""group":"a_cachesvc","#, ""), 200, "no target label"),
         (Some("s3cret"), format!("{}{}", ALERT, " ".repeat(5000)), 413, "cannot read the body"),
         (Some("s3cret"), ALERT.into(), 200, "\"fingerprint\":\"f1\""),
