@@ -60,7 +60,9 @@ struct Service {
 
 impl Service {
     fn start(binary: &Path) -> Service {
-        let mut child = Command::new(binary).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        // One P, whose start-up sampling distance the helper's warm-up uses up (see warmUp).
+        let mut child =
+            Command::new(binary).env("GOMAXPROCS", "1").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         Service { guard: Guard(child), address: line.trim().to_owned() }
@@ -136,7 +138,7 @@ fn window_open(c: &Value) -> bool {
 fn growth_of(profile: &[u8], function: &str) -> i64 {
     let decoded = memleak_artifacts::pprof_decode::decode(profile).unwrap().profile;
     let top = memleak_artifacts::sites::top(&decoded, 0, 5);
-    assert_eq!(top[0].frame.function, function, "the top growth site: {top:?}");
+    assert!(top.first().is_some_and(|t| t.frame.function == function), "the top growth sites: {top:?}");
     top[0].values[0]
 }
 
@@ -172,7 +174,8 @@ fn a_webhook_alert_ends_in_a_growth_profile_that_names_the_leak() {
     service.leak(count as u32, size as u32);
     let done = wait_for(&exporter, &id, "finished", finished);
     assert_eq!(done["status"], "done", "{done}");
-    assert_eq!(done["pids"], json!([service.pid()]));
+    // The group is every process named leakysvc (other tests run theirs at the same time).
+    assert!(done["pids"].as_array().unwrap().contains(&json!(service.pid())), "{done}");
     assert!(done["summary"]["attributes"]["sampling"].as_str().unwrap().contains("every 2048 bytes"));
 
     let (status, profile) = api(&exporter, &format!("/api/v1/captures/{id}/profile.pb.gz"));
@@ -185,6 +188,7 @@ fn a_webhook_alert_ends_in_a_growth_profile_that_names_the_leak() {
     let tolerance = 5.0 * ((1.0 - p) / (count * p)).sqrt();
     let truth = count * size;
     let measured = growth_of(&profile, "main.leakRequestBuffer") as f64;
+    eprintln!("growth of main.leakRequestBuffer: {measured} bytes, truth {truth} ± {:.1} %", tolerance * 100.0);
     assert!(
         (measured - truth).abs() <= tolerance * truth,
         "growth {measured} vs truth {truth} ± {:.1} %",
@@ -200,7 +204,8 @@ fn a_webhook_alert_ends_in_a_growth_profile_that_names_the_leak() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("Type: growth_space"), "{text}");
     let first = text.lines().skip_while(|l| !l.trim_start().starts_with("flat")).nth(1).unwrap();
-    assert!(first.ends_with("main.leakRequestBuffer") && first.contains("MB"), "{text}");
+    let flat = first.split_whitespace().next().unwrap();
+    assert!(first.ends_with("main.leakRequestBuffer") && flat.ends_with('B'), "in bytes (B, kB, MB): {text}");
 
     let (status, svg) = api(&exporter, &format!("/api/v1/captures/{id}/flamegraph.svg"));
     let svg = String::from_utf8(svg).unwrap();
@@ -458,7 +463,7 @@ fn alertmanager_delivers_an_alert_through_the_webhook_and_the_capture_is_served(
     let alertmanager = Alertmanager::start(&am, &config);
     let labels = json!({ "alertname": "ProcessMemoryLeak", "capture": "allocator-profile", "group": "leakysvc", "instance": format!("127.0.0.1:{}", exporter.port) });
     alertmanager.post(&labels, &json!({ "pprof_url": service.heap_url(), "capture_duration": "2s" }), false);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let listed = loop {
         if let Some(c) = captures(&exporter).into_iter().next() {
             break c;
@@ -498,7 +503,7 @@ fn two_exporters_poll_alertmanager_only_the_named_one_captures_and_resolving_can
     let (a, b) = (start("node-a:9487"), start("node-b:9487"));
     let labels = json!({ "alertname": "ProcessMemoryLeak", "capture": "allocator-profile", "group": "leakysvc", "instance": "node-a:9487" });
     alertmanager.post(&labels, &json!({ "pprof_url": service.heap_url(), "capture_duration": "10m" }), false);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let listed = loop {
         if let Some(c) = captures(&a).into_iter().next() {
             break c;
@@ -510,7 +515,7 @@ fn two_exporters_poll_alertmanager_only_the_named_one_captures_and_resolving_can
     let id = listed["id"].as_str().unwrap().to_owned();
     wait_for(&a, &id, "in its window", window_open);
     // b polled the same alert (it logs its decision) and started nothing.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !b.stderr().contains("not-this-host") && !b.stderr().contains("is not this exporter") {
         assert!(Instant::now() < deadline, "exporter b never saw the alert\n{}", b.stderr());
         std::thread::sleep(Duration::from_millis(50));
