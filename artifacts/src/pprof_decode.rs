@@ -44,7 +44,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, ArtifactError> {
             .read_to_end(&mut out)
             .map_err(|e| malformed(format!("cannot decompress: {e}")))?;
         if out.len() as u64 > MAX_DECODED_BYTES {
-            return Err(ArtifactError::TooLarge { limit: MAX_DECODED_BYTES });
+            return Err(ArtifactError::DecompressedTooLarge { limit: MAX_DECODED_BYTES });
         }
         plain = out;
         &plain
@@ -204,7 +204,7 @@ mod tests {
         std::io::Write::write_all(&mut gz, &vec![0u8; (MAX_DECODED_BYTES + 10) as usize]).unwrap();
         let bomb = gz.finish().unwrap();
         assert!(bomb.len() < 1 << 20);
-        assert_eq!(decode(&bomb).unwrap_err(), ArtifactError::TooLarge { limit: MAX_DECODED_BYTES });
+        assert_eq!(decode(&bomb).unwrap_err(), ArtifactError::DecompressedTooLarge { limit: MAX_DECODED_BYTES });
         let cpu = PbProfile {
             string_table: vec!["".into(), "cpu".into(), "nanoseconds".into()],
             sample_type: vec![crate::encode::pprof::PbValueType { r#type: 1, unit: 2 }],

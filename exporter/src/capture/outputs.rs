@@ -34,8 +34,10 @@ pub fn write(spool: &Spool, info: &Info, result: &Ingested) -> std::io::Result<(
     if let Some(end) = result.profiles.iter().find(|p| p.name == "end") {
         put("end.pb.gz", &pprof::encode(end, &title))?;
     }
-    let full = summary::json(&info.id, &result);
-    put("summary.json", &serde_json::to_vec_pretty(&full).unwrap_or_default())?;
+    let mut written = Vec::new();
+    summary::write_json(&mut written, &info.id, &result, &[])?;
+    put("summary.json", &written)?;
+    let full: Value = serde_json::from_slice(&written).map_err(std::io::Error::other)?;
     let short = json!({ "format": full["format"], "totals": full["totals"], "top_sites": full["top_sites"], "attributes": full["attributes"] });
     Ok((files, short))
 }

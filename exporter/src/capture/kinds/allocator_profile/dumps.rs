@@ -8,13 +8,15 @@ use super::{diffed, partial};
 use crate::capture::dir::Dir;
 use crate::capture::kinds::{Finished, Job, Run, Status, Window};
 use crate::capture::sources::DumpPrefix;
+use memleak_artifacts::budget::Budget;
 use memleak_artifacts::symbolize::{SymbolPath, symbolize};
 use memleak_artifacts::{Profile, detect};
 use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 /// Largest dump read.
-const MAX_DUMP_BYTES: u64 = 64 << 20;
+const MAX_DUMP_BYTES: u64 = Budget::WATCHED.file_bytes;
 /// Most names looked at in the dump folder.
 const MAX_ENTRIES: usize = 10_000;
 /// How long a signalled target has to write its dump.
@@ -145,12 +147,19 @@ impl Dumps {
     }
 
     fn parse(&self, dir: &Dir, name: &str) -> Result<Profile, String> {
+        // The target writes its dumps: they get the watched folders' budget, and the
+        // binaries they name are read only if the dump's owner could read them.
+        let budget = Budget::WATCHED;
+        let deadline = Instant::now() + budget.time;
+        let owner = dir.stat(name).map_err(|e| format!("{name}: {e}"))?.uid();
         let bytes = dir.read(name, MAX_DUMP_BYTES).map_err(|e| format!("{name}: {e}"))?;
-        let mut ingested = detect::ingest_bytes(&bytes).map_err(|e| format!("{name}: {e}"))?;
+        let mut ingested = detect::ingest_read(bytes.as_slice(), Some(bytes.len() as u64), &budget, deadline)
+            .map_err(|e| format!("{name}: {e}"))?;
         if ingested.format != self.format {
             return Err(format!("{name} is a {} file, not a {} dump", ingested.format, self.format));
         }
-        symbolize(&mut ingested.profiles, &SymbolPath { dirs: Vec::new(), recorded_paths: true });
+        let symbols = SymbolPath { dirs: Vec::new(), recorded_paths: true, readable_by: Some(owner) };
+        symbolize(&mut ingested.profiles, &symbols, budget.parsed_bytes, deadline);
         ingested.profiles.into_iter().next().ok_or_else(|| format!("{name} holds no profile"))
     }
 }
