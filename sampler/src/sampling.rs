@@ -1,8 +1,9 @@
 //! What every allocation entry point does around the real allocator: count the bytes down, track sampled pointers, call the markers.
 
+use crate::countdown;
 use crate::markers::{memleak_sampler_alloc, memleak_sampler_free};
 use crate::stats::memleak_sampler_stats;
-use crate::{countdown, table::Table};
+use crate::table::{Insert, Table};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The live sampled pointers of this process.
@@ -68,13 +69,22 @@ pub fn realloc_failed(ptr: *mut u8, size: usize) {
 }
 
 fn report_alloc(ptr: *mut u8, size: usize) {
-    if SAMPLED.insert(ptr as usize) {
-        count(&memleak_sampler_stats.sampled);
-        memleak_sampler_alloc(ptr.cast(), size);
-    } else {
-        // Reported without its free, it would look leaked forever: dropped instead, and counted.
-        count(&memleak_sampler_stats.dropped);
+    match SAMPLED.insert(ptr as usize) {
+        Insert::Added => {}
+        Insert::AlreadyThere => {
+            // The allocator gave the address out again, so the earlier sampled block at it was
+            // freed where the sampler could not see: report that free now, late rather than never.
+            count(&memleak_sampler_stats.missed_frees);
+            memleak_sampler_free(ptr.cast());
+        }
+        Insert::Full => {
+            // Reported without its free, it would look leaked forever: dropped instead, and counted.
+            count(&memleak_sampler_stats.dropped);
+            return;
+        }
     }
+    count(&memleak_sampler_stats.sampled);
+    memleak_sampler_alloc(ptr.cast(), size);
 }
 
 fn count(counter: &AtomicU64) {
@@ -101,6 +111,27 @@ mod tests {
         assert!(absorbed(0), "zero bytes always fit");
         allocated(std::ptr::null_mut(), size);
         assert_eq!(memleak_sampler_stats.sampled.load(Ordering::Relaxed), before + 1, "a failed allocation");
+    }
+
+    #[test]
+    fn a_sampled_address_returned_again_without_its_free_counts_a_missed_free_not_a_drop() {
+        let size = 64 * crate::config::mean_bytes() as usize;
+        let ghost = 0x5000_0000_2000usize as *mut u8;
+        let stats = &memleak_sampler_stats;
+        let (sampled, missed, dropped) = (
+            stats.sampled.load(Ordering::Relaxed),
+            stats.missed_frees.load(Ordering::Relaxed),
+            stats.dropped.load(Ordering::Relaxed),
+        );
+        // Twenty times the same address, never freed through the sampler: more than a bucket holds.
+        for _ in 0..20 {
+            allocated(ghost, size);
+        }
+        assert_eq!(stats.sampled.load(Ordering::Relaxed), sampled + 20, "every allocation is reported");
+        assert_eq!(stats.missed_frees.load(Ordering::Relaxed), missed + 19, "each return found the last one live");
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), dropped, "nothing dropped");
+        assert!(freeing(ghost), "tracked once");
+        assert!(!freeing(ghost), "and only once");
     }
 
     #[test]

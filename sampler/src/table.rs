@@ -6,6 +6,10 @@
 //! caller). There are no probe chains and no tombstones, so a lookup reads one line whatever
 //! the table's history.
 //!
+//! A pointer is in the table at most once. Inserting one that is already there (its free went
+//! past the sampler: an allocator's own API, or an entry point the sampler does not interpose)
+//! keeps its one slot and says so, so that such "ghosts" can never fill a bucket.
+//!
 //! Most frees are of pointers that were never sampled. A per-bucket count (16 KiB, mostly in
 //! cache) answers them without touching the bucket: it is raised before a slot is claimed and
 //! lowered after it is released, so while a pointer is in the table its bucket's count is not
@@ -21,6 +25,16 @@ const BUCKETS: usize = 1 << BUCKET_BITS;
 const SLOTS: usize = 8;
 /// How many sampled pointers can be live at once.
 pub const CAPACITY: usize = BUCKETS * SLOTS;
+
+/// What [`Table::insert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Insert {
+    Added,
+    /// The pointer was in the table already: its earlier free was never seen. It stays, once.
+    AlreadyThere,
+    /// Its bucket is full: not added.
+    Full,
+}
 
 #[repr(align(64))]
 struct Bucket([AtomicUsize; SLOTS]);
@@ -52,20 +66,26 @@ impl Table {
         }
     }
 
-    /// Adds `ptr` (not null, not already in the table); false when its bucket is full.
-    pub fn insert(&self, ptr: usize) -> bool {
+    /// Adds `ptr` (not null). The allocator hands an address to one owner at a time, so no
+    /// other thread inserts or removes the same `ptr` meanwhile.
+    pub fn insert(&self, ptr: usize) -> Insert {
         let index = bucket_of(ptr);
-        let (Some(bucket), Some(count)) = (self.buckets.get(index), self.counts.get(index)) else { return false };
+        let (Some(bucket), Some(count)) = (self.buckets.get(index), self.counts.get(index)) else {
+            return Insert::Full;
+        };
+        if bucket.0.iter().any(|slot| slot.load(Ordering::Acquire) == ptr) {
+            return Insert::AlreadyThere;
+        }
         count.fetch_add(1, Ordering::Relaxed);
         for slot in &bucket.0 {
             if slot.load(Ordering::Relaxed) == 0
                 && slot.compare_exchange(0, ptr, Ordering::Release, Ordering::Relaxed).is_ok()
             {
-                return true;
+                return Insert::Added;
             }
         }
         count.fetch_sub(1, Ordering::Relaxed);
-        false
+        Insert::Full
     }
 
     /// False when `ptr` is certainly not in the table (its bucket is empty).
@@ -110,7 +130,7 @@ mod tests {
         let base = 0x1000_0000_0000usize;
         let pointers: Vec<usize> = (0..1000).map(|i| base + i * 48).collect();
         for &p in &pointers {
-            assert!(table.insert(p));
+            assert_eq!(table.insert(p), Insert::Added);
         }
         assert!(!table.remove(base + 16), "never inserted");
         for &p in &pointers {
@@ -128,13 +148,37 @@ mod tests {
         let same: Vec<usize> =
             (0..).map(|i| base + i * 16).filter(|&p| bucket_of(p) == target).take(SLOTS + 1).collect();
         for &p in &same[..SLOTS] {
-            assert!(table.insert(p));
+            assert_eq!(table.insert(p), Insert::Added);
         }
-        assert!(!table.insert(same[SLOTS]), "a ninth pointer in a bucket of eight");
+        assert_eq!(table.insert(same[SLOTS]), Insert::Full, "a ninth pointer in a bucket of eight");
         assert!(!table.remove(same[SLOTS]));
         assert!(table.remove(same[0]));
-        assert!(table.insert(same[SLOTS]), "room again after a removal");
+        assert_eq!(table.insert(same[SLOTS]), Insert::Added, "room again after a removal");
         for &p in &same[1..] {
+            assert!(table.remove(p));
+        }
+        assert_eq!(table.counts[target].load(Ordering::Relaxed), 0, "counts back to zero");
+    }
+
+    #[test]
+    fn a_pointer_inserted_again_without_its_free_keeps_one_slot() {
+        // A block freed behind the sampler's back comes back from the allocator at the same
+        // address, again and again: it must not fill its bucket and push out other pointers.
+        let table = Box::new(Table::new());
+        let ghost = 0x4000_0000_0000usize;
+        assert_eq!(table.insert(ghost), Insert::Added);
+        for _ in 0..(SLOTS * 4) {
+            assert_eq!(table.insert(ghost), Insert::AlreadyThere);
+        }
+        let target = bucket_of(ghost);
+        let neighbours: Vec<usize> =
+            (1..).map(|i| ghost + i * 16).filter(|&p| bucket_of(p) == target).take(SLOTS - 1).collect();
+        for &p in &neighbours {
+            assert_eq!(table.insert(p), Insert::Added, "the bucket still has room for {p:#x}");
+        }
+        assert!(table.remove(ghost));
+        assert!(!table.remove(ghost), "one copy only");
+        for &p in &neighbours {
             assert!(table.remove(p));
         }
         assert_eq!(table.counts[target].load(Ordering::Relaxed), 0, "counts back to zero");
@@ -155,7 +199,7 @@ mod tests {
                     for round in 0..20 {
                         for i in 0..500usize {
                             let p = base + (round * 500 + i) * 32;
-                            if table.insert(p) {
+                            if table.insert(p) == Insert::Added {
                                 live.insert(p);
                             } else {
                                 dropped += 1;

@@ -27,7 +27,7 @@ fn same_with_and_without(command: impl Fn() -> Command) -> Output {
 }
 
 #[test]
-fn the_library_exports_the_malloc_family_the_markers_and_the_counters() {
+fn the_library_exports_the_malloc_family_operator_delete_the_markers_and_the_counters() {
     let bytes = std::fs::read(library()).unwrap();
     let file = object::File::parse(&*bytes).unwrap();
     let exported =
@@ -46,6 +46,19 @@ fn the_library_exports_the_malloc_family_the_markers_and_the_counters() {
         "malloc_usable_size",
         "memleak_sampler_alloc",
         "memleak_sampler_free",
+        // operator delete: plain, sized, aligned, sized + aligned, nothrow, aligned nothrow; delete[].
+        "_ZdlPv",
+        "_ZdlPvm",
+        "_ZdlPvSt11align_val_t",
+        "_ZdlPvmSt11align_val_t",
+        "_ZdlPvRKSt9nothrow_t",
+        "_ZdlPvSt11align_val_tRKSt9nothrow_t",
+        "_ZdaPv",
+        "_ZdaPvm",
+        "_ZdaPvSt11align_val_t",
+        "_ZdaPvmSt11align_val_t",
+        "_ZdaPvRKSt9nothrow_t",
+        "_ZdaPvSt11align_val_tRKSt9nothrow_t",
     ] {
         let symbol = exported(name).unwrap_or_else(|| panic!("{name} is not exported"));
         assert_eq!(symbol.kind(), SymbolKind::Text, "{name}");

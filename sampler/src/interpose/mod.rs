@@ -1,10 +1,11 @@
-//! The C malloc family, interposed for `LD_PRELOAD` or linking: each entry point forwards to the real allocator and samples.
+//! The C malloc family and C++'s operator delete, interposed for `LD_PRELOAD` or linking: each entry point forwards to the real allocator and samples.
 //!
 //! Compiled only with the `interpose` feature (the cdylib's), never into the rlib a Rust service
 //! links with `default-features = false`: there these symbols would replace the service's malloc.
 
 mod arena;
 mod entry_points;
+mod operator_delete;
 mod real;
 
 /// Resolve the real allocator and read the mean while the process is still starting (normally

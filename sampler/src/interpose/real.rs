@@ -21,6 +21,16 @@ pub type ReallocFn = unsafe extern "C" fn(*mut c_void, usize) -> *mut c_void;
 pub type PosixMemalignFn = unsafe extern "C" fn(*mut *mut c_void, usize, usize) -> c_int;
 pub type AlignedFn = unsafe extern "C" fn(usize, usize) -> *mut c_void;
 pub type UsableSizeFn = unsafe extern "C" fn(*mut c_void) -> usize;
+/// C++ `operator delete(void*)` and `delete[]`.
+pub type DeleteFn = unsafe extern "C" fn(*mut c_void);
+/// Sized (`std::size_t`) or aligned (`std::align_val_t`, a `size_t` enum) `operator delete`.
+pub type DeleteWithFn = unsafe extern "C" fn(*mut c_void, usize);
+/// Sized and aligned `operator delete`.
+pub type DeleteSizedAlignedFn = unsafe extern "C" fn(*mut c_void, usize, usize);
+/// `operator delete(void*, const std::nothrow_t&)`.
+pub type DeleteNothrowFn = unsafe extern "C" fn(*mut c_void, *const c_void);
+/// `operator delete(void*, std::align_val_t, const std::nothrow_t&)`.
+pub type DeleteAlignedNothrowFn = unsafe extern "C" fn(*mut c_void, usize, *const c_void);
 
 /// One resolved function: an address that is never null once `READY` is set.
 struct Slot(AtomicPtr<c_void>);
@@ -42,6 +52,18 @@ pub struct Functions {
     valloc: Slot,
     pvalloc: Slot,
     malloc_usable_size: Slot,
+    delete: Slot,
+    delete_sized: Slot,
+    delete_aligned: Slot,
+    delete_sized_aligned: Slot,
+    delete_nothrow: Slot,
+    delete_aligned_nothrow: Slot,
+    delete_array: Slot,
+    delete_array_sized: Slot,
+    delete_array_aligned: Slot,
+    delete_array_sized_aligned: Slot,
+    delete_array_nothrow: Slot,
+    delete_array_aligned_nothrow: Slot,
 }
 
 static FUNCTIONS: Functions = Functions {
@@ -55,6 +77,18 @@ static FUNCTIONS: Functions = Functions {
     valloc: Slot::new(),
     pvalloc: Slot::new(),
     malloc_usable_size: Slot::new(),
+    delete: Slot::new(),
+    delete_sized: Slot::new(),
+    delete_aligned: Slot::new(),
+    delete_sized_aligned: Slot::new(),
+    delete_nothrow: Slot::new(),
+    delete_aligned_nothrow: Slot::new(),
+    delete_array: Slot::new(),
+    delete_array_sized: Slot::new(),
+    delete_array_aligned: Slot::new(),
+    delete_array_sized_aligned: Slot::new(),
+    delete_array_nothrow: Slot::new(),
+    delete_array_aligned_nothrow: Slot::new(),
 };
 static READY: AtomicBool = AtomicBool::new(false);
 
@@ -85,6 +119,18 @@ impl Functions {
     getter!(valloc, MallocFn);
     getter!(pvalloc, MallocFn);
     getter!(malloc_usable_size, UsableSizeFn);
+    getter!(delete, DeleteFn);
+    getter!(delete_sized, DeleteWithFn);
+    getter!(delete_aligned, DeleteWithFn);
+    getter!(delete_sized_aligned, DeleteSizedAlignedFn);
+    getter!(delete_nothrow, DeleteNothrowFn);
+    getter!(delete_aligned_nothrow, DeleteAlignedNothrowFn);
+    getter!(delete_array, DeleteFn);
+    getter!(delete_array_sized, DeleteWithFn);
+    getter!(delete_array_aligned, DeleteWithFn);
+    getter!(delete_array_sized_aligned, DeleteSizedAlignedFn);
+    getter!(delete_array_nothrow, DeleteNothrowFn);
+    getter!(delete_array_aligned_nothrow, DeleteAlignedNothrowFn);
 }
 
 /// The real functions once they are resolved (the hot path: no lookup).
@@ -127,6 +173,30 @@ fn resolve() -> Option<&'static Functions> {
     store(&f.valloc, c"valloc", Some(c"__libc_valloc"), failing::malloc as *mut c_void);
     store(&f.pvalloc, c"pvalloc", Some(c"__libc_pvalloc"), failing::malloc as *mut c_void);
     store(&f.malloc_usable_size, c"malloc_usable_size", None, failing::usable_size as *mut c_void);
+    // operator delete: the next definition (the C++ runtime's, or an allocator's own such as
+    // jemalloc's). None is no error: a C program has none, and a C++ library loaded later with
+    // RTLD_LOCAL is invisible to RTLD_NEXT; libstdc++'s and libc++'s deletes are `free`, so
+    // `free` is what runs then.
+    let delete = |slot: &Slot, name: &CStr, to_free: *mut c_void| {
+        let found = lookup(name, None);
+        slot.0.store(if found.is_null() { to_free } else { found }, Ordering::Relaxed);
+    };
+    delete(&f.delete, c"_ZdlPv", to_free::plain as *mut c_void);
+    delete(&f.delete_sized, c"_ZdlPvm", to_free::with as *mut c_void);
+    delete(&f.delete_aligned, c"_ZdlPvSt11align_val_t", to_free::with as *mut c_void);
+    delete(&f.delete_sized_aligned, c"_ZdlPvmSt11align_val_t", to_free::sized_aligned as *mut c_void);
+    delete(&f.delete_nothrow, c"_ZdlPvRKSt9nothrow_t", to_free::nothrow as *mut c_void);
+    delete(&f.delete_aligned_nothrow, c"_ZdlPvSt11align_val_tRKSt9nothrow_t", to_free::aligned_nothrow as *mut c_void);
+    delete(&f.delete_array, c"_ZdaPv", to_free::plain as *mut c_void);
+    delete(&f.delete_array_sized, c"_ZdaPvm", to_free::with as *mut c_void);
+    delete(&f.delete_array_aligned, c"_ZdaPvSt11align_val_t", to_free::with as *mut c_void);
+    delete(&f.delete_array_sized_aligned, c"_ZdaPvmSt11align_val_t", to_free::sized_aligned as *mut c_void);
+    delete(&f.delete_array_nothrow, c"_ZdaPvRKSt9nothrow_t", to_free::nothrow as *mut c_void);
+    delete(
+        &f.delete_array_aligned_nothrow,
+        c"_ZdaPvSt11align_val_tRKSt9nothrow_t",
+        to_free::aligned_nothrow as *mut c_void,
+    );
     READY.store(true, Ordering::Release);
     let _ = RESOLVING.try_with(|resolving| resolving.set(false));
     if missing {
@@ -153,6 +223,30 @@ fn warn_missing() {
                  before the C library\n";
     // SAFETY: a write of a static buffer.
     let _ = unsafe { libc::write(libc::STDERR_FILENO, line.as_ptr().cast(), line.len()) };
+}
+
+/// An `operator delete` when no definition follows this library: `free`, which is what the C++
+/// runtimes' deletes are. Called only once the functions are resolved.
+mod to_free {
+    use super::FUNCTIONS;
+    use std::ffi::c_void;
+
+    pub extern "C" fn plain(ptr: *mut c_void) {
+        // SAFETY: the real free; `ptr` came from operator new, which allocates with the malloc family.
+        unsafe { FUNCTIONS.free()(ptr) }
+    }
+    pub extern "C" fn with(ptr: *mut c_void, _size_or_align: usize) {
+        plain(ptr);
+    }
+    pub extern "C" fn sized_aligned(ptr: *mut c_void, _size: usize, _align: usize) {
+        plain(ptr);
+    }
+    pub extern "C" fn nothrow(ptr: *mut c_void, _nothrow: *const c_void) {
+        plain(ptr);
+    }
+    pub extern "C" fn aligned_nothrow(ptr: *mut c_void, _align: usize, _nothrow: *const c_void) {
+        plain(ptr);
+    }
 }
 
 /// What an entry point does when no allocator provides it: fail as allocators fail.

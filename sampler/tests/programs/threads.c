@@ -3,7 +3,7 @@
  * from a ring) and keeps the 4th; after joining, the main thread frees every other kept block
  * (a free from another thread than the allocating one). The rest is in use at exit.
  * Prints the ground truth, one line per size: "size=S allocated=N in_use=M", counted here, and
- * the sampler's counters when it is loaded: "sampled=N sampled_freed=N dropped=N mean_bytes=N".
+ * the sampler's counters when it is loaded: "sampled=N sampled_freed=N dropped=N mean_bytes=N missed_frees=N".
  * Usage: threads [THREADS=8 (at most 64)] [PER_THREAD=20000 (at most 50000)] */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -84,15 +84,17 @@ int main(int argc, char **argv) {
             else in_use[workers[t].kept_size[i]]++;
         }
     }
-    /* The sampler's exported counters (layout version 1), read after the last allocation. */
-    struct counters { uint64_t version, mean_bytes, sampled, sampled_freed, dropped; };
+    /* The sampler's exported counters (layout version 2; later versions only append), read
+     * after the last allocation. */
+    struct counters { uint64_t version, mean_bytes, sampled, sampled_freed, dropped, missed_frees; };
     const volatile struct counters *counters = dlsym(RTLD_DEFAULT, "memleak_sampler_stats");
-    uint64_t sampled = 0, sampled_freed = 0, dropped = 0, mean_bytes = 0;
-    if (counters && counters->version == 1) {
+    uint64_t sampled = 0, sampled_freed = 0, dropped = 0, mean_bytes = 0, missed_frees = 0;
+    if (counters && counters->version >= 2) {
         sampled = counters->sampled;
         sampled_freed = counters->sampled_freed;
         dropped = counters->dropped;
         mean_bytes = counters->mean_bytes;
+        missed_frees = counters->missed_frees;
     }
     /* snprintf into a stack buffer and write(2): no stdio buffer allocated behind our back */
     char line[128];
@@ -100,9 +102,9 @@ int main(int argc, char **argv) {
         int n = snprintf(line, sizeof line, "size=%zu allocated=%lu in_use=%lu\n", sizes[k], allocated[k], in_use[k]);
         write(1, line, (size_t)n);
     }
-    int n = snprintf(line, sizeof line, "sampled=%lu sampled_freed=%lu dropped=%lu mean_bytes=%lu\n",
+    int n = snprintf(line, sizeof line, "sampled=%lu sampled_freed=%lu dropped=%lu mean_bytes=%lu missed_frees=%lu\n",
                      (unsigned long)sampled, (unsigned long)sampled_freed, (unsigned long)dropped,
-                     (unsigned long)mean_bytes);
+                     (unsigned long)mean_bytes, (unsigned long)missed_frees);
     write(1, line, (size_t)n);
     return 0;
 }
