@@ -8,6 +8,8 @@
 #   clang (package `clang`): compiles the eBPF programs in bpf/build.rs (without it they are left out);
 #   c++ (package `g++`), python3 (package `python3`), libjemalloc.so.2 (package `libjemalloc2`): programs
 #     the sampler's tests run with the sampler preloaded (C++, Python, jemalloc behind the sampler);
+#   objdump (package `binutils`, which gcc brings): the sampler's test that its README states the
+#     glibc version the library needs;
 #   zstd (package `zstd`): compresses the decompression bombs of the watched-folder budget tests.
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
@@ -21,6 +23,7 @@ command -v clang >/dev/null 2>&1 || missing+=(clang)
 command -v c++ >/dev/null 2>&1 || missing+=(g++)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 [ -e /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ] || missing+=(libjemalloc2)
+command -v objdump >/dev/null 2>&1 || missing+=(binutils)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 compgen -G '/usr/lib/*/libtcmalloc.so.4' >/dev/null || missing+=(libgoogle-perftools4)
 

@@ -189,3 +189,50 @@ fn the_collector_pipelines_use_defined_components() {
         }
     }
 }
+
+/// The destination of the Dockerfile's `COPY` of `source`.
+fn dockerfile_copy_destination(source: &str) -> String {
+    let dockerfile = std::fs::read_to_string(repo("deploy/Dockerfile")).unwrap();
+    let line = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("COPY {source} ")))
+        .unwrap_or_else(|| panic!("deploy/Dockerfile does not copy {source}"));
+    line.trim().to_owned()
+}
+
+#[test]
+fn the_sampler_opt_in_pod_copies_the_library_the_image_ships_and_preloads_the_copy() {
+    let image_path = dockerfile_copy_destination("target/release/libmemleak_sampler.so");
+    let ds = yaml("deploy/kubernetes/daemonset.yaml");
+    let pod_spec = yaml("deploy/sampler/pod-opt-in.yaml");
+    let pod = &pod_spec["spec"]["template"]["spec"];
+    let init = &pod["initContainers"][0];
+    assert_eq!(init["image"], ds["spec"]["template"]["spec"]["containers"][0]["image"], "the exporter's image");
+    let command = strings(&init["command"]);
+    assert_eq!(command.len(), 3, "{command:?}");
+    assert_eq!((command[0].as_str(), command[1].as_str()), ("cp", image_path.as_str()), "copies what the image ships");
+    let volume = pod["volumes"][0]["name"].as_str().unwrap();
+    assert!(pod["volumes"][0]["emptyDir"].is_mapping());
+    let mount_of = |container: &Value| {
+        let mount = container["volumeMounts"].as_sequence().unwrap().iter().find(|m| m["name"] == volume).unwrap();
+        (mount["mountPath"].as_str().unwrap().to_owned(), mount["readOnly"] == Value::Bool(true))
+    };
+    let (init_mount, _) = mount_of(init);
+    let copied = command[2].strip_prefix(&format!("{init_mount}/")).expect("the copy lands in the shared volume");
+    let app = &pod["containers"][0];
+    let (app_mount, read_only) = mount_of(app);
+    assert!(read_only, "the application cannot change the library");
+    let preload = app["env"].as_sequence().unwrap().iter().find(|e| e["name"] == "LD_PRELOAD").unwrap();
+    assert_eq!(preload["value"].as_str().unwrap(), format!("{app_mount}/{copied}"), "LD_PRELOAD names the copy");
+}
+
+#[test]
+fn the_sampler_systemd_drop_in_preloads_the_path_its_install_step_writes() {
+    let drop_in = std::fs::read_to_string(repo("deploy/sampler/memleak-sampler.conf")).unwrap();
+    let installed = drop_in
+        .lines()
+        .find_map(|l| l.strip_prefix("#   install -D -m 0644 target/release/libmemleak_sampler.so "))
+        .expect("the drop-in says how to install the library");
+    assert!(drop_in.lines().any(|l| l == "[Service]"));
+    assert!(drop_in.lines().any(|l| l == format!("Environment=LD_PRELOAD={installed}")), "{drop_in}");
+}

@@ -10,9 +10,10 @@ pub const DEFAULT_MEAN_BYTES: u64 = 1 << 19;
 pub const MAX_MEAN_BYTES: u64 = 1 << 40;
 const VARIABLE: &CStr = c"MEMLEAK_SAMPLER_MEAN_BYTES";
 
-/// The mean distance in bytes between samples. Read from the environment on first use (by any
-/// thread; a race reads the same value twice), then kept in the exported statistics, where an
-/// observer reads it to weight the samples.
+/// The mean distance in bytes between samples. Read from the environment once, on first use (the
+/// preloaded library's constructor, or an allocation before it; the `GlobalAlloc` wrapper's first
+/// sampling decision; a race of threads reads the same value twice), then kept in the exported
+/// statistics, where an observer reads it to weight the samples. Unset or empty: the default.
 pub fn mean_bytes() -> u64 {
     let mean = memleak_sampler_stats.mean_bytes.load(Ordering::Relaxed);
     if mean != 0 {
@@ -21,11 +22,12 @@ pub fn mean_bytes() -> u64 {
     // SAFETY: getenv reads the environment without allocating; the pointer, when not null, is a
     // NUL-terminated string that lives as long as nobody calls setenv on it, and it is read at once.
     let raw = unsafe { libc::getenv(VARIABLE.as_ptr()) };
-    let mean = if raw.is_null() {
+    // SAFETY: not null, NUL-terminated (see above).
+    let value = if raw.is_null() { b"".as_slice() } else { unsafe { CStr::from_ptr(raw) }.to_bytes() };
+    // Empty is unset, as `Environment=MEMLEAK_SAMPLER_MEAN_BYTES=` or an empty template value gives.
+    let mean = if value.is_empty() {
         DEFAULT_MEAN_BYTES
     } else {
-        // SAFETY: not null, NUL-terminated (see above).
-        let value = unsafe { CStr::from_ptr(raw) }.to_bytes();
         parse_mean(value).unwrap_or_else(|| {
             warn_invalid(value);
             DEFAULT_MEAN_BYTES

@@ -75,6 +75,28 @@ fn the_library_exports_the_malloc_family_operator_delete_the_markers_and_the_cou
 }
 
 #[test]
+fn the_readme_states_the_glibc_version_the_library_needs() {
+    let output = Command::new("objdump").arg("-T").arg(library()).output();
+    let Ok(output) = output.inspect_err(|e| assert!(!common::ci(), "objdump (Debian package binutils): {e}")) else {
+        eprintln!("SKIP: objdump (Debian package binutils) is missing");
+        return;
+    };
+    assert!(output.status.success(), "objdump -T {}", library().display());
+    let needed = String::from_utf8_lossy(&output.stdout)
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+        .filter_map(|word| word.strip_prefix("GLIBC_"))
+        .filter_map(|version| {
+            let (major, minor) = version.split_once('.')?;
+            Some((major.parse::<u32>().ok()?, minor.split('.').next()?.parse::<u32>().ok()?))
+        })
+        .max()
+        .expect("the library imports versioned glibc symbols");
+    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let stated = format!("glibc {}.{} or later", needed.0, needed.1);
+    assert!(readme.contains(&stated), "sampler/README.md must say \"{stated}\" (objdump -T of the library)");
+}
+
+#[test]
 fn aligned_entry_points_return_what_glibc_returns_for_good_and_bad_alignments() {
     let dir = tempfile::tempdir().unwrap();
     let program = compile("aligned.c", dir.path(), &[]);
@@ -149,9 +171,7 @@ fn the_mean_comes_from_the_environment_and_an_invalid_one_falls_back_with_one_wa
     };
     assert_eq!(one(&run("12345"), "mean_bytes"), 12_345);
     let long = "9".repeat(5000);
-    for invalid in
-        ["", "0", "-4096", "4k", " 4096", "0x1000", "1099511627777", "99999999999999999999999", long.as_str()]
-    {
+    for invalid in ["0", "-4096", "4k", " 4096", "0x1000", "1099511627777", "99999999999999999999999", long.as_str()] {
         let output = run(invalid);
         assert_eq!(one(&output, "mean_bytes"), 524_288, "{invalid:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -164,4 +184,8 @@ fn the_mean_comes_from_the_environment_and_an_invalid_one_falls_back_with_one_wa
     let output = run_ok(&mut unset);
     assert_eq!(one(&output, "mean_bytes"), 524_288);
     assert!(output.stderr.is_empty());
+    // Empty is unset (systemd's `Environment=MEMLEAK_SAMPLER_MEAN_BYTES=`): the default, silently.
+    let output = run("");
+    assert_eq!(one(&output, "mean_bytes"), 524_288);
+    assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
 }
