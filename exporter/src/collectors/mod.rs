@@ -138,6 +138,38 @@ mod tests {
         }
     }
 
+    /// The folders under `crate_dir/src/` whose `mod.rs` declares a collector's `SPEC`, found by
+    /// reading the sources: a module nobody declared in `lib.rs` is found too.
+    fn collector_modules(crate_dir: &str) -> Vec<String> {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(crate_dir).join("src");
+        let mut found: Vec<String> = std::fs::read_dir(&src)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|dir| {
+                std::fs::read_to_string(dir.join("mod.rs"))
+                    .is_ok_and(|text| text.lines().any(|l| l.starts_with("pub static SPEC: CollectorSpec")))
+            })
+            .map(|dir| dir.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn every_collector_module_has_its_table_line() {
+        let ids: HashSet<&str> = COLLECTORS.iter().map(|e| e.spec().id).collect();
+        let modules: Vec<String> = ["signals", "bpf"].iter().flat_map(|c| collector_modules(c)).collect();
+        assert!(modules.len() >= 7, "the scan found the collector modules: {modules:?}");
+        for module in &modules {
+            assert!(
+                ids.contains(module.as_str()),
+                "the collector module {module} has no line in COLLECTORS (exporter/src/collectors/mod.rs), \
+                 or its id differs from its folder's name"
+            );
+        }
+        assert_eq!(modules.len(), ids.len(), "a table line without a module of its id: {ids:?} vs {modules:?}");
+    }
+
     #[test]
     fn ids_are_unique_and_not_taken_by_the_exporter_or_the_watched_folders() {
         let ids: HashSet<&str> = COLLECTORS.iter().map(|e| e.spec().id).collect();
