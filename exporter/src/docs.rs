@@ -1,6 +1,7 @@
-//! The generated sections of the README (flag list, metric table, format list) and of
-//! CONTRIBUTING.md (collector and format lists), and the test that keeps them in sync:
-//! `UPDATE_README=1 cargo test -p memleak-exporter --lib readme` rewrites them.
+//! The generated sections of the README (collector and format summary, flag list, metric table,
+//! format list) and of CONTRIBUTING.md (collector and format lists), and the tests that keep them
+//! and the hand-written parts that name collectors or quote code in step with the tables and sources:
+//! `UPDATE_README=1 cargo test -p memleak-exporter --lib readme` rewrites the generated ones.
 
 use crate::cli;
 use crate::collectors::{self, COLLECTORS};
@@ -30,6 +31,26 @@ pub fn collector_list() -> String {
             format!("- `{}` ({state}): {}\n", s.id, s.about)
         })
         .collect()
+}
+
+/// The README's opening summary: the collectors, default and opt-in, and the formats `ingest` reads.
+pub fn summary() -> String {
+    let ids = |enabled: bool| {
+        COLLECTORS
+            .iter()
+            .map(|e| e.spec())
+            .filter(|s| s.enabled_by_default == enabled)
+            .map(|s| format!("`{}`", s.id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let formats: Vec<String> = memleak_artifacts::FORMATS.iter().map(|f| format!("`{}`", f.id)).collect();
+    format!(
+        "Collectors: {} (enabled by default); {} (opt-in). Formats `ingest` reads: {}.\n",
+        ids(true),
+        ids(false),
+        formats.join(", ")
+    )
 }
 
 /// The format table as a Markdown list.
@@ -76,8 +97,68 @@ mod tests {
 
     #[test]
     fn readme_generated_sections_are_current() {
-        check("README.md", &[("metrics", metric_table()), ("flags", flag_list()), ("formats", format_list())]);
+        check(
+            "README.md",
+            &[("summary", summary()), ("metrics", metric_table()), ("flags", flag_list()), ("formats", format_list())],
+        );
         check("CONTRIBUTING.md", &[("collectors", collector_list()), ("formats", format_list())]);
+    }
+
+    fn workspace_file(file: &str) -> String {
+        std::fs::read_to_string(format!("{}/../{file}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    /// The README's "Signals" table is written by hand (what each collector reads, and when): its
+    /// rows must name the table's collectors, in table order, opt-in ones marked so.
+    #[test]
+    fn readme_signals_table_names_the_collector_table() {
+        let readme = workspace_file("README.md");
+        let section = &readme[readme.find("\n## Signals\n").expect("a Signals section")..];
+        let rows: Vec<String> = section
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| l.split('|').nth(1).map(str::trim).filter(|c| c.starts_with('`')).map(str::to_owned))
+            .collect();
+        let expected: Vec<String> = COLLECTORS
+            .iter()
+            .map(|e| e.spec())
+            .map(|s| if s.enabled_by_default { format!("`{}`", s.id) } else { format!("`{}` (opt-in)", s.id) })
+            .collect();
+        assert_eq!(rows, expected, "README.md's Signals table against COLLECTORS (exporter/src/collectors/mod.rs)");
+    }
+
+    /// CONTRIBUTING.md's code blocks are quotes of real, compiled sources: each ```rust block
+    /// follows a `<!-- snippet: PATH -->` line and appears in PATH verbatim (after the block's
+    /// own indentation is removed).
+    #[test]
+    fn contributing_snippets_are_real_code() {
+        let text = workspace_file("CONTRIBUTING.md");
+        let lines: Vec<&str> = text.lines().collect();
+        let mut checked = 0;
+        for (at, line) in lines.iter().enumerate() {
+            let indent = line.len() - line.trim_start().len();
+            if line.trim_start() != "```rust" {
+                continue;
+            }
+            let marker = lines[..at].iter().rev().find(|l| !l.trim().is_empty()).copied().unwrap_or_default();
+            let path =
+                marker.trim().strip_prefix("<!-- snippet: ").and_then(|rest| rest.strip_suffix(" -->")).unwrap_or_else(
+                    || panic!("CONTRIBUTING.md line {}: a rust block without a snippet marker", at + 1),
+                );
+            let body: String = lines[at + 1..]
+                .iter()
+                .take_while(|l| l.trim_start() != "```")
+                .map(|l| format!("{}\n", l.get(indent..).unwrap_or_else(|| l.trim_start())))
+                .collect();
+            assert!(
+                workspace_file(path).contains(&body),
+                "CONTRIBUTING.md line {}: the snippet is not in {path} (any more); copy it again from there",
+                at + 1
+            );
+            checked += 1;
+        }
+        assert!(checked >= 4, "{checked} snippets found");
     }
 }
 

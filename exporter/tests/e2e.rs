@@ -36,9 +36,8 @@ fn a_scrape_is_the_self_metrics_then_the_collectors_output_unchanged() {
             || l.starts_with("# TYPE memleak_exporter_")
     });
     assert!(text.starts_with(own.first().copied().unwrap_or("?")), "the self metrics come first");
-    // What the default collectors emit on this root is theirs to check: the
-    // golden file of memleak-signals (its collectors over the same root, in
-    // table order). The exporter serves it unchanged.
+    // What the default collectors emit on this root is checked by golden.rs
+    // (the table's default set over the same root); the server serves it unchanged.
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../signals/tests/golden/root-v2.prom");
     let expected = std::fs::read_to_string(&golden).unwrap();
     let collected: String = collected.iter().map(|l| format!("{l}\n")).collect();
