@@ -1,10 +1,10 @@
 //! C++'s `operator delete` family, interposed: a delete of a sampled pointer calls the free marker, then the next definition runs.
 //!
-//! Why: an allocator with its own `operator new`/`delete` (jemalloc, tcmalloc, mimalloc's
-//! override) frees inside its delete without calling `free`, so a block it got through an
-//! interposed entry point (jemalloc's aligned `new` calls `aligned_alloc`) would otherwise be
-//! freed unseen. Behind glibc, libstdc++'s delete calls `free`, which then finds the pointer
-//! already gone from the table: one more lookup, no second report.
+//! Why: an allocator with its own `operator new`/`delete` (jemalloc's, for one) frees inside its
+//! delete without calling `free`, so a block it got through an interposed entry point
+//! (jemalloc's aligned `new` calls `aligned_alloc`) would otherwise be freed unseen. When the
+//! next definition is the C++ runtime's (libstdc++, libc++), whose deletes are `free`, the real
+//! `free` is called instead (see `real.rs`).
 //!
 //! Each of the twelve (plain, sized, aligned, sized and aligned, nothrow, aligned nothrow; for
 //! `delete` and `delete[]`) has the hot path of `free`: an unsampled pointer costs a bucket count

@@ -173,13 +173,16 @@ fn resolve() -> Option<&'static Functions> {
     store(&f.valloc, c"valloc", Some(c"__libc_valloc"), failing::malloc as *mut c_void);
     store(&f.pvalloc, c"pvalloc", Some(c"__libc_pvalloc"), failing::malloc as *mut c_void);
     store(&f.malloc_usable_size, c"malloc_usable_size", None, failing::usable_size as *mut c_void);
-    // operator delete: the next definition (the C++ runtime's, or an allocator's own such as
-    // jemalloc's). None is no error: a C program has none, and a C++ library loaded later with
-    // RTLD_LOCAL is invisible to RTLD_NEXT; libstdc++'s and libc++'s deletes are `free`, so
-    // `free` is what runs then.
+    // operator delete: the next definition when it is an allocator's own (jemalloc's frees
+    // inside jemalloc) or any other replacement. libstdc++'s and libc++'s deletes are `free` and
+    // nothing else, so for them, and when there is none (a C program; a C++ library loaded later
+    // with RTLD_LOCAL, which RTLD_NEXT cannot see), the real `free` runs directly: passing
+    // through the runtime's delete would cost its sized -> plain -> free chain, each step
+    // through an interposed entry point again.
     let delete = |slot: &Slot, name: &CStr, to_free: *mut c_void| {
         let found = lookup(name, None);
-        slot.0.store(if found.is_null() { to_free } else { found }, Ordering::Relaxed);
+        let runtime = found.is_null() || in_cxx_runtime(found);
+        slot.0.store(if runtime { to_free } else { found }, Ordering::Relaxed);
     };
     delete(&f.delete, c"_ZdlPv", to_free::plain as *mut c_void);
     delete(&f.delete_sized, c"_ZdlPvm", to_free::with as *mut c_void);
@@ -215,6 +218,21 @@ fn lookup(name: &CStr, glibc: Option<&CStr>) -> *mut c_void {
         Some(glibc) if next.is_null() => unsafe { libc::dlsym(libc::RTLD_DEFAULT, glibc.as_ptr()) },
         _ => next,
     }
+}
+
+/// Whether `function` is defined by the C++ runtime library (libstdc++ or libc++), by the file
+/// name of the object that holds it. `dladdr` takes the loader's recursive lock and does not allocate.
+fn in_cxx_runtime(function: *mut c_void) -> bool {
+    // SAFETY: Dl_info is plain data; an all-zero value is valid (null pointers).
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr reads the loader's tables and writes `info`.
+    if unsafe { libc::dladdr(function.cast_const(), &mut info) } == 0 || info.dli_fname.is_null() {
+        return false;
+    }
+    // SAFETY: dli_fname is the NUL-terminated name of a loaded object, kept while it stays loaded.
+    let path = unsafe { CStr::from_ptr(info.dli_fname) }.to_bytes();
+    let file = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+    file.starts_with(b"libstdc++.so") || file.starts_with(b"libc++.so")
 }
 
 fn warn_missing() {
