@@ -170,9 +170,14 @@ fn state_folders_planted_by_the_writer_are_refused_and_nothing_is_written_throug
     stage.assert_contained(&exporter.stderr());
 
     // Its own folder instead, with links named like the outputs: refused too (another owner).
+    // Each folder is made under another name and exchanged with the link in one
+    // renameat2(RENAME_EXCHANGE): removing the link first would let the exporter
+    // create its own folder in between.
     stage.as_nobody(
-        "rm .ingested .failed && mkdir .ingested .failed && ln -s \"$SANDBOX/x\" .ingested/a.log.json && \
-         ln -s \"$SANDBOX/y\" .failed/a.log.error.txt",
+        "mkdir .i .f && ln -s \"$SANDBOX/x\" .i/a.log.json && ln -s \"$SANDBOX/y\" .f/a.log.error.txt && \
+         python3 -c 'import ctypes; c = ctypes.CDLL(None); \
+           assert all(c.renameat2(-100, a, -100, b, 2) == 0 for a, b in ((b\".i\", b\".ingested\"), (b\".f\", b\".failed\")))' && \
+         rm .i .f",
     );
     std::thread::sleep(Duration::from_secs(2));
     assert!(exporter.stderr().contains("is owned by uid 65534"), "{}", exporter.stderr());
