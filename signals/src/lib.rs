@@ -11,6 +11,7 @@ pub mod encode;
 pub mod fsroot;
 pub mod kv;
 pub mod model;
+pub mod monotonic;
 pub mod options;
 pub mod problem;
 
@@ -23,5 +24,6 @@ pub mod psi;
 pub use collector::{Collection, Collector, ScrapeContext, ServedProfile};
 pub use fsroot::FsRoots;
 pub use model::{CollectorSpec, Family, HistogramValue, MetricSet, MetricSpec, MetricType, Series};
+pub use monotonic::{Limits, MonotonicCounters};
 pub use options::{Configurable, NoOptions, OptionError, Options};
 pub use problem::{Problem, ProblemKind};

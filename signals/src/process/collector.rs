@@ -1,19 +1,26 @@
 //! The scrape-time walk over `/proc`.
 
 use super::detail::Refresher;
-use super::group::{self, ExitedCarry, GroupKey, Totals};
+use super::group::{self, GroupKey, OTHER, Totals};
 use super::select::{cgroup_of, cmdline_text};
 use super::*;
 use crate::collector::{Collection, Collector, ScrapeContext};
 use crate::fsroot::{self, FsRoots, ReadError};
 use crate::model::CollectorSpec;
+use crate::monotonic::{Limits, MonotonicCounters};
 use crate::options::Configurable;
 use crate::problem::{Problem, ProblemKind};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-/// Scrapes after which the fault counts of a group with no live member are forgotten.
-const CARRY_TTL_SCRAPES: u64 = 40;
+/// Scrapes a group with no live member keeps its fault counters (a service
+/// restarting between scrapes keeps one series).
+const IDLE_GROUP_SCRAPES: u64 = 40;
+/// Scrapes a process missing from the walk (a scrape cut by its deadline) is
+/// remembered, so its faults are not counted again when it is seen next.
+const MISSING_PROCESS_SCRAPES: u64 = 2;
+/// Most processes whose fault counts are remembered (new ones past it are not counted).
+const MAX_TRACKED_PROCESSES: usize = 1 << 17;
 /// How often the deadline is checked in the walk.
 const DEADLINE_CHECK_EVERY: usize = 64;
 
@@ -42,7 +49,8 @@ pub struct ProcessCollector {
     ticks_per_second: f64,
     boot_time: Option<f64>,
     identities: HashMap<ProcKey, Identity>,
-    carry: ExitedCarry,
+    /// minor, major faults per group, from each process's increase.
+    faults: MonotonicCounters<ProcKey, GroupKey, 2>,
     refresher: Option<Refresher>,
     buf: Vec<u8>,
 }
@@ -55,6 +63,14 @@ impl ProcessCollector {
         } else {
             Some(Refresher::start(roots.procfs.clone(), config.pss)?)
         };
+        let per_pid = config.group_by == GroupBy::Pid;
+        let faults = MonotonicCounters::new(Limits {
+            max_sources: MAX_TRACKED_PROCESSES,
+            max_series: config.max_groups.saturating_mul(2),
+            source_ttl: MISSING_PROCESS_SCRAPES,
+            // A per-pid series ends with its process.
+            series_ttl: if per_pid { 0 } else { IDLE_GROUP_SCRAPES },
+        });
         Ok(ProcessCollector {
             procfs: roots.procfs.clone(),
             config,
@@ -62,7 +78,7 @@ impl ProcessCollector {
             ticks_per_second: sysconf(libc::_SC_CLK_TCK, 100) as f64,
             boot_time: None,
             identities: HashMap::new(),
-            carry: ExitedCarry::default(),
+            faults,
             refresher,
             buf: Vec::with_capacity(1024),
         })
@@ -183,8 +199,6 @@ impl ProcessCollector {
             t.threads += s.stat.num_threads;
             t.resident += s.stat.rss_pages * self.page_size;
             t.virtual_ += s.stat.vsize_bytes;
-            t.minflt += s.stat.minflt;
-            t.majflt += s.stat.majflt;
             if let Some(boot) = boot_time {
                 let start = boot + s.stat.start_ticks as f64 / self.ticks_per_second;
                 t.oldest_start = Some(t.oldest_start.map_or(start, |o: f64| o.min(start)));
@@ -200,19 +214,16 @@ impl ProcessCollector {
         groups
     }
 
-    fn carry_exited(&mut self, seen: &[Seen], groups: &mut HashMap<GroupKey, Totals>) {
-        if self.config.group_by == GroupBy::Pid {
-            // A per-pid series ends with its process; nothing to carry.
-            return;
+    /// Adds each process's fault increase to the series of the group it is
+    /// counted in now: its own if the group kept its name, else `__other__`.
+    fn count_faults(&mut self, seen: &[Seen], named: &HashSet<&GroupKey>) {
+        let other = GroupKey { group: OTHER.into(), pid: String::new() };
+        self.faults.begin();
+        for s in seen {
+            let series = if named.contains(&s.group) { &s.group } else { &other };
+            self.faults.observe(s.key, series, [s.stat.minflt, s.stat.majflt]);
         }
-        let live = seen.iter().map(|s| (s.key, (s.group.group.clone(), s.stat.minflt, s.stat.majflt))).collect();
-        self.carry.update(live, CARRY_TTL_SCRAPES, self.config.max_groups);
-        for name in self.carry.groups() {
-            let (minflt, majflt) = self.carry.carried(name);
-            let t = groups.entry(GroupKey { group: name.to_owned(), pid: String::new() }).or_default();
-            t.minflt += minflt;
-            t.majflt += majflt;
-        }
+        self.faults.finish();
     }
 }
 
@@ -237,10 +248,11 @@ impl Collector for ProcessCollector {
             let live: std::collections::HashSet<ProcKey> = seen.iter().map(|s| s.key).collect();
             self.identities.retain(|k, _| live.contains(k));
         }
-        let mut groups = self.sum(&seen, boot_time, out);
-        self.carry_exited(&seen, &mut groups);
+        let groups = self.sum(&seen, boot_time, out);
         let (groups, folded) = group::cap(groups, self.config.max_groups);
-        emit(&groups, out);
+        let named: HashSet<&GroupKey> = groups.iter().map(|(key, _)| key).collect();
+        self.count_faults(&seen, &named);
+        emit(&groups, &named, &self.faults, out);
         out.metrics.push(&FOLDED_GROUPS, &[], folded as f64);
     }
 }
@@ -269,16 +281,29 @@ fn identity<'a>(
     cache.get(&key)
 }
 
-fn emit(groups: &[(GroupKey, Totals)], out: &mut Collection) {
+/// The groups' gauges, and the fault counters of every group that has them:
+/// the live groups first, then those whose members all exited lately.
+fn emit(
+    groups: &[(GroupKey, Totals)],
+    live: &HashSet<&GroupKey>,
+    faults: &MonotonicCounters<ProcKey, GroupKey, 2>,
+    out: &mut Collection,
+) {
     let m = &mut out.metrics;
+    let push_faults = |m: &mut crate::model::MetricSet, key: &GroupKey, [minflt, majflt]: [u64; 2]| {
+        let labels = [key.group.as_str(), key.pid.as_str()];
+        m.push(&MINOR_FAULTS, &labels, minflt as f64);
+        m.push(&MAJOR_FAULTS, &labels, majflt as f64);
+    };
     for (key, t) in groups {
         let labels = [key.group.as_str(), key.pid.as_str()];
         m.push(&PROCESSES, &labels, t.processes as f64);
         m.push(&THREADS, &labels, t.threads as f64);
         m.push(&RESIDENT, &labels, t.resident as f64);
         m.push(&VIRTUAL, &labels, t.virtual_ as f64);
-        m.push(&MINOR_FAULTS, &labels, t.minflt as f64);
-        m.push(&MAJOR_FAULTS, &labels, t.majflt as f64);
+        if let Some(counts) = faults.get(key) {
+            push_faults(m, key, *counts);
+        }
         if let Some(start) = t.oldest_start {
             m.push(&START_TIME, &labels, start);
         }
@@ -299,6 +324,9 @@ fn emit(groups: &[(GroupKey, Totals)], out: &mut Collection) {
             m.push(&PSS, &labels, t.pss as f64);
             m.push(&PSS_ANON, &labels, t.pss_anon as f64);
         }
+    }
+    for (key, counts) in faults.iter().filter(|(key, _)| !live.contains(key)) {
+        push_faults(m, key, *counts);
     }
 }
 

@@ -1,7 +1,5 @@
-//! Summing processes into groups, capping the number of groups, and keeping
-//! group fault counters monotonic when member processes exit.
+//! Summing processes into groups and capping the number of groups.
 
-use super::ProcKey;
 use super::detail::Detail;
 use std::collections::HashMap;
 
@@ -22,8 +20,6 @@ pub struct Totals {
     pub threads: u64,
     pub resident: u64,
     pub virtual_: u64,
-    pub minflt: u64,
-    pub majflt: u64,
     /// Start of the oldest member, seconds since the epoch.
     pub oldest_start: Option<f64>,
     /// Members whose details were available.
@@ -72,8 +68,6 @@ impl Totals {
         self.threads += o.threads;
         self.resident += o.resident;
         self.virtual_ += o.virtual_;
-        self.minflt += o.minflt;
-        self.majflt += o.majflt;
         self.oldest_start = match (self.oldest_start, o.oldest_start) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -114,73 +108,9 @@ pub fn cap(groups: HashMap<GroupKey, Totals>, max_groups: usize) -> (Vec<(GroupK
     (groups, folded.len())
 }
 
-/// Fault counts of processes that have exited, per group, so that a group's
-/// counters do not fall when a member exits (Prometheus would read that as a reset).
-#[derive(Debug, Default)]
-pub struct ExitedCarry {
-    last_seen: HashMap<ProcKey, (String, u64, u64)>,
-    carried: HashMap<String, Carried>,
-    scrape: u64,
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Carried {
-    minflt: u64,
-    majflt: u64,
-    last_alive_scrape: u64,
-}
-
-impl ExitedCarry {
-    /// Takes this scrape's live processes (key → group, minflt, majflt), credits
-    /// those gone since the last scrape to their group, and forgets groups with
-    /// no member for `ttl_scrapes` scrapes or beyond `max_groups` carried groups.
-    pub fn update(&mut self, live: HashMap<ProcKey, (String, u64, u64)>, ttl_scrapes: u64, max_groups: usize) {
-        self.scrape += 1;
-        for (key, (group, minflt, majflt)) in self.last_seen.drain() {
-            let moved = live.get(&key).is_some_and(|(now, _, _)| *now != group);
-            if moved || !live.contains_key(&key) {
-                let c = self.carried.entry(group).or_default();
-                // It was alive at the previous scrape.
-                c.last_alive_scrape = c.last_alive_scrape.max(self.scrape - 1);
-                c.minflt += minflt;
-                c.majflt += majflt;
-            }
-        }
-        for (group, _, _) in live.values() {
-            if let Some(c) = self.carried.get_mut(group) {
-                c.last_alive_scrape = self.scrape;
-            }
-        }
-        let scrape = self.scrape;
-        self.carried.retain(|_, c| scrape.saturating_sub(c.last_alive_scrape) <= ttl_scrapes);
-        if self.carried.len() > max_groups {
-            let mut by_age: Vec<_> = self.carried.iter().map(|(g, c)| (c.last_alive_scrape, g.clone())).collect();
-            by_age.sort();
-            for (_, group) in by_age.into_iter().take(self.carried.len() - max_groups) {
-                self.carried.remove(&group);
-            }
-        }
-        self.last_seen = live;
-    }
-
-    /// (minflt, majflt) carried for `group`.
-    pub fn carried(&self, group: &str) -> (u64, u64) {
-        self.carried.get(group).map_or((0, 0), |c| (c.minflt, c.majflt))
-    }
-
-    /// Groups that have carried counts but may have no live member now.
-    pub fn groups(&self) -> impl Iterator<Item = &str> {
-        self.carried.keys().map(String::as_str)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(pid: u32) -> ProcKey {
-        ProcKey { pid, start_ticks: 1 }
-    }
 
     fn group(name: &str, resident: u64) -> (GroupKey, Totals) {
         (GroupKey { group: name.into(), pid: String::new() }, Totals { processes: 1, resident, ..Totals::default() })
@@ -197,29 +127,5 @@ mod tests {
         assert_eq!(kept[2].1.processes, 2);
         let total: u64 = kept.iter().map(|(_, t)| t.resident).sum();
         assert_eq!(total, 65, "folding loses nothing");
-    }
-
-    #[test]
-    fn counters_survive_an_exiting_member() {
-        let mut carry = ExitedCarry::default();
-        carry.update([(key(1), ("web".into(), 100, 1)), (key(2), ("web".into(), 50, 0))].into(), 10, 100);
-        assert_eq!(carry.carried("web"), (0, 0));
-        // pid 2 exits: its 50 faults stay with the group.
-        carry.update([(key(1), ("web".into(), 120, 1))].into(), 10, 100);
-        assert_eq!(carry.carried("web"), (50, 0));
-        // The group stays carried while it has members, then expires after the ttl.
-        for _ in 0..3 {
-            carry.update(HashMap::new(), 2, 100);
-        }
-        assert_eq!(carry.carried("web"), (0, 0));
-    }
-
-    #[test]
-    fn carried_groups_are_bounded() {
-        let mut carry = ExitedCarry::default();
-        let live: HashMap<_, _> = (0..10).map(|i| (key(i), (format!("g{i}"), 1, 0))).collect();
-        carry.update(live, 100, 4);
-        carry.update(HashMap::new(), 100, 4);
-        assert_eq!(carry.groups().count(), 4);
     }
 }
