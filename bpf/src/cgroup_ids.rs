@@ -2,7 +2,7 @@
 //! id, the inode number of the cgroup's directory; the metrics name it by
 //! path. This walks the v2 tree (bounded in depth and size) to map ids to paths.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -32,6 +32,8 @@ const REWALK_AFTER: Duration = Duration::from_secs(10);
 pub struct CgroupNames {
     cgroupfs: PathBuf,
     paths: HashMap<u64, String>,
+    /// Ids found removed by `still_there` since they were walked (at most `MAX_CGROUPS`).
+    removed: HashSet<u64>,
     /// The last walk saw the whole tree (not cut by the bounds).
     complete: bool,
     walked_at: Option<Instant>,
@@ -43,6 +45,7 @@ impl CgroupNames {
         CgroupNames {
             cgroupfs: cgroupfs.to_path_buf(),
             paths: HashMap::new(),
+            removed: HashSet::new(),
             complete: false,
             walked_at: None,
             rewalk_after: REWALK_AFTER,
@@ -51,12 +54,37 @@ impl CgroupNames {
 
     /// Makes sure `ids` are named if they can be; returns the id → path map.
     pub fn resolve(&mut self, ids: impl IntoIterator<Item = u64>) -> &HashMap<u64, String> {
-        let unknown = ids.into_iter().any(|id| !self.paths.contains_key(&id));
+        let unknown = ids.into_iter().any(|id| !self.paths.contains_key(&id) && !self.removed.contains(&id));
         if unknown && self.walked_at.is_none_or(|t| t.elapsed() >= self.rewalk_after) {
             (self.paths, self.complete) = walk(&self.cgroupfs);
             self.walked_at = Some(Instant::now());
+            // A removed cgroup's inode may name a new one now.
+            self.removed.retain(|id| !self.paths.contains_key(id));
         }
         &self.paths
+    }
+
+    /// Whether the directory `id` was walked at is still cgroup `id` (a stat):
+    /// a removed cgroup is known at once, not at the next walk. Ids without a
+    /// path cannot be checked and count as there.
+    pub fn still_there(&mut self, id: u64) -> bool {
+        let Some(path) = self.paths.get(&id) else { return true };
+        let dir = v2_root(&self.cgroupfs).join(path.trim_start_matches('/'));
+        if std::fs::metadata(dir).is_ok_and(|meta| meta.ino() == id) {
+            return true;
+        }
+        self.paths.remove(&id);
+        if self.removed.len() >= MAX_CGROUPS {
+            self.removed.clear();
+        }
+        self.removed.insert(id);
+        false
+    }
+
+    /// Lets the next unknown id walk the tree again at once.
+    #[cfg(test)]
+    pub fn rewalk_now(&mut self) {
+        self.rewalk_after = Duration::ZERO;
     }
 
     /// The id → path map as last walked.
@@ -64,9 +92,15 @@ impl CgroupNames {
         &self.paths
     }
 
-    /// Whether `id` is known to be gone: the last walk saw the whole tree without it.
+    /// Whether `still_there` found `id` removed.
+    pub fn removed(&self, id: u64) -> bool {
+        self.removed.contains(&id)
+    }
+
+    /// Whether `id` is known to be gone: `still_there` found it removed, or the
+    /// last walk saw the whole tree without it.
     pub fn is_gone(&self, id: u64) -> bool {
-        self.complete && self.walked_at.is_some() && !self.paths.contains_key(&id)
+        self.removed.contains(&id) || (self.complete && self.walked_at.is_some() && !self.paths.contains_key(&id))
     }
 }
 
@@ -113,27 +147,6 @@ pub fn keep_top(weights: &BTreeMap<&str, u64>, max: usize) -> HashMap<String, St
         .collect()
 }
 
-/// Sums `(cgroup id, key, value)` per cgroup path and key, naming the `max`
-/// paths with the highest totals and folding the others into `OTHER`.
-pub fn fold<K: Ord + Copy>(
-    values: impl IntoIterator<Item = (u64, K, u64)>,
-    paths: &HashMap<u64, String>,
-    max: usize,
-) -> BTreeMap<(String, K), u64> {
-    let values: Vec<(&str, K, u64)> = values.into_iter().map(|(id, k, v)| (name(paths, id), k, v)).collect();
-    let mut weights: BTreeMap<&str, u64> = BTreeMap::new();
-    for (path, _, v) in &values {
-        *weights.entry(path).or_default() += v;
-    }
-    let names = keep_top(&weights, max);
-    let mut folded = BTreeMap::new();
-    for (path, k, v) in values {
-        let name = names.get(path).map_or(OTHER, String::as_str);
-        *folded.entry((name.to_owned(), k)).or_default() += v;
-    }
-    folded
-}
-
 /// The path of `id`, or `UNKNOWN`.
 pub fn name(paths: &HashMap<u64, String>, id: u64) -> &str {
     paths.get(&id).map_or(UNKNOWN, String::as_str)
@@ -175,23 +188,30 @@ mod tests {
     }
 
     #[test]
+    fn a_removed_cgroup_is_known_gone_without_a_walk() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cgroup.controllers"), "memory\n").unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        let a = std::fs::metadata(dir.path().join("a")).unwrap().ino();
+        let mut names = CgroupNames::new(dir.path());
+        names.resolve([a]);
+        assert!(names.still_there(a) && !names.is_gone(a));
+        std::fs::remove_dir(dir.path().join("a")).unwrap();
+        assert!(!names.still_there(a));
+        assert!(names.is_gone(a));
+        // Known gone, it does not make the next scrape walk again.
+        names.rewalk_after = Duration::ZERO;
+        let before = names.walked_at;
+        names.resolve([a]);
+        assert_eq!(names.walked_at, before);
+    }
+
+    #[test]
     fn the_heaviest_cgroups_keep_their_names_and_the_rest_fold() {
         let weights = BTreeMap::from([("/a", 5), ("/b", 50), ("/c", 7), ("/d", 7)]);
         let names = keep_top(&weights, 2);
         assert_eq!(names["/b"], "/b");
         assert_eq!(names["/c"], "/c", "a tie goes to path order");
         assert_eq!((names["/a"].as_str(), names["/d"].as_str()), (OTHER, OTHER));
-    }
-
-    #[test]
-    fn folding_sums_per_path_and_key_and_keeps_the_heaviest_paths() {
-        let paths = HashMap::from([(1, "/a".to_owned()), (2, "/b".to_owned()), (3, "/c".to_owned())]);
-        let values = [(1, 'x', 5), (1, 'y', 1), (2, 'x', 50), (3, 'x', 2), (4, 'x', 3)];
-        let folded = fold(values, &paths, 2);
-        // /b (50) and /a (6) keep their names; /c (2) and the unknown id 4 (3) fold together.
-        assert_eq!(folded[&("/b".to_owned(), 'x')], 50);
-        assert_eq!((folded[&("/a".to_owned(), 'x')], folded[&("/a".to_owned(), 'y')]), (5, 1));
-        assert_eq!(folded[&(OTHER.to_owned(), 'x')], 5);
-        assert_eq!(folded.len(), 4);
     }
 }

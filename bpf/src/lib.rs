@@ -3,6 +3,7 @@
 //! clang in `build.rs`, embedded in the binary, loaded with aya 0.14. Built
 //! without clang, every collector here reports itself unsupported.
 
+mod cgroup_counters;
 mod cgroup_ids;
 mod loader;
 pub mod memory_syscalls;

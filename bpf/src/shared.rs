@@ -52,7 +52,47 @@ pub struct MemorySyscallStats {
     pub mmap_sizes: [u64; SIZE_BUCKETS],
 }
 
+/// The number of counters in `MemorySyscallStats`.
+pub const SYSCALL_COUNTERS: usize = 4 + 4 + 7 + SIZE_BUCKETS;
+
 impl MemorySyscallStats {
+    /// Its counters in field order, for adding them up as one vector.
+    pub fn to_counters(&self) -> [u64; SYSCALL_COUNTERS] {
+        let scalars = [
+            self.mapped_anon,
+            self.mapped_file,
+            self.unmapped,
+            self.brk_grown,
+            self.brk_shrunk,
+            self.mremap_grown,
+            self.mremap_shrunk,
+        ];
+        let mut all = [0; SYSCALL_COUNTERS];
+        for (slot, value) in
+            all.iter_mut().zip(self.calls.iter().chain(&self.failed).chain(&scalars).chain(&self.mmap_sizes))
+        {
+            *slot = *value;
+        }
+        all
+    }
+
+    /// The inverse of `to_counters`.
+    pub fn from_counters(all: &[u64; SYSCALL_COUNTERS]) -> Self {
+        let at = |i: usize| all[8 + i];
+        MemorySyscallStats {
+            calls: std::array::from_fn(|i| all[i]),
+            failed: std::array::from_fn(|i| all[4 + i]),
+            mapped_anon: at(0),
+            mapped_file: at(1),
+            unmapped: at(2),
+            brk_grown: at(3),
+            brk_shrunk: at(4),
+            mremap_grown: at(5),
+            mremap_shrunk: at(6),
+            mmap_sizes: std::array::from_fn(|i| all[15 + i]),
+        }
+    }
+
     /// Upper bounds of `mmap_sizes` in bytes, the last one `+Inf`.
     pub fn size_bounds() -> [f64; SIZE_BUCKETS] {
         std::array::from_fn(|i| if i + 1 == SIZE_BUCKETS { f64::INFINITY } else { (4096u64 << i) as f64 })
@@ -67,9 +107,25 @@ pub const SYSCALL_BREAK_INSERTS: u32 = 3;
 pub const SYSCALL_BREAK_DELETES: u32 = 4;
 
 const _: () = assert!(size_of::<FaultSample>() == 32 + 8 * MAX_STACK_DEPTH);
-const _: () = assert!(size_of::<MemorySyscallStats>() == 8 * (4 + 4 + 7 + SIZE_BUCKETS));
+const _: () = assert!(size_of::<MemorySyscallStats>() == 8 * SYSCALL_COUNTERS);
 
 // SAFETY: plain integers and arrays of them, no padding (sizes asserted above).
 unsafe impl aya::Pod for FaultSample {}
 // SAFETY: as above.
 unsafe impl aya::Pod for MemorySyscallStats {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syscall_stats_round_trip_through_their_counters() {
+        let mut stats = MemorySyscallStats { calls: [1, 2, 3, 4], failed: [5, 6, 7, 8], ..Default::default() };
+        (stats.mapped_anon, stats.mapped_file, stats.unmapped) = (9, 10, 11);
+        (stats.brk_grown, stats.brk_shrunk, stats.mremap_grown, stats.mremap_shrunk) = (12, 13, 14, 15);
+        stats.mmap_sizes = std::array::from_fn(|i| 16 + i as u64);
+        let counters = stats.to_counters();
+        assert_eq!(counters.to_vec(), (1..=SYSCALL_COUNTERS as u64).collect::<Vec<_>>());
+        assert_eq!(MemorySyscallStats::from_counters(&counters), stats);
+    }
+}

@@ -6,11 +6,12 @@ use super::{
     BRK_MOVED, CALLS, Config, DROPPED, FAILED, MAPPED, MMAP_SIZE, MREMAP_RESIZED, Options, SPEC, TRACKED_CGROUPS,
     TRACKED_PROCESSES, UNMAPPED, UNPAIRED,
 };
-use crate::cgroup_ids::{self, CgroupNames};
+use crate::cgroup_counters::{self, CgroupCounters};
+use crate::cgroup_ids::CgroupNames;
 use crate::loader::{per_cpu_sum, typed_map};
 use crate::shared::{
-    MemorySyscallStats, SYSCALL_BREAK_DELETES, SYSCALL_BREAK_INSERTS, SYSCALL_BREAKS_FULL, SYSCALL_NAMES,
-    SYSCALL_STATS_INSERTS, SYSCALL_UNPAIRED_EXITS,
+    MemorySyscallStats, SYSCALL_BREAK_DELETES, SYSCALL_BREAK_INSERTS, SYSCALL_BREAKS_FULL, SYSCALL_COUNTERS,
+    SYSCALL_NAMES, SYSCALL_STATS_INSERTS, SYSCALL_UNPAIRED_EXITS,
 };
 use aya::Ebpf;
 use aya::maps::{HashMap as BpfHashMap, PerCpuArray};
@@ -18,7 +19,6 @@ use aya::programs::TracePoint;
 use memleak_signals::{
     Collection, Collector, CollectorSpec, Configurable, FsRoots, HistogramValue, Problem, ScrapeContext,
 };
-use std::collections::BTreeMap;
 
 /// (program, tracepoint category, tracepoint name)
 const PROGRAMS: [(&str, &str, &str); 10] = [
@@ -42,6 +42,8 @@ pub struct MemorySyscallsCollector {
     /// Most cgroups exported by name (the busiest); the rest are summed as `__other__`.
     max_cgroups: usize,
     loaded: Option<Ebpf>,
+    /// Every counter of `MemorySyscallStats` per cgroup (the object is loaded once: one generation).
+    counters: CgroupCounters<(), SYSCALL_COUNTERS>,
     /// Highest eviction estimate so far (kept so the counter never goes back).
     stats_evicted: u64,
 }
@@ -58,6 +60,7 @@ impl MemorySyscallsCollector {
             names: CgroupNames::new(&roots.cgroupfs),
             max_cgroups: config.max_cgroups,
             loaded: None,
+            counters: cgroup_counters::cgroup_counters(config.max_cgroups),
             stats_evicted: 0,
         }
     }
@@ -76,21 +79,6 @@ impl MemorySyscallsCollector {
         tracing::info!("tracing brk/mmap/munmap/mremap per cgroup with eBPF (every syscall takes the slow path)");
         Ok(bpf)
     }
-}
-
-/// Adds `other` into `total`, field by field.
-fn accumulate(total: &mut MemorySyscallStats, other: &MemorySyscallStats) {
-    let add = |a: &mut [u64], b: &[u64]| a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-    add(&mut total.calls, &other.calls);
-    add(&mut total.failed, &other.failed);
-    add(&mut total.mmap_sizes, &other.mmap_sizes);
-    total.mapped_anon += other.mapped_anon;
-    total.mapped_file += other.mapped_file;
-    total.unmapped += other.unmapped;
-    total.brk_grown += other.brk_grown;
-    total.brk_shrunk += other.brk_shrunk;
-    total.mremap_grown += other.mremap_grown;
-    total.mremap_shrunk += other.mremap_shrunk;
 }
 
 fn emit(out: &mut Collection, cgroup: &str, stats: &MemorySyscallStats) {
@@ -150,20 +138,12 @@ impl Collector for MemorySyscallsCollector {
                 Err(problem) => return out.problem(problem),
             };
 
-        let paths = self.names.resolve(stats.iter().map(|(id, _)| *id));
-        let mut by_path: BTreeMap<&str, MemorySyscallStats> = BTreeMap::new();
-        for (id, s) in &stats {
-            accumulate(by_path.entry(cgroup_ids::name(paths, *id)).or_default(), s);
-        }
-        let weights = by_path.iter().map(|(path, s)| (*path, s.calls.iter().sum())).collect();
-        let names = cgroup_ids::keep_top(&weights, self.max_cgroups);
-        let mut exported: BTreeMap<&str, MemorySyscallStats> = BTreeMap::new();
-        for (path, s) in &by_path {
-            let name = names.get(*path).map_or(cgroup_ids::OTHER, String::as_str);
-            accumulate(exported.entry(name).or_default(), s);
-        }
-        for (path, s) in &exported {
-            emit(out, path, s);
+        let values = stats.iter().map(|(id, s)| (*id, (), s.to_counters()));
+        // Ranked by calls (the first four counters).
+        let calls = |c: &[u64; SYSCALL_COUNTERS]| c[..4].iter().sum();
+        cgroup_counters::count(&mut self.counters, &mut self.names, 0, values, self.max_cgroups, calls);
+        for ((path, ()), counters) in self.counters.iter() {
+            emit(out, path, &MemorySyscallStats::from_counters(counters));
         }
         out.metrics.push(&TRACKED_CGROUPS, &[], stats.len() as f64);
         out.metrics.push(&TRACKED_PROCESSES, &[], processes as f64);

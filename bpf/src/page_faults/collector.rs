@@ -8,8 +8,10 @@
 
 use super::fault_stacks::FaultProfile;
 use super::region_drain::RegionDrain;
+use super::regions::Place;
 use super::{BY_REGION, Config, DROPPED, ESTIMATED, FaultMode, Options, PROFILE_DROPPED, SPEC, TRACKED};
-use crate::cgroup_ids::{self, CgroupNames};
+use crate::cgroup_counters::{self, CgroupCounters};
+use crate::cgroup_ids::CgroupNames;
 use crate::loader::{per_cpu_sum, typed_map};
 use crate::shared::FAULT_RING_FULL;
 use aya::Ebpf;
@@ -44,7 +46,12 @@ pub struct PageFaultsCollector {
     max_cgroups: usize,
     every_fault_window: Option<Duration>,
     loaded: Option<Loaded>,
+    /// Loads so far: a reloaded object's maps start from zero, as new sources.
+    generation: u64,
     names: CgroupNames,
+    /// Estimated faults per cgroup, keyed by the period they were counted with.
+    estimates: CgroupCounters<u64, 1>,
+    by_region: CgroupCounters<Place, 1>,
     profile: FaultProfile,
 }
 
@@ -68,7 +75,10 @@ impl PageFaultsCollector {
             max_cgroups: config.max_cgroups.max(1),
             every_fault_window: config.every_fault_window,
             loaded: None,
+            generation: 0,
             names: CgroupNames::new(&roots.cgroupfs),
+            estimates: cgroup_counters::cgroup_counters(config.max_cgroups.max(1)),
+            by_region: cgroup_counters::cgroup_counters(config.max_cgroups.max(1)),
             profile: FaultProfile::default(),
         }
     }
@@ -170,7 +180,10 @@ impl Collector for PageFaultsCollector {
         }
         if self.loaded.is_none() {
             match self.load() {
-                Ok(loaded) => self.loaded = Some(loaded),
+                Ok(loaded) => {
+                    self.loaded = Some(loaded);
+                    self.generation += 1;
+                }
                 Err(problem) => return out.problem(problem),
             }
         }
@@ -183,28 +196,28 @@ impl Collector for PageFaultsCollector {
             Ok(map) => per_cpu_sum(&map, FAULT_RING_FULL),
             Err(problem) => return out.problem(problem),
         };
-        let names = &mut self.names;
+        let names = &self.names;
         let (regions, dropped_over_cap) = loaded.regions.with_counts(&self.procfs, |region_counts| {
-            let ids = counts.iter().map(|(id, _)| *id).chain(region_counts.faults.keys().map(|(id, _)| *id));
-            names.resolve(ids);
-            // Cgroups removed from the host stop being reported.
+            // Cgroups removed from the host are forgotten.
             region_counts.forget(|id| names.is_gone(id));
             (region_counts.faults.clone(), region_counts.dropped_over_cap)
         });
-        let paths = self.names.paths();
 
-        let (weight, period_label) = match self.mode {
-            FaultMode::Sampled => (self.period, self.period.to_string()),
-            FaultMode::EveryFault => (1, "1".to_owned()),
+        let period = match self.mode {
+            FaultMode::Sampled => self.period,
+            FaultMode::EveryFault => 1,
         };
-        let estimates = counts.iter().map(|(id, runs)| (*id, (), runs * weight));
-        for ((path, ()), faults) in cgroup_ids::fold(estimates, paths, self.max_cgroups) {
-            out.metrics.push(&ESTIMATED, &[&path, &period_label], faults as f64);
+        let estimates = counts.iter().map(|(id, runs)| (*id, period, [runs.saturating_mul(period)]));
+        let (generation, max) = (self.generation, self.max_cgroups);
+        cgroup_counters::count(&mut self.estimates, &mut self.names, generation, estimates, max, |v| v[0]);
+        for ((path, period), [faults]) in self.estimates.iter() {
+            out.metrics.push(&ESTIMATED, &[path, &period.to_string()], *faults as f64);
         }
         let region_period = self.period.to_string();
-        let by_region = regions.iter().map(|((id, place), faults)| (*id, *place, *faults));
-        for ((path, place), faults) in cgroup_ids::fold(by_region, paths, self.max_cgroups) {
-            out.metrics.push(&BY_REGION, &[&path, place.as_str(), &region_period], faults as f64);
+        let by_region = regions.iter().map(|((id, place), faults)| (*id, *place, [*faults]));
+        cgroup_counters::count(&mut self.by_region, &mut self.names, generation, by_region, max, |v| v[0]);
+        for ((path, place), [faults]) in self.by_region.iter() {
+            out.metrics.push(&BY_REGION, &[path, place.as_str(), &region_period], *faults as f64);
         }
         out.metrics.push(&TRACKED, &[], counts.len() as f64);
         // Every region sample stands for `period` faults, in both modes.

@@ -46,12 +46,6 @@ impl CounterAudit {
         self.ended + self.last.values().sum::<f64>()
     }
 
-    /// The current value of the series whose label values are `labels`.
-    #[allow(dead_code)]
-    pub fn value(&self, labels: &[&str]) -> Option<f64> {
-        self.last.iter().find(|(k, _)| k.starts_with(&format!("{labels:?}"))).map(|(_, v)| *v)
-    }
-
     /// Series of this scrape.
     pub fn series(&self) -> usize {
         self.last.len()
