@@ -9,7 +9,6 @@
 
 use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use std::fmt;
-use std::io::Read;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
@@ -23,15 +22,9 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
-    /// Reads the file; the error names it.
+    /// Reads the file (a regular file of at most 1 MiB, see `bounded_file`); the error names it.
     pub fn load(path: &Path) -> anyhow::Result<ConfigFile> {
-        let mut text = String::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(MAX_BYTES + 1).read_to_string(&mut text))
-            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-        if text.len() as u64 > MAX_BYTES {
-            anyhow::bail!("config file {} is larger than {MAX_BYTES} bytes", path.display());
-        }
+        let text = crate::bounded_file::read_text(path, MAX_BYTES, "config file")?;
         Ok(ConfigFile { source: Some((path.to_owned(), text)) })
     }
 

@@ -2,6 +2,7 @@
 
 use memleak_exporter::{cli, ingest, logging, server};
 
+use std::io::Write;
 use std::process::ExitCode;
 
 // The exporter runs on jemalloc with profiling compiled in, so its own heap
@@ -20,7 +21,8 @@ fn main() -> ExitCode {
     let invocation = match cli::parse() {
         Ok(invocation) => invocation,
         Err(err) => {
-            eprintln!("memleak-exporter: {err:#}");
+            // Written, not printed: a closed or broken stderr is no reason to panic.
+            let _ = writeln!(std::io::stderr(), "memleak-exporter: {err:#}");
             return ExitCode::from(2);
         }
     };
@@ -30,16 +32,17 @@ fn main() -> ExitCode {
     }
     let settings = invocation.settings;
     if invocation.check_only {
-        println!("memleak-exporter: configuration is valid");
-        println!("{}", settings.summary());
+        let _ = writeln!(std::io::stdout(), "memleak-exporter: configuration is valid\n{}", settings.summary());
         return ExitCode::SUCCESS;
     }
     logging::init(&settings.log);
-    match server::run(settings) {
+    let code = match server::run(settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "memleak-exporter stopped");
             ExitCode::FAILURE
         }
-    }
+    };
+    logging::flush();
+    code
 }

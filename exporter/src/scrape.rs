@@ -54,10 +54,42 @@ impl Scraper {
         }
     }
 
+    /// Runs every collector once at start-up and logs what they cannot do, so
+    /// that a missing permission (perf counters, eBPF) or file shows in the log
+    /// when the exporter starts rather than at the first scrape. Collectors that
+    /// attach to the kernel (perf counters, eBPF programs) start counting then.
+    /// Not a scrape: its problems are logged (once, as ever) but not counted.
+    pub fn probe(&self, budget: Duration) {
+        for (id, out, _) in self.collect_all(budget) {
+            self.log_problems(id, &out.problems);
+        }
+    }
+
     /// Runs every collector (in parallel: they read different files) and returns all metrics.
     pub fn scrape(&self, budget: Duration) -> MetricSet {
+        let results = self.collect_all(budget);
+        let mut set = MetricSet::new();
+        set.push(&BUILD_INFO, &[env!("CARGO_PKG_VERSION"), "jemalloc"], 1.0);
+        for (id, out, elapsed) in results {
+            set.push(&COLLECTOR_DURATION, &[id], elapsed.as_secs_f64());
+            set.push(&COLLECTOR_SUCCESS, &[id], if out.problems.is_empty() { 1.0 } else { 0.0 });
+            for problem in &out.problems {
+                self.counters.inc(&ERRORS, &[id, problem.kind.as_str()]);
+            }
+            self.log_problems(id, &out.problems);
+            set.append(out.metrics);
+        }
+        for spec in [&ERRORS, &WEBHOOK_REQUESTS, &CAPTURE_REQUESTS, &CAPTURES, &CAPTURE_REJECTIONS] {
+            self.counters.emit(spec, &mut set);
+        }
+        self.counters.emit_histogram(&CAPTURE_DURATION, &mut set);
+        set
+    }
+
+    /// Every collector's collection, each on its own thread within `budget`.
+    fn collect_all(&self, budget: Duration) -> Vec<(&'static str, Collection, Duration)> {
         let ctx = ScrapeContext::with_budget(budget);
-        let results: Vec<(&'static str, Collection, Duration)> = std::thread::scope(|scope| {
+        std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .collectors
                 .iter()
@@ -75,24 +107,7 @@ impl Scraper {
                 .zip(self.collectors.iter())
                 .map(|(h, (id, _))| h.join().unwrap_or_else(|_| (*id, panicked(id), Duration::ZERO)))
                 .collect()
-        });
-
-        let mut set = MetricSet::new();
-        set.push(&BUILD_INFO, &[env!("CARGO_PKG_VERSION"), "jemalloc"], 1.0);
-        for (id, out, elapsed) in results {
-            set.push(&COLLECTOR_DURATION, &[id], elapsed.as_secs_f64());
-            set.push(&COLLECTOR_SUCCESS, &[id], if out.problems.is_empty() { 1.0 } else { 0.0 });
-            for problem in &out.problems {
-                self.counters.inc(&ERRORS, &[id, problem.kind.as_str()]);
-            }
-            self.log_problems(id, &out.problems);
-            set.append(out.metrics);
-        }
-        for spec in [&ERRORS, &WEBHOOK_REQUESTS, &CAPTURE_REQUESTS, &CAPTURES, &CAPTURE_REJECTIONS] {
-            self.counters.emit(spec, &mut set);
-        }
-        self.counters.emit_histogram(&CAPTURE_DURATION, &mut set);
-        set
+        })
     }
 
     fn log_problems(&self, collector: &str, problems: &[Problem]) {
@@ -172,5 +187,15 @@ mod tests {
             let errors = [("collector", "broken"), ("type", "panic")];
             assert_eq!(set.value("memleak_exporter_errors_total", &errors), Some(f64::from(scrapes)));
         }
+    }
+
+    #[test]
+    fn the_start_up_probe_runs_the_collectors_but_counts_nothing() {
+        let counters = Arc::new(Counters::default());
+        let scraper = Scraper::new(vec![Box::new(Broken), Box::new(Steady)], Duration::from_secs(1), counters);
+        scraper.probe(Duration::from_secs(1));
+        let set = scraper.scrape(Duration::from_secs(1));
+        let errors = [("collector", "broken"), ("type", "panic")];
+        assert_eq!(set.value("memleak_exporter_errors_total", &errors), Some(1.0), "only the scrape counts");
     }
 }

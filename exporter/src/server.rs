@@ -1,6 +1,6 @@
-//! The HTTP server: `/metrics`, health, readiness, the landing page, the
-//! exporter's own heap profile, the collectors' profiles, the webhook and the
-//! captures API.
+//! The HTTP server's routes: `/metrics`, health, readiness, the landing page,
+//! the exporter's own heap profile and the collectors' profiles, the webhook
+//! and the captures API; connections and their limits are `http`'s.
 
 use crate::capture::api::{self, Api};
 use crate::capture::target::Resolver;
@@ -8,6 +8,7 @@ use crate::capture::{Captures, poller};
 use crate::cli::Settings;
 use crate::collectors::{self, COLLECTORS};
 use crate::heap_profile;
+use crate::http::{self, Limits};
 use crate::scrape::Scraper;
 use crate::self_metrics::Counters;
 use crate::webhook::{self, Access, Webhook};
@@ -21,7 +22,6 @@ use memleak_signals::ServedProfile;
 use memleak_signals::encode::{self, Format};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Clone)]
 struct AppState {
@@ -37,10 +37,14 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         .max_blocking_threads(4)
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(settings))
+    let served = runtime.block_on(serve(settings));
+    // A scrape still running on a blocking thread must not hold the exit past the shutdown deadline.
+    runtime.shutdown_background();
+    served
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let signals = crate::unix_signals::install().context("installing the signal handlers")?;
     let Settings { web, webhook, capture, alertmanager, process, ingest, roots, collectors, .. } = settings;
     let mut built = collectors::build(collectors, &roots)?;
     if let Some(ingest) = ingest {
@@ -56,6 +60,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             web.listen
         )
     })?;
+    let probing = Arc::clone(&scraper);
+    let budget = web.scrape_timeout;
+    tokio::task::spawn_blocking(move || probing.probe(budget)).await.context("probing the collectors")?;
     // The bound address: with port 0 the kernel picked one, and this line says which.
     let address = listener.local_addr().map_or_else(|_| web.listen.to_string(), |a| a.to_string());
     tracing::info!(
@@ -89,7 +96,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     let state = AppState { scraper, profiles: Arc::new(built.profiles) };
     let app = router(state, hook, Api { access, captures: Arc::clone(&captures) }, webhook.max_body_bytes);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+    http::serve(listener, app, Limits::from_config(&web), signals.shutdown()).await;
     captures.stop();
     tracing::info!("memleak-exporter stopped");
     Ok(())
@@ -117,36 +124,10 @@ fn router(state: AppState, hook: Webhook, captures: Api, max_body_bytes: usize) 
         .merge(captures)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => tracing::info!(signal = "SIGINT", "shutting down"),
-        () = terminate => tracing::info!(signal = "SIGTERM", "shutting down"),
-    }
-}
-
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let announced = headers
-        .get("X-Prometheus-Scrape-Timeout-Seconds")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .map(Duration::from_secs_f64);
     let scraper = Arc::clone(&state.scraper);
-    let budget = scraper.budget(announced);
+    let budget = scraper.budget(crate::headers::scrape_timeout(&headers));
     match tokio::task::spawn_blocking(move || encode::encode(&scraper.scrape(budget), format)).await {
         Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
         Err(err) => {

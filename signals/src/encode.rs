@@ -20,12 +20,28 @@ impl Format {
     pub const PROMETHEUS_CONTENT_TYPE: &'static str = "text/plain; version=0.0.4; charset=utf-8";
     pub const OPENMETRICS_CONTENT_TYPE: &'static str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-    /// Picks the format from an HTTP `Accept` header (OpenMetrics when asked for).
+    /// Picks the format from an HTTP `Accept` header: OpenMetrics when a
+    /// range names it with a weight above zero and at least that of the text
+    /// format; the text format otherwise, and for anything that does not parse.
     pub fn negotiate(accept: Option<&str>) -> Format {
-        match accept {
-            Some(accept) if accept.contains("application/openmetrics-text") => Format::OpenMetrics,
-            _ => Format::PrometheusText,
+        let Some(accept) = accept else { return Format::PrometheusText };
+        let (mut openmetrics, mut text) = (0.0_f32, 0.0_f32);
+        // Bounded: hyper caps the header; the ranges beyond 32 are not looked at.
+        for range in accept.split(',').take(32) {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or_default().trim();
+            let weight = parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+                .map_or(Some(1.0), |(_, q)| q.trim().parse::<f32>().ok().filter(|q| (0.0..=1.0).contains(q)));
+            let Some(weight) = weight else { continue };
+            if media.eq_ignore_ascii_case("application/openmetrics-text") {
+                openmetrics = openmetrics.max(weight);
+            } else if ["text/plain", "text/*", "*/*"].iter().any(|m| media.eq_ignore_ascii_case(m)) {
+                text = text.max(weight);
+            }
         }
+        if openmetrics > 0.0 && openmetrics >= text { Format::OpenMetrics } else { Format::PrometheusText }
     }
 
     pub fn content_type(self) -> &'static str {
@@ -243,5 +259,21 @@ mod tests {
             Format::negotiate(Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5")),
             Format::OpenMetrics
         );
+        // What Prometheus 2.42 sends.
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        for text in [
+            "application/openmetrics-text;q=0",
+            "application/openmetrics-text;q=0.2,text/plain;q=0.9",
+            "application/openmetrics-text;q=NaN",
+            "application/openmetrics-text;q=1e308",
+            "application/openmetrics-text;q=-1",
+            "*/*",
+            "",
+            ";;;,,,=;q",
+        ] {
+            assert_eq!(Format::negotiate(Some(text)), Format::PrometheusText, "{text}");
+        }
+        assert_eq!(Format::negotiate(Some("Application/OpenMetrics-Text; Q=0.9, */*;q=0.1")), Format::OpenMetrics);
     }
 }

@@ -1,9 +1,14 @@
 //! The HTTP server's options (`--web.*`, YAML `web`).
 
 use memleak_signals::OptionError;
+use memleak_signals::options::at_least_one;
 use serde::{Deserialize, Serialize};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
+
+/// Open connections served at once unless `--web.max-connections` says otherwise; the systemd
+/// unit's `LimitNOFILE` is sized from it (checked by the deploy tests).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 #[derive(Debug, Default, Clone, clap::Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,6 +21,35 @@ pub struct Options {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub scrape_timeout: Option<Duration>,
+
+    /// Longest wait for a request's headers, from the connection's opening or its previous response;
+    /// so also how long an idle keep-alive connection stays open [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub header_timeout: Option<Duration>,
+
+    /// Longest wait for a request's body once its headers arrived; a client that sends less than
+    /// its Content-Length gets 408 and the connection is closed [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub body_timeout: Option<Duration>,
+
+    /// Longest a response may wait for the client to take more of it; a client that stops
+    /// reading is disconnected [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub write_timeout: Option<Duration>,
+
+    /// Connections served at once (lowered to fit the open-file limit). When full, a new
+    /// connection replaces the longest-waiting idle one of the address holding the most [default: 256].
+    #[arg(long, value_name = "COUNT")]
+    pub max_connections: Option<usize>,
+
+    /// On SIGTERM or SIGINT, how long requests in progress may take to finish before the
+    /// exporter exits anyway [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_timeout: Option<Duration>,
 }
 
 /// The HTTP server's settings.
@@ -23,6 +57,11 @@ pub struct Options {
 pub struct Config {
     pub listen: SocketAddr,
     pub scrape_timeout: Duration,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub write_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
 }
 
 impl memleak_signals::Options for Options {
@@ -30,11 +69,25 @@ impl memleak_signals::Options for Options {
 
     fn resolve(self) -> Result<Config, OptionError> {
         let listen = parse_listen(self.listen_address.as_deref().unwrap_or(":9487"))?;
-        let scrape_timeout = self.scrape_timeout.unwrap_or(Duration::from_secs(10));
-        if scrape_timeout.is_zero() {
-            return Err(OptionError::new("scrape_timeout", "must be more than 0s"));
-        }
-        Ok(Config { listen, scrape_timeout })
+        Ok(Config {
+            listen,
+            scrape_timeout: positive("scrape_timeout", self.scrape_timeout, Duration::from_secs(10))?,
+            header_timeout: positive("header_timeout", self.header_timeout, Duration::from_secs(5))?,
+            body_timeout: positive("body_timeout", self.body_timeout, Duration::from_secs(10))?,
+            write_timeout: positive("write_timeout", self.write_timeout, Duration::from_secs(10))?,
+            max_connections: at_least_one("max_connections", self.max_connections, DEFAULT_MAX_CONNECTIONS)?,
+            // Zero is allowed: exit as soon as the signal comes.
+            shutdown_timeout: self.shutdown_timeout.unwrap_or(Duration::from_secs(5)),
+        })
+    }
+}
+
+/// A duration that must be more than zero, or `default` when unset.
+fn positive(key: &'static str, value: Option<Duration>, default: Duration) -> Result<Duration, OptionError> {
+    match value {
+        Some(d) if d.is_zero() => Err(OptionError::new(key, "must be more than 0s")),
+        Some(d) => Ok(d),
+        None => Ok(default),
     }
 }
 

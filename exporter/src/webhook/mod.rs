@@ -1,10 +1,13 @@
 //! `POST /api/v1/alerts`: Alertmanager's webhook receiver, where alerts ask for
 //! captures. Every request is authenticated (a bearer token from
-//! `--webhook.token-file`) unless the exporter listens on loopback only; the body
-//! is bounded; each alert is validated into a `CaptureRequest` and handed to
-//! the capture planner. The answer is 200 with one outcome per alert (a bad
-//! alert must not drop the good ones: Alertmanager never retries a 4xx); only
-//! a request wrong as a whole gets a 4xx.
+//! `--webhook.token-file`) unless the exporter listens on loopback only, and
+//! must declare a JSON body (`Content-Type: application/json`: a web page can
+//! send text or form bodies to a loopback exporter without the browser asking
+//! first, but not JSON); both are checked before the body is read. The body
+//! is bounded in size and time; each alert is validated into a `CaptureRequest`
+//! and handed to the capture planner. The answer is 200 with one outcome per
+//! alert (a bad alert must not drop the good ones: Alertmanager never retries
+//! a 4xx); only a request wrong as a whole gets a 4xx.
 
 pub mod payload;
 
@@ -13,14 +16,16 @@ use crate::capture::kinds::metric_label;
 use crate::capture::plan::{Outcome, Via};
 use crate::self_metrics::{CAPTURE_REJECTIONS, CAPTURE_REQUESTS, Counters, WEBHOOK_REQUESTS};
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
+
+/// Longest token file read: a token is a line, not a file's worth.
+const MAX_TOKEN_FILE_BYTES: u64 = 4096;
 
 /// Who may call the webhook.
 #[derive(Debug)]
@@ -38,8 +43,7 @@ impl Access {
     pub fn from_settings(token_file: Option<&Path>, listen: SocketAddr) -> anyhow::Result<Access> {
         match token_file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| anyhow::anyhow!("cannot read --webhook.token-file {}: {e}", path.display()))?;
+                let text = crate::bounded_file::read_text(path, MAX_TOKEN_FILE_BYTES, "--webhook.token-file")?;
                 let token = text.trim();
                 if token.is_empty() {
                     anyhow::bail!("--webhook.token-file {} is empty; put the bearer token in it", path.display());
@@ -72,7 +76,9 @@ impl Access {
                 let given = headers
                     .get(header::AUTHORIZATION)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .and_then(|v| v.trim_start().split_once(' '))
+                    // The scheme is case-insensitive (RFC 9110, 11.1).
+                    .and_then(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer").then_some(token))
                     .ok_or((StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <token>` header".to_owned()))?;
                 if bool::from(given.trim().as_bytes().ct_eq(expected)) {
                     Ok(())
@@ -93,13 +99,17 @@ pub struct Webhook {
 }
 
 /// The handler of `POST /api/v1/alerts`.
-pub async fn receive(State(hook): State<Webhook>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    // Planning resolves targets in /proc and writes to the spool: off the async threads.
-    let planned = {
-        let hook = hook.clone();
-        tokio::task::spawn_blocking(move || handle(&hook, &headers, body)).await
+pub async fn receive(State(hook): State<Webhook>, request: Request) -> Response {
+    let outcome = match read(&hook, request).await {
+        Ok(body) => {
+            // Planning resolves targets in /proc and writes to the spool: off the async threads.
+            let hook = hook.clone();
+            tokio::task::spawn_blocking(move || handle(&hook, &body))
+                .await
+                .unwrap_or_else(|e| Err((StatusCode::INTERNAL_SERVER_ERROR, format!("planning failed: {e}"))))
+        }
+        Err(refused) => Err(refused),
     };
-    let outcome = planned.unwrap_or_else(|e| Err((StatusCode::INTERNAL_SERVER_ERROR, format!("planning failed: {e}"))));
     let (status, json) = match outcome {
         Ok(outcomes) => (StatusCode::OK, serde_json::json!({ "status": "ok", "outcomes": outcomes })),
         Err((status, message)) => {
@@ -112,18 +122,28 @@ pub async fn receive(State(hook): State<Webhook>, headers: HeaderMap, body: Resu
     if status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
+    if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        response
+            .headers_mut()
+            .insert(header::HeaderName::from_static("accept-post"), HeaderValue::from_static("application/json"));
+    }
     response
 }
 
-fn handle(
-    hook: &Webhook,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Vec<Outcome>, (StatusCode, String)> {
-    hook.access.check(headers)?;
-    let body =
-        body.map_err(|rejection| (rejection.status(), format!("cannot read the body: {}", rejection.body_text())))?;
-    let requests = payload::validate(&body)
+/// The body of an authorized request declared JSON, read within the route's
+/// DefaultBodyLimit and the connection's body deadline.
+async fn read(hook: &Webhook, request: Request) -> Result<Bytes, (StatusCode, String)> {
+    hook.access.check(request.headers())?;
+    crate::headers::require_json(request.headers()).map_err(|why| (StatusCode::UNSUPPORTED_MEDIA_TYPE, why))?;
+    Bytes::from_request(request, &()).await.map_err(|rejection| {
+        let status =
+            if crate::http::body::timed_out(&rejection) { StatusCode::REQUEST_TIMEOUT } else { rejection.status() };
+        (status, format!("cannot read the body: {}", rejection.body_text()))
+    })
+}
+
+fn handle(hook: &Webhook, body: &[u8]) -> Result<Vec<Outcome>, (StatusCode, String)> {
+    let requests = payload::validate(body)
         .map_err(|(code, message)| (StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST), message))?;
     Ok(requests.iter().map(|r| plan(hook, r, Via::Webhook)).collect())
 }

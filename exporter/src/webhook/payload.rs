@@ -78,6 +78,8 @@ pub const TARGET_LABELS: &[&str] = &["group", "cgroup", "pid"];
 const MAX_LABEL_VALUE: usize = 1024;
 /// Longest fingerprint accepted (Alertmanager's are 16 hex digits).
 const MAX_FINGERPRINT: usize = 64;
+/// Longest label name accepted.
+const MAX_LABEL_NAME: usize = 128;
 /// Most alerts accepted in one notification.
 pub const MAX_ALERTS: usize = 1000;
 
@@ -125,20 +127,40 @@ pub fn validate(body: &[u8]) -> Result<Vec<Result<CaptureRequest, Invalid>>, (u1
         .collect())
 }
 
+/// Label names as Alertmanager sends them (never empty, never a control
+/// character: it only sends `[a-zA-Z_][a-zA-Z0-9_]*`, or UTF-8 names in its
+/// UTF-8 mode) and values without NUL (which no target name may hold).
+fn check_labels(labels: &BTreeMap<String, String>, what: &str) -> Result<(), String> {
+    for (name, value) in labels {
+        if name.is_empty() || name.len() > MAX_LABEL_NAME || name.chars().any(char::is_control) {
+            return Err(format!(
+                "{what} name {} is empty, longer than {MAX_LABEL_NAME} bytes, or holds a control character (NUL included)",
+                quoted(name)
+            ));
+        }
+        if value.len() > MAX_LABEL_VALUE || value.contains('\0') {
+            return Err(format!("{what} {} is longer than {MAX_LABEL_VALUE} bytes or contains NUL", quoted(name)));
+        }
+    }
+    Ok(())
+}
+
+/// A name from the request as a message shows it: quoted, escaped, at most 64 characters.
+fn quoted(name: &str) -> String {
+    match name.char_indices().nth(64) {
+        Some((at, _)) => format!("{:?}…", &name[..at]),
+        None => format!("{name:?}"),
+    }
+}
+
 /// Validates one alert (from the webhook or the Alertmanager API).
 pub fn request(alert: &Alert) -> Result<CaptureRequest, String> {
-    let bad =
-        |(k, v): (&String, &String)| k.len() > 128 || v.len() > MAX_LABEL_VALUE || k.contains('\0') || v.contains('\0');
-    if let Some((name, _)) = alert.labels.iter().find(|p| bad(*p)) {
-        return Err(format!("label {name:?} is longer than {MAX_LABEL_VALUE} bytes or contains NUL"));
-    }
-    if let Some((name, _)) = alert.annotations.iter().find(|p| bad(*p)) {
-        return Err(format!("annotation {name:?} is longer than {MAX_LABEL_VALUE} bytes or contains NUL"));
-    }
+    check_labels(&alert.labels, "label")?;
+    check_labels(&alert.annotations, "annotation")?;
     if alert.fingerprint.len() > MAX_FINGERPRINT || !alert.fingerprint.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(format!(
-            "fingerprint {:?} is not Alertmanager's (hex digits, at most {MAX_FINGERPRINT})",
-            alert.fingerprint
+            "fingerprint {} is not Alertmanager's (hex digits, at most {MAX_FINGERPRINT})",
+            quoted(&alert.fingerprint)
         ));
     }
     let status = match alert.status.as_str() {
@@ -224,5 +246,26 @@ mod tests {
         assert!(reason(GOOD.replace(r#""1m""#, r#""a\u0000b""#)).contains("annotation"));
         // An unknown kind is the planner's to judge (against the capture-kind table).
         assert!(validate(payload(&GOOD.replace("allocator-profile", "rm -rf")).as_bytes()).unwrap()[0].is_ok());
+    }
+
+    #[test]
+    fn label_names_and_values_alertmanager_never_sends_are_refused_with_the_alert_index() {
+        let cases = [
+            (r#""gr\u0000oup":"x","#, "label name \"gr\\0oup\" is empty"),
+            (r#""":"x","#, "label name \"\" is empty"),
+            (r#""a\u001b[31m":"x","#, "label name \"a\\u{1b}[31m\""),
+            (r#""a\nb":"x","#, "control character"),
+            (r#""note":"x\u0000y","#, "label \"note\" is longer than 1024 bytes or contains NUL"),
+        ];
+        for (extra, needle) in cases {
+            let bad = GOOD.replace(r#"{"alertname""#, &format!(r#"{{{extra}"alertname""#));
+            let all = validate(payload(&format!("{GOOD},{bad}")).as_bytes()).unwrap();
+            assert!(all[0].is_ok(), "the good alert stays good");
+            let reason = all[1].clone().unwrap_err().reason;
+            assert!(reason.starts_with("alerts[1]: ") && reason.contains(needle), "{extra}: {reason}");
+        }
+        let huge_name = GOOD.replace(r#""group""#, &format!("{:?}", "g".repeat(1 << 20)));
+        let reason = validate(payload(&huge_name).as_bytes()).unwrap()[0].clone().unwrap_err().reason;
+        assert!(reason.len() < 300 && reason.contains("longer than 128 bytes"), "{}", &reason[..reason.len().min(300)]);
     }
 }

@@ -1,0 +1,169 @@
+//! The HTTP serve loop: accepts connections under the limits (`admission`),
+//! serves each with hyper under its timeouts, and on shutdown lets requests in
+//! progress finish until a deadline, then closes whatever is left.
+//!
+//! The routes are an `axum::Router` built elsewhere (`server`); every route
+//! gets the same connection limits, and request bodies their deadline, here.
+//!
+//! Timeouts, each bounding what a client alone can hold:
+//! - headers (`--web.header-timeout`): hyper's header-read timer. In hyper
+//!   1.12 it starts when the connection is first read and again as soon as a
+//!   response has been sent (the connection goes back to reading the next
+//!   head), so one timer bounds a slow-loris head and an idle keep-alive
+//!   connection alike; it closes without answering.
+//! - body (`--web.body-timeout`): `body::TimedBody`, 408 and close.
+//! - writes (`--web.write-timeout`): `stall::WriteStall`, a response the client
+//!   stops reading.
+
+mod accept;
+pub mod admission;
+pub mod body;
+mod connection;
+mod stall;
+
+use crate::options::web;
+use admission::{Admission, Decision};
+use axum::Router;
+use connection::ConnectionService;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Bytes of a request's head (request line and headers) read before answering 431.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// The limits every connection is served under.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub write_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+}
+
+impl Limits {
+    pub fn from_config(web: &web::Config) -> Limits {
+        Limits {
+            header_timeout: web.header_timeout,
+            body_timeout: web.body_timeout,
+            write_timeout: web.write_timeout,
+            max_connections: web.max_connections,
+            shutdown_timeout: web.shutdown_timeout,
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then drains within the deadline.
+pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown: impl Future<Output = ()>) {
+    let cap = accept::fit_to_open_files(limits.max_connections);
+    let admission = Admission::new(cap);
+    let (stop, stopping) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut pause = accept::Pause::default();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = tokio::time::sleep_until(pause.until()), if pause.active() => pause.end(),
+            accepted = listener.accept(), if !pause.active() => match accepted {
+                Ok((stream, peer)) => {
+                    pause.clear();
+                    if let Some(ticket) = admit(&admission, peer, &stream) {
+                        let service = ConnectionService { app: app.clone(), ticket, body_timeout: limits.body_timeout, peer };
+                        connections.spawn(serve_connection(stream, service, limits, stopping.clone()));
+                    }
+                }
+                Err(err) => pause.after(&err),
+            },
+        }
+    }
+    drop(listener);
+    drain(connections, &stop, limits.shutdown_timeout).await;
+}
+
+/// Decides on a new connection; a refused one is told why and closed.
+fn admit(admission: &Arc<Admission>, peer: SocketAddr, stream: &TcpStream) -> Option<Arc<admission::Ticket>> {
+    match admission.admit(peer.ip()) {
+        Decision::Admitted { ticket, replaced } => {
+            if let Some(replaced) = replaced {
+                tracing::warn!(
+                    peer = %peer,
+                    closed_for = %replaced.peer,
+                    closed_was = if replaced.was_idle { "idle" } else { "mid-request" },
+                    max_connections = admission.cap(),
+                    "connection limit reached; closed a connection of the address holding the most to admit a new one"
+                );
+            }
+            Some(Arc::new(ticket))
+        }
+        Decision::Refused { held } => {
+            tracing::warn!(
+                peer = %peer,
+                held,
+                max_connections = admission.cap(),
+                "connection refused: the connection limit is reached and every connection of this address is mid-request"
+            );
+            // Best effort, never waiting: the client learns why before the close.
+            let _ = stream.try_write(
+                b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 54\r\n\r\ntoo many connections from your address; retry later\r\n\r\n",
+            );
+            None
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    service: ConnectionService,
+    limits: Limits,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let ticket = Arc::clone(&service.ticket);
+    let peer = service.peer;
+    let io = TokioIo::new(stall::WriteStall::new(stream, limits.write_timeout));
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .serve_connection(io, service);
+    tokio::pin!(connection);
+    let outcome = tokio::select! {
+        outcome = connection.as_mut() => Some(outcome),
+        () = ticket.evicted() => None,
+        () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
+            // Idle connections close now; a request in progress may finish (until `drain` gives up).
+            connection.as_mut().graceful_shutdown();
+            tokio::select! {
+                outcome = connection.as_mut() => Some(outcome),
+                () = ticket.evicted() => None,
+            }
+        }
+    };
+    if let Some(Err(err)) = outcome {
+        // Clients end connections in all sorts of ways; none of them is the exporter's problem.
+        tracing::debug!(peer = %peer, error = %err, "connection ended");
+    }
+}
+
+/// Tells every connection to finish and waits for them, at most `deadline`.
+async fn drain(mut connections: JoinSet<()>, stop: &watch::Sender<bool>, deadline: Duration) {
+    let _ = stop.send(true);
+    let open = connections.len();
+    let all_done = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(deadline, all_done).await.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            of = open,
+            "connections still open after --web.shutdown-timeout {deadline:?}; closing them"
+        );
+        connections.abort_all();
+    }
+}
