@@ -152,6 +152,77 @@ fn the_compose_stack_mounts_existing_files_and_valid_flags() {
     assert_eq!(hook["url"], "http://memleak-exporter:9487/api/v1/alerts");
 }
 
+/// Where `service` mounts the volume `volume`.
+fn volume_mount(service: &Value, volume: &str) -> String {
+    let mount = service["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .find_map(|v| v.strip_prefix(&format!("{volume}:")))
+        .unwrap_or_else(|| panic!("{service:?} does not mount the volume {volume}"));
+    mount.trim_end_matches(":ro").to_owned()
+}
+
+#[test]
+fn the_compose_stack_ships_no_token_and_makes_one_on_first_start() {
+    let compose = yaml("deploy/compose/compose.yaml");
+    let services = &compose["services"];
+    assert!(!repo("deploy/compose/webhook-token").exists(), "a token file in the repository is everyone's token");
+    assert!(compose["volumes"].as_mapping().unwrap().contains_key("webhook-token"));
+    let maker = &services["webhook-token"];
+    let made_in = volume_mount(maker, "webhook-token");
+    // The exporter and Alertmanager wait for it and read the same file.
+    for (service, file_in) in [("memleak-exporter", "--webhook.token-file="), ("alertmanager", "")] {
+        let s = &services[service];
+        assert_eq!(s["depends_on"]["webhook-token"]["condition"], "service_completed_successfully", "{service}");
+        let mounted = volume_mount(s, "webhook-token");
+        let expected = format!("{mounted}/webhook-token");
+        if service == "memleak-exporter" {
+            assert!(strings(&s["command"]).contains(&format!("{file_in}{expected}")), "{service} reads {expected}");
+        } else {
+            let am = yaml("deploy/compose/alertmanager.yml");
+            let credentials = &am["receivers"][1]["webhook_configs"][0]["http_config"]["authorization"];
+            assert_eq!(credentials["credentials_file"].as_str(), Some(expected.as_str()));
+        }
+    }
+    // Run its script (as root, like the container) in a folder standing for the volume.
+    if !common::is_root() {
+        eprintln!("SKIP: running the token script needs root (it gives the file to nobody)");
+        return;
+    }
+    assert_eq!(strings(&maker["entrypoint"]), ["/bin/sh", "-ec"]);
+    let script = maker["command"][0].as_str().unwrap();
+    let run = |dir: &std::path::Path| {
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-ec", &script.replace(&made_in, dir.to_str().unwrap())])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::read_to_string(dir.join("webhook-token")).unwrap()
+    };
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let token = run(one.path());
+    assert_eq!(token.len(), 64, "32 random bytes in hex: {token:?}");
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token:?}");
+    assert_eq!(run(one.path()), token, "a later start keeps the token");
+    assert_ne!(run(two.path()), token, "each stack gets its own");
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(one.path().join("webhook-token")).unwrap();
+    assert_eq!(
+        (meta.mode() & 0o777, meta.uid(), meta.gid()),
+        (0o440, 65534, 0),
+        "readable by nobody and root's group only"
+    );
+    // The exporter accepts it as its token file.
+    let dir = one.path().to_str().unwrap().to_owned();
+    let out = std::process::Command::new(common::BIN)
+        .args(["--config.check", "--webhook.token-file", &format!("{dir}/webhook-token")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn the_stack_configs_pass_promtool_and_amtool() {
     run_tool("amtool", "prometheus-alertmanager", &["check-config", "deploy/compose/alertmanager.yml"]);
@@ -171,6 +242,17 @@ fn the_systemd_unit_passes_valid_flags_and_is_hardened() {
     let spool = exec.split_whitespace().find_map(|a| a.strip_prefix("--capture.dir=")).expect("--capture.dir");
     assert!(spool.starts_with(&format!("/var/lib/{state}/")), "{spool} is outside /var/lib/{state}");
     assert!(memleak_exporter::options::capture::DEFAULT_DIR.starts_with(&format!("/var/lib/{state}/")));
+    // The open-file limit holds the default connection cap beside the default collectors' files:
+    // started under it, the exporter keeps its cap (it would log that it lowered it).
+    let files: usize = unit.lines().find_map(|l| l.strip_prefix("LimitNOFILE=")).unwrap().parse().unwrap();
+    let limited = format!("ulimit -n {files} && exec \"$0\" \"$@\"");
+    let exporter = common::Exporter::start_with(Some(std::path::Path::new("/bin/sh")), &["-c", &limited], &[]);
+    let log = exporter.stderr();
+    assert!(!log.contains("lowered to fit the open-file limit"), "LimitNOFILE={files} is too low: {log}");
+    // systemd waits longer than the exporter's own shutdown deadline before it kills.
+    let stop: u64 =
+        unit.lines().find_map(|l| l.strip_prefix("TimeoutStopSec=")).unwrap().trim_end_matches('s').parse().unwrap();
+    assert!(stop > 5, "TimeoutStopSec={stop}s must exceed --web.shutdown-timeout's default 5s");
 }
 
 #[test]

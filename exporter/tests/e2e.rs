@@ -321,11 +321,31 @@ fn webhook_without_token_is_refused_beyond_loopback() {
     assert_eq!(post_alerts(local.port, None, ALERT).0, 200);
 }
 
+/// Sets `kernel.perf_event_paranoid` and puts the old value back when dropped.
+struct Paranoid(String);
+
+impl Paranoid {
+    const PATH: &str = "/proc/sys/kernel/perf_event_paranoid";
+
+    fn set(value: i32) -> Paranoid {
+        let old = std::fs::read_to_string(Self::PATH).unwrap();
+        std::fs::write(Self::PATH, value.to_string()).unwrap();
+        Paranoid(old)
+    }
+}
+
+impl Drop for Paranoid {
+    fn drop(&mut self) {
+        std::fs::write(Self::PATH, self.0.trim()).unwrap();
+    }
+}
+
 #[test]
-fn perf_counters_denied_are_reported_not_fatal() {
-    // As `nobody` (no CAP_PERFMON, perf_event_paranoid 2) cgroup counters cannot be opened.
+fn perf_counters_denied_are_reported_at_start_with_what_the_kernel_needs() {
+    // As `nobody` (no CAP_PERFMON) cgroup counters open only at perf_event_paranoid <= 0: the
+    // kernel's rule for CPU-wide events, which a cgroup counter is; 1 and 2 refuse.
     if !is_root() {
-        eprintln!("SKIP: needs root to create a cgroup and switch to user nobody");
+        eprintln!("SKIP: needs root to create a cgroup, set perf_event_paranoid and switch to user nobody");
         return;
     }
     let Some(v2) = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
@@ -335,23 +355,54 @@ fn perf_counters_denied_are_reported_not_fatal() {
     else {
         panic!("no cgroup v2 hierarchy on this machine");
     };
-    let cgroup = v2.join(format!("memleak-e2e-{}", std::process::id()));
-    std::fs::create_dir(&cgroup).unwrap();
-    let Some(exporter) = Exporter::start_as_nobody(&[
-        "--collector.pmc",
-        "--no-collector.process",
-        "--path.cgroupfs",
-        v2.to_str().unwrap(),
-    ]) else {
-        return;
-    };
-    let text = exporter.metrics();
-    drop(exporter);
-    let _ = std::fs::remove_dir(&cgroup);
-    assert!(text.contains("memleak_exporter_collector_success{collector=\"pmc\"} 0\n"), "{text}");
-    assert!(text.contains("memleak_exporter_errors_total{collector=\"pmc\",type=\"permission\"} 1\n"), "{text}");
-    assert!(text.contains("memleak_exporter_collector_success{collector=\"psi\"} 1\n"), "the rest still serves");
-    assert!(text.contains("memleak_pmc_supported{event=\"cycles\"} 0\n"));
+    let cgroup = TempCgroup::create(v2.join(format!("memleak-e2e-{}", std::process::id())));
+    let args = ["--collector.pmc", "--no-collector.process", "--path.cgroupfs", v2.to_str().unwrap()];
+    for (paranoid, opens) in [(2, false), (1, false), (0, true)] {
+        // Only for the start, when the counters are opened: other tests may expect the usual value.
+        let setting = Paranoid::set(paranoid);
+        let Some(exporter) = Exporter::start_as_nobody(&args) else { break };
+        drop(setting);
+        let log = exporter.stderr();
+        let text = exporter.metrics();
+        let success = format!("memleak_exporter_collector_success{{collector=\"pmc\"}} {}\n", u8::from(opens));
+        assert!(text.contains(&success), "paranoid {paranoid}: {text}");
+        assert!(text.contains("memleak_exporter_collector_success{collector=\"psi\"} 1\n"), "the rest still serves");
+        assert!(text.contains("memleak_pmc_supported{event=\"cycles\"} 0\n"));
+        if opens {
+            let ours = format!(
+                "memleak_pmc_cgroup_page_faults_total{{cgroup=\"/memleak-e2e-{}\",kind=\"all\"}} ",
+                std::process::id()
+            );
+            assert!(text.contains(&ours), "paranoid 0: the test's cgroup is counted: {text}");
+            assert!(!log.contains("cannot open perf counters"), "{log}");
+        } else {
+            let errors = "memleak_exporter_errors_total{collector=\"pmc\",type=\"permission\"} 1\n";
+            assert!(text.contains(errors), "paranoid {paranoid}: only the scrape counts: {text}");
+            // Logged once, at start-up (before the listening line), with the rule and the value here.
+            let problem = log.find("cannot open perf counters").unwrap_or_else(|| panic!("{log}"));
+            assert!(problem < log.find("memleak-exporter listening").unwrap(), "{log}");
+            let hint = format!("perf_event_paranoid <= 0 (it is {paranoid} here)");
+            assert!(log.contains("CAP_PERFMON") && log.contains(&hint), "{log}");
+            assert_eq!(exporter.stderr().matches("cannot open perf counters").count(), 1, "not again at the scrape");
+        }
+    }
+    drop(cgroup);
+}
+
+/// A cgroup made for a test, removed when dropped.
+struct TempCgroup(std::path::PathBuf);
+
+impl TempCgroup {
+    fn create(path: std::path::PathBuf) -> TempCgroup {
+        std::fs::create_dir(&path).unwrap();
+        TempCgroup(path)
+    }
+}
+
+impl Drop for TempCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 #[test]
@@ -365,6 +416,11 @@ fn bpf_denied_is_reported_not_fatal() {
             "--no-collector.process",
         ];
         let Some(exporter) = Exporter::start_as_nobody(&args) else { return };
+        // Probed at start-up: the log says it before any scrape.
+        let at_start = exporter.stderr();
+        for collector in ["page_faults", "memory_syscalls"] {
+            assert!(at_start.contains(&format!("collector={collector}")), "{mode}: not logged at start: {at_start}");
+        }
         let text = exporter.metrics();
         let kind = if memleak_bpf::built_with_bpf() { "permission" } else { "unsupported" };
         for collector in ["page_faults", "memory_syscalls"] {

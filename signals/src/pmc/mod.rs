@@ -105,6 +105,8 @@ impl std::fmt::Debug for CgroupCounters {
 pub struct PmcCollector {
     cgroupfs: PathBuf,
     sysfs: PathBuf,
+    /// `kernel.perf_event_paranoid`, quoted in the hints.
+    paranoid: PathBuf,
     config: Config,
     hardware: Option<Vec<(&'static str, bool)>>,
     cgroups: BTreeMap<String, CgroupCounters>,
@@ -120,6 +122,7 @@ impl PmcCollector {
         PmcCollector {
             cgroupfs: roots.cgroupfs.clone(),
             sysfs: roots.sysfs.clone(),
+            paranoid: roots.procfs.join("sys/kernel/perf_event_paranoid"),
             config,
             hardware: None,
             cgroups: BTreeMap::new(),
@@ -131,7 +134,7 @@ impl PmcCollector {
         let Some(processes) = self.processes.as_mut() else { return };
         let (report, error) = processes.scrape();
         if let Some((dir, err)) = error {
-            out.problem(open_problem(&dir, &err));
+            out.problem(open_problem(&dir, &err, Counted::Process, &self.paranoid));
         }
         for p in &report {
             let pid = p.pid.to_string();
@@ -269,7 +272,7 @@ impl Collector for PmcCollector {
                 }
                 Err(err) if err.raw_os_error() == Some(libc::ENOENT) => continue,
                 Err(err) => {
-                    out.problem(open_problem(&dir, &err));
+                    out.problem(open_problem(&dir, &err, Counted::Cgroup, &self.paranoid));
                     break;
                 }
             }
@@ -284,15 +287,36 @@ impl Collector for PmcCollector {
     }
 }
 
-fn open_problem(dir: &Path, err: &std::io::Error) -> Problem {
+/// What a counter counts, for the hint of a refusal.
+#[derive(Debug, Clone, Copy)]
+enum Counted {
+    Cgroup,
+    Process,
+}
+
+/// A refused open, with what the kernel really requires (checked on Linux 6.18
+/// as `nobody` at each perf_event_paranoid from -1 to 4): a cgroup counter is
+/// CPU-wide, which needs CAP_PERFMON unless paranoid <= 0; a process counter
+/// (user space only, as perf-event2 opens them) needs ptrace-read access to the
+/// process: the same user, or CAP_PERFMON or CAP_SYS_PTRACE, at any paranoid
+/// value. Some distributions' kernels (Debian's) refuse everything without
+/// CAP_PERFMON at paranoid 3.
+fn open_problem(dir: &Path, err: &std::io::Error, counted: Counted, paranoid: &Path) -> Problem {
     let kind = match err.raw_os_error() {
         Some(libc::EACCES | libc::EPERM) => ProblemKind::Permission,
         _ => ProblemKind::Unsupported,
     };
-    Problem::new(
-        kind,
-        dir.display(),
-        format!("cannot open perf counters: {err}"),
-        "needs CAP_PERFMON (or root) and kernel.perf_event_paranoid <= 2",
-    )
+    let now = std::fs::read_to_string(paranoid)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+        .map_or_else(|| "unknown here".to_owned(), |v| format!("{v} here"));
+    let hint = match counted {
+        Counted::Cgroup => {
+            format!("per-cgroup counters need CAP_PERFMON (or root), or kernel.perf_event_paranoid <= 0 (it is {now})")
+        }
+        Counted::Process => format!(
+            "counting another user's process needs CAP_PERFMON or CAP_SYS_PTRACE (kernel.perf_event_paranoid is {now}; at 3 some kernels also need CAP_PERFMON for the exporter's own user)"
+        ),
+    };
+    Problem::new(kind, dir.display(), format!("cannot open perf counters: {err}"), hint)
 }
