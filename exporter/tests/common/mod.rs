@@ -112,9 +112,14 @@ impl Exporter {
         String::from_utf8(body).unwrap()
     }
 
-    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+    /// Sends the signal `sig` to the exporter.
+    pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc_kill(self.child.id() as i32, 15) };
+        unsafe { libc_kill(self.child.id() as i32, sig) };
+    }
+
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        self.signal(15);
         let status = self.child.wait().unwrap();
         (status, self.stderr())
     }
@@ -132,10 +137,14 @@ unsafe extern "C" {
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
-/// The port of the exporter's `memleak-exporter listening … address=HOST:PORT` log line.
+/// The port of the exporter's `memleak-exporter listening … address=HOST:PORT` log line
+/// (logfmt, or `"address":"HOST:PORT"` in JSON).
 fn listening_port(log: &str) -> Option<u16> {
     let line = log.lines().find(|l| l.contains("memleak-exporter listening"))?;
-    let address = line.split_whitespace().find_map(|w| w.strip_prefix("address="))?;
+    let address = match line.split_once("\"address\":\"") {
+        Some((_, rest)) => rest.split('"').next()?,
+        None => line.split_whitespace().find_map(|w| w.strip_prefix("address="))?,
+    };
     address.rsplit(':').next()?.parse().ok()
 }
 
