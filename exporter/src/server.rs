@@ -88,7 +88,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         }
         Err(why) => tracing::warn!("{why}"),
     }
-    let hook = Webhook { access: Arc::clone(&access), counters, captures: Arc::clone(&captures) };
+    let hook = Webhook {
+        access: Arc::clone(&access),
+        counters,
+        captures: Arc::clone(&captures),
+        max_body_bytes: webhook.max_body_bytes,
+    };
     if let Some(config) = alertmanager {
         let peers: Vec<String> = config.urls.iter().map(ToString::to_string).collect();
         poller::start(config, hook.clone()).context("starting the Alertmanager poller")?;

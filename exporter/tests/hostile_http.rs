@@ -366,3 +366,23 @@ fn flood(format: &str) {
         assert!(log.contains(r#"group="\x1b]0;owned\x07\x1b[2J\u009b31m""#), "escaped, still readable: {log}");
     }
 }
+
+#[test]
+fn webhook_bodies_arriving_together_stay_within_their_memory_budget() {
+    let exporter = start(&["--web.body-timeout", "60s"]);
+    let port = exporter.port;
+    // Sixteen bodies of 1 MiB announced and slowly coming fill the 16 MiB budget.
+    let announced = b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1048576\r\n\r\n{";
+    let slow = hold_connections("127.0.0.1", port, 16, announced);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, answer) = post(port, "Content-Type: application/json\r\n", ALERT.as_bytes());
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("retry-after: 1") && answer.contains("retry"), "{answer}");
+    drop(slow);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        post(port, "Content-Type: application/json\r\n", ALERT.as_bytes()).0,
+        202,
+        "room again once they are gone"
+    );
+}

@@ -9,6 +9,7 @@
 //! alert (a bad alert must not drop the good ones: Alertmanager never retries
 //! a 4xx); only a request wrong as a whole gets a 4xx.
 
+mod bodies;
 pub mod payload;
 
 use crate::capture::Captures;
@@ -23,6 +24,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
+use tokio::sync::SemaphorePermit;
 
 /// Longest token file read: a token is a line, not a file's worth.
 const MAX_TOKEN_FILE_BYTES: u64 = 4096;
@@ -96,17 +98,23 @@ pub struct Webhook {
     pub access: Arc<Access>,
     pub counters: Arc<Counters>,
     pub captures: Arc<Captures>,
+    /// `--webhook.max-body-bytes`, reserved from the shared budget when a request sends no length.
+    pub max_body_bytes: usize,
 }
 
 /// The handler of `POST /api/v1/alerts`.
 pub async fn receive(State(hook): State<Webhook>, request: Request) -> Response {
     let outcome = match read(&hook, request).await {
-        Ok(body) => {
+        Ok((body, room)) => {
             // Planning resolves targets in /proc and writes to the spool: off the async threads.
             let hook = hook.clone();
-            tokio::task::spawn_blocking(move || handle(&hook, &body))
-                .await
-                .unwrap_or_else(|e| Err((StatusCode::INTERNAL_SERVER_ERROR, format!("planning failed: {e}"))))
+            tokio::task::spawn_blocking(move || {
+                let outcomes = handle(&hook, &body);
+                drop((body, room));
+                outcomes
+            })
+            .await
+            .unwrap_or_else(|e| Err((StatusCode::INTERNAL_SERVER_ERROR, format!("planning failed: {e}"))))
         }
         Err(refused) => Err(refused),
     };
@@ -122,6 +130,9 @@ pub async fn receive(State(hook): State<Webhook>, request: Request) -> Response 
     if status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
         response
             .headers_mut()
@@ -131,15 +142,18 @@ pub async fn receive(State(hook): State<Webhook>, request: Request) -> Response 
 }
 
 /// The body of an authorized request declared JSON, read within the route's
-/// DefaultBodyLimit and the connection's body deadline.
-async fn read(hook: &Webhook, request: Request) -> Result<Bytes, (StatusCode, String)> {
+/// DefaultBodyLimit, the connection's body deadline and the memory budget
+/// (whose reservation is held as long as the body is).
+async fn read(hook: &Webhook, request: Request) -> Result<(Bytes, SemaphorePermit<'static>), (StatusCode, String)> {
     hook.access.check(request.headers())?;
     crate::headers::require_json(request.headers()).map_err(|why| (StatusCode::UNSUPPORTED_MEDIA_TYPE, why))?;
-    Bytes::from_request(request, &()).await.map_err(|rejection| {
+    let room = bodies::reserve(request.headers(), hook.max_body_bytes)?;
+    let body = Bytes::from_request(request, &()).await.map_err(|rejection| {
         let status =
             if crate::http::body::timed_out(&rejection) { StatusCode::REQUEST_TIMEOUT } else { rejection.status() };
         (status, format!("cannot read the body: {}", rejection.body_text()))
-    })
+    })?;
+    Ok((body, room))
 }
 
 fn handle(hook: &Webhook, body: &[u8]) -> Result<Vec<Outcome>, (StatusCode, String)> {
