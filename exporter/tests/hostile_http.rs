@@ -230,6 +230,12 @@ fn at_the_cap_busy_connections_are_kept_and_a_newcomer_from_their_address_is_ref
     let (answer, _) = until_closed(&mut refused, Duration::from_secs(5));
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 503") && answer.contains("too many connections"), "{answer}");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.contains(&format!("Content-Length: {}\r\n", body.len()))
+            || head.ends_with(&format!("Content-Length: {}", body.len())),
+        "{answer:?}"
+    );
     // Another address still gets through.
     assert_eq!(http_get(port, "/-/healthy", None).0, 200);
     let log = exporter.stderr();

@@ -112,9 +112,12 @@ fn admit(admission: &Arc<Admission>, peer: SocketAddr, stream: &TcpStream) -> Op
                 "connection refused: the connection limit is reached and every connection of this address is mid-request"
             );
             // Best effort, never waiting: the client learns why before the close.
-            let _ = stream.try_write(
-                b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 54\r\n\r\ntoo many connections from your address; retry later\r\n\r\n",
+            let body = "too many connections from your address; retry later\n";
+            let answer = format!(
+                "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
             );
+            let _ = stream.try_write(answer.as_bytes());
             None
         }
     }

@@ -42,7 +42,7 @@ pub fn init(config: &Config) {
         })
     };
     let log = Arc::new(Log { format: config.format, limiter, sink: Sink::start(ticker, dropped) });
-    let layer = Writer(Arc::clone(&log)).with_filter(LevelFilter::from_level(config.level));
+    let layer = LineLayer(Arc::clone(&log)).with_filter(LevelFilter::from_level(config.level));
     if tracing_subscriber::registry().with(layer).try_init().is_ok() {
         let _ = LOG.set(log);
     }
@@ -62,9 +62,9 @@ struct Log {
 }
 
 /// The layer that turns events into lines.
-struct Writer(Arc<Log>);
+struct LineLayer(Arc<Log>);
 
-impl<S: Subscriber> Layer<S> for Writer {
+impl<S: Subscriber> Layer<S> for LineLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let metadata = event.metadata();
         let mut suppressed = 0;
@@ -253,7 +253,7 @@ mod tests {
         let dropped = Arc::new(AtomicU64::new(0));
         let out = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let log = Arc::new(Log { format, limiter, sink: Sink::collecting(Arc::clone(&out), dropped) });
-        let guard = tracing_subscriber::registry().with(Writer(log)).set_default();
+        let guard = tracing_subscriber::registry().with(LineLayer(log)).set_default();
         (move || out.lock().unwrap().concat(), guard)
     }
 }
