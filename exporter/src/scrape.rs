@@ -60,9 +60,13 @@ impl Scraper {
     /// attach to the kernel (perf counters, eBPF programs) start counting then.
     /// Not a scrape: its problems are logged (once, as ever) but not counted.
     pub fn probe(&self, budget: Duration) {
+        let started = Instant::now();
+        let mut problems = 0;
         for (id, out, _) in self.collect_all(budget) {
+            problems += out.problems.len();
             self.log_problems(id, &out.problems);
         }
+        tracing::info!(took = ?started.elapsed(), problems, "collectors probed at start-up");
     }
 
     /// Runs every collector (in parallel: they read different files) and returns all metrics.

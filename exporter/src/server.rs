@@ -60,9 +60,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             web.listen
         )
     })?;
+    // The start-up probe runs beside serving: a collector slow to start (eBPF naming the frames of
+    // its first samples) must not hold up /-/ready; a scrape meanwhile waits for that collector.
     let probing = Arc::clone(&scraper);
     let budget = web.scrape_timeout;
-    tokio::task::spawn_blocking(move || probing.probe(budget)).await.context("probing the collectors")?;
+    drop(tokio::task::spawn_blocking(move || probing.probe(budget)));
     // The bound address: with port 0 the kernel picked one, and this line says which.
     let address = listener.local_addr().map_or_else(|_| web.listen.to_string(), |a| a.to_string());
     tracing::info!(
