@@ -112,10 +112,26 @@ fn a_body_shorter_than_its_content_length_gets_408_and_the_connection_closes() {
 fn a_client_that_stops_reading_is_disconnected_at_the_write_timeout() {
     let exporter = start(&["--web.write-timeout", "1s"]);
     // 400 scrapes asked at once (14 MB of answers), none read: more than the socket buffers hold.
+    // The receive buffer is fixed small: autotuning may grow it up to net.ipv4.tcp_rmem's maximum
+    // (32 MiB on this machine), which would take every answer without the client reading.
     let mut greedy = connect(exporter.port);
+    let small: libc::c_int = 64 * 1024;
+    // SAFETY: setsockopt reads an int of the given size from a local; the descriptor is open.
+    let set = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&greedy),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw const small).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
     let requests = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(400);
     greedy.write_all(requests.as_bytes()).unwrap();
-    std::thread::sleep(Duration::from_secs(4));
+    // Long enough for the buffers to fill and the write timeout to pass even when scrapes are slow
+    // on a loaded machine (a client reading before the server stalls would get every answer).
+    std::thread::sleep(Duration::from_secs(6));
     let (answers, _) = until_closed(&mut greedy, Duration::from_secs(10));
     let served = String::from_utf8_lossy(&answers).matches("HTTP/1.1 200 OK").count();
     assert!(served < 400, "the server stopped writing to a client that did not read ({served} answers)");
@@ -238,7 +254,7 @@ fn at_the_cap_busy_connections_are_kept_and_a_newcomer_from_their_address_is_ref
     );
     // Another address still gets through.
     assert_eq!(http_get(port, "/-/healthy", None).0, 200);
-    let log = exporter.stderr();
+    let log = exporter.stderr_once_logged("closed_was=", Duration::from_secs(5));
     assert!(log.contains("connection refused") && log.contains("peer=127.0.0.2:"), "{log}");
     assert!(log.contains("closed_was=mid-request"), "the newcomer took a busy slot of the heaviest: {log}");
     drop(busy);

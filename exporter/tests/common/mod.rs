@@ -101,6 +101,19 @@ impl Exporter {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// The log once it holds `needle`, or as it is after `limit`: lines reach
+    /// stderr through the logger's queue, a moment after the event they tell.
+    pub fn stderr_once_logged(&self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let log = self.stderr();
+            if log.contains(needle) || Instant::now() >= deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// (status, headers, body)
     pub fn get(&self, path: &str, accept: Option<&str>) -> (u16, String, Vec<u8>) {
         http_get(self.port, path, accept)
