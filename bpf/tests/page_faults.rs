@@ -308,8 +308,9 @@ fn every_fault_mode_ends_after_its_window() {
     if !can_run_privileged() {
         return;
     }
-    // Long enough for the load, the touches and a scrape on a busy CI machine.
-    let window = std::time::Duration::from_secs(3);
+    // Long enough for the load, the touches and a scrape on a busy machine (a
+    // 3 s window once ran out at load 14, 6.2 s in).
+    let window = std::time::Duration::from_secs(15);
     let config = Config { mode: FaultMode::EveryFault, period: 100, max_cgroups: 64, every_fault_window: Some(window) };
     let mut sampler = PageFaultsCollector::new(&roots(), config);
     let has_period = |out: &memleak_signals::Collection, period: &str| {
@@ -321,6 +322,8 @@ fn every_fault_mode_ends_after_its_window() {
     };
     let started = std::time::Instant::now();
     assert!(collect(&mut sampler).problems.is_empty());
+    // The window started during that first collection, so it has ended by `loaded + window`.
+    let loaded = std::time::Instant::now();
     assert_eq!(touch_pages_here(2000), 2000);
     let during = collect(&mut sampler);
     let took = started.elapsed();
@@ -330,7 +333,9 @@ fn every_fault_mode_ends_after_its_window() {
         estimates(&during)
     );
 
-    std::thread::sleep(window);
+    std::thread::sleep(
+        (loaded + window + std::time::Duration::from_secs(1)).saturating_duration_since(std::time::Instant::now()),
+    );
     assert!(collect(&mut sampler).problems.is_empty(), "reloaded in sampled mode");
     assert_eq!(touch_pages_here(20_000), 20_000);
     let after = collect(&mut sampler);
