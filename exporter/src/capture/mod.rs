@@ -14,6 +14,7 @@ pub mod kinds;
 pub mod outputs;
 pub mod plan;
 pub mod poller;
+pub mod process;
 pub mod scheduler;
 pub mod sources;
 pub mod spool;
@@ -52,16 +53,12 @@ impl Captures {
                     cooldown: config.cooldown,
                     max_per_hour: config.max_per_hour,
                 };
-                Scheduler::new(limits, Arc::new(spool), Arc::clone(&counters), resolver.procfs.clone())
+                Scheduler::new(limits, Arc::new(spool), Arc::clone(&counters))
             })
             .map_err(|e| {
                 format!("captures are off: the spool {} cannot be used: {e}; set --capture.dir", config.dir.display())
             });
-        let context = kinds::Context {
-            sources: config.sources,
-            pprof_allow: config.pprof_allow,
-            procfs: resolver.procfs.clone(),
-        };
+        let context = kinds::Context { sources: config.sources, pprof_allow: config.pprof_allow };
         Captures { host: ThisHost::new(&config.instance, listen), resolver, context, scheduler, counters }
     }
 

@@ -7,7 +7,7 @@ use super::Captures;
 use super::kinds::{self, Refusal, Setup, Status};
 use super::scheduler::Start;
 use super::spool::Info;
-use super::target::Named;
+use super::target::{Named, Unresolved};
 use crate::self_metrics::CAPTURES;
 use crate::webhook::payload::{AlertStatus, CaptureRequest};
 use serde::Serialize;
@@ -103,11 +103,12 @@ impl Captures {
             Err(why) => return reject("invalid", "invalid", why),
         };
         let named = Named { group: request.group.clone(), cgroup: request.cgroup.clone(), pid: request.pid.clone() };
-        let pids = match self.resolver.resolve(&named) {
-            Ok(p) => p,
-            Err(why) => return reject("no_such_target", "no-such-target", why),
+        let target = match self.resolver.resolve(&named) {
+            Ok(t) => t,
+            Err(Unresolved::Invalid(why)) => return reject("invalid", "invalid", why),
+            Err(Unresolved::NoSuchTarget(why)) => return reject("no_such_target", "no-such-target", why),
         };
-        let setup = Setup { context: &self.context, named: &named, pids: &pids, annotations: &request.annotations };
+        let setup = Setup { context: &self.context, target: &target, annotations: &request.annotations };
         let run = match (kind.prepare)(&setup) {
             Ok(run) => run,
             Err(Refusal::Invalid(why)) => return reject("invalid", "invalid", why),
@@ -117,15 +118,16 @@ impl Captures {
                 return outcome("unavailable", Some(why), None);
             }
         };
-        let target = [("group", &named.group), ("cgroup", &named.cgroup), ("pid", &named.pid)]
+        let canonical = &target.named;
+        let names = [("group", &canonical.group), ("cgroup", &canonical.cgroup), ("pid", &canonical.pid)]
             .into_iter()
             .filter_map(|(k, v)| v.clone().map(|v| (k.to_owned(), v)))
             .collect();
         let info = Info {
             id: scheduler.next_id(),
             kind: kind.id.to_owned(),
-            target,
-            pids,
+            target: names,
+            pids: target.pids(),
             fingerprint: request.fingerprint.clone(),
             labels: request.labels.clone(),
             via: via.as_str().to_owned(),
@@ -138,7 +140,7 @@ impl Captures {
             summary: None,
             files: Vec::new(),
         };
-        match scheduler.start(Start { kind, run, info, target_key: named.key(), duration }) {
+        match scheduler.start(Start { kind, run, info, target, duration }) {
             Ok(id) => outcome("accepted", None, Some(id)),
             Err(refused) => reject(
                 refused.reason,

@@ -8,6 +8,7 @@ use super::cancel::Cancel;
 use super::kinds::{Finished, Job, Kind, Run, Status};
 use super::outputs;
 use super::spool::{Info, Spool};
+use super::target::Target;
 use crate::self_metrics::{CAPTURE_DURATION, CAPTURE_REJECTIONS, CAPTURES, Counters};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,7 +34,7 @@ pub struct Start {
     pub kind: &'static Kind,
     pub run: Box<dyn Run>,
     pub info: Info,
-    pub target_key: String,
+    pub target: Target,
     pub duration: Duration,
 }
 
@@ -65,18 +66,11 @@ pub struct Scheduler {
     counters: Arc<Counters>,
     state: Mutex<State>,
     sequence: AtomicU64,
-    /// Where captures check that their target still runs.
-    procfs: std::path::PathBuf,
 }
 
 impl Scheduler {
-    pub fn new(
-        limits: Limits,
-        spool: Arc<Spool>,
-        counters: Arc<Counters>,
-        procfs: std::path::PathBuf,
-    ) -> Arc<Scheduler> {
-        Arc::new(Scheduler { limits, spool, counters, state: Mutex::default(), sequence: AtomicU64::new(0), procfs })
+    pub fn new(limits: Limits, spool: Arc<Spool>, counters: Arc<Counters>) -> Arc<Scheduler> {
+        Arc::new(Scheduler { limits, spool, counters, state: Mutex::default(), sequence: AtomicU64::new(0) })
     }
 
     pub fn limits(&self) -> &Limits {
@@ -121,7 +115,7 @@ impl Scheduler {
             if let Some((id, _)) = state.running.get(&fingerprint) {
                 return refuse("duplicate", format!("capture {id} of this alert is running"));
             }
-            if let Some(t) = state.targets.get(&start.target_key) {
+            if let Some(t) = state.targets.get(&start.target.key()) {
                 let left = cooldown.saturating_sub(now.duration_since(*t));
                 return refuse(
                     "cooldown",
@@ -169,7 +163,7 @@ impl Scheduler {
                 return refuse("spool", format!("cannot write to the spool {}: {e}", self.spool.shown().display()));
             }
             state.running.insert(fingerprint.clone(), (start.info.id.clone(), Arc::clone(&cancel)));
-            state.targets.insert(start.target_key.clone(), now);
+            state.targets.insert(start.target.key(), now);
             state.starts.push_back(now);
         }
         let id = start.info.id.clone();
@@ -218,7 +212,7 @@ impl Scheduler {
     }
 
     fn run(&self, start: Start, cancel: &Cancel) {
-        let Start { kind, run, mut info, duration, .. } = start;
+        let Start { kind, run, mut info, duration, target } = start;
         let started = Instant::now();
         tracing::info!(capture = %info.id, fingerprint = %info.fingerprint, kind = kind.id, target = %info.target_text(), pids = info.pids.len(), duration = %humantime::format_duration(duration), "capture started");
         let spool = &self.spool;
@@ -230,8 +224,7 @@ impl Scheduler {
                 let _ = spool.update(&i);
             }
         };
-        let pids = info.pids.clone();
-        let job = Job { pids: &pids, duration, cancel, procfs: &self.procfs, window_open: &window };
+        let job = Job { target: &target, duration, cancel, window_open: &window };
         // A kind that panics fails its capture, not the exporter.
         let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.run(&job)))
             .unwrap_or_else(|_| Finished::failed(format!("the {} capture panicked; please report it", kind.id)));

@@ -1,17 +1,24 @@
 //! Resolving an alert's target to processes on this host: a `group` under the
 //! exporter's own grouping (comm, cgroup or pid, with the process collector's
-//! selection), a `cgroup` path (its `cgroup.procs`, reached one component at a
-//! time under the cgroup file system's root, never as a path from the
-//! request), or a `pid`.
+//! selection) or a `cgroup` path (its `cgroup.procs`, reached one component at
+//! a time under the cgroup file system's root, never as a path from the
+//! request), optionally narrowed to one `pid` of it. A pid alone names
+//! nothing: any alert could otherwise make the exporter signal any process.
+//! Each process is pinned by a pidfd (`process`), and checked again against
+//! the group or cgroup whenever it is signalled.
 
 use super::dir::{Dir, is_plain_name};
+use super::process::{self, Process, Stat};
 use memleak_signals::process::{GroupBy, select};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Most processes a capture acts on (signals sent, dumps awaited).
 pub const MAX_PIDS: usize = 64;
 /// Most /proc entries looked at while resolving a group.
 const MAX_SCAN: usize = 1 << 20;
+/// Largest `cgroup.procs` read.
+const MAX_PROCS_BYTES: u64 = 4 << 20;
 
 /// What an alert names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,16 +29,6 @@ pub struct Named {
 }
 
 impl Named {
-    /// A stable key for cooldowns: the same target named the same way.
-    pub fn key(&self) -> String {
-        format!(
-            "group={};cgroup={};pid={}",
-            self.group.as_deref().unwrap_or(""),
-            self.cgroup.as_deref().unwrap_or(""),
-            self.pid.as_deref().unwrap_or("")
-        )
-    }
-
     /// `group=cachesvc`, for logs and the captures list.
     pub fn describe(&self) -> String {
         let parts: Vec<String> = [("group", &self.group), ("cgroup", &self.cgroup), ("pid", &self.pid)]
@@ -39,6 +36,89 @@ impl Named {
             .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
             .collect();
         parts.join(",")
+    }
+}
+
+/// Why an alert's target was not resolved: the request is wrong (`invalid`), or nothing matches (`no-such-target`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unresolved {
+    Invalid(String),
+    NoSuchTarget(String),
+}
+
+/// A resolved target: the canonical names (the pid as a number, the cgroup
+/// as its components) and its processes, pinned.
+#[derive(Debug)]
+pub struct Target {
+    pub named: Named,
+    pub processes: Vec<Process>,
+    resolver: Resolver,
+}
+
+/// What came of signalling a target.
+#[derive(Debug, Default)]
+pub struct Signalled {
+    pub sent: usize,
+    /// Why each process not signalled was left out.
+    pub skipped: Vec<String>,
+}
+
+impl Target {
+    /// The cooldown key: the same processes named the same way, however the alert spelled them.
+    pub fn key(&self) -> String {
+        format!(
+            "group={};cgroup={};pid={}",
+            self.named.group.as_deref().unwrap_or(""),
+            self.named.cgroup.as_deref().unwrap_or(""),
+            self.named.pid.as_deref().unwrap_or("")
+        )
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.processes.iter().map(|p| p.pid).collect()
+    }
+
+    /// Whether any pinned process still runs.
+    pub fn any_alive(&self) -> bool {
+        self.processes.iter().any(Process::is_alive)
+    }
+
+    /// How many processes catch `signal` (the others would die of its default action).
+    pub fn catching(&self, signal: i32) -> usize {
+        self.processes.iter().filter(|p| process::catches(&self.resolver.procfs, p.pid, signal)).count()
+    }
+
+    /// Sends `signal` to each pinned process that is still the one resolved,
+    /// still in the group or cgroup, and catches the signal; through its pidfd.
+    pub fn signal(&self, signal: i32) -> Signalled {
+        let procfs = &self.resolver.procfs;
+        let procs = match &self.named.cgroup {
+            Some(c) => match self.resolver.cgroup_procs(c) {
+                Ok(p) => Some(p),
+                Err(e) => return Signalled { sent: 0, skipped: vec![e] },
+            },
+            None => None,
+        };
+        let mut out = Signalled::default();
+        for p in &self.processes {
+            let pid = p.pid;
+            let checked = if !p.is_same_at(procfs) {
+                Err(format!("process {pid} has exited"))
+            } else if let Err(why) = self.resolver.member(&self.named, pid, procs.as_ref()) {
+                Err(why)
+            } else if !process::catches(procfs, pid, signal) {
+                Err(format!(
+                    "process {pid} does not catch signal {signal} (SigCgt): not signalled, its default action could kill it"
+                ))
+            } else {
+                p.send(signal).map_err(|e| format!("process {pid}: {e}"))
+            };
+            match checked {
+                Ok(()) => out.sent += 1,
+                Err(why) => out.skipped.push(why),
+            }
+        }
+        out
     }
 }
 
@@ -51,33 +131,68 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    /// The pids of the target, at most `MAX_PIDS`; an error says why none matched.
-    pub fn resolve(&self, named: &Named) -> Result<Vec<u32>, String> {
-        let mut pids = match (&named.pid, &named.cgroup, &named.group) {
-            (Some(pid), _, _) => self.pid(pid, named.group.as_deref())?,
-            (None, Some(cgroup), _) => self.cgroup(cgroup)?,
-            (None, None, Some(group)) => self.group(group),
-            (None, None, None) => return Err("the alert names no group, cgroup or pid".into()),
+    /// The target's processes (at most `MAX_PIDS`), pinned; an error says why none.
+    pub fn resolve(&self, named: &Named) -> Result<Target, Unresolved> {
+        let invalid = |why: String| Unresolved::Invalid(why);
+        let pid = named.pid.as_deref().map(canonical_pid).transpose().map_err(invalid)?;
+        let cgroup = match &named.cgroup {
+            Some(c) => Some(format!("/{}", components(c).map_err(invalid)?.join("/"))),
+            None => None,
         };
-        pids.sort_unstable();
-        pids.truncate(MAX_PIDS);
-        if pids.is_empty() {
-            return Err(format!("no process matches {} on this host", named.describe()));
+        let canonical = Named { group: named.group.clone(), cgroup, pid: pid.map(|p| p.to_string()) };
+        if canonical.group.is_none() && canonical.cgroup.is_none() {
+            return Err(invalid(match pid {
+                Some(_) => "a pid label only narrows a group or cgroup label: name the group or cgroup too".into(),
+                None => "the alert names no group or cgroup".into(),
+            }));
         }
-        Ok(pids)
+        let none = |why: String| Unresolved::NoSuchTarget(why);
+        let procs = match &canonical.cgroup {
+            Some(c) => Some(self.cgroup_procs(c).map_err(none)?),
+            None => None,
+        };
+        let candidates: Vec<u32> = match (pid, &procs, &canonical.group) {
+            (Some(pid), _, _) => vec![pid],
+            (None, Some(procs), _) => procs.iter().copied().collect(),
+            (None, None, Some(group)) => self.group(group),
+            (None, None, None) => Vec::new(),
+        };
+        let mut processes = Vec::new();
+        let mut last = None;
+        for pid in candidates {
+            // The pidfd is opened first, so the membership checked is the pinned process's.
+            let pinned = Process::open(&self.procfs, pid).and_then(|p| {
+                self.member(&canonical, pid, procs.as_ref())?;
+                if p.is_same_at(&self.procfs) { Ok(p) } else { Err(format!("process {pid} exited")) }
+            });
+            match pinned {
+                Ok(p) => processes.push(p),
+                Err(why) => last = Some(why),
+            }
+            if processes.len() >= MAX_PIDS {
+                break;
+            }
+        }
+        if processes.is_empty() {
+            let why = last.map_or_else(String::new, |w| format!(": {w}"));
+            return Err(none(format!("no process matches {} on this host{why}", canonical.describe())));
+        }
+        Ok(Target { named: canonical, processes, resolver: self.clone() })
     }
 
-    fn pid(&self, text: &str, group: Option<&str>) -> Result<Vec<u32>, String> {
-        let pid: u32 =
-            text.parse().ok().filter(|p| *p > 0).ok_or_else(|| format!("pid {text:?} is not a process id"))?;
-        let comm = self.comm(pid).ok_or_else(|| format!("no process {pid} on this host"))?;
-        if let Some(group) = group
-            && self.process.group_by != GroupBy::Cgroup
-            && comm != group
+    /// `Ok` when `pid` is in the named group and cgroup (`procs`: the cgroup's, read once).
+    fn member(&self, named: &Named, pid: u32, procs: Option<&BTreeSet<u32>>) -> Result<(), String> {
+        if let (Some(cgroup), Some(procs)) = (&named.cgroup, procs)
+            && !procs.contains(&pid)
         {
-            return Err(format!("process {pid} is {comm:?}, not group {group:?}"));
+            return Err(format!("process {pid} is not in cgroup {cgroup}"));
         }
-        Ok(vec![pid])
+        if let Some(group) = &named.group
+            && !self.in_group(pid, group)
+        {
+            return Err(format!("process {pid} is not in group {group:?}"));
+        }
+        Ok(())
     }
 
     fn comm(&self, pid: u32) -> Option<String> {
@@ -85,41 +200,50 @@ impl Resolver {
         Some(text.trim_end_matches('\n').to_owned())
     }
 
-    /// The processes the process collector would sum into `group`.
+    /// Whether the process collector would sum `pid` into `group`.
+    fn in_group(&self, pid: u32, group: &str) -> bool {
+        let dir = self.procfs.join(pid.to_string());
+        let Some(comm) = self.comm(pid) else { return false };
+        // Kernel threads have no user memory to profile.
+        if Stat::read(&self.procfs, pid).is_none_or(|s| s.is_kernel_thread()) {
+            return false;
+        }
+        let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+        let selection = &self.process.selection;
+        if cmdline.is_empty() || !selection.admits_comm(&comm, false) {
+            return false;
+        }
+        let cgroup_text = std::fs::read_to_string(dir.join("cgroup")).unwrap_or_default();
+        let cgroup = select::cgroup_of(&cgroup_text).unwrap_or("");
+        if !selection.admits_identity(&select::cmdline_text(&cmdline), cgroup) {
+            return false;
+        }
+        match self.process.group_by {
+            GroupBy::Comm | GroupBy::Pid => comm == group,
+            GroupBy::Cgroup => cgroup == group,
+        }
+    }
+
+    /// The processes the process collector would sum into `group` (at most `MAX_PIDS`, beyond the forbidden ones).
     fn group(&self, group: &str) -> Vec<u32> {
         let Ok(entries) = std::fs::read_dir(&self.procfs) else { return Vec::new() };
-        let selection = &self.process.selection;
         let mut out = Vec::new();
         for entry in entries.take(MAX_SCAN).flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-            let dir = self.procfs.join(pid.to_string());
-            let Some(comm) = self.comm(pid) else { continue };
-            // Kernel threads have an empty cmdline and no user memory to profile.
-            let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
-            if cmdline.is_empty() || !selection.admits_comm(&comm, false) {
+            if pid == 1 || pid == std::process::id() || !self.in_group(pid, group) {
                 continue;
             }
-            let cgroup_text = std::fs::read_to_string(dir.join("cgroup")).unwrap_or_default();
-            let cgroup = select::cgroup_of(&cgroup_text).unwrap_or("");
-            if !selection.admits_identity(&select::cmdline_text(&cmdline), cgroup) {
-                continue;
-            }
-            let matches = match self.process.group_by {
-                GroupBy::Comm | GroupBy::Pid => comm == group,
-                GroupBy::Cgroup => cgroup == group,
-            };
-            if matches {
-                out.push(pid);
-                if out.len() >= MAX_PIDS {
-                    break;
-                }
+            out.push(pid);
+            if out.len() >= MAX_PIDS {
+                break;
             }
         }
+        out.sort_unstable();
         out
     }
 
     /// The processes in the cgroup `path` (its own, not its descendants').
-    fn cgroup(&self, path: &str) -> Result<Vec<u32>, String> {
+    fn cgroup_procs(&self, path: &str) -> Result<BTreeSet<u32>, String> {
         let components = components(path)?;
         let mut bases: Vec<PathBuf> = Vec::new();
         if let Ok(h) = memleak_signals::cgroup::hierarchy::discover(&self.cgroupfs) {
@@ -138,6 +262,15 @@ impl Resolver {
     }
 }
 
+/// `0031052` → 31052: digits only (no sign, no spaces), a pid above 0.
+fn canonical_pid(text: &str) -> Result<u32, String> {
+    let ok = !text.is_empty() && text.len() <= 20 && text.bytes().all(|b| b.is_ascii_digit());
+    ok.then(|| text.trim_start_matches('0').parse::<u32>().ok())
+        .flatten()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("pid {text:?} is not a process id"))
+}
+
 /// `/system.slice/a.service` → its components; `..`, `.`, empty components and NUL are refused.
 pub fn components(path: &str) -> Result<Vec<&str>, String> {
     let rest = path.strip_prefix('/').ok_or_else(|| format!("cgroup {path:?} must start with /"))?;
@@ -151,13 +284,13 @@ pub fn components(path: &str) -> Result<Vec<&str>, String> {
     Ok(parts)
 }
 
-fn read_procs(base: &Path, components: &[&str]) -> std::io::Result<Vec<u32>> {
+fn read_procs(base: &Path, components: &[&str]) -> std::io::Result<BTreeSet<u32>> {
     let mut dir = Dir::open(base)?;
     for c in components {
         dir = dir.open_dir(c)?;
     }
-    let text = dir.read("cgroup.procs", 4 << 20)?;
-    Ok(String::from_utf8_lossy(&text).lines().filter_map(|l| l.trim().parse().ok()).take(MAX_PIDS).collect())
+    let text = dir.read("cgroup.procs", MAX_PROCS_BYTES)?;
+    Ok(String::from_utf8_lossy(&text).lines().filter_map(|l| l.trim().parse().ok()).collect())
 }
 
 #[cfg(test)]
@@ -173,30 +306,62 @@ mod tests {
         }
     }
 
-    #[test]
-    fn this_process_is_found_by_pid_group_and_cgroup() {
-        let r = Resolver {
+    fn resolver() -> Resolver {
+        Resolver {
             procfs: "/proc".into(),
             cgroupfs: "/sys/fs/cgroup".into(),
             process: memleak_signals::process::Config::default(),
-        };
+        }
+    }
+
+    fn named(group: Option<&str>, cgroup: Option<&str>, pid: Option<&str>) -> Named {
+        Named { group: group.map(Into::into), cgroup: cgroup.map(Into::into), pid: pid.map(Into::into) }
+    }
+
+    #[test]
+    fn a_pid_only_narrows_a_group_or_cgroup() {
+        let r = resolver();
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        let padded = format!("00{pid}");
+        let t = r.resolve(&named(Some("sleep"), None, Some(&padded))).unwrap();
+        assert_eq!(t.pids(), [pid]);
+        assert_eq!(t.named.pid.as_deref(), Some(pid.to_string().as_str()), "the pid is canonical");
+        let again = r.resolve(&named(Some("sleep"), None, Some(&pid.to_string()))).unwrap();
+        assert_eq!(t.key(), again.key(), "the cooldown key does not depend on the spelling");
+        assert!(matches!(r.resolve(&named(None, None, Some(&pid.to_string()))), Err(Unresolved::Invalid(_))));
+        assert!(matches!(
+            r.resolve(&named(Some("other"), None, Some(&pid.to_string()))),
+            Err(Unresolved::NoSuchTarget(_))
+        ));
+        for bad in ["+5", "-1", "0", "1e3", " 5", "99999999999999999999"] {
+            assert!(matches!(r.resolve(&named(Some("sleep"), None, Some(bad))), Err(Unresolved::Invalid(_))), "{bad}");
+        }
+        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        if let Some(cgroup) = select::cgroup_of(&own) {
+            let t = r.resolve(&named(None, Some(cgroup), None)).unwrap();
+            assert!(t.pids().contains(&pid) && !t.pids().contains(&std::process::id()), "{cgroup}: {:?}", t.pids());
+            let narrowed = r.resolve(&named(None, Some(cgroup), Some(&pid.to_string()))).unwrap();
+            assert_eq!(narrowed.pids(), [pid]);
+            assert!(r.resolve(&named(None, Some("/surely/not/here"), Some(&pid.to_string()))).is_err());
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn init_kernel_threads_and_the_exporter_are_never_targets() {
+        let r = resolver();
         let me = std::process::id();
         let comm = std::fs::read_to_string("/proc/self/comm").unwrap().trim().to_owned();
-        let named = |group: Option<&str>, cgroup: Option<&str>, pid: Option<&str>| Named {
-            group: group.map(Into::into),
-            cgroup: cgroup.map(Into::into),
-            pid: pid.map(Into::into),
-        };
-        assert_eq!(r.resolve(&named(Some(&comm), None, Some(&me.to_string()))).unwrap(), [me]);
-        assert!(r.resolve(&named(Some("other"), None, Some(&me.to_string()))).is_err());
-        assert!(r.resolve(&named(Some(&comm), None, None)).unwrap().contains(&me));
-        assert!(r.resolve(&named(Some("no-such-comm-here"), None, None)).unwrap_err().contains("no process matches"));
-        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-        if let Some(cgroup) = select::cgroup_of(&own) {
-            let pids = r.resolve(&named(None, Some(cgroup), None));
-            // Under a v1 memory cgroup the test's own threads are in `tasks`, its pid in cgroup.procs.
-            assert!(pids.as_ref().is_ok_and(|p| !p.is_empty()), "{cgroup}: {pids:?}");
+        let init = std::fs::read_to_string("/proc/1/comm").unwrap().trim().to_owned();
+        let kthreadd = std::fs::read_to_string("/proc/2/comm").unwrap_or_default().trim().to_owned();
+        for (group, pid) in [(comm.as_str(), me), (init.as_str(), 1), (kthreadd.as_str(), 2)] {
+            let t = r.resolve(&named(Some(group), None, Some(&pid.to_string())));
+            assert!(t.is_err(), "{group} {pid}: {t:?}");
+            let t = r.resolve(&named(Some(group), None, None));
+            assert!(t.as_ref().map_or(true, |t| !t.pids().contains(&pid)), "{group}: {t:?}");
         }
-        assert!(r.resolve(&named(None, Some("/surely/not/here"), None)).is_err());
+        assert!(matches!(r.resolve(&named(None, Some("/a/../../etc"), None)), Err(Unresolved::Invalid(_))));
     }
 }

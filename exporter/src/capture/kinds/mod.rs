@@ -11,10 +11,9 @@ pub mod allocator_profile;
 use super::cancel::Cancel;
 use super::http::Allowlist;
 use super::sources::Source;
-use super::target::Named;
+use super::target::Target;
 use memleak_artifacts::Ingested;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// One line of the table.
@@ -47,15 +46,13 @@ pub fn metric_label(id: &str) -> &'static str {
 pub struct Context {
     pub sources: Vec<Source>,
     pub pprof_allow: Allowlist,
-    pub procfs: PathBuf,
 }
 
 /// What a kind sees of an alert when it arrives.
 #[derive(Debug)]
 pub struct Setup<'a> {
     pub context: &'a Context,
-    pub named: &'a Named,
-    pub pids: &'a [u32],
+    pub target: &'a Target,
     pub annotations: &'a BTreeMap<String, String>,
 }
 
@@ -75,11 +72,10 @@ pub trait Run: Send + std::fmt::Debug {
 
 /// What a running capture is given.
 pub struct Job<'a> {
-    pub pids: &'a [u32],
+    /// The resolved processes, pinned: signals go through `Target::signal`.
+    pub target: &'a Target,
     pub duration: Duration,
     pub cancel: &'a Cancel,
-    /// Where the target's processes are looked up (`--path.procfs`).
-    pub procfs: &'a std::path::Path,
     /// Called when the capture window opens (the first profile is taken).
     pub window_open: &'a (dyn Fn() + Sync),
 }
@@ -108,7 +104,7 @@ impl Job<'_> {
             if let Err(reason) = self.cancel.sleep(left.min(LIVENESS_STEP)) {
                 return Window::Cancelled(reason);
             }
-            if !self.pids.is_empty() && !self.pids.iter().any(|p| self.procfs.join(p.to_string()).exists()) {
+            if !self.target.any_alive() {
                 return Window::Exited;
             }
         }
@@ -117,7 +113,10 @@ impl Job<'_> {
 
 impl std::fmt::Debug for Job<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job").field("pids", &self.pids).field("duration", &self.duration).finish_non_exhaustive()
+        f.debug_struct("Job")
+            .field("pids", &self.target.pids())
+            .field("duration", &self.duration)
+            .finish_non_exhaustive()
     }
 }
 

@@ -109,15 +109,12 @@ impl Dumps {
         signal: i32,
         seen: &mut BTreeSet<String>,
     ) -> Result<Profile, String> {
-        let mut alive = 0;
-        for pid in job.pids {
-            // SAFETY: kill(2) with a positive pid and a checked signal number.
-            if i32::try_from(*pid).is_ok_and(|p| p > 0 && unsafe { libc::kill(p, signal) } == 0) {
-                alive += 1;
-            }
+        let signalled = job.target.signal(signal);
+        for why in &signalled.skipped {
+            tracing::info!(signal, "not signalled: {why}");
         }
-        if alive == 0 {
-            return Err(format!("no process of the target is left to signal ({} tried)", job.pids.len()));
+        if signalled.sent == 0 {
+            return Err(format!("no process of the target was signalled: {}", signalled.skipped.join("; ")));
         }
         let until = Instant::now() + DUMP_WAIT;
         let mut last_error = String::from("no new dump appeared");

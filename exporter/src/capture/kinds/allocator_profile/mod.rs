@@ -34,7 +34,7 @@ fn prepare(setup: &Setup) -> Result<Box<dyn Run>, Refusal> {
         }
         return Ok(Box::new(pprof_pull::Pull { url, allow: context.pprof_allow.clone() }));
     }
-    let named = setup.named;
+    let named = &setup.target.named;
     let Some(source) = sources::find(&context.sources, named.group.as_deref(), named.cgroup.as_deref()) else {
         return Err(Refusal::Unavailable(format!(
             "{} offers no allocator profile: give the alert a pprof_url annotation, or map the target with --capture.target (pprof_url, heap_profile or jemalloc_prefix)",
@@ -44,6 +44,15 @@ fn prepare(setup: &Setup) -> Result<Box<dyn Run>, Refusal> {
     match &source.method {
         Method::Pprof(url) => Ok(Box::new(pprof_pull::Pull { url: url.clone(), allow: context.pprof_allow.clone() })),
         Method::HeapProfile { prefix, signal } => {
+            // A process without the heap profiler's handler would die of the signal's default action.
+            if setup.target.catching(*signal) == 0 {
+                return Err(Refusal::Unavailable(format!(
+                    "none of the {} processes of {} catches signal {signal} (SigCgt in /proc/PID/status): \
+                     start the target with HEAPPROFILE and HEAPPROFILESIGNAL={signal}; nothing is signalled",
+                    setup.target.processes.len(),
+                    named.describe()
+                )));
+            }
             Ok(Box::new(dumps::Dumps { prefix: prefix.clone(), signal: Some(*signal), format: "tcmalloc" }))
         }
         Method::Jemalloc { prefix } => {
