@@ -18,6 +18,7 @@ pub mod formats;
 pub mod growth;
 pub mod meter;
 pub mod model;
+pub mod pprof_budget;
 pub mod pprof_decode;
 pub mod sites;
 pub mod symbolize;
