@@ -3,6 +3,12 @@
 //! and the names given with `--capture.instance`), its `node`/`nodename` label
 //! names this host (its host name, or a `--capture.instance` name without a
 //! port: in a Kubernetes pod the host name is the pod's, the node's is given).
+//!
+//! Loopback names (`localhost`, `127.0.0.1`, `[::1]`, with or without the
+//! port) name every host alike: they count as this host only for alerts sent
+//! to this exporter's own webhook, never for alerts read from Alertmanager
+//! (every exporter of a fleet polling it would take them), unless
+//! `--capture.instance` names them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -12,6 +18,8 @@ use std::net::{IpAddr, SocketAddr};
 pub struct ThisHost {
     /// Values an `instance` label may take.
     instances: BTreeSet<String>,
+    /// Loopback values: this host only for alerts sent to its own webhook.
+    loopback: BTreeSet<String>,
     /// Host names a `node`/`nodename` label may take.
     hostnames: BTreeSet<String>,
 }
@@ -23,14 +31,19 @@ impl ThisHost {
         let configured: Vec<String> = configured.iter().map(|n| n.to_ascii_lowercase()).collect();
         hostnames.extend(configured.iter().filter(|n| !n.contains(':')).cloned());
         let mut instances: BTreeSet<String> = hostnames.iter().cloned().collect();
-        instances.insert("localhost".into());
-        instances.extend(addresses(listen).iter().map(|a| a.to_string()));
+        let mut loopback: BTreeSet<String> = ["localhost".to_owned(), "::1".to_owned()].into();
+        for address in addresses(listen) {
+            if address.is_loopback() { &mut loopback } else { &mut instances }.insert(address.to_string());
+        }
         let port = listen.port();
-        let bracketed: Vec<String> =
-            instances.iter().map(|n| if n.contains(':') { format!("[{n}]") } else { n.clone() }).collect();
-        instances.extend(bracketed.iter().map(|n| format!("{n}:{port}")));
+        for names in [&mut instances, &mut loopback] {
+            let bracketed: Vec<String> =
+                names.iter().map(|n| if n.contains(':') { format!("[{n}]") } else { n.clone() }).collect();
+            names.extend(bracketed.iter().map(|n| format!("{n}:{port}")));
+        }
         instances.extend(configured);
-        ThisHost { instances, hostnames }
+        loopback.retain(|n| !instances.contains(n));
+        ThisHost { instances, loopback, hostnames }
     }
 
     /// `Ok` when the labels name this host; `Err(why)` otherwise. An alert with
@@ -40,7 +53,15 @@ impl ThisHost {
         let mut named = false;
         if let Some(instance) = labels.get("instance").filter(|v| !v.is_empty()) {
             named = true;
-            if !self.instances.contains(&instance.to_ascii_lowercase()) {
+            let instance_lower = instance.to_ascii_lowercase();
+            if self.loopback.contains(&instance_lower) && !addressed {
+                return Err(format!(
+                    "instance {instance:?} is a loopback name, which every host shares: it names this host only for \
+                     alerts sent to this exporter's webhook, not for alerts read from Alertmanager \
+                     (name it with --capture.instance to take it anyway)"
+                ));
+            }
+            if !self.instances.contains(&instance_lower) && !self.loopback.contains(&instance_lower) {
                 return Err(format!(
                     "instance {instance:?} is not this exporter (set --capture.instance to add a name)"
                 ));
@@ -60,7 +81,8 @@ impl ThisHost {
 
     /// The names, for the start-up log line.
     pub fn describe(&self) -> String {
-        self.instances.iter().take(12).cloned().collect::<Vec<_>>().join(",")
+        let loopback = self.loopback.iter().take(4).map(|n| format!("{n} (webhook only)"));
+        self.instances.iter().take(12).cloned().chain(loopback).collect::<Vec<_>>().join(",")
     }
 }
 
@@ -123,7 +145,7 @@ mod tests {
         let host = ThisHost::new(&["node-a:9487".into(), "node-a".into()], "0.0.0.0:9487".parse().unwrap());
         assert!(host.check(&labels(&[("instance", "node-a:9487")]), false).is_ok());
         assert!(host.check(&labels(&[("node", "node-a")]), false).is_ok(), "a name without a port names the node");
-        assert!(host.check(&labels(&[("instance", "127.0.0.1:9487")]), false).is_ok(), "the host's own stay");
+        assert!(host.check(&labels(&[("instance", "127.0.0.1:9487")]), true).is_ok(), "loopback via the webhook");
         assert!(host.check(&labels(&[("instance", "node-b:9487")]), true).unwrap_err().contains("node-b"));
         assert!(host.check(&labels(&[]), true).is_ok(), "sent to our own webhook");
         assert!(host.check(&labels(&[]), false).is_err(), "a polled alert must name us");
@@ -135,11 +157,16 @@ mod tests {
     #[test]
     fn default_names_are_the_hosts_own() {
         let host = ThisHost::new(&[], "127.0.0.1:9487".parse().unwrap());
-        for ok in ["127.0.0.1:9487", "localhost:9487", "127.0.0.1"] {
-            assert!(host.check(&labels(&[("instance", ok)]), false).is_ok(), "{ok}");
+        for ok in ["127.0.0.1:9487", "localhost:9487", "127.0.0.1", "[::1]:9487", "LOCALHOST"] {
+            assert!(host.check(&labels(&[("instance", ok)]), true).is_ok(), "{ok} sent to our webhook");
+            let polled = host.check(&labels(&[("instance", ok)]), false).unwrap_err();
+            assert!(polled.contains("loopback"), "{ok} read from Alertmanager names every host: {polled}");
         }
-        assert!(host.check(&labels(&[("instance", "127.0.0.1:9488")]), false).is_err());
+        assert!(host.check(&labels(&[("instance", "127.0.0.1:9488")]), true).is_err());
         let any = ThisHost::new(&[], "0.0.0.0:9487".parse().unwrap());
-        assert!(any.check(&labels(&[("instance", "127.0.0.1:9487")]), false).is_ok(), "loopback is local");
+        assert!(any.check(&labels(&[("instance", "127.0.0.1:9487")]), false).is_err(), "loopback, polled");
+        assert!(any.check(&labels(&[("instance", "127.0.0.1:9487")]), true).is_ok(), "loopback, our webhook");
+        let named = ThisHost::new(&["localhost:9487".into()], "0.0.0.0:9487".parse().unwrap());
+        assert!(named.check(&labels(&[("instance", "localhost:9487")]), false).is_ok(), "named explicitly");
     }
 }
