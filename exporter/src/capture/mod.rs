@@ -5,6 +5,7 @@
 //! the results are kept in a bounded spool (`spool`, `outputs`) served by the
 //! captures API (`api`).
 
+pub mod allow;
 pub mod api;
 pub mod cancel;
 pub mod dir;

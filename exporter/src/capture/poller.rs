@@ -99,7 +99,7 @@ fn poll(urls: &[Url]) -> Result<BTreeMap<String, Alert>, String> {
             ..base.clone()
         };
         // The operator named these peers; their redirects are not followed elsewhere.
-        let body = match http::get(&url, LIMITS, &|_| false) {
+        let body = match http::get(&url, LIMITS, None) {
             Ok(b) => b,
             Err(e) => {
                 errors.push(e);

@@ -2,7 +2,7 @@
 //! scheduler's limits, which alerts name this host, and where allocator
 //! profiles may be pulled from.
 
-use crate::capture::http::Allowlist;
+use crate::capture::allow::Allowlist;
 use crate::capture::sources::{self, Source};
 use memleak_signals::OptionError;
 use memleak_signals::options::at_least_one;
@@ -53,11 +53,19 @@ pub struct Options {
     #[serde(default)]
     pub instance: Vec<String>,
 
-    /// HOST:PORT pattern (`*` matches any run) that pprof URLs must match to be pulled (repeatable);
-    /// without one, no pprof URL is pulled.
+    /// HOST:PORT pattern that pprof URLs must match to be pulled (repeatable): host and port are
+    /// matched apart, `*` matches within one DNS label or IPv4 octet (`10.0.0.*:6060`,
+    /// `*.svc.cluster.local:6060`, `127.0.0.1:*`); an address pattern is checked against the address
+    /// connected to. Without one, no pprof URL is pulled.
     #[arg(long = "pprof.allow", value_name = "PATTERN")]
     #[serde(default)]
     pub pprof_allow: Vec<String>,
+
+    /// URL path pulled besides /debug/pprof/heap and /debug/pprof/allocs (repeatable), e.g. a Rust
+    /// service's jemalloc_pprof endpoint.
+    #[arg(long = "pprof.path", value_name = "PATH")]
+    #[serde(default)]
+    pub pprof_path: Vec<String>,
 
     /// Where a target's allocator profile comes from: `group=NAME` or `cgroup=PATH`, then
     /// `pprof_url=URL`, or `heap_profile=PREFIX` (gperftools HEAPPROFILE, dumped on `signal=N`,
@@ -91,7 +99,8 @@ impl memleak_signals::Options for Options {
         if max_duration.is_zero() {
             return Err(OptionError::new("max_duration", "must be more than 0s"));
         }
-        let pprof_allow = Allowlist::new(&self.pprof_allow).map_err(|e| OptionError::new("pprof_allow", e))?;
+        let pprof_allow =
+            Allowlist::new(&self.pprof_allow, &self.pprof_path).map_err(|e| OptionError::new("pprof_allow", e))?;
         let sources = self
             .targets
             .iter()

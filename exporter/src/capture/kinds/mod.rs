@@ -8,8 +8,8 @@
 
 pub mod allocator_profile;
 
+use super::allow::Allowlist;
 use super::cancel::Cancel;
-use super::http::Allowlist;
 use super::sources::Source;
 use super::target::Target;
 use memleak_artifacts::Ingested;

@@ -26,11 +26,8 @@ fn prepare(setup: &Setup) -> Result<Box<dyn Run>, Refusal> {
     let context = setup.context;
     if let Some(text) = setup.annotations.get("pprof_url") {
         let url = Url::parse(text).map_err(|e| Refusal::Invalid(format!("pprof_url annotation: {e}")))?;
-        if !context.pprof_allow.allows(&url) {
-            return Err(Refusal::Invalid(format!(
-                "pprof_url {url} is refused: {} is not allowed by --capture.pprof.allow",
-                url.authority()
-            )));
+        if let Err(why) = context.pprof_allow.allows(&url) {
+            return Err(Refusal::Invalid(format!("pprof_url {url} is refused: {why}")));
         }
         return Ok(Box::new(pprof_pull::Pull { url, allow: context.pprof_allow.clone() }));
     }
@@ -42,7 +39,7 @@ fn prepare(setup: &Setup) -> Result<Box<dyn Run>, Refusal> {
         )));
     };
     match &source.method {
-        Method::Pprof(url) => Ok(Box::new(pprof_pull::Pull { url: url.clone(), allow: context.pprof_allow.clone() })),
+        Method::Pprof(url) => Ok(Box::new(pprof_pull::Pull { url: url.clone(), allow: context.pprof_allow.with(url) })),
         Method::HeapProfile { prefix, signal } => {
             // A process without the heap profiler's handler would die of the signal's default action.
             if setup.target.catching(*signal) == 0 {

@@ -2,7 +2,8 @@
 //! `net/http/pprof` `/debug/pprof/heap`, `jemalloc_pprof`, any pprof heap URL).
 
 use super::{diffed, partial};
-use crate::capture::http::{self, Allowlist, Limits, Url};
+use crate::capture::allow::Allowlist;
+use crate::capture::http::{self, Limits, Url};
 use crate::capture::kinds::{Finished, Job, Run, Status, Window};
 use memleak_artifacts::pprof_decode::{self, Decoded};
 use std::time::Duration;
@@ -23,7 +24,7 @@ pub struct Pull {
 
 impl Pull {
     fn pull(&self) -> Result<Decoded, String> {
-        let body = http::get(&self.url, LIMITS, &|u| self.allow.allows(u))?;
+        let body = http::get(&self.url, LIMITS, Some(&self.allow))?;
         pprof_decode::decode(&body).map_err(|e| format!("{}: {e}", self.url))
     }
 }
