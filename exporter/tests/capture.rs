@@ -266,7 +266,7 @@ fn limits_hold_concurrency_duplicates_cooldown_duration_rate_and_spool_count() {
     let a = first["capture"].as_str().unwrap().to_owned();
     assert_eq!(capture(&exporter, &a)["duration_seconds"], 2.0, "capture_duration is cut to --capture.max-duration");
     assert_eq!(outcome("b1", json!({ "group": "leakysvc" }))["outcome"], "duplicate");
-    let busy = outcome("b2", json!({ "pid": pid }));
+    let busy = outcome("b2", json!({ "group": "leakysvc", "pid": pid }));
     assert!(
         busy["outcome"] == "refused" && busy["reason"].as_str().unwrap().contains("--capture.max-concurrent"),
         "{busy}"
@@ -275,11 +275,17 @@ fn limits_hold_concurrency_duplicates_cooldown_duration_rate_and_spool_count() {
     assert_eq!(outcome("b1", json!({ "group": "leakysvc" }))["outcome"], "duplicate", "finished within the cooldown");
     let cooling = outcome("b3", json!({ "group": "leakysvc" }));
     assert!(cooling["reason"].as_str().unwrap().contains("--capture.cooldown"), "{cooling}");
-    let second = outcome("b2", json!({ "pid": pid }));
+    let second = outcome("b2", json!({ "group": "leakysvc", "pid": pid }));
     assert_eq!(second["outcome"], "accepted", "{second}");
     let b = second["capture"].as_str().unwrap().to_owned();
     wait_for(&exporter, &b, "finished", finished);
-    let rate = outcome("b4", json!({ "group": "leakysvc", "pid": pid }));
+    // The cooldown holds for the target however the alert spells it (the pid is canonical).
+    let respelled = outcome("b4", json!({ "group": "leakysvc", "pid": format!("00{pid}") }));
+    assert!(respelled["reason"].as_str().unwrap().contains("--capture.cooldown"), "{respelled}");
+    // The same process through its cgroup is another target: the hourly rate refuses it.
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let cgroup = memleak_signals::process::select::cgroup_of(&cgroup).unwrap().to_owned();
+    let rate = outcome("b7", json!({ "cgroup": cgroup, "pid": pid }));
     assert!(rate["reason"].as_str().unwrap().contains("--capture.max-per-hour"), "{rate}");
     // --capture.keep=1: the older capture was evicted from the spool.
     let ids: Vec<Value> = captures(&exporter).iter().map(|c| c["id"].clone()).collect();
@@ -503,6 +509,9 @@ fn two_exporters_poll_alertmanager_only_the_named_one_captures_and_resolving_can
     let (a, b) = (start("node-a:9487"), start("node-b:9487"));
     let labels = json!({ "alertname": "ProcessMemoryLeak", "capture": "allocator-profile", "group": "leakysvc", "instance": "node-a:9487" });
     alertmanager.post(&labels, &json!({ "pprof_url": service.heap_url(), "capture_duration": "10m" }), false);
+    // A loopback instance names every host alike: no poller takes it as its own.
+    let loopback = json!({ "alertname": "LoopbackLeak", "capture": "allocator-profile", "group": "leakysvc", "instance": format!("127.0.0.1:{}", a.port) });
+    alertmanager.post(&loopback, &json!({ "pprof_url": service.heap_url(), "capture_duration": "10m" }), false);
     let deadline = Instant::now() + Duration::from_secs(60);
     let listed = loop {
         if let Some(c) = captures(&a).into_iter().next() {
@@ -521,9 +530,21 @@ fn two_exporters_poll_alertmanager_only_the_named_one_captures_and_resolving_can
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(captures(&b).is_empty());
-    assert!(b.metrics().contains(
-        "memleak_exporter_capture_rejections_total{kind=\"allocator-profile\",reason=\"not_this_host\"} 1\n"
-    ));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !a.stderr().contains("is a loopback name") {
+        assert!(Instant::now() < deadline, "exporter a took the loopback alert\n{}", a.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(captures(&a).len(), 1, "only node-a's alert is captured");
+    // Both alerts (node-a's, the loopback one) are refused by b, each once.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !b
+        .metrics()
+        .contains("memleak_exporter_capture_rejections_total{kind=\"allocator-profile\",reason=\"not_this_host\"} 2\n")
+    {
+        assert!(Instant::now() < deadline, "{}", b.metrics());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // Resolving the alert cancels the running capture; the first profile is kept.
     alertmanager.post(&labels, &json!({ "pprof_url": service.heap_url(), "capture_duration": "10m" }), true);
     let done = wait_for(&a, &id, "finished", finished);

@@ -97,6 +97,10 @@ impl Exporter {
         panic!("exporter not ready in 20 s: {}", exporter.stderr());
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
