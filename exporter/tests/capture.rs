@@ -329,6 +329,19 @@ fn the_captures_api_needs_the_token_when_not_loopback_only() {
     assert_eq!(request(exporter.port, "GET", "/api/v1/captures", "", "").0, 401);
     assert_eq!(request(exporter.port, "GET", "/api/v1/captures", "Authorization: Bearer nope\r\n", "").0, 401);
     assert_eq!(request(exporter.port, "GET", "/api/v1/captures", "Authorization: Bearer t0ken\r\n", "").0, 200);
+    assert_eq!(request(exporter.port, "GET", "/api/v1/captures", "Authorization: bearer t0ken\r\n", "").0, 200);
+    // The token is checked before the body is read: a caller without one that announces a
+    // body and never sends it is answered at once, not read from.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", exporter.port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        stream,
+        "POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = [0u8; 12];
+    std::io::Read::read_exact(&mut stream, &mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 401");
     let open = Exporter::start_on("0.0.0.0:0", &[]);
     assert_eq!(
         request(open.port, "GET", "/api/v1/captures", "", "").0,

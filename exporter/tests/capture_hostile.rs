@@ -187,6 +187,14 @@ fn hostile_pprof(path: &str) -> Vec<u8> {
         out.extend_from_slice(body);
         return out;
     }
+    if path == "/debug/pprof/allocs" {
+        // An empty heap profile, as Go serves one before its first GC.
+        let types = vec![memleak_artifacts::model::INUSE_SPACE, memleak_artifacts::model::INUSE_OBJECTS];
+        let empty = memleak_artifacts::encode::pprof::encode(&memleak_artifacts::Profile::new("heap", types), "go");
+        let mut out = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", empty.len()).into_bytes();
+        out.extend_from_slice(&empty);
+        return out;
+    }
     let bomb = BOMB.get_or_init(sample_bomb);
     let mut out = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", bomb.len()).into_bytes();
     out.extend_from_slice(bomb);
@@ -201,9 +209,13 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn a_hostile_pprof_endpoint_is_bounded_in_memory_paths_and_reasons() {
-    let targets = [sleeper("hpprof"), sleeper("hpprof2")];
+    let targets = [sleeper("hpprof"), sleeper("hpprof2"), sleeper("hpprof3")];
     let port = serve(hostile_pprof);
-    let exporter = Exporter::start(&["--capture.pprof.allow=127.0.0.*:*", "--capture.pprof.allow=10.0.0.*:6060"]);
+    let exporter = Exporter::start(&[
+        "--capture.pprof.allow=127.0.0.*:*",
+        "--capture.pprof.allow=10.0.0.*:6060",
+        "--capture.max-concurrent=3",
+    ]);
     let url = |path: &str| json!({ "pprof_url": format!("http://127.0.0.1:{port}{path}"), "capture_duration": "1s" });
     let group = json!({ "group": "hpprof" });
     let outcomes = post(
@@ -212,6 +224,7 @@ fn a_hostile_pprof_endpoint_is_bounded_in_memory_paths_and_reasons() {
             alert("h1", group.clone(), url("/debug/pprof/heap?gc=1")),
             alert("h2", json!({ "group": "hpprof2" }), url("/debug/pprof/heap?debug=1")),
             alert("h3", group.clone(), url("/debug/pprof/cmdline")),
+            alert("h6", json!({ "group": "hpprof3" }), url("/debug/pprof/allocs")),
             alert("h4", group.clone(), json!({ "pprof_url": "http://10.0.0.1.evil.invalid:6060/debug/pprof/heap" })),
             alert(
                 "h5",
@@ -221,14 +234,14 @@ fn a_hostile_pprof_endpoint_is_bounded_in_memory_paths_and_reasons() {
         ],
     );
     let kinds: Vec<&str> = outcomes.iter().map(|o| o["outcome"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["accepted", "accepted", "invalid", "invalid", "invalid"], "{outcomes:?}");
+    assert_eq!(kinds, ["accepted", "accepted", "invalid", "accepted", "invalid", "invalid"], "{outcomes:?}");
     assert!(outcomes[2]["reason"].as_str().unwrap().contains("not a heap-profile path"), "{outcomes:?}");
     let deadline = Instant::now() + Duration::from_secs(120);
     let list = loop {
         let (_, body) = request(exporter.port, "GET", "/api/v1/captures", "", "");
         let list: Value = serde_json::from_slice(&body).unwrap();
         let captures = list["captures"].as_array().unwrap().clone();
-        if captures.len() == 2 && captures.iter().all(|c| c["status"] != "running") {
+        if captures.len() == 3 && captures.iter().all(|c| c["status"] != "running") {
             break captures;
         }
         assert!(Instant::now() < deadline, "{list}\n{}", exporter.stderr());
@@ -242,6 +255,10 @@ fn a_hostile_pprof_endpoint_is_bounded_in_memory_paths_and_reasons() {
     assert!(reason("h1").contains("bytes of memory"), "{}", reason("h1"));
     let error_page = reason("h2");
     assert!(error_page.contains("answered 500") && !error_page.contains("SECRET"), "{error_page}");
+    // A Go pull without ?gc=1 that finds an empty heap succeeds, with a warning.
+    let empty = list.iter().find(|c| c["fingerprint"] == "h6").unwrap();
+    assert_eq!(empty["status"], "done", "{empty}");
+    assert!(empty["summary"]["attributes"]["warning"].as_str().unwrap().contains("?gc=1"), "{empty}");
     // The bomb's decoded samples alone would take over 2 GiB; the decoder's stated bound is
     // under 300 MiB beside its input (docs: pprof_decode).
     let peak = peak_rss_kib(exporter.pid());

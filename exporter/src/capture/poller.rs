@@ -2,7 +2,8 @@
 //! an HA cluster): fleet routing without a relay. Every interval it asks each
 //! peer's v2 API for the active alerts that carry a `capture` label (not
 //! silenced, not inhibited), merges them by fingerprint, and hands each new
-//! one to the same planner as the webhook (so the two deduplicate). An alert
+//! one to the same planner as the webhook (so the two deduplicate); one refused
+//! for a passing reason is planned again on later polls. An alert
 //! that leaves the active set (resolved, expired, silenced) cancels the
 //! capture it started.
 
@@ -15,6 +16,8 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+/// Outcomes planned again on the next poll while the alert stays active.
+const TRANSIENT: &[&str] = &["refused", "unavailable"];
 /// Most alerts read from one answer.
 const MAX_ALERTS: usize = 10_000;
 const LIMITS: Limits = Limits {
@@ -51,6 +54,8 @@ pub fn start(config: Config, hook: Webhook) -> std::io::Result<()> {
 fn run(config: &Config, hook: &Webhook) {
     // Fingerprints seen active in the last answered poll.
     let mut active: BTreeSet<String> = BTreeSet::new();
+    // Active fingerprints whose outcome is final (planned, or refused for good).
+    let mut settled: BTreeSet<String> = BTreeSet::new();
     let mut unreachable = false;
     loop {
         match poll(&config.urls) {
@@ -68,10 +73,16 @@ fn run(config: &Config, hook: &Webhook) {
                     }
                 }
                 for (fingerprint, alert) in &alerts {
-                    if !active.contains(fingerprint) {
-                        webhook::plan(hook, &to_request(alert), Via::Alertmanager);
+                    if !settled.contains(fingerprint) {
+                        let outcome = webhook::plan(hook, &to_request(alert), Via::Alertmanager);
+                        // A refusal for a passing reason (concurrency, rate, cooldown, spool, a
+                        // target not yet offering a profile) is tried again on the next poll.
+                        if !TRANSIENT.contains(&outcome.outcome) {
+                            settled.insert(fingerprint.clone());
+                        }
                     }
                 }
+                settled.retain(|f| now.contains(f));
                 active = now;
             }
             Err(why) => {

@@ -157,7 +157,11 @@ fn quoted(name: &str) -> String {
 pub fn request(alert: &Alert) -> Result<CaptureRequest, String> {
     check_labels(&alert.labels, "label")?;
     check_labels(&alert.annotations, "annotation")?;
-    if alert.fingerprint.len() > MAX_FINGERPRINT || !alert.fingerprint.chars().all(|c| c.is_ascii_alphanumeric()) {
+    let fingerprint = &alert.fingerprint;
+    if fingerprint.is_empty()
+        || fingerprint.len() > MAX_FINGERPRINT
+        || !fingerprint.chars().all(|c| c.is_ascii_alphanumeric())
+    {
         return Err(format!(
             "fingerprint {} is not Alertmanager's (hex digits, at most {MAX_FINGERPRINT})",
             quoted(&alert.fingerprint)
@@ -243,6 +247,7 @@ mod tests {
         assert!(reason(GOOD.replace(r#""status":"firing""#, r#""status":"pending""#)).contains("alerts[1]: status"));
         assert!(reason(GOOD.replace("a_cachesvc", &"x".repeat(2000))).contains("longer than"));
         assert!(reason(GOOD.replace(r#""fingerprint":"abc""#, r#""fingerprint":"../x""#)).contains("fingerprint"));
+        assert!(reason(GOOD.replace(r#""fingerprint":"abc""#, r#""fingerprint":"""#)).contains("fingerprint"), "empty");
         assert!(reason(GOOD.replace(r#""1m""#, r#""a\u0000b""#)).contains("annotation"));
         // An unknown kind is the planner's to judge (against the capture-kind table).
         assert!(validate(payload(&GOOD.replace("allocator-profile", "rm -rf")).as_bytes()).unwrap()[0].is_ok());

@@ -49,7 +49,21 @@ impl Run for Pull {
         match self.pull() {
             Ok(end) => {
                 let note = sampling_note(&end);
-                diffed("pprof", &start.profile, end.profile, note)
+                let empty = end.profile.samples.iter().all(|s| s.values.iter().all(|v| *v == 0));
+                let mut finished = diffed("pprof", &start.profile, end.profile, note);
+                if empty
+                    && !self.url.target.contains("gc=1")
+                    && let Some(result) = &mut finished.result
+                {
+                    // Go's heap profile is as of the last GC: before one, or without ?gc=1, it may be stale or empty.
+                    result.attributes.push((
+                        "warning".into(),
+                        "the end profile is empty: Go's heap profile shows the heap as of the last GC, so it is \
+                         likely stale or no GC has run yet; pull with ?gc=1 (e.g. /debug/pprof/heap?gc=1)"
+                            .into(),
+                    ));
+                }
+                finished
             }
             Err(e) => partial(
                 "pprof",
