@@ -214,6 +214,11 @@ fn a_webhook_alert_ends_in_a_growth_profile_that_names_the_leak() {
     assert!(String::from_utf8(folded).unwrap().lines().any(|l| l.contains(";main.leakRequestBuffer ")));
     let (status, end) = api(&exporter, &format!("/api/v1/captures/{id}/end.pb.gz"));
     assert!(status == 200 && !end.is_empty());
+    let (_, mine) = api(&exporter, "/api/v1/captures?fingerprint=a1");
+    let mine: Value = serde_json::from_slice(&mine).unwrap();
+    assert_eq!(mine["captures"].as_array().unwrap().len(), 1, "{mine}");
+    let (_, none) = api(&exporter, "/api/v1/captures?fingerprint=ffff");
+    assert!(serde_json::from_slice::<Value>(&none).unwrap()["captures"].as_array().unwrap().is_empty());
     let (_, one) = api(&exporter, &format!("/api/v1/captures/{id}"));
     let one: Value = serde_json::from_slice(&one).unwrap();
     assert_eq!(one["summary"]["top_sites"][0]["function"], "main.leakRequestBuffer");

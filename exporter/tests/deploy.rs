@@ -234,6 +234,11 @@ fn the_systemd_unit_passes_valid_flags_and_is_hardened() {
     let unit = std::fs::read_to_string(repo("deploy/systemd/memleak-exporter.service")).unwrap();
     let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).unwrap();
     assert_flags_exist(exec.split_whitespace().skip(1).map(String::from), "systemd unit");
+    // The commented settings an operator uncomments name real flags too.
+    for line in unit.lines().filter_map(|l| l.strip_prefix("#Environment=MEMLEAK_EXPORTER_ARGS=")) {
+        assert_flags_exist(line.split_whitespace().map(String::from), "systemd unit (commented)");
+    }
+    assert!(exec.contains("$MEMLEAK_EXPORTER_ARGS"), "the commented arguments reach ExecStart");
     for setting in ["NoNewPrivileges=yes", "ProtectSystem=strict", "CapabilityBoundingSet=", "MemoryMax="] {
         assert!(unit.contains(setting), "the unit lacks {setting}");
     }

@@ -1,4 +1,5 @@
-//! The captures API: `GET /api/v1/captures` (the list), `/api/v1/captures/{id}`
+//! The captures API: `GET /api/v1/captures` (the list, `?fingerprint=` for one
+//! alert's), `/api/v1/captures/{id}`
 //! (one capture with its full summary) and its files (`profile.pb.gz`,
 //! `end.pb.gz`, `flamegraph.svg`, `folded`, `summary.json`). Profiles reveal
 //! code paths, so the webhook's authentication applies: a bearer token unless
@@ -6,11 +7,17 @@
 
 use super::Captures;
 use crate::webhook::Access;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::sync::Arc;
+
+/// The list's filter.
+#[derive(Debug, serde::Deserialize)]
+pub struct ListQuery {
+    fingerprint: Option<String>,
+}
 
 /// What the API's handlers share.
 #[derive(Debug, Clone)]
@@ -41,11 +48,15 @@ fn spool(api: &Api, headers: &HeaderMap) -> Result<Arc<super::spool::Spool>, (St
     }
 }
 
-/// `GET /api/v1/captures`: every capture in the spool, newest first.
-pub async fn list(State(api): State<Api>, headers: HeaderMap) -> Response {
+/// `GET /api/v1/captures[?fingerprint=FP]`: every capture in the spool (or the alert's), newest first.
+pub async fn list(State(api): State<Api>, headers: HeaderMap, Query(query): Query<ListQuery>) -> Response {
     match spool(&api, &headers) {
         Ok(spool) => {
-            let body = json!({ "status": "ok", "captures": spool.list() });
+            let mut captures = spool.list();
+            if let Some(fingerprint) = &query.fingerprint {
+                captures.retain(|c| &c.fingerprint == fingerprint);
+            }
+            let body = json!({ "status": "ok", "captures": captures });
             ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
         }
         Err((status, message)) => error(status, message),
