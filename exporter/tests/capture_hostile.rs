@@ -266,3 +266,23 @@ fn a_hostile_pprof_endpoint_is_bounded_in_memory_paths_and_reasons() {
     assert!(peak < 400 << 10, "peak RSS {peak} KiB");
     drop(targets);
 }
+
+#[test]
+fn an_exporter_without_cap_kill_still_resolves_other_users_processes() {
+    // As nobody, signal 0 to a root process answers EPERM: the process exists all the same.
+    let target = sleeper("hrootsvc");
+    let port = serve(hostile_pprof);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let spool = dir.path().join("spool");
+    let Some(exporter) =
+        Exporter::start_as_nobody(&["--capture.pprof.allow=127.0.0.1:*", "--capture.dir", spool.to_str().unwrap()])
+    else {
+        return;
+    };
+    let annotations =
+        json!({ "pprof_url": format!("http://127.0.0.1:{port}/debug/pprof/allocs"), "capture_duration": "1s" });
+    let labels = json!({ "group": "hrootsvc", "pid": target.0.id().to_string() });
+    let outcomes = post(&exporter, &[alert("n1", labels, annotations)]);
+    assert_eq!(outcomes[0]["outcome"], "accepted", "{outcomes:?}\n{}", exporter.stderr());
+}

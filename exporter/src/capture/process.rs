@@ -83,9 +83,14 @@ impl Process {
         self.is_alive() && Stat::read(procfs, self.pid).is_some_and(|s| s.start_time == self.start_time)
     }
 
-    /// Whether the pinned process still runs (signal 0 through the pidfd).
+    /// Whether the pinned process still runs (signal 0 through the pidfd). Without
+    /// CAP_KILL (the systemd unit keeps none) a process of another user answers
+    /// EPERM: it exists; only ESRCH means it has exited.
     pub fn is_alive(&self) -> bool {
-        self.send(0).is_ok()
+        match self.send(0) {
+            Ok(()) => true,
+            Err(e) => e.raw_os_error() == Some(libc::EPERM),
+        }
     }
 
     /// Sends `signal` through the pidfd: never to another process that got the pid since.
