@@ -33,7 +33,8 @@ pub static FAILURES: MetricSpec = MetricSpec::counter(
     "memleak_ingest_failures_total",
     "Files moved to .failed, by reason (symlink, fifo, device, hard_link, empty, file_too_large, \
      decompressed_too_large, compression_ratio, parsed_too_large, output_too_large, timeout, interrupted, \
-     unknown_format, malformed, truncated, …).",
+     unknown_format, malformed, truncated, directory, unwritable, …); disk_full counts files left in place for \
+     a later try because the state folders' disk was full.",
     &["reason"],
 );
 pub static USABLE: MetricSpec = MetricSpec::gauge(
