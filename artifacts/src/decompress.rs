@@ -13,6 +13,26 @@ use std::time::Instant;
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Compressions and archives recognized by their magic numbers, read or not.
+const MAGICS: &[(&[u8], &str)] = &[
+    (&ZSTD_MAGIC, "zstd"),
+    (&GZIP_MAGIC, "gzip"),
+    (&[0xfd, b'7', b'z', b'X', b'Z', 0x00], "xz"),
+    (&[0x04, 0x22, 0x4d, 0x18], "lz4"),
+    (&[b'P', b'K', 0x03, 0x04], "zip"),
+    (&[b'P', b'K', 0x05, 0x06], "zip"),
+    (&[b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c], "7z"),
+    (&[0x5d, 0x00, 0x00], "lzma"),
+];
+
+/// The compression `bytes` start with, by its magic number (bzip2: `BZh` and a block size digit).
+fn compression_of(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.len() >= 4 && bytes.starts_with(b"BZh") && (b'1'..=b'9').contains(&bytes[3]) {
+        return Some("bzip2");
+    }
+    MAGICS.iter().find(|(magic, _)| bytes.starts_with(magic)).map(|(_, codec)| *codec)
+}
 const CHUNK: usize = 64 << 10;
 
 /// The text of the artifact read from `input`: decompressed when it starts
@@ -50,6 +70,8 @@ pub fn read_text(
         inflate("zstd", decoder, &mut text, budget, deadline, &consumed, &ended)?;
     } else if head.starts_with(&GZIP_MAGIC) {
         inflate("gzip", flate2::read::GzDecoder::new(rest), &mut text, budget, deadline, &consumed, &ended)?;
+    } else if let Some(codec) = compression_of(head) {
+        return Err(ArtifactError::UnsupportedCompression { codec, inside: None });
     } else {
         if let Some(size) = stored_size {
             text.reserve(size);
@@ -88,6 +110,12 @@ fn inflate(
             }
             Err(e) => return Err(corrupt(codec, e.to_string())),
         };
+        // Compressed again inside (the first read of a stream holds far more than a magic number).
+        if text.bytes == 0
+            && let Some(inner) = compression_of(&chunk[..n])
+        {
+            return Err(ArtifactError::UnsupportedCompression { codec: inner, inside: Some(codec) });
+        }
         text.push(&chunk[..n])?;
         let plain = text.bytes;
         if plain > RATIO_FROM_BYTES && plain > budget.ratio.saturating_mul(consumed.get().max(1)) {
@@ -375,6 +403,30 @@ mod tests {
         // The same ratio of a small input is no bomb.
         let small = gzip_of(Zeros(512 << 10));
         assert_eq!(read_text(&small[..], None, &budget(1 << 30), later()).unwrap().len(), 512 << 10);
+    }
+
+    #[test]
+    fn compressions_not_read_are_named() {
+        let cases: [(&[u8], &str); 4] = [
+            (&[0xfd, b'7', b'z', b'X', b'Z', 0, 0, 4], "xz-compressed: only zstd and gzip are read"),
+            (b"BZh91AY&SY", "bzip2-compressed"),
+            (b"PK\x03\x04\x14\0", "zip-compressed"),
+            (&[0x04, 0x22, 0x4d, 0x18, 0x64], "lz4-compressed"),
+        ];
+        for (bytes, said) in cases {
+            let err = read_text(bytes, None, &Budget::WATCHED, later()).unwrap_err();
+            assert_eq!(err.reason(), "unsupported_compression");
+            assert!(err.to_string().contains(said), "{err}");
+        }
+        // gzip inside gzip, and zstd inside gzip.
+        let twice = gzip_of(&gzip_of(&b"text\n"[..])[..]);
+        let err = read_text(&twice[..], None, &Budget::WATCHED, later()).unwrap_err();
+        assert!(err.to_string().starts_with("gzip inside gzip: nested compression is not read"), "{err}");
+        let zstd_in_gzip = gzip_of(&[0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x58, 0, 0][..]);
+        let err = read_text(&zstd_in_gzip[..], None, &Budget::WATCHED, later()).unwrap_err();
+        assert!(err.to_string().starts_with("zstd inside gzip"), "{err}");
+        // Text that merely starts like "BZh" is text.
+        assert_eq!(read_text(&b"BZhello"[..], None, &Budget::WATCHED, later()).unwrap(), "BZhello");
     }
 
     #[test]

@@ -440,3 +440,60 @@ fn a_full_disk_leaves_a_good_file_for_later_instead_of_failing_it() {
     assert!(log.contains("have room again"), "{log}");
     assert!(stage.watched.join(".ingested/good.log.json").is_file());
 }
+
+#[test]
+fn a_flood_of_junk_neither_delays_an_older_file_nor_floods_the_log() {
+    if !root() {
+        return;
+    }
+    let stage = Stage::new();
+    std::fs::write(stage.base.join("good"), fixture("lsan/asan.txt")).unwrap();
+    std::fs::set_permissions(stage.base.join("good"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    // The good file first, then 2,000 one-byte files (half binary, half text) and an xz file;
+    // all have settled when the exporter starts.
+    let script = format!(
+        "cp {good} good.log; sleep 0.05; i=0; while [ $i -lt 1000 ]; do printf '\\000' > junk-b$i; \
+         printf x > junk-t$i; i=$((i+1)); done; printf '\\375\\067zXZ\\000\\000\\004\\346' > packed.xz; sleep 2.5",
+        good = stage.base.join("good").display()
+    );
+    stage.as_nobody(&script);
+    let exporter = stage.start(&[]);
+    let started = Instant::now();
+    let failed = |t: &str| {
+        t.lines()
+            .filter(|l| l.starts_with("memleak_ingest_failures_total{"))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let text = wait_until(&exporter, 120, |t| failed(t) >= 2001.0 && value(t, GOOD) == Some(1.0));
+    assert_eq!(value(&text, GOOD), Some(1.0), "{text}");
+    assert_eq!(failed(&text), 2001.0, "{text}");
+    let compressed = "memleak_ingest_failures_total{reason=\"unsupported_compression\"}";
+    assert_eq!(value(&text, compressed), Some(1.0), "{text}");
+    let log = exporter.stderr();
+    // The oldest file was taken before any of the flood.
+    let good_at = log.find("good.log").expect("the good file is not in the log");
+    assert!(log.find("junk-").is_none_or(|junk_at| good_at < junk_at), "a junk file came first:\n{log}");
+    // Binary junk is refused on its first try (no second one after the settle time).
+    let why = std::fs::read_dir(stage.watched.join(".failed"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("junk-b"))
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".error.txt"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect::<Vec<_>>();
+    assert!(!why.is_empty() && why.iter().all(|w| w.contains("not text") && !w.contains("second try")), "{why:?}");
+    // One line per file for the first few of a scan, then a summary line: not 2,000 lines.
+    let per_file = log.matches("cannot ingest").count() + log.matches("does not parse yet").count();
+    assert!(per_file < 400, "{per_file} lines about single files");
+    eprintln!(
+        "flood: 2,001 refused in {:.1} s at a 200 ms interval; {per_file} per-file log lines",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(log.contains("more files failed or wait for a second try"), "{log}");
+    let xz = std::fs::read_to_string(stage.watched.join(".failed/packed.xz.error.txt"));
+    if let Ok(xz) = xz {
+        assert!(xz.contains("xz-compressed: only zstd and gzip are read"), "{xz}");
+    }
+    assert!(!log.contains('\u{0}'), "a raw NUL reached the log");
+}

@@ -9,6 +9,7 @@ use super::take::{self, Outcome};
 use crate::ingest::names;
 use crate::options::ingest::Config;
 use rustix::fs::{AtFlags, Dir, FileType, RenameFlags, Stat, renameat, renameat_with, statat, unlinkat};
+use std::cell::Cell;
 use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -19,8 +20,14 @@ use std::time::{Duration, Instant, SystemTime};
 pub const SETTLE: Duration = Duration::from_secs(2);
 /// Entries of the watched folder examined per scan.
 const ENTRIES_PER_SCAN: usize = 4096;
-/// Files taken per scan.
+/// Files taken per scan, oldest first…
 const CLAIMS_PER_SCAN: usize = 32;
+/// …and more while the scan has spent less than `CHEAP_SCAN` (refusals cost
+/// little), up to this many: a flood of junk drains in few scans.
+const MAX_CLAIMS_PER_SCAN: usize = 256;
+const CHEAP_SCAN: Duration = Duration::from_secs(1);
+/// Lines logged per scan about single files that failed or wait; the rest are summed up in one line.
+const FILE_LINES_PER_SCAN: u32 = 8;
 /// Files waiting for a second try at most; past it they fail at once.
 const MAX_RETRIES: usize = 64;
 /// Files that could not be moved, remembered so each is logged once.
@@ -34,9 +41,18 @@ pub struct Context<'a> {
     /// The folder's index in `config.dirs`.
     pub index: usize,
     pub euid: u32,
+    /// Lines about single files this scan would log, shown or not (see `may_log`).
+    pub file_lines: Cell<u32>,
 }
 
 impl Context<'_> {
+    /// Whether a line about one file may be logged now: the first few of a
+    /// scan are; the others are counted and summed up at the end of the scan.
+    pub fn may_log(&self) -> bool {
+        self.file_lines.set(self.file_lines.get() + 1);
+        self.file_lines.get() <= FILE_LINES_PER_SCAN
+    }
+
     pub fn kept(&self) -> MutexGuard<'_, Kept> {
         self.kept.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -100,6 +116,15 @@ impl Folder {
         self.take_settled(ctx, &folders);
         prune(ctx, &folders);
         self.folders = Some(folders);
+        let unlogged = ctx.file_lines.get().saturating_sub(FILE_LINES_PER_SCAN);
+        if unlogged > 0 {
+            tracing::warn!(
+                dir = %self.path.display(),
+                files = unlogged,
+                "more files failed or wait for a second try than are logged one by one in a scan: their reasons \
+                 are in .failed/*.error.txt, the counts in memleak_ingest_failures_total"
+            );
+        }
     }
 
     /// Opens the folder and its state folders; on success recovers what an
@@ -221,13 +246,15 @@ impl Folder {
             }
             if let Some(stat) = ready(folders, &self.unclaimable, name) {
                 candidates.push((name.to_vec(), stat));
-                if candidates.len() >= CLAIMS_PER_SCAN {
-                    break;
-                }
             }
         }
-        for (name, stat) in candidates {
-            if self.disk_full_until.is_some_and(|until| Instant::now() < until) {
+        // Oldest first (by change time, which the writer cannot set back): files
+        // that came later, however many, never delay one that was there before.
+        candidates.sort_by_key(|(_, stat)| (stat.st_ctime, stat.st_ctime_nsec));
+        let started = Instant::now();
+        for (taken, (name, stat)) in candidates.into_iter().enumerate() {
+            let enough = taken >= MAX_CLAIMS_PER_SCAN || (taken >= CLAIMS_PER_SCAN && started.elapsed() > CHEAP_SCAN);
+            if enough || self.disk_full_until.is_some_and(|until| Instant::now() < until) {
                 break;
             }
             self.take_one(ctx, folders, &name, &stat);

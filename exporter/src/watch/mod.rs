@@ -76,14 +76,20 @@ pub fn start(config: Config) -> std::io::Result<IngestCollector> {
     // Opened before serving, so the kept results are exposed from the first
     // scrape; files are taken by the thread, so a slow one delays no start.
     for (index, folder) in folders.iter_mut().enumerate() {
-        folder.prepare(&Context { config: &config, kept: &kept, index, euid });
+        folder.prepare(&Context { config: &config, kept: &kept, index, euid, file_lines: Default::default() });
     }
     let dirs = config.dirs.iter().map(|d| d.display().to_string()).collect();
     let thread_kept = Arc::clone(&kept);
     std::thread::Builder::new().name("ingest-watch".into()).spawn(move || {
         loop {
             for (index, folder) in folders.iter_mut().enumerate() {
-                folder.scan(&Context { config: &config, kept: &thread_kept, index, euid });
+                folder.scan(&Context {
+                    config: &config,
+                    kept: &thread_kept,
+                    index,
+                    euid,
+                    file_lines: Default::default(),
+                });
             }
             std::thread::sleep(config.interval);
         }

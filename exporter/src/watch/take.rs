@@ -107,13 +107,15 @@ pub fn ingest_claimed(ctx: &Context<'_>, folders: &Folders, out: &str, shown: &s
         Err(e) if attempt == 1 && worth_another_try(&e) => {
             return match renameat(folders.ingested.fd(), &work, folders.ingested.fd(), retry_name(out)) {
                 Ok(()) => {
-                    tracing::info!(
-                        file = shown,
-                        output = out,
-                        reason = e.reason(),
-                        "does not parse yet (its writer may have paused mid-file): one more try later, once it has \
-                         stopped changing"
-                    );
+                    if ctx.may_log() {
+                        tracing::info!(
+                            file = shown,
+                            output = out,
+                            reason = e.reason(),
+                            "does not parse yet (its writer may have paused mid-file): one more try later, once it \
+                             has stopped changing"
+                        );
+                    }
                     Outcome::Retry
                 }
                 Err(_) => {
@@ -206,9 +208,16 @@ fn refuse_kind(kind: FileType) -> Result<(), Refusal> {
 
 /// Whether a failure may come from taking the file while its writer paused
 /// mid-file (cut short, or cut where it looks garbled or unrecognizable): those
-/// get a second try; budget refusals do not.
+/// get a second try; budget refusals, compressions not read, and content no
+/// more bytes can make a known format (binary at its start, or a whole head
+/// that no format recognizes) do not.
 fn worth_another_try(e: &ArtifactError) -> bool {
-    matches!(e, ArtifactError::Truncated { .. } | ArtifactError::Malformed { .. } | ArtifactError::UnknownFormat { .. })
+    matches!(
+        e,
+        ArtifactError::Truncated { .. }
+            | ArtifactError::Malformed { .. }
+            | ArtifactError::UnknownFormat { complete: false, .. }
+    )
 }
 
 /// The format an error names, when it is one of the table's (else `unknown`): a bounded label.
@@ -242,6 +251,7 @@ pub fn give_back_directory(ctx: &Context<'_>, folders: &Folders, from: &str, ori
         renameat_with(folders.ingested.fd(), from, &folders.watched, *name, RenameFlags::NOREPLACE).is_ok()
     });
     match back {
+        Some(_) if !ctx.may_log() => {}
         Some(name) => tracing::warn!(
             file = shown,
             reason = "directory",
@@ -251,7 +261,7 @@ pub fn give_back_directory(ctx: &Context<'_>, folders: &Folders, from: &str, ori
         None => tracing::error!(
             file = shown,
             reason = "directory",
-            "a directory took the file's place as it was claimed, and cannot be given back to the watched              directory: it stays under {}/{from} until the next start tries again",
+            "a directory took the file's place as it was claimed, and cannot be given back to the watched directory: it stays under {}/{from} until the next start tries again",
             super::state::INGESTED
         ),
     }
@@ -282,12 +292,14 @@ pub fn fail(
         tracing::warn!(file = shown, output = out, "cannot move it into {FAILED}: {e}");
     }
     // File content is never logged (an error may quote it): the reason file holds the details.
-    tracing::warn!(
-        file = shown,
-        reason,
-        details = format!("{FAILED}/{out}.error.txt"),
-        "cannot ingest; moved to {FAILED}/{out}"
-    );
+    if ctx.may_log() {
+        tracing::warn!(
+            file = shown,
+            reason,
+            details = format!("{FAILED}/{out}.error.txt"),
+            "cannot ingest; moved to {FAILED}/{out}"
+        );
+    }
     let mut kept = ctx.kept();
     *kept.files.entry((format.to_owned(), "failed")).or_default() += 1;
     *kept.failures.entry(reason).or_default() += 1;
