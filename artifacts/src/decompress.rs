@@ -1,7 +1,8 @@
 //! Reading an artifact's text within its budget: streaming decompression of
 //! zstd and gzip (heaptrack writes `.zst` or `.gz`), with the stored size,
 //! the decompressed size, the ratio and the deadline checked as bytes arrive,
-//! and invalid UTF-8 replaced chunk by chunk (no second copy of the text).
+//! and invalid UTF-8 replaced chunk by chunk (no second copy of the text; a
+//! run of invalid bytes becomes one U+FFFD, and what is held is what counts).
 
 use crate::budget::{Budget, RATIO_FROM_BYTES};
 use crate::model::ArtifactError;
@@ -12,12 +13,34 @@ use std::time::Instant;
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Compressions and archives recognized by their magic numbers, read or not.
+const MAGICS: &[(&[u8], &str)] = &[
+    (&ZSTD_MAGIC, "zstd"),
+    (&GZIP_MAGIC, "gzip"),
+    (&[0xfd, b'7', b'z', b'X', b'Z', 0x00], "xz"),
+    (&[0x04, 0x22, 0x4d, 0x18], "lz4"),
+    (&[b'P', b'K', 0x03, 0x04], "zip"),
+    (&[b'P', b'K', 0x05, 0x06], "zip"),
+    (&[b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c], "7z"),
+    (&[0x5d, 0x00, 0x00], "lzma"),
+];
+
+/// The compression `bytes` start with, by its magic number (bzip2: `BZh` and a block size digit).
+fn compression_of(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.len() >= 4 && bytes.starts_with(b"BZh") && (b'1'..=b'9').contains(&bytes[3]) {
+        return Some("bzip2");
+    }
+    MAGICS.iter().find(|(magic, _)| bytes.starts_with(magic)).map(|(_, codec)| *codec)
+}
 const CHUNK: usize = 64 << 10;
 
 /// The text of the artifact read from `input`: decompressed when it starts
 /// with a zstd or gzip magic number, as it is otherwise. `stored_size`, when
 /// known, reserves the text's memory at once. Refused as soon as a cap of
-/// `budget` is passed or `deadline` is: at most `decompressed_bytes` are ever held.
+/// `budget` is passed or `deadline` is: at most `decompressed_bytes` are ever
+/// held for the text (its capacity, replacements included), besides a zstd
+/// window of at most half that and one 64 KiB chunk.
 pub fn read_text(
     input: impl Read,
     stored_size: Option<u64>,
@@ -47,6 +70,8 @@ pub fn read_text(
         inflate("zstd", decoder, &mut text, budget, deadline, &consumed, &ended)?;
     } else if head.starts_with(&GZIP_MAGIC) {
         inflate("gzip", flate2::read::GzDecoder::new(rest), &mut text, budget, deadline, &consumed, &ended)?;
+    } else if let Some(codec) = compression_of(head) {
+        return Err(ArtifactError::UnsupportedCompression { codec, inside: None });
     } else {
         if let Some(size) = stored_size {
             text.reserve(size);
@@ -56,7 +81,7 @@ pub fn read_text(
     if consumed.get() > budget.file_bytes {
         return Err(ArtifactError::FileTooLarge { size: consumed.get(), limit: budget.file_bytes });
     }
-    Ok(text.finish())
+    text.finish()
 }
 
 /// Inflates `decoder` into `text`, checking the caps and the ratio after every chunk.
@@ -85,6 +110,12 @@ fn inflate(
             }
             Err(e) => return Err(corrupt(codec, e.to_string())),
         };
+        // Compressed again inside (the first read of a stream holds far more than a magic number).
+        if text.bytes == 0
+            && let Some(inner) = compression_of(&chunk[..n])
+        {
+            return Err(ArtifactError::UnsupportedCompression { codec: inner, inside: Some(codec) });
+        }
         text.push(&chunk[..n])?;
         let plain = text.bytes;
         if plain > RATIO_FROM_BYTES && plain > budget.ratio.saturating_mul(consumed.get().max(1)) {
@@ -113,24 +144,29 @@ fn copy(mut input: impl Read, text: &mut Text, budget: &Budget, deadline: Instan
     }
 }
 
-/// Text being assembled from bytes: valid UTF-8 kept, invalid sequences
-/// replaced by U+FFFD, a sequence split across chunks carried over.
+/// Text being assembled from bytes: valid UTF-8 kept, a run of invalid
+/// sequences replaced by one U+FFFD, a sequence split across chunks carried
+/// over. What is held (the string's capacity) never exceeds `limit`: the
+/// capacity is grown by hand, and a replacement (3 bytes for what may be one
+/// input byte) counts as what it takes, not as the input it stands for.
 struct Text {
     text: String,
     /// The start of a UTF-8 sequence that the next chunk completes (at most 3 bytes).
     pending: Vec<u8>,
-    /// Bytes taken in so far.
+    /// Bytes taken in so far (what the decompressed size and the ratio are about).
     bytes: u64,
+    /// Whether the last thing kept is a replacement (a run of invalid bytes gets one).
+    replaced: bool,
     limit: u64,
 }
 
 impl Text {
     fn new(limit: u64) -> Text {
-        Text { text: String::new(), pending: Vec::new(), bytes: 0, limit }
+        Text { text: String::new(), pending: Vec::new(), bytes: 0, replaced: false, limit }
     }
 
     fn reserve(&mut self, size: u64) {
-        self.text.reserve_exact(size.min(self.limit) as usize);
+        self.text.reserve_exact(usize::try_from(size.min(self.limit)).unwrap_or(0));
     }
 
     fn push(&mut self, chunk: &[u8]) -> Result<(), ArtifactError> {
@@ -149,16 +185,13 @@ impl Text {
         }
         loop {
             match std::str::from_utf8(bytes) {
-                Ok(s) => {
-                    self.text.push_str(s);
-                    return Ok(());
-                }
+                Ok(s) => return self.keep(s),
                 Err(e) => {
                     let (valid, after) = bytes.split_at(e.valid_up_to());
-                    self.text.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                    self.keep(std::str::from_utf8(valid).unwrap_or_default())?;
                     match e.error_len() {
                         Some(len) => {
-                            self.text.push(char::REPLACEMENT_CHARACTER);
+                            self.replace()?;
                             bytes = &after[len..];
                         }
                         None => {
@@ -171,11 +204,40 @@ impl Text {
         }
     }
 
-    fn finish(mut self) -> String {
-        if !self.pending.is_empty() {
-            self.text.push(char::REPLACEMENT_CHARACTER);
+    /// Appends valid text, growing the capacity by hand so that it never passes the limit.
+    fn keep(&mut self, s: &str) -> Result<(), ArtifactError> {
+        if s.is_empty() {
+            return Ok(());
         }
-        self.text
+        let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
+        let needed = self.text.len().saturating_add(s.len());
+        if needed > limit {
+            return Err(ArtifactError::DecompressedTooLarge { limit: self.limit });
+        }
+        if needed > self.text.capacity() {
+            let grown = needed.max(self.text.capacity().saturating_mul(2).min(limit));
+            self.text.reserve_exact(grown - self.text.len());
+        }
+        self.text.push_str(s);
+        self.replaced = false;
+        Ok(())
+    }
+
+    /// Stands for an invalid sequence: one U+FFFD for a whole run of them.
+    fn replace(&mut self) -> Result<(), ArtifactError> {
+        if self.replaced {
+            return Ok(());
+        }
+        self.keep("\u{fffd}")?;
+        self.replaced = true;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<String, ArtifactError> {
+        if !self.pending.is_empty() {
+            self.replace()?;
+        }
+        Ok(self.text)
     }
 }
 
@@ -293,13 +355,39 @@ mod tests {
             let mut t = Text::new(1 << 20);
             t.push(&s.as_bytes()[..split]).unwrap();
             t.push(&s.as_bytes()[split..]).unwrap();
-            assert_eq!(t.finish(), s, "split at {split}");
+            assert_eq!(t.finish().unwrap(), s, "split at {split}");
         }
         let mut t = Text::new(1 << 20);
         for b in s.as_bytes() {
             t.push(&[*b]).unwrap();
         }
-        assert_eq!(t.finish(), s, "byte by byte");
+        assert_eq!(t.finish().unwrap(), s, "byte by byte");
+    }
+
+    #[test]
+    fn what_is_held_never_passes_the_cap_whatever_the_invalid_bytes() {
+        // A run of invalid bytes (16 MiB of 0xff) is one replacement, not 48 MiB of them.
+        let limit = 16u64 << 20;
+        let ff = vec![0xffu8; 16 << 20];
+        let text = read_text(&ff[..], Some(ff.len() as u64), &budget(limit), later()).unwrap();
+        assert_eq!(text, "\u{fffd}");
+        let mut t = Text::new(limit);
+        t.push(b"==1==ERROR: LeakSanitizer: detected memory leaks\n").unwrap();
+        for _ in 0..(16 << 4) - 1 {
+            t.push(&ff[..64 << 10]).unwrap();
+        }
+        assert_eq!(t.finish().unwrap(), "==1==ERROR: LeakSanitizer: detected memory leaks\n\u{fffd}");
+        // Isolated invalid bytes each take 3 bytes: counted as held, and the capacity never passes the cap.
+        let limit = 1u64 << 20;
+        let mut t = Text::new(limit);
+        let err = loop {
+            if let Err(e) = t.push(&b"a\xff".repeat(4096)) {
+                break e;
+            }
+            assert!(t.text.capacity() as u64 <= limit, "capacity {} over {limit}", t.text.capacity());
+        };
+        assert_eq!(err, ArtifactError::DecompressedTooLarge { limit });
+        assert!(t.text.capacity() as u64 <= limit && t.bytes < limit, "{} {}", t.text.capacity(), t.bytes);
     }
 
     #[test]
@@ -315,6 +403,30 @@ mod tests {
         // The same ratio of a small input is no bomb.
         let small = gzip_of(Zeros(512 << 10));
         assert_eq!(read_text(&small[..], None, &budget(1 << 30), later()).unwrap().len(), 512 << 10);
+    }
+
+    #[test]
+    fn compressions_not_read_are_named() {
+        let cases: [(&[u8], &str); 4] = [
+            (&[0xfd, b'7', b'z', b'X', b'Z', 0, 0, 4], "xz-compressed: only zstd and gzip are read"),
+            (b"BZh91AY&SY", "bzip2-compressed"),
+            (b"PK\x03\x04\x14\0", "zip-compressed"),
+            (&[0x04, 0x22, 0x4d, 0x18, 0x64], "lz4-compressed"),
+        ];
+        for (bytes, said) in cases {
+            let err = read_text(bytes, None, &Budget::WATCHED, later()).unwrap_err();
+            assert_eq!(err.reason(), "unsupported_compression");
+            assert!(err.to_string().contains(said), "{err}");
+        }
+        // gzip inside gzip, and zstd inside gzip.
+        let twice = gzip_of(&gzip_of(&b"text\n"[..])[..]);
+        let err = read_text(&twice[..], None, &Budget::WATCHED, later()).unwrap_err();
+        assert!(err.to_string().starts_with("gzip inside gzip: nested compression is not read"), "{err}");
+        let zstd_in_gzip = gzip_of(&[0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x58, 0, 0][..]);
+        let err = read_text(&zstd_in_gzip[..], None, &Budget::WATCHED, later()).unwrap_err();
+        assert!(err.to_string().starts_with("zstd inside gzip"), "{err}");
+        // Text that merely starts like "BZh" is text.
+        assert_eq!(read_text(&b"BZhello"[..], None, &Budget::WATCHED, later()).unwrap(), "BZhello");
     }
 
     #[test]

@@ -158,8 +158,13 @@ impl Ingested {
 /// Why an artifact could not be read or parsed: the format, where, and what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArtifactError {
-    #[error("not a format memleak-exporter knows (looked for: {known}); first bytes: {head:?}")]
-    UnknownFormat { known: String, head: String },
+    /// `head`: its first characters, escaped (empty when they are not text);
+    /// `complete`: whether more bytes could not make it a known format (its
+    /// start is binary, or the whole head every format looks at was there).
+    #[error("not a format memleak-exporter knows (looked for: {known}); {}", shown_head(head))]
+    UnknownFormat { known: String, head: String, complete: bool },
+    #[error("{}", compression_message(codec, inside))]
+    UnsupportedCompression { codec: &'static str, inside: Option<&'static str> },
     #[error("{format}: {message} (line {line})")]
     Malformed { format: &'static str, line: usize, message: String },
     #[error("{format}: truncated at line {line}: {message}")]
@@ -187,6 +192,7 @@ impl ArtifactError {
     pub fn reason(&self) -> &'static str {
         match self {
             ArtifactError::UnknownFormat { .. } => "unknown_format",
+            ArtifactError::UnsupportedCompression { .. } => "unsupported_compression",
             ArtifactError::Malformed { .. } => "malformed",
             ArtifactError::Truncated { .. } => "truncated",
             ArtifactError::FileTooLarge { .. } => "file_too_large",
@@ -202,6 +208,7 @@ impl ArtifactError {
     /// Every value `reason` can take.
     pub const REASONS: &'static [&'static str] = &[
         "unknown_format",
+        "unsupported_compression",
         "malformed",
         "truncated",
         "file_too_large",
@@ -212,6 +219,21 @@ impl ArtifactError {
         "timeout",
         "unreadable",
     ];
+}
+
+fn shown_head(head: &str) -> String {
+    if head.is_empty() {
+        "it is not text (binary bytes at its start)".to_owned()
+    } else {
+        format!("it starts with {:?}", head)
+    }
+}
+
+fn compression_message(codec: &str, inside: &Option<&'static str>) -> String {
+    match inside {
+        Some(outer) => format!("{codec} inside {outer}: nested compression is not read (decompress it once)"),
+        None => format!("{codec}-compressed: only zstd and gzip are read (recompress it with zstd or gzip)"),
+    }
 }
 
 fn humanize(d: std::time::Duration) -> String {

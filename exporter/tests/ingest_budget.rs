@@ -314,6 +314,13 @@ fn bombs_are_refused_within_the_shipped_memory_limit_and_the_next_file_is_still_
             ("trace-pipe.heap", dump_mapping("/sys/kernel/tracing/trace_pipe")),
             ("huge-library.heap", dump_mapping(big_library.to_str().unwrap())),
             ("deep.log", big_lsan(15 << 20)),
+            // Invalid UTF-8, alone and behind an LSan header: 3 bytes of U+FFFD each held 3× the budget.
+            ("ff-16m.log", vec![0xff; 16 << 20]),
+            (
+                "lsan-ff.log",
+                [b"==1==ERROR: LeakSanitizer: detected memory leaks\n\n".to_vec(), vec![0xff; (16 << 20) - 50]]
+                    .concat(),
+            ),
         ],
     );
     let sparse = watched.join("sparse-8g.log");
@@ -321,8 +328,11 @@ fn bombs_are_refused_within_the_shipped_memory_limit_and_the_next_file_is_still_
     rustix::fs::mkfifoat(rustix::fs::CWD, watched.join("fifo"), rustix::fs::Mode::from_raw_mode(0o644)).unwrap();
 
     let bombs = |t: &str| failures(t, "compression_ratio") + failures(t, "decompressed_too_large");
+    let done = |name: &str| [".ingested", ".failed"].iter().any(|d| watched.join(d).join(name).is_file());
     let text = wait_until(&exporter, 120, |t| {
-        bombs(t) == 4.0
+        done("ff-16m.log")
+            && done("lsan-ff.log")
+            && bombs(t) == 4.0
             && failures(t, "file_too_large") == 1.0
             && failures(t, "fifo") == 1.0
             && ingested(t, "jemalloc") == 2.0
@@ -376,8 +386,9 @@ fn a_file_the_exporter_dies_on_is_moved_aside_at_the_next_start_and_never_tried_
 
     // Killed (SIGKILL) in the middle of a file: caught under its private name, then killed.
     let exporter = Exporter::start(&args);
-    drop_files(&watched, &[("victim.log", big_lsan(15 << 20))]);
-    let work = watched.join(".ingested/.victim.log.work");
+    // A name with a control character: its output name differs, and the reason must name the original.
+    drop_files(&watched, &[("vic\ttim.log", big_lsan(15 << 20))]);
+    let work = watched.join(".ingested/.vic_tim.log.work");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !work.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(2));
@@ -390,9 +401,9 @@ fn a_file_the_exporter_dies_on_is_moved_aside_at_the_next_start_and_never_tried_
     let text = wait_until(&exporter, 30, |t| ingested(t, "lsan") == 1.0);
     assert_eq!(failures(&text, "interrupted"), 1.0, "{text}");
     assert_eq!(ingested(&text, "lsan"), 1.0, "only the good file: {text}");
-    let why = std::fs::read_to_string(watched.join(".failed/victim.log.error.txt")).unwrap();
-    assert!(why.contains("stopped while ingesting this file"), "{why}");
-    assert!(watched.join(".failed/victim.log").is_file());
+    let why = std::fs::read_to_string(watched.join(".failed/vic_tim.log.error.txt")).unwrap();
+    assert!(why.starts_with("vic\\x09tim.log: ") && why.contains("stopped while ingesting this file"), "{why}");
+    assert!(watched.join(".failed/vic_tim.log").is_file());
     drop(exporter);
 }
 

@@ -336,3 +336,164 @@ fn a_writer_pausing_longer_than_the_settle_time_is_waited_for_or_tried_again() {
     assert_eq!(value(&text, leaked), Some(409_600.0), "{text}\n{}", exporter.stderr());
     assert_eq!(value(&text, "memleak_ingest_files_total{format=\"unknown\",outcome=\"failed\"}"), None, "{text}");
 }
+
+/// Every directory under the state folders `.ingested` and `.failed`, and every file named `name` there.
+fn in_state_folders(watched: &Path, name: &str) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let (mut dirs, mut named) = (Vec::new(), Vec::new());
+    let mut todo = vec![watched.join(".ingested"), watched.join(".failed")];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(path.clone());
+                todo.push(path.clone());
+            }
+            if entry.file_name() == name {
+                named.push(path);
+            }
+        }
+    }
+    (dirs, named)
+}
+
+#[test]
+fn a_directory_swapped_in_as_a_file_is_claimed_is_given_back_not_kept() {
+    if !root() {
+        return;
+    }
+    let stage = Stage::new();
+    let exporter = stage.start(&[]);
+    std::fs::write(stage.base.join("good"), fixture("lsan/asan.txt")).unwrap();
+    std::fs::set_permissions(stage.base.join("good"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    // 40 files settle together; as soon as the exporter has taken one (it checked the others
+    // in the same scan), the rest become world-writable directories whose writer keeps its
+    // working directory in them and writes through it later, wherever they were moved.
+    let script = format!(
+        "for i in $(seq 1 40); do cp {good} f$i; done; \
+         while [ $(ls | grep -c '^f') -ge 40 ]; do :; done; \
+         for i in $(seq 1 40); do if rm f$i 2>/dev/null; then mkdir f$i && chmod 777 f$i && \
+         (cd f$i 2>/dev/null && sleep 3 && echo planted > inside) & fi; done; wait",
+        good = stage.base.join("good").display()
+    );
+    stage.as_nobody(&script);
+    std::thread::sleep(Duration::from_secs(3));
+    let text = exporter.metrics();
+    let given_back = value(&text, "memleak_ingest_failures_total{reason=\"directory\"}").unwrap_or(0.0);
+    assert!(given_back >= 1.0, "no directory was claimed: the race was not hit\n{text}");
+    let (dirs, planted) = in_state_folders(&stage.watched, "inside");
+    assert!(dirs.is_empty(), "the writer's directories are in the state folders: {dirs:?}");
+    assert!(planted.is_empty(), "the writer wrote into the state folders: {planted:?}");
+    // Each name was either ingested or is a directory in the watched folder, under its own name.
+    let back = (1..=40).filter(|i| stage.watched.join(format!("f{i}")).is_dir()).count();
+    assert_eq!(value(&text, GOOD).unwrap_or(0.0) + back as f64, 40.0, "{text}");
+    assert!(exporter.stderr().contains("given back to the watched directory"), "{}", exporter.stderr());
+    stage.assert_contained(&exporter.stderr());
+}
+
+/// A small tmpfs mounted over `at`, unmounted on drop.
+struct SmallDisk(PathBuf);
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_leaves_a_good_file_for_later_instead_of_failing_it() {
+    if !root() {
+        return;
+    }
+    let stage = Stage::new();
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k,mode=0777", "memleak-test"])
+        .arg(&stage.watched)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cannot mount a tmpfs");
+    let _disk = SmallDisk(stage.watched.clone());
+    let exporter = stage.start(&[]);
+    wait_until(&exporter, 5, |_| stage.watched.join(".ingested").is_dir());
+    // The good file lands, then the disk fills before it has settled: its outputs cannot be written.
+    stage.drop_as_nobody(b"good.log", &fixture("lsan/asan.txt"));
+    let filler = stage.watched.join(".filler");
+    let mut file = std::fs::File::create(&filler).unwrap();
+    let err = loop {
+        if let Err(e) = std::io::Write::write_all(&mut file, &[b'x'; 4096]) {
+            break e;
+        }
+    };
+    assert_eq!(err.raw_os_error(), Some(28), "{err}");
+    let full = "memleak_ingest_failures_total{reason=\"disk_full\"}";
+    let text = wait_until(&exporter, 20, |t| value(t, full).is_some_and(|n| n >= 1.0));
+    assert!(value(&text, full).is_some_and(|n| n >= 1.0), "{text}\n{}", exporter.stderr());
+    assert_eq!(value(&text, "memleak_ingest_failures_total{reason=\"unwritable\"}"), None, "{text}");
+    assert!(!stage.watched.join(".failed/good.log").exists(), "a good file went to .failed");
+    // Room again: the same file is ingested, and the full disk was logged once.
+    std::thread::sleep(Duration::from_secs(5));
+    drop(file);
+    std::fs::remove_file(&filler).unwrap();
+    let text = wait_until(&exporter, 30, |t| value(t, GOOD) == Some(1.0));
+    assert_eq!(value(&text, GOOD), Some(1.0), "{text}\n{}", exporter.stderr());
+    let log = exporter.stderr();
+    assert_eq!(log.matches("is full").count(), 1, "{log}");
+    assert!(log.contains("have room again"), "{log}");
+    assert!(stage.watched.join(".ingested/good.log.json").is_file());
+}
+
+#[test]
+fn a_flood_of_junk_neither_delays_an_older_file_nor_floods_the_log() {
+    if !root() {
+        return;
+    }
+    let stage = Stage::new();
+    std::fs::write(stage.base.join("good"), fixture("lsan/asan.txt")).unwrap();
+    std::fs::set_permissions(stage.base.join("good"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    // The good file first, then 2,000 one-byte files (half binary, half text) and an xz file;
+    // all have settled when the exporter starts.
+    let script = format!(
+        "cp {good} good.log; sleep 0.05; i=0; while [ $i -lt 1000 ]; do printf '\\000' > junk-b$i; \
+         printf x > junk-t$i; i=$((i+1)); done; printf '\\375\\067zXZ\\000\\000\\004\\346' > packed.xz; sleep 2.5",
+        good = stage.base.join("good").display()
+    );
+    stage.as_nobody(&script);
+    let exporter = stage.start(&[]);
+    let started = Instant::now();
+    let failed = |t: &str| {
+        t.lines()
+            .filter(|l| l.starts_with("memleak_ingest_failures_total{"))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let text = wait_until(&exporter, 120, |t| failed(t) >= 2001.0 && value(t, GOOD) == Some(1.0));
+    assert_eq!(value(&text, GOOD), Some(1.0), "{text}");
+    assert_eq!(failed(&text), 2001.0, "{text}");
+    let compressed = "memleak_ingest_failures_total{reason=\"unsupported_compression\"}";
+    assert_eq!(value(&text, compressed), Some(1.0), "{text}");
+    let log = exporter.stderr();
+    // The oldest file was taken before any of the flood.
+    let good_at = log.find("good.log").expect("the good file is not in the log");
+    assert!(log.find("junk-").is_none_or(|junk_at| good_at < junk_at), "a junk file came first:\n{log}");
+    // Binary junk is refused on its first try (no second one after the settle time).
+    let why = std::fs::read_dir(stage.watched.join(".failed"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("junk-b"))
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".error.txt"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect::<Vec<_>>();
+    assert!(!why.is_empty() && why.iter().all(|w| w.contains("not text") && !w.contains("second try")), "{why:?}");
+    // One line per file for the first few of a scan, then a summary line: not 2,000 lines.
+    let per_file = log.matches("cannot ingest").count() + log.matches("does not parse yet").count();
+    assert!(per_file < 400, "{per_file} lines about single files");
+    eprintln!(
+        "flood: 2,001 refused in {:.1} s at a 200 ms interval; {per_file} per-file log lines",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(log.contains("more files failed or wait for a second try"), "{log}");
+    let xz = std::fs::read_to_string(stage.watched.join(".failed/packed.xz.error.txt"));
+    if let Ok(xz) = xz {
+        assert!(xz.contains("xz-compressed: only zstd and gzip are read"), "{xz}");
+    }
+    assert!(!log.contains('\u{0}'), "a raw NUL reached the log");
+}

@@ -8,7 +8,8 @@ use super::state::{self, Folders};
 use super::take::{self, Outcome};
 use crate::ingest::names;
 use crate::options::ingest::Config;
-use rustix::fs::{AtFlags, Dir, FileType, Stat, renameat, statat, unlinkat};
+use rustix::fs::{AtFlags, Dir, FileType, RenameFlags, Stat, renameat, renameat_with, statat, unlinkat};
+use std::cell::Cell;
 use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -19,8 +20,14 @@ use std::time::{Duration, Instant, SystemTime};
 pub const SETTLE: Duration = Duration::from_secs(2);
 /// Entries of the watched folder examined per scan.
 const ENTRIES_PER_SCAN: usize = 4096;
-/// Files taken per scan.
+/// Files taken per scan, oldest first…
 const CLAIMS_PER_SCAN: usize = 32;
+/// …and more while the scan has spent less than `CHEAP_SCAN` (refusals cost
+/// little), up to this many: a flood of junk drains in few scans.
+const MAX_CLAIMS_PER_SCAN: usize = 256;
+const CHEAP_SCAN: Duration = Duration::from_secs(1);
+/// Lines logged per scan about single files that failed or wait; the rest are summed up in one line.
+const FILE_LINES_PER_SCAN: u32 = 8;
 /// Files waiting for a second try at most; past it they fail at once.
 const MAX_RETRIES: usize = 64;
 /// Files that could not be moved, remembered so each is logged once.
@@ -34,9 +41,18 @@ pub struct Context<'a> {
     /// The folder's index in `config.dirs`.
     pub index: usize,
     pub euid: u32,
+    /// Lines about single files this scan would log, shown or not (see `may_log`).
+    pub file_lines: Cell<u32>,
 }
 
 impl Context<'_> {
+    /// Whether a line about one file may be logged now: the first few of a
+    /// scan are; the others are counted and summed up at the end of the scan.
+    pub fn may_log(&self) -> bool {
+        self.file_lines.set(self.file_lines.get() + 1);
+        self.file_lines.get() <= FILE_LINES_PER_SCAN
+    }
+
     pub fn kept(&self) -> MutexGuard<'_, Kept> {
         self.kept.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -67,6 +83,8 @@ pub struct Folder {
     /// (device, inode, change time) of files that could not be moved: with
     /// the change time, a new file on a reused inode is not mistaken for one.
     unclaimable: HashSet<(u64, u64, i64, i64)>,
+    /// Set while the disk is full: no file is taken before this instant.
+    disk_full_until: Option<Instant>,
 }
 
 impl Folder {
@@ -78,6 +96,7 @@ impl Folder {
             problem: None,
             retries: VecDeque::new(),
             unclaimable: HashSet::new(),
+            disk_full_until: None,
         }
     }
 
@@ -97,6 +116,15 @@ impl Folder {
         self.take_settled(ctx, &folders);
         prune(ctx, &folders);
         self.folders = Some(folders);
+        let unlogged = ctx.file_lines.get().saturating_sub(FILE_LINES_PER_SCAN);
+        if unlogged > 0 {
+            tracing::warn!(
+                dir = %self.path.display(),
+                files = unlogged,
+                "more files failed or wait for a second try than are logged one by one in a scan: their reasons \
+                 are in .failed/*.error.txt, the counts in memleak_ingest_failures_total"
+            );
+        }
     }
 
     /// Opens the folder and its state folders; on success recovers what an
@@ -143,12 +171,26 @@ impl Folder {
         }
         for name in private_names(folders.ingested.fd()) {
             if let Some(out) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".work")) {
+                let shown = take::recorded_source(folders, out).unwrap_or_else(|| out.to_owned());
+                if take::is_directory(folders, &name) {
+                    take::give_back_directory(ctx, folders, &name, out.as_bytes(), out, &shown);
+                    continue;
+                }
                 let message = "the exporter stopped while ingesting this file (it may have crashed or run out of \
                                memory on it); it is not tried again";
-                take::fail(ctx, folders, &name, out, out, "interrupted", "unknown", message);
+                take::fail(ctx, folders, &name, out, &shown, "interrupted", "unknown", message);
             } else if let Some(out) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".retry")) {
                 let due = Instant::now() + ctx.retry_after();
-                self.retries.push_back(Retry { out: out.to_owned(), shown: out.to_owned(), due });
+                let shown = take::recorded_source(folders, out).unwrap_or_else(|| out.to_owned());
+                self.retries.push_back(Retry { out: out.to_owned(), shown, due });
+            }
+        }
+        // Original names of files no longer waiting (a file given up on above, or a leftover).
+        for name in private_names(folders.ingested.fd()) {
+            if let Some(out) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".source"))
+                && !self.retries.iter().any(|r| r.out == out)
+            {
+                take::forget_source(folders, out);
             }
         }
     }
@@ -166,8 +208,16 @@ impl Folder {
             }
             let work = take::work_name(&retry.out);
             if renameat(folders.ingested.fd(), &name, folders.ingested.fd(), &work).is_ok() {
-                take::ingest_claimed(ctx, folders, &retry.out, &retry.shown, 2);
+                let outcome = take::ingest_claimed(ctx, folders, &retry.out, &retry.shown, 2);
                 crate::ingest::memory::release();
+                self.note_disk(ctx, &outcome, &retry.shown);
+                if outcome == Outcome::DiskFull
+                    && renameat(folders.ingested.fd(), &work, folders.ingested.fd(), &name).is_ok()
+                {
+                    later.push_back(Retry { due: now + ctx.retry_after(), ..retry });
+                    continue;
+                }
+                take::forget_source(folders, &retry.out);
             }
         }
         self.retries = later;
@@ -175,6 +225,9 @@ impl Folder {
 
     /// Reads the next slice of the watched folder and takes what has settled.
     fn take_settled(&mut self, ctx: &Context<'_>, folders: &Folders) {
+        if self.disk_full_until.is_some_and(|until| Instant::now() < until) {
+            return;
+        }
         let Some(entries) = self.entries.as_mut() else {
             self.entries = Dir::read_from(&folders.watched).ok();
             return;
@@ -193,12 +246,17 @@ impl Folder {
             }
             if let Some(stat) = ready(folders, &self.unclaimable, name) {
                 candidates.push((name.to_vec(), stat));
-                if candidates.len() >= CLAIMS_PER_SCAN {
-                    break;
-                }
             }
         }
-        for (name, stat) in candidates {
+        // Oldest first (by change time, which the writer cannot set back): files
+        // that came later, however many, never delay one that was there before.
+        candidates.sort_by_key(|(_, stat)| (stat.st_ctime, stat.st_ctime_nsec));
+        let started = Instant::now();
+        for (taken, (name, stat)) in candidates.into_iter().enumerate() {
+            let enough = taken >= MAX_CLAIMS_PER_SCAN || (taken >= CLAIMS_PER_SCAN && started.elapsed() > CHEAP_SCAN);
+            if enough || self.disk_full_until.is_some_and(|until| Instant::now() < until) {
+                break;
+            }
             self.take_one(ctx, folders, &name, &stat);
         }
     }
@@ -214,10 +272,12 @@ impl Folder {
             return;
         };
         let work = take::work_name(&out);
+        take::record_source(folders, &out, &shown);
         match renameat(&folders.watched, name, folders.ingested.fd(), &work) {
             Ok(()) => {}
-            Err(rustix::io::Errno::NOENT) => return,
+            Err(rustix::io::Errno::NOENT) => return take::forget_source(folders, &out),
             Err(e) => {
+                take::forget_source(folders, &out);
                 if self.unclaimable.len() >= MAX_UNCLAIMABLE {
                     self.unclaimable.clear();
                 }
@@ -230,18 +290,64 @@ impl Folder {
                 return;
             }
         }
+        // What was checked is not what was claimed when the writer swapped it in between.
+        if take::is_directory(folders, &work) {
+            take::give_back_directory(ctx, folders, &work, name, &out, &shown);
+            return take::forget_source(folders, &out);
+        }
         let outcome = take::ingest_claimed(ctx, folders, &out, &shown, 1);
         crate::ingest::memory::release();
+        self.note_disk(ctx, &outcome, &shown);
+        if outcome == Outcome::DiskFull {
+            // Un-claimed: back under its own name (never replacing a newer file), else waiting as a second try.
+            let back = renameat_with(folders.ingested.fd(), &work, &folders.watched, name, RenameFlags::NOREPLACE);
+            if back.is_ok() {
+                return take::forget_source(folders, &out);
+            }
+            if renameat(folders.ingested.fd(), &work, folders.ingested.fd(), take::retry_name(&out)).is_ok() {
+                let due = Instant::now() + ctx.retry_after();
+                self.retries.push_back(Retry { out, shown, due });
+            }
+            return;
+        }
         // After each file, not each scan: 32 files' outputs must not pile up before the bounds apply.
         prune(ctx, folders);
-        if outcome == Outcome::Retry {
+        if outcome != Outcome::Retry {
+            take::forget_source(folders, &out);
+        } else {
             if self.retries.len() >= MAX_RETRIES {
                 let from = take::retry_name(&out);
                 let message = "it does not parse, and too many files are already waiting for a second try";
                 take::fail(ctx, folders, &from, &out, &shown, "malformed", "unknown", message);
+                take::forget_source(folders, &out);
             } else {
                 self.retries.push_back(Retry { out, shown, due: Instant::now() + ctx.retry_after() });
             }
+        }
+    }
+}
+
+impl Folder {
+    /// Logs a full disk once when it fills and once when it has room again; pauses taking files meanwhile.
+    fn note_disk(&mut self, ctx: &Context<'_>, outcome: &Outcome, shown: &str) {
+        match (outcome, self.disk_full_until.is_some()) {
+            (Outcome::DiskFull, was_full) => {
+                if !was_full {
+                    tracing::warn!(
+                        dir = %self.path.display(),
+                        file = shown,
+                        "the disk (or quota) of the state folders is full: outputs cannot be written; the file is \
+                         left for a later try, and one file is tried every {} s until there is room",
+                        ctx.retry_after().as_secs()
+                    );
+                }
+                self.disk_full_until = Some(Instant::now() + ctx.retry_after());
+            }
+            (_, true) => {
+                tracing::info!(dir = %self.path.display(), "the state folders have room again: ingesting resumes");
+                self.disk_full_until = None;
+            }
+            (_, false) => {}
         }
     }
 }

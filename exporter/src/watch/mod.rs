@@ -33,7 +33,8 @@ pub static FAILURES: MetricSpec = MetricSpec::counter(
     "memleak_ingest_failures_total",
     "Files moved to .failed, by reason (symlink, fifo, device, hard_link, empty, file_too_large, \
      decompressed_too_large, compression_ratio, parsed_too_large, output_too_large, timeout, interrupted, \
-     unknown_format, malformed, truncated, …).",
+     unknown_format, malformed, truncated, directory, unwritable, …); disk_full counts files left in place for \
+     a later try because the state folders' disk was full.",
     &["reason"],
 );
 pub static USABLE: MetricSpec = MetricSpec::gauge(
@@ -75,14 +76,20 @@ pub fn start(config: Config) -> std::io::Result<IngestCollector> {
     // Opened before serving, so the kept results are exposed from the first
     // scrape; files are taken by the thread, so a slow one delays no start.
     for (index, folder) in folders.iter_mut().enumerate() {
-        folder.prepare(&Context { config: &config, kept: &kept, index, euid });
+        folder.prepare(&Context { config: &config, kept: &kept, index, euid, file_lines: Default::default() });
     }
     let dirs = config.dirs.iter().map(|d| d.display().to_string()).collect();
     let thread_kept = Arc::clone(&kept);
     std::thread::Builder::new().name("ingest-watch".into()).spawn(move || {
         loop {
             for (index, folder) in folders.iter_mut().enumerate() {
-                folder.scan(&Context { config: &config, kept: &thread_kept, index, euid });
+                folder.scan(&Context {
+                    config: &config,
+                    kept: &thread_kept,
+                    index,
+                    euid,
+                    file_lines: Default::default(),
+                });
             }
             std::thread::sleep(config.interval);
         }

@@ -1,7 +1,11 @@
 //! Keeping a state folder within its bounds: at most `keep` units (a result
 //! or a failed file, each with its outputs) and `keep_bytes` of disk, the
-//! oldest removed first. Only names the exporter gave are in these folders;
-//! entries are removed by name relative to the folder, never followed.
+//! oldest removed first. The names in these folders are the exporter's, but
+//! a file moved in was the writer's: a directory swapped in at the claim is
+//! given back before it gets here (`take`), so one met here (left by an older
+//! version) is removed only when empty, and a unit is reported removed only
+//! when all of it is gone. Entries are removed by name relative to the
+//! folder, never followed.
 
 use crate::ingest::names::OUTPUT_SUFFIXES;
 use rustix::fs::{AtFlags, Dir, statat, unlinkat};
@@ -44,15 +48,19 @@ pub fn prune(dir: &OwnedFd, keep: usize, keep_bytes: u64) -> Vec<String> {
         if count <= keep && bytes <= keep_bytes {
             break;
         }
+        let mut gone = true;
         for file in &unit.files {
-            // A folder a writer swapped in at the last instant (moved here, never read): removed once empty.
-            if unlinkat(dir, file.as_str(), AtFlags::empty()) == Err(rustix::io::Errno::ISDIR) {
-                let _ = unlinkat(dir, file.as_str(), AtFlags::REMOVEDIR);
-            }
+            let result = match unlinkat(dir, file.as_str(), AtFlags::empty()) {
+                Err(rustix::io::Errno::ISDIR) => unlinkat(dir, file.as_str(), AtFlags::REMOVEDIR),
+                other => other,
+            };
+            gone &= matches!(result, Ok(()) | Err(rustix::io::Errno::NOENT));
         }
-        count -= 1;
-        bytes = bytes.saturating_sub(unit.bytes);
-        removed.push(name);
+        if gone {
+            count -= 1;
+            bytes = bytes.saturating_sub(unit.bytes);
+            removed.push(name);
+        }
     }
     removed
 }
@@ -78,5 +86,10 @@ mod tests {
         // By bytes: c alone holds 3 × 15,000 bytes (in 4 KiB blocks).
         assert_eq!(prune(&fd, 10, 50_000), ["b"]);
         assert!(dir.path().join("c").exists() && dir.path().join(".c.work").exists());
+        // A folder that is not empty cannot go: it is not reported removed.
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("d/inside"), "x").unwrap();
+        assert_eq!(prune(&fd, 0, u64::MAX), ["c"]);
+        assert!(dir.path().join("d/inside").exists());
     }
 }

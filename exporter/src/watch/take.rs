@@ -12,9 +12,9 @@ use super::state::{FAILED, Folders};
 use crate::ingest::{names, outputs, pipeline};
 use memleak_artifacts::symbolize::SymbolPath;
 use memleak_artifacts::{ArtifactError, FORMATS};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, fstat, openat, renameat, statat};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, fstat, openat, renameat, renameat_with, statat};
 use std::os::fd::OwnedFd;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// The private name of a file being ingested.
 pub fn work_name(out: &str) -> String {
@@ -26,9 +26,38 @@ pub fn retry_name(out: &str) -> String {
     format!(".{out}.retry")
 }
 
+/// The private name that holds a claimed file's original name (escaped) until
+/// it is done with: after a crash, the reason given names the file as its writer did.
+pub fn source_name(out: &str) -> String {
+    format!(".{out}.source")
+}
+
+/// Records `shown` as the original name of the file about to be claimed as `out`.
+pub fn record_source(folders: &Folders, out: &str, shown: &str) {
+    let mut batch = folders.ingested.batch(4 << 10);
+    let written = batch.write(&source_name(out), |w| w.write_all(shown.as_bytes())).and_then(|()| batch.commit());
+    if let Err(e) = written {
+        tracing::debug!(file = shown, output = out, "cannot record its original name: {e}");
+    }
+}
+
+/// The original name recorded for `out`, if any (read bounded, never following a link).
+pub fn recorded_source(folders: &Folders, out: &str) -> Option<String> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let fd = openat(folders.ingested.fd(), source_name(out), flags, Mode::empty()).ok()?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(std::fs::File::from(fd), 4 << 10), &mut bytes).ok()?;
+    String::from_utf8(bytes).ok().filter(|s| !s.is_empty())
+}
+
+/// Forgets the original name recorded for `out`.
+pub fn forget_source(folders: &Folders, out: &str) {
+    let _ = rustix::fs::unlinkat(folders.ingested.fd(), source_name(out), AtFlags::empty());
+}
+
 /// Whether `name` is in use in either state folder, as a result, an output or a private name.
 pub fn taken(folders: &Folders, name: &str) -> bool {
-    let mut candidates = vec![name.to_owned(), work_name(name), retry_name(name)];
+    let mut candidates = vec![name.to_owned(), work_name(name), retry_name(name), source_name(name)];
     candidates.extend(names::OUTPUT_SUFFIXES.iter().map(|s| format!("{name}{s}")));
     [folders.ingested.fd(), folders.failed.fd()]
         .iter()
@@ -42,6 +71,15 @@ pub enum Outcome {
     Failed,
     /// Did not parse on its first try: kept under `.NAME.retry` for one more.
     Retry,
+    /// The disk (or the quota) is full: its outputs could not be written. Left
+    /// under its private name `.NAME.work`, for the caller to put back.
+    DiskFull,
+}
+
+/// Whether writing failed because the disk or the quota is full: no fault of the file.
+pub fn disk_full(e: &std::io::Error) -> bool {
+    let full = [rustix::io::Errno::NOSPC, rustix::io::Errno::DQUOT].map(|e| Some(e.raw_os_error()));
+    full.contains(&e.raw_os_error())
 }
 
 /// Why a file goes to `.failed` without being parsed: (metric reason, what to say).
@@ -69,13 +107,15 @@ pub fn ingest_claimed(ctx: &Context<'_>, folders: &Folders, out: &str, shown: &s
         Err(e) if attempt == 1 && worth_another_try(&e) => {
             return match renameat(folders.ingested.fd(), &work, folders.ingested.fd(), retry_name(out)) {
                 Ok(()) => {
-                    tracing::info!(
-                        file = shown,
-                        output = out,
-                        reason = e.reason(),
-                        "does not parse yet (its writer may have paused mid-file): one more try later, once it has \
-                         stopped changing"
-                    );
+                    if ctx.may_log() {
+                        tracing::info!(
+                            file = shown,
+                            output = out,
+                            reason = e.reason(),
+                            "does not parse yet (its writer may have paused mid-file): one more try later, once it \
+                             has stopped changing"
+                        );
+                    }
                     Outcome::Retry
                 }
                 Err(_) => {
@@ -96,6 +136,11 @@ pub fn ingest_claimed(ctx: &Context<'_>, folders: &Folders, out: &str, shown: &s
         ("unsymbolized", serde_json::json!(pipeline::unsymbolized_line(&converted.unsymbolized))),
     ];
     if let Err(e) = outputs::write_all(&folders.ingested, out, &ingested, &extra, budget.output_bytes) {
+        if disk_full(&e) {
+            let mut kept = ctx.kept();
+            *kept.failures.entry("disk_full").or_default() += 1;
+            return Outcome::DiskFull;
+        }
         let reason = if outputs::over_budget(&e) { "output_too_large" } else { "unwritable" };
         fail(ctx, folders, &work, out, shown, reason, ingested.format, &format!("writing the outputs: {e}"));
         return Outcome::Failed;
@@ -163,9 +208,16 @@ fn refuse_kind(kind: FileType) -> Result<(), Refusal> {
 
 /// Whether a failure may come from taking the file while its writer paused
 /// mid-file (cut short, or cut where it looks garbled or unrecognizable): those
-/// get a second try; budget refusals do not.
+/// get a second try; budget refusals, compressions not read, and content no
+/// more bytes can make a known format (binary at its start, or a whole head
+/// that no format recognizes) do not.
 fn worth_another_try(e: &ArtifactError) -> bool {
-    matches!(e, ArtifactError::Truncated { .. } | ArtifactError::Malformed { .. } | ArtifactError::UnknownFormat { .. })
+    matches!(
+        e,
+        ArtifactError::Truncated { .. }
+            | ArtifactError::Malformed { .. }
+            | ArtifactError::UnknownFormat { complete: false, .. }
+    )
 }
 
 /// The format an error names, when it is one of the table's (else `unknown`): a bounded label.
@@ -175,6 +227,47 @@ fn format_of(e: &ArtifactError) -> &'static str {
         _ => None,
     };
     named.and_then(|f| FORMATS.iter().map(|t| t.id).find(|id| *id == f)).unwrap_or("unknown")
+}
+
+/// Whether `name` in `.ingested` is a directory (its own status; a link is not followed).
+pub fn is_directory(folders: &Folders, name: &str) -> bool {
+    statat(folders.ingested.fd(), name, AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory)
+}
+
+/// Gives a directory claimed under the private name `from` back to the watched
+/// folder, unread: the writer swapped it in between the check and the claim.
+/// Kept in a state folder it would be the writer's (its owner, and any
+/// descriptor it holds on it, can fill it with anything, beyond the disk
+/// bounds); removing it would mean walking a tree the writer is changing and
+/// may fill with moved-in entries. Given back under its own name when that is
+/// free, else under a hidden name the scan skips (never replacing anything).
+pub fn give_back_directory(ctx: &Context<'_>, folders: &Folders, from: &str, original: &[u8], out: &str, shown: &str) {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let hidden = format!(".{out}.directory");
+    let hidden_unique = format!(".{out}.directory~{nanos:x}");
+    let names: [&[u8]; 3] = [original, hidden.as_bytes(), hidden_unique.as_bytes()];
+    let back = names.into_iter().find(|name| {
+        renameat_with(folders.ingested.fd(), from, &folders.watched, *name, RenameFlags::NOREPLACE).is_ok()
+    });
+    match back {
+        Some(_) if !ctx.may_log() => {}
+        Some(name) => tracing::warn!(
+            file = shown,
+            reason = "directory",
+            given_back_as = names::escaped(name),
+            "a directory took the file's place as it was claimed: given back to the watched directory, unread"
+        ),
+        None => tracing::error!(
+            file = shown,
+            reason = "directory",
+            "a directory took the file's place as it was claimed, and cannot be given back to the watched directory: it stays under {}/{from} until the next start tries again",
+            super::state::INGESTED
+        ),
+    }
+    let mut kept = ctx.kept();
+    *kept.files.entry(("unknown".to_owned(), "failed")).or_default() += 1;
+    *kept.failures.entry("directory").or_default() += 1;
 }
 
 /// Moves `from` (a private name in `.ingested`) to `.failed/OUT`, with `message` in `OUT.error.txt`.
@@ -199,12 +292,14 @@ pub fn fail(
         tracing::warn!(file = shown, output = out, "cannot move it into {FAILED}: {e}");
     }
     // File content is never logged (an error may quote it): the reason file holds the details.
-    tracing::warn!(
-        file = shown,
-        reason,
-        details = format!("{FAILED}/{out}.error.txt"),
-        "cannot ingest; moved to {FAILED}/{out}"
-    );
+    if ctx.may_log() {
+        tracing::warn!(
+            file = shown,
+            reason,
+            details = format!("{FAILED}/{out}.error.txt"),
+            "cannot ingest; moved to {FAILED}/{out}"
+        );
+    }
     let mut kept = ctx.kept();
     *kept.files.entry((format.to_owned(), "failed")).or_default() += 1;
     *kept.failures.entry(reason).or_default() += 1;
