@@ -16,6 +16,7 @@ pub mod http;
 pub mod ingest;
 pub mod logging;
 pub mod options;
+pub mod otlp;
 pub mod scrape;
 pub mod self_metrics;
 pub mod server;

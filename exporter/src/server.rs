@@ -45,26 +45,23 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let signals = crate::unix_signals::install().context("installing the signal handlers")?;
-    let Settings { web, webhook, capture, alertmanager, process, ingest, roots, collectors, .. } = settings;
-    let mut built = collectors::build(collectors, &roots)?;
-    if let Some(ingest) = ingest {
-        let collector = crate::watch::start(ingest).context("starting the ingest watcher")?;
-        built.collectors.push(Box::new(collector));
-    }
-    let counters = Arc::new(Counters::default());
-    let scraper = Arc::new(Scraper::new(built.collectors, web.scrape_timeout, Arc::clone(&counters)));
-    let access = Arc::new(Access::from_settings(webhook.token_file.as_deref(), web.listen)?);
+    let Settings { web, webhook, capture, alertmanager, process, ingest, roots, collectors, otlp, .. } = settings;
     let listener = tokio::net::TcpListener::bind(web.listen).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot listen on {}: {e}; is another exporter running there? choose another address with --web.listen-address",
             web.listen
         )
     })?;
-    // The start-up probe runs beside serving: a collector slow to start (eBPF naming the frames of
-    // its first samples) must not hold up /-/ready; a scrape meanwhile waits for that collector.
-    let probing = Arc::clone(&scraper);
-    let budget = web.scrape_timeout;
-    drop(tokio::task::spawn_blocking(move || probing.probe(budget)));
+    let counters = Arc::new(Counters::default());
+    let port = listener.local_addr().map_or(web.listen.port(), |a| a.port());
+    let sink = otlp.as_ref().map(|o| crate::otlp::OtlpSink::start(o, port, &counters)).transpose()?;
+    let mut built = collectors::build(collectors, &roots)?;
+    if let Some(ingest) = ingest {
+        let collector = crate::watch::start(ingest, sink.clone()).context("starting the ingest watcher")?;
+        built.collectors.push(Box::new(collector));
+    }
+    let scraper = Arc::new(Scraper::new(built.collectors, web.scrape_timeout, Arc::clone(&counters)));
+    let access = Arc::new(Access::from_settings(webhook.token_file.as_deref(), web.listen)?);
     // The bound address: with port 0 the kernel picked one, and this line says which.
     let address = listener.local_addr().map_or_else(|_| web.listen.to_string(), |a| a.to_string());
     tracing::info!(
@@ -90,6 +87,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         }
         Err(why) => tracing::warn!("{why}"),
     }
+    if let (Some(sink), Some(otlp)) = (&sink, &otlp) {
+        sink.push_metrics_every(otlp.interval, Arc::clone(&scraper), web.scrape_timeout);
+        crate::otlp::events::start(sink, &scraper, &roots);
+        tracing::info!(endpoint = %otlp.endpoint, protocol = ?otlp.protocol, interval = ?otlp.interval, "pushing over OTLP");
+    }
+    // The start-up probe runs beside serving: a collector slow to start (eBPF naming the frames of
+    // its first samples) must not hold up /-/ready; a scrape meanwhile waits for that collector.
+    // It starts after the OTLP push so that the problems it finds are pushed as logs too.
+    let probing = Arc::clone(&scraper);
+    let budget = web.scrape_timeout;
+    drop(tokio::task::spawn_blocking(move || probing.probe(budget)));
     let hook = Webhook {
         access: Arc::clone(&access),
         counters,
@@ -135,7 +143,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let scraper = Arc::clone(&state.scraper);
     let budget = scraper.budget(crate::headers::scrape_timeout(&headers));
-    match tokio::task::spawn_blocking(move || encode::encode(&scraper.scrape(budget), format)).await {
+    match tokio::task::spawn_blocking(move || encode::encode(&scraper.scrape_shared(budget), format)).await {
         Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
         Err(err) => {
             tracing::error!(error = %err, "scrape task failed");

@@ -8,6 +8,7 @@ use super::state::{self, Folders};
 use super::take::{self, Outcome};
 use crate::ingest::names;
 use crate::options::ingest::Config;
+use crate::otlp::OtlpSink;
 use rustix::fs::{AtFlags, Dir, FileType, Stat, renameat, statat, unlinkat};
 use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
@@ -34,6 +35,8 @@ pub struct Context<'a> {
     /// The folder's index in `config.dirs`.
     pub index: usize,
     pub euid: u32,
+    /// Where ingested artifacts are pushed too (OTLP logs and profiles).
+    pub otlp: Option<&'a OtlpSink>,
 }
 
 impl Context<'_> {
