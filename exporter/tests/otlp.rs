@@ -284,3 +284,56 @@ fn ingested_profiles_reach_a_receiver_on_the_official_protos_over_grpc() {
 fn ingested_profiles_reach_a_receiver_on_the_official_protos_over_http() {
     check_profiles_push("http/protobuf");
 }
+
+/// The memcheck report of program A (fixtures README: leak_request_buffer loses 307,200 bytes in
+/// 200 blocks, definitely), ingested from a watched folder: rotel receives its records as logs,
+/// with severity, body, kind, bytes and the allocation stack as attributes.
+fn check_logs_push(protocol: &str) {
+    let Some(venv) = venv() else { return };
+    let rotel = Receiver::rotel(&venv, free_port(), free_port());
+    let port = if protocol == "grpc" { rotel.grpc_port } else { rotel.http_port };
+    let watched = tempfile::tempdir().unwrap();
+    std::fs::copy(common::repo("artifacts/tests/fixtures/memcheck/a.xml"), watched.path().join("memcheck.xml"))
+        .unwrap();
+    let root = fixture_root("root-v2");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let exporter = Exporter::start(&[
+        "--path.rootfs",
+        root.to_str().unwrap(),
+        "--ingest.dir",
+        watched.path().to_str().unwrap(),
+        "--ingest.interval",
+        "500ms",
+        "--otlp.endpoint",
+        &endpoint,
+        "--otlp.protocol",
+        protocol,
+    ]);
+    let text = rotel.wait_for(Duration::from_secs(30), "the leak records", |t| t.contains("leak_request_buffer"));
+    let records: Vec<&str> = text.split("LogRecord #").skip(1).collect();
+    let record = records
+        .iter()
+        .find(|r| r.contains("leak_request_buffer") && r.contains("memleak.bytes: Int(307200)"))
+        .unwrap_or_else(|| panic!("no record of leak_request_buffer's 307,200 bytes:\n{text}"));
+    for expected in [
+        "memleak.blocks: Int(200)",
+        "memleak.artifact.format: Str(memcheck)",
+        "memleak.artifact.file: Str(memcheck.xml)",
+    ] {
+        assert!(record.contains(expected), "{expected} missing:\n{record}");
+    }
+    assert!(record.contains("definitely lost"), "the body is the report's message:\n{record}");
+    assert!(record.contains("memleak.stack."), "the stacks are attributes:\n{record}");
+    let sent = wait_for_counter(&exporter, "memleak_exporter_otlp_sent_total{signal=\"logs\"}", |v| v > 0.0);
+    assert_eq!(sent as usize, records.len(), "every record shipped is counted once");
+}
+
+#[test]
+fn ingested_records_reach_rotel_as_logs_over_grpc() {
+    check_logs_push("grpc");
+}
+
+#[test]
+fn ingested_records_reach_rotel_as_logs_over_http() {
+    check_logs_push("http/protobuf");
+}
