@@ -14,6 +14,7 @@ pub mod headers;
 pub mod heap_profile;
 pub mod http;
 pub mod ingest;
+pub mod latest_profiles;
 pub mod logging;
 pub mod options;
 pub mod otlp;

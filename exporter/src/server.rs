@@ -9,6 +9,7 @@ use crate::cli::Settings;
 use crate::collectors::{self, COLLECTORS};
 use crate::heap_profile;
 use crate::http::{self, Limits};
+use crate::latest_profiles::LatestProfiles;
 use crate::scrape::Scraper;
 use crate::self_metrics::Counters;
 use crate::webhook::{self, Access, Webhook};
@@ -28,6 +29,8 @@ struct AppState {
     scraper: Arc<Scraper>,
     /// The profiles of the enabled collectors that make one, by collector id.
     profiles: Arc<BTreeMap<&'static str, Arc<dyn ServedProfile>>>,
+    /// The latest ingested profiles, for Parca and Alloy to scrape.
+    latest: Arc<LatestProfiles>,
 }
 
 pub fn run(settings: Settings) -> anyhow::Result<()> {
@@ -56,8 +59,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let port = listener.local_addr().map_or(web.listen.port(), |a| a.port());
     let sink = otlp.as_ref().map(|o| crate::otlp::OtlpSink::start(o, port, &counters)).transpose()?;
     let mut built = collectors::build(collectors, &roots)?;
+    let latest = Arc::new(LatestProfiles::default());
     if let Some(ingest) = ingest {
-        let collector = crate::watch::start(ingest, sink.clone()).context("starting the ingest watcher")?;
+        let collector =
+            crate::watch::start(ingest, sink.clone(), Arc::clone(&latest)).context("starting the ingest watcher")?;
         built.collectors.push(Box::new(collector));
     }
     let scraper = Arc::new(Scraper::new(built.collectors, web.scrape_timeout, Arc::clone(&counters)));
@@ -109,7 +114,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         poller::start(config, hook.clone()).context("starting the Alertmanager poller")?;
         tracing::info!(alertmanager = peers.join(","), "polling Alertmanager for capture alerts");
     }
-    let state = AppState { scraper, profiles: Arc::new(built.profiles) };
+    let state = AppState { scraper, profiles: Arc::new(built.profiles), latest };
     let app = router(state, hook, Api { access, captures: Arc::clone(&captures) }, webhook.max_body_bytes);
     http::serve(listener, app, Limits::from_config(&web), signals.shutdown()).await;
     captures.stop();
@@ -134,6 +139,8 @@ fn router(state: AppState, hook: Webhook, captures: Api, max_body_bytes: usize) 
         .route("/-/ready", get(|| async { "Ready\n" }))
         .route("/debug/pprof/heap", get(heap))
         .route("/debug/pprof/{name}", get(collector_profile))
+        .route("/ingested/debug/pprof/allocs", get(latest_any))
+        .route("/ingested/{format}/debug/pprof/allocs", get(latest_of_format))
         .with_state(state)
         .merge(webhook)
         .merge(captures)
@@ -178,6 +185,27 @@ async fn collector_profile(State(state): State<AppState>, Path(name): Path<Strin
     }
 }
 
+/// The latest ingested profile (pprof), for profilers whose `path_prefix` is `/ingested`.
+async fn latest_any(State(state): State<AppState>) -> Response {
+    served_latest(state.latest.get(None), "no profile ingested yet: watched folders are set with --ingest.dir")
+}
+
+/// The latest ingested profile of one format, e.g. `/ingested/jemalloc/debug/pprof/allocs`.
+async fn latest_of_format(State(state): State<AppState>, Path(format): Path<String>) -> Response {
+    if !memleak_artifacts::FORMATS.iter().any(|f| f.id == format) {
+        let known: Vec<&str> = memleak_artifacts::FORMATS.iter().map(|f| f.id).collect();
+        return (StatusCode::NOT_FOUND, format!("no such format; known: {}\n", known.join(", "))).into_response();
+    }
+    served_latest(state.latest.get(Some(&format)), "no profile of this format ingested yet")
+}
+
+fn served_latest(profile: Option<Arc<Vec<u8>>>, why: &str) -> Response {
+    match profile {
+        Some(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes.as_ref().clone()).into_response(),
+        None => (StatusCode::NOT_FOUND, format!("{why}\n")).into_response(),
+    }
+}
+
 async fn landing(State(state): State<AppState>) -> Html<String> {
     let enabled = state.scraper.ids();
     let rows: String = COLLECTORS
@@ -205,6 +233,7 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
          <li><a href=\"/-/healthy\">/-/healthy</a>, <a href=\"/-/ready\">/-/ready</a>: health and readiness</li>\n\
          <li><a href=\"/debug/pprof/heap\">/debug/pprof/heap</a>: the exporter's own heap profile (pprof)</li>\n\
          {profiles}\
+         <li>/ingested/debug/pprof/allocs, /ingested/FORMAT/debug/pprof/allocs: the latest ingested profile (pprof), for Parca and Grafana Alloy</li>\n\
          <li>POST /api/v1/alerts: Alertmanager webhook (version 4) that asks for captures</li>\n\
          <li><a href=\"/api/v1/captures\">/api/v1/captures</a>: captures (JSON; each at /api/v1/captures/ID, \
          with ID/profile.pb.gz, ID/flamegraph.svg, ID/folded; the webhook's token)</li>\n\

@@ -7,6 +7,7 @@ use super::kept::Kept;
 use super::state::{self, Folders};
 use super::take::{self, Outcome};
 use crate::ingest::names;
+use crate::latest_profiles::LatestProfiles;
 use crate::options::ingest::Config;
 use crate::otlp::OtlpSink;
 use rustix::fs::{AtFlags, Dir, FileType, Stat, renameat, statat, unlinkat};
@@ -37,6 +38,8 @@ pub struct Context<'a> {
     pub euid: u32,
     /// Where ingested artifacts are pushed too (OTLP logs and profiles).
     pub otlp: Option<&'a OtlpSink>,
+    /// Where their profiles are served for profilers to scrape.
+    pub latest: &'a LatestProfiles,
 }
 
 impl Context<'_> {

@@ -18,6 +18,7 @@ mod prune;
 mod state;
 mod take;
 
+use crate::latest_profiles::LatestProfiles;
 use crate::options::ingest::Config;
 use crate::otlp::OtlpSink;
 use folder::{Context, Folder};
@@ -69,22 +70,29 @@ pub static SPEC: CollectorSpec = CollectorSpec {
 };
 
 /// Starts the watcher thread; the returned collector exposes what it ingested,
-/// and `otlp` (when pushing) receives every ingested artifact.
-pub fn start(config: Config, otlp: Option<OtlpSink>) -> std::io::Result<IngestCollector> {
+/// `otlp` (when pushing) receives every ingested artifact, and `latest` keeps their profiles.
+pub fn start(config: Config, otlp: Option<OtlpSink>, latest: Arc<LatestProfiles>) -> std::io::Result<IngestCollector> {
     let kept = Arc::new(Mutex::new(Kept::default()));
     let euid = rustix::process::geteuid().as_raw();
     let mut folders: Vec<Folder> = config.dirs.iter().cloned().map(Folder::new).collect();
     // Opened before serving, so the kept results are exposed from the first
     // scrape; files are taken by the thread, so a slow one delays no start.
     for (index, folder) in folders.iter_mut().enumerate() {
-        folder.prepare(&Context { config: &config, kept: &kept, index, euid, otlp: otlp.as_ref() });
+        folder.prepare(&Context { config: &config, kept: &kept, index, euid, otlp: otlp.as_ref(), latest: &latest });
     }
     let dirs = config.dirs.iter().map(|d| d.display().to_string()).collect();
     let thread_kept = Arc::clone(&kept);
     std::thread::Builder::new().name("ingest-watch".into()).spawn(move || {
         loop {
             for (index, folder) in folders.iter_mut().enumerate() {
-                folder.scan(&Context { config: &config, kept: &thread_kept, index, euid, otlp: otlp.as_ref() });
+                folder.scan(&Context {
+                    config: &config,
+                    kept: &thread_kept,
+                    index,
+                    euid,
+                    otlp: otlp.as_ref(),
+                    latest: &latest,
+                });
             }
             std::thread::sleep(config.interval);
         }
