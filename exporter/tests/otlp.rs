@@ -337,3 +337,40 @@ fn ingested_records_reach_rotel_as_logs_over_grpc() {
 fn ingested_records_reach_rotel_as_logs_over_http() {
     check_logs_push("http/protobuf");
 }
+
+fn exporter_pushing_http_to(port: u16, extra: &[&str]) -> Exporter {
+    let root = fixture_root("root-v2");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let mut args = vec!["--path.rootfs", root.to_str().unwrap(), "--otlp.endpoint", &endpoint];
+    args.extend_from_slice(&["--otlp.protocol", "http/protobuf", "--otlp.interval", "300ms"]);
+    args.extend_from_slice(extra);
+    Exporter::start(&args)
+}
+
+#[test]
+fn a_receiver_answering_400_gets_no_retry_and_its_drops_are_counted_as_rejected() {
+    let Some(venv) = venv() else { return };
+    let receiver = Receiver::python_in_mode(&venv, free_port(), free_port(), "reject");
+    let exporter = exporter_pushing_http_to(receiver.http_port, &[]);
+    let rejected = "memleak_exporter_otlp_dropped_total{signal=\"metrics\",reason=\"rejected\"}";
+    // 400 is final per the specification: each push is dropped at once, none waits for a retry.
+    wait_for_counter(&exporter, rejected, |v| v > 200.0);
+    let text = exporter.metrics();
+    assert!(!text.contains("memleak_exporter_otlp_sent_total"), "nothing was accepted:\n{text}");
+    assert!(!text.contains("reason=\"retries_exhausted\""), "a 400 is not retried:\n{text}");
+    let log = exporter.stderr();
+    assert_eq!(log.matches("the OTLP receiver refuses exports").count(), 1, "one line, not one per push:\n{log}");
+}
+
+#[test]
+fn a_slow_receiver_fills_the_queue_not_the_scrapes() {
+    let Some(venv) = venv() else { return };
+    let receiver = Receiver::python_in_mode(&venv, free_port(), free_port(), "slow");
+    let exporter = exporter_pushing_http_to(receiver.http_port, &["--otlp.queue-size", "2", "--otlp.timeout", "5s"]);
+    // A push every 300 ms, an answer every 3 s: the queue of 2 overflows and says so.
+    wait_for_counter(&exporter, "memleak_exporter_otlp_dropped_total{signal=\"metrics\",reason=\"queue_full\"}", |v| {
+        v > 0.0
+    });
+    // Scrapes go on meanwhile, and the slow answers still count as delivered.
+    wait_for_counter(&exporter, "memleak_exporter_otlp_sent_total{signal=\"metrics\"}", |v| v > 0.0);
+}

@@ -1,6 +1,8 @@
 """A small OTLP profiles receiver on the official opentelemetry-proto and grpcio packages.
 
-Usage: profiles_receiver.py GRPC_PORT HTTP_PORT
+Usage: profiles_receiver.py GRPC_PORT HTTP_PORT [MODE]
+MODE (HTTP only) is `ok` (the default), `reject` (every export answered 400, which the OTLP
+specification makes final) or `slow` (every answer 3 s late).
 Serves ProfilesService/Export (and accepts logs and metrics unread) over gRPC and POST /v1development/profiles over HTTP
 (protobuf, gzip or not) on 127.0.0.1, and prints each export it decodes as one JSON
 line (protobuf's JSON mapping), flushed, for the Rust tests to check.
@@ -9,6 +11,7 @@ line (protobuf's JSON mapping), flushed, for the Rust tests to check.
 import gzip
 import sys
 import threading
+import time
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -25,6 +28,7 @@ from opentelemetry.proto.collector.profiles.v1development import (
 )
 
 LOCK = threading.Lock()
+MODE = sys.argv[3] if len(sys.argv) > 3 else "ok"
 
 
 def emit(request):
@@ -56,6 +60,14 @@ class Metrics(metrics_grpc.MetricsServiceServicer):
 
 class Http(BaseHTTPRequestHandler):
     def do_POST(self):
+        if MODE == "slow":
+            time.sleep(3)
+        if MODE == "reject":
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(400)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.path in ("/v1/logs", "/v1/metrics"):
             self.rfile.read(int(self.headers.get("Content-Length", "0")))
             self.send_response(200)

@@ -58,10 +58,15 @@ impl Receiver {
 
     /// The Python receiver of tests/otlp/profiles_receiver.py (gRPC and HTTP): one JSON line per export.
     pub fn python(venv: &std::path::Path, grpc_port: u16, http_port: u16) -> Receiver {
+        Receiver::python_in_mode(venv, grpc_port, http_port, "ok")
+    }
+
+    /// The Python receiver answering HTTP exports per `mode`: ok, reject (400) or slow (3 s).
+    pub fn python_in_mode(venv: &std::path::Path, grpc_port: u16, http_port: u16, mode: &str) -> Receiver {
         let dir = tempfile::tempdir().unwrap();
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/otlp/profiles_receiver.py");
         let mut command = Command::new(venv.join("bin/python3"));
-        command.arg(script).args([grpc_port.to_string(), http_port.to_string()]);
+        command.arg(script).args([grpc_port.to_string(), http_port.to_string(), mode.to_owned()]);
         Receiver::spawn(command, dir, grpc_port, http_port)
     }
 
