@@ -86,6 +86,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let resolver = Resolver { procfs: roots.procfs.clone(), cgroupfs: roots.cgroupfs.clone(), process };
     let listen = listener.local_addr().unwrap_or(web.listen);
     let captures = Arc::new(Captures::new(capture, listen, resolver, Arc::clone(&counters)));
+    if let (Ok(scheduler), Some(sink)) = (&captures.scheduler, &sink) {
+        scheduler.ship_to(sink.clone());
+    }
     match &captures.scheduler {
         Ok(s) => {
             tracing::info!(spool = %s.spool().shown().display(), instance = captures.host.describe(), "captures on")

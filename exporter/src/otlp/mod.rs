@@ -6,6 +6,7 @@
 //! (or drop and count when the queue is full) and return.
 
 pub mod attributes;
+pub mod captures;
 pub mod events;
 pub mod logs;
 pub mod metrics;
