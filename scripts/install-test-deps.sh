@@ -10,7 +10,11 @@
 #     the sampler's tests run with the sampler preloaded (C++, Python, jemalloc behind the sampler);
 #   objdump (package `binutils`, which gcc brings): the sampler's test that its README states the
 #     glibc version the library needs;
-#   zstd (package `zstd`): compresses the decompression bombs of the watched-folder budget tests.
+#   zstd (package `zstd`): compresses the decompression bombs of the watched-folder budget tests;
+#   a Python venv (package `python3-venv`) with the OTLP receivers of the OTLP tests: rotel (its
+#     rotel-agent binary receives metrics and logs) and the official opentelemetry-proto and grpcio
+#     packages (tests/otlp/profiles_receiver.py decodes profiles); at $MEMLEAK_OTLP_VENV, by default
+#     ~/.cache/memleak-exporter/otlp-venv, where the tests look for it.
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -26,8 +30,21 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v objdump >/dev/null 2>&1 || missing+=(binutils)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 compgen -G '/usr/lib/*/libtcmalloc.so.4' >/dev/null || missing+=(libgoogle-perftools4)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+
+# The OTLP receivers' venv, once the packages above are there.
+otlp_venv() {
+  local venv="${MEMLEAK_OTLP_VENV:-$HOME/.cache/memleak-exporter/otlp-venv}"
+  if "$venv/bin/python3" -c 'import grpc, rotel, opentelemetry.proto.profiles.v1development' >/dev/null 2>&1; then
+    return 0
+  fi
+  echo "install-test-deps: building the OTLP receivers' venv in $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q rotel==0.0.1a15 opentelemetry-proto==1.45.2 grpcio==1.85.3
+}
 
 if [ ${#missing[@]} -eq 0 ]; then
+  otlp_venv
   exit 0
 fi
 
@@ -45,3 +62,4 @@ echo "install-test-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 "${as_root[@]}" apt-get update -qq
 "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+otlp_venv

@@ -7,7 +7,7 @@
 
 use crate::collectors::{COLLECTORS, Configured};
 use crate::config_file::ConfigFile;
-use crate::options::{self, Group, alertmanager, capture, ingest, log, paths, web, webhook};
+use crate::options::{self, Group, alertmanager, capture, ingest, log, otlp, paths, web, webhook};
 use anyhow::Context;
 use clap::{ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
 use memleak_signals::{FsRoots, Options};
@@ -58,9 +58,10 @@ const ALERTMANAGER: Own = Own { prefix: "alertmanager", section: "alertmanager",
 const INGEST: Own = Own { prefix: "ingest", section: "ingest", heading: "Watched folders" };
 const LOG: Own = Own { prefix: "log", section: "log", heading: "Logging" };
 const PATHS: Own = Own { prefix: "path", section: "paths", heading: "File systems" };
+const OTLP: Own = Own { prefix: "otlp", section: "otlp", heading: "OTLP push (metrics, logs, profiles)" };
 
 /// The top-level keys of the config file.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     WEB.section,
     WEBHOOK.section,
     CAPTURE.section,
@@ -68,6 +69,7 @@ const SECTIONS: [&str; 8] = [
     INGEST.section,
     LOG.section,
     PATHS.section,
+    OTLP.section,
     "collectors",
 ];
 
@@ -85,6 +87,8 @@ pub struct Settings {
     pub ingest: Option<ingest::Config>,
     pub log: log::Config,
     pub roots: FsRoots,
+    /// The OTLP push, when an endpoint is set.
+    pub otlp: Option<otlp::Config>,
     /// Every line of the collector table, configured; in table order.
     pub collectors: Vec<Configured>,
     /// (section, the options given there in the user's words) of the exporter's own groups.
@@ -136,6 +140,7 @@ pub fn command() -> Command {
     let cmd = options::augment::<ingest::Options>(cmd, &INGEST.group());
     let cmd = options::augment::<log::Options>(cmd, &LOG.group());
     let cmd = options::augment::<paths::Options>(cmd, &PATHS.group());
+    let cmd = options::augment::<otlp::Options>(cmd, &OTLP.group());
     COLLECTORS.iter().fold(cmd, |cmd, entry| entry.augment(cmd))
 }
 
@@ -174,8 +179,10 @@ pub fn invocation_from(matches: &ArgMatches) -> anyhow::Result<Invocation> {
     let ingest = settle_own::<ingest::Options>(matches, &file, &INGEST, &mut given)?;
     let log = settle_own::<log::Options>(matches, &file, &LOG, &mut given)?;
     let roots = settle_own::<paths::Options>(matches, &file, &PATHS, &mut given)?;
+    let otlp = settle_own::<otlp::Options>(matches, &file, &OTLP, &mut given)?;
     let collectors = COLLECTORS.iter().map(|e| e.configure(matches, &file)).collect::<anyhow::Result<Vec<_>>>()?;
-    let settings = Settings { web, webhook, capture, alertmanager, process, ingest, log, roots, collectors, given };
+    let settings =
+        Settings { web, webhook, capture, alertmanager, process, ingest, log, roots, otlp, collectors, given };
     Ok(Invocation { command: cli.command, check_only: cli.config_check, settings })
 }
 

@@ -3,13 +3,13 @@
 
 use crate::self_metrics::{
     BUILD_INFO, CAPTURE_DURATION, CAPTURE_REJECTIONS, CAPTURE_REQUESTS, CAPTURES, COLLECTOR_DURATION,
-    COLLECTOR_SUCCESS, Counters, ERRORS, WEBHOOK_REQUESTS,
+    COLLECTOR_SUCCESS, Counters, ERRORS, OTLP_DROPPED, OTLP_SENT, WEBHOOK_REQUESTS,
 };
 use memleak_signals::{Collection, Collector, MetricSet, Problem, ProblemKind, ScrapeContext};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Distinct problems remembered so each is logged at warn level once; past
 /// this the memory is cleared (and they are logged again), so it stays bounded.
@@ -24,6 +24,21 @@ pub struct Scraper {
     counters: Arc<Counters>,
     warned: Mutex<HashSet<String>>,
     max_budget: Duration,
+    /// The latest collection, so that a push shortly after a scrape reuses it.
+    latest: Mutex<Option<Shared>>,
+    /// Told of each problem the first time it is seen (the OTLP push logs it).
+    problem_listener: OnceLock<ProblemListener>,
+}
+
+/// Called with the collector id and the problem.
+pub type ProblemListener = Box<dyn Fn(&str, &Problem) + Send + Sync>;
+
+/// One collection, shared by a scrape and an OTLP push.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub set: Arc<MetricSet>,
+    pub at: SystemTime,
+    taken: Instant,
 }
 
 impl std::fmt::Debug for Scraper {
@@ -39,6 +54,8 @@ impl Scraper {
             counters,
             warned: Mutex::default(),
             max_budget,
+            latest: Mutex::default(),
+            problem_listener: OnceLock::new(),
         }
     }
 
@@ -69,6 +86,34 @@ impl Scraper {
         tracing::info!(took = ?started.elapsed(), problems, "collectors probed at start-up");
     }
 
+    /// Sets who hears of new problems (once; later calls are ignored).
+    pub fn on_new_problem(&self, listener: ProblemListener) {
+        let _ = self.problem_listener.set(listener);
+    }
+
+    /// A scrape whose result is kept for `recent_or_scrape`.
+    pub fn scrape_shared(&self, budget: Duration) -> Arc<MetricSet> {
+        let at = SystemTime::now();
+        let taken = Instant::now();
+        let set = Arc::new(self.scrape(budget));
+        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(Shared { set: Arc::clone(&set), at, taken });
+        set
+    }
+
+    /// The latest collection if it is at most `max_age` old, else a new one: a push
+    /// that follows a scrape closely costs no collection work.
+    pub fn recent_or_scrape(&self, max_age: Duration, budget: Duration) -> Shared {
+        let latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(shared) = latest.filter(|s| s.taken.elapsed() <= max_age) {
+            return shared;
+        }
+        let at = SystemTime::now();
+        let taken = Instant::now();
+        let shared = Shared { set: Arc::new(self.scrape(budget)), at, taken };
+        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(shared.clone());
+        shared
+    }
+
     /// Runs every collector (in parallel: they read different files) and returns all metrics.
     pub fn scrape(&self, budget: Duration) -> MetricSet {
         let results = self.collect_all(budget);
@@ -83,7 +128,9 @@ impl Scraper {
             self.log_problems(id, &out.problems);
             set.append(out.metrics);
         }
-        for spec in [&ERRORS, &WEBHOOK_REQUESTS, &CAPTURE_REQUESTS, &CAPTURES, &CAPTURE_REJECTIONS] {
+        for spec in
+            [&ERRORS, &WEBHOOK_REQUESTS, &CAPTURE_REQUESTS, &CAPTURES, &CAPTURE_REJECTIONS, &OTLP_SENT, &OTLP_DROPPED]
+        {
             self.counters.emit(spec, &mut set);
         }
         self.counters.emit_histogram(&CAPTURE_DURATION, &mut set);
@@ -123,6 +170,9 @@ impl Scraper {
         let mut logged = 0;
         for p in problems {
             let first_time = warned.insert(format!("{collector}\0{}\0{}", p.kind.as_str(), p.subject));
+            if first_time && let Some(listener) = self.problem_listener.get() {
+                listener(collector, p);
+            }
             if first_time && logged < MAX_LOGGED_PER_SCRAPE {
                 logged += 1;
                 tracing::warn!(

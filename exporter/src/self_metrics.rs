@@ -54,6 +54,18 @@ pub static CAPTURE_DURATION: MetricSpec = MetricSpec::histogram(
 );
 /// Upper bounds of `CAPTURE_DURATION`'s buckets.
 pub const CAPTURE_DURATION_BOUNDS: &[f64] = &[1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
+pub static OTLP_SENT: MetricSpec = MetricSpec::counter(
+    "memleak_exporter_otlp_sent_total",
+    "Items the OTLP receiver accepted, by signal (metrics: data points, logs: records, profiles: profiles).",
+    &["signal"],
+);
+pub static OTLP_DROPPED: MetricSpec = MetricSpec::counter(
+    "memleak_exporter_otlp_dropped_total",
+    "Items not delivered over OTLP, by signal and reason (queue_full: the receiver was slow or down and the \
+     queue was full; rejected: a non-retryable answer; retries_exhausted: retryable failures for too long; \
+     limit: past the bound on one export).",
+    &["signal", "reason"],
+);
 
 /// Every self metric, for the README table and the naming test (`collectors::metric_families`).
 pub static ALL: &[&MetricSpec] = &[
@@ -66,6 +78,8 @@ pub static ALL: &[&MetricSpec] = &[
     &CAPTURES,
     &CAPTURE_REJECTIONS,
     &CAPTURE_DURATION,
+    &OTLP_SENT,
+    &OTLP_DROPPED,
 ];
 
 /// A series of the counters: its metric name and label values.
@@ -82,8 +96,12 @@ pub struct Counters {
 
 impl Counters {
     pub fn inc(&self, spec: &'static MetricSpec, labels: &[&str]) {
+        self.add(spec, labels, 1);
+    }
+
+    pub fn add(&self, spec: &'static MetricSpec, labels: &[&str], n: u64) {
         let key = (spec.name, labels.iter().map(|l| (*l).to_owned()).collect());
-        *self.values.lock().unwrap_or_else(PoisonError::into_inner).entry(key).or_default() += 1;
+        *self.values.lock().unwrap_or_else(PoisonError::into_inner).entry(key).or_default() += n;
     }
 
     /// Observes `value` in the histogram `spec` (buckets `CAPTURE_DURATION_BOUNDS`).

@@ -9,6 +9,7 @@ use crate::cli::Settings;
 use crate::collectors::{self, COLLECTORS};
 use crate::heap_profile;
 use crate::http::{self, Limits};
+use crate::latest_profiles::LatestProfiles;
 use crate::scrape::Scraper;
 use crate::self_metrics::Counters;
 use crate::webhook::{self, Access, Webhook};
@@ -28,6 +29,8 @@ struct AppState {
     scraper: Arc<Scraper>,
     /// The profiles of the enabled collectors that make one, by collector id.
     profiles: Arc<BTreeMap<&'static str, Arc<dyn ServedProfile>>>,
+    /// The latest ingested profiles, for Parca and Alloy to scrape.
+    latest: Arc<LatestProfiles>,
 }
 
 pub fn run(settings: Settings) -> anyhow::Result<()> {
@@ -45,26 +48,25 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let signals = crate::unix_signals::install().context("installing the signal handlers")?;
-    let Settings { web, webhook, capture, alertmanager, process, ingest, roots, collectors, .. } = settings;
-    let mut built = collectors::build(collectors, &roots)?;
-    if let Some(ingest) = ingest {
-        let collector = crate::watch::start(ingest).context("starting the ingest watcher")?;
-        built.collectors.push(Box::new(collector));
-    }
-    let counters = Arc::new(Counters::default());
-    let scraper = Arc::new(Scraper::new(built.collectors, web.scrape_timeout, Arc::clone(&counters)));
-    let access = Arc::new(Access::from_settings(webhook.token_file.as_deref(), web.listen)?);
+    let Settings { web, webhook, capture, alertmanager, process, ingest, roots, collectors, otlp, .. } = settings;
     let listener = tokio::net::TcpListener::bind(web.listen).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot listen on {}: {e}; is another exporter running there? choose another address with --web.listen-address",
             web.listen
         )
     })?;
-    // The start-up probe runs beside serving: a collector slow to start (eBPF naming the frames of
-    // its first samples) must not hold up /-/ready; a scrape meanwhile waits for that collector.
-    let probing = Arc::clone(&scraper);
-    let budget = web.scrape_timeout;
-    drop(tokio::task::spawn_blocking(move || probing.probe(budget)));
+    let counters = Arc::new(Counters::default());
+    let port = listener.local_addr().map_or(web.listen.port(), |a| a.port());
+    let sink = otlp.as_ref().map(|o| crate::otlp::OtlpSink::start(o, port, &counters)).transpose()?;
+    let mut built = collectors::build(collectors, &roots)?;
+    let latest = Arc::new(LatestProfiles::default());
+    if let Some(ingest) = ingest {
+        let collector =
+            crate::watch::start(ingest, sink.clone(), Arc::clone(&latest)).context("starting the ingest watcher")?;
+        built.collectors.push(Box::new(collector));
+    }
+    let scraper = Arc::new(Scraper::new(built.collectors, web.scrape_timeout, Arc::clone(&counters)));
+    let access = Arc::new(Access::from_settings(webhook.token_file.as_deref(), web.listen)?);
     // The bound address: with port 0 the kernel picked one, and this line says which.
     let address = listener.local_addr().map_or_else(|_| web.listen.to_string(), |a| a.to_string());
     tracing::info!(
@@ -84,12 +86,26 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let resolver = Resolver { procfs: roots.procfs.clone(), cgroupfs: roots.cgroupfs.clone(), process };
     let listen = listener.local_addr().unwrap_or(web.listen);
     let captures = Arc::new(Captures::new(capture, listen, resolver, Arc::clone(&counters)));
+    if let (Ok(scheduler), Some(sink)) = (&captures.scheduler, &sink) {
+        scheduler.ship_to(sink.clone());
+    }
     match &captures.scheduler {
         Ok(s) => {
             tracing::info!(spool = %s.spool().shown().display(), instance = captures.host.describe(), "captures on")
         }
         Err(why) => tracing::warn!("{why}"),
     }
+    if let (Some(sink), Some(otlp)) = (&sink, &otlp) {
+        sink.push_metrics_every(otlp.interval, Arc::clone(&scraper), web.scrape_timeout);
+        crate::otlp::events::start(sink, &scraper, &roots);
+        tracing::info!(endpoint = %otlp.endpoint, protocol = ?otlp.protocol, interval = ?otlp.interval, "pushing over OTLP");
+    }
+    // The start-up probe runs beside serving: a collector slow to start (eBPF naming the frames of
+    // its first samples) must not hold up /-/ready; a scrape meanwhile waits for that collector.
+    // It starts after the OTLP push so that the problems it finds are pushed as logs too.
+    let probing = Arc::clone(&scraper);
+    let budget = web.scrape_timeout;
+    drop(tokio::task::spawn_blocking(move || probing.probe(budget)));
     let hook = Webhook {
         access: Arc::clone(&access),
         counters,
@@ -101,7 +117,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         poller::start(config, hook.clone()).context("starting the Alertmanager poller")?;
         tracing::info!(alertmanager = peers.join(","), "polling Alertmanager for capture alerts");
     }
-    let state = AppState { scraper, profiles: Arc::new(built.profiles) };
+    let state = AppState { scraper, profiles: Arc::new(built.profiles), latest };
     let app = router(state, hook, Api { access, captures: Arc::clone(&captures) }, webhook.max_body_bytes);
     http::serve(listener, app, Limits::from_config(&web), signals.shutdown()).await;
     captures.stop();
@@ -126,6 +142,8 @@ fn router(state: AppState, hook: Webhook, captures: Api, max_body_bytes: usize) 
         .route("/-/ready", get(|| async { "Ready\n" }))
         .route("/debug/pprof/heap", get(heap))
         .route("/debug/pprof/{name}", get(collector_profile))
+        .route("/ingested/debug/pprof/allocs", get(latest_any))
+        .route("/ingested/{format}/debug/pprof/allocs", get(latest_of_format))
         .with_state(state)
         .merge(webhook)
         .merge(captures)
@@ -135,7 +153,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let scraper = Arc::clone(&state.scraper);
     let budget = scraper.budget(crate::headers::scrape_timeout(&headers));
-    match tokio::task::spawn_blocking(move || encode::encode(&scraper.scrape(budget), format)).await {
+    match tokio::task::spawn_blocking(move || encode::encode(&scraper.scrape_shared(budget), format)).await {
         Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
         Err(err) => {
             tracing::error!(error = %err, "scrape task failed");
@@ -170,6 +188,27 @@ async fn collector_profile(State(state): State<AppState>, Path(name): Path<Strin
     }
 }
 
+/// The latest ingested profile (pprof), for profilers whose `path_prefix` is `/ingested`.
+async fn latest_any(State(state): State<AppState>) -> Response {
+    served_latest(state.latest.get(None), "no profile ingested yet: watched folders are set with --ingest.dir")
+}
+
+/// The latest ingested profile of one format, e.g. `/ingested/jemalloc/debug/pprof/allocs`.
+async fn latest_of_format(State(state): State<AppState>, Path(format): Path<String>) -> Response {
+    if !memleak_artifacts::FORMATS.iter().any(|f| f.id == format) {
+        let known: Vec<&str> = memleak_artifacts::FORMATS.iter().map(|f| f.id).collect();
+        return (StatusCode::NOT_FOUND, format!("no such format; known: {}\n", known.join(", "))).into_response();
+    }
+    served_latest(state.latest.get(Some(&format)), "no profile of this format ingested yet")
+}
+
+fn served_latest(profile: Option<Arc<Vec<u8>>>, why: &str) -> Response {
+    match profile {
+        Some(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes.as_ref().clone()).into_response(),
+        None => (StatusCode::NOT_FOUND, format!("{why}\n")).into_response(),
+    }
+}
+
 async fn landing(State(state): State<AppState>) -> Html<String> {
     let enabled = state.scraper.ids();
     let rows: String = COLLECTORS
@@ -197,6 +236,7 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
          <li><a href=\"/-/healthy\">/-/healthy</a>, <a href=\"/-/ready\">/-/ready</a>: health and readiness</li>\n\
          <li><a href=\"/debug/pprof/heap\">/debug/pprof/heap</a>: the exporter's own heap profile (pprof)</li>\n\
          {profiles}\
+         <li>/ingested/debug/pprof/allocs, /ingested/FORMAT/debug/pprof/allocs: the latest ingested profile (pprof), for Parca and Grafana Alloy</li>\n\
          <li>POST /api/v1/alerts: Alertmanager webhook (version 4) that asks for captures</li>\n\
          <li><a href=\"/api/v1/captures\">/api/v1/captures</a>: captures (JSON; each at /api/v1/captures/ID, \
          with ID/profile.pb.gz, ID/flamegraph.svg, ID/folded; the webhook's token)</li>\n\

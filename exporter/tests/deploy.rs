@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{repo, run_tool, yaml};
+use common::{repo, require_tool, run_tool, yaml};
 use serde_norway::Value;
 use std::collections::BTreeSet;
 
@@ -262,17 +262,23 @@ fn the_systemd_unit_passes_valid_flags_and_is_hardened() {
 
 #[test]
 fn the_collector_pipelines_use_defined_components() {
-    let config = yaml("otel-collector/agent.yaml");
-    let pipelines = config["service"]["pipelines"].as_mapping().unwrap();
-    assert!(!pipelines.is_empty());
-    for (name, pipeline) in pipelines {
-        for section in ["receivers", "processors", "exporters"] {
-            for component in strings(&pipeline[section]) {
-                assert!(
-                    config[section].as_mapping().unwrap().contains_key(component.as_str()),
-                    "pipeline {name:?} uses {section} {component} that is not defined"
-                );
+    for file in ["otel-collector/agent.yaml", "otel-collector/gateway.yaml"] {
+        let config = yaml(file);
+        let pipelines = config["service"]["pipelines"].as_mapping().unwrap();
+        assert!(!pipelines.is_empty());
+        for (name, pipeline) in pipelines {
+            for section in ["receivers", "processors", "exporters"] {
+                for component in strings(&pipeline[section]) {
+                    assert!(
+                        config[section].as_mapping().unwrap().contains_key(component.as_str()),
+                        "{file}: pipeline {name:?} uses {section} {component} that is not defined"
+                    );
+                }
             }
+        }
+        // Every signal the exporter pushes has a pipeline fed by the OTLP receiver.
+        for signal in ["metrics", "logs", "profiles"] {
+            assert!(strings(&pipelines[signal]["receivers"]).contains(&"otlp".to_owned()), "{file}: {signal}");
         }
     }
 }
@@ -322,4 +328,39 @@ fn the_sampler_systemd_drop_in_preloads_the_path_its_install_step_writes() {
         .expect("the drop-in says how to install the library");
     assert!(drop_in.lines().any(|l| l == "[Service]"));
     assert!(drop_in.lines().any(|l| l == format!("Environment=LD_PRELOAD={installed}")), "{drop_in}");
+}
+
+/// The ports and flags the OTLP path names agree with each other and with the real tools.
+#[test]
+fn the_otlp_path_names_ports_and_flags_that_exist() {
+    let agent = yaml("otel-collector/agent.yaml");
+    let gateway = yaml("otel-collector/gateway.yaml");
+    // The exporter pushes to the agent's OTLP ports (gRPC 4317, HTTP 4318: the OTLP defaults).
+    assert_eq!(agent["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"], "0.0.0.0:4317");
+    assert_eq!(agent["receivers"]["otlp"]["protocols"]["http"]["endpoint"], "0.0.0.0:4318");
+    assert_flags_exist(
+        ["--otlp.endpoint=http://localhost:4317", "--otlp.protocol=grpc"].map(String::from),
+        "otel-collector/README.md",
+    );
+    // The agent forwards to the gateway's gRPC port.
+    let forward = agent["exporters"]["otlp/gateway"]["endpoint"].as_str().unwrap();
+    let port =
+        gateway["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].as_str().unwrap().rsplit(':').next().unwrap();
+    assert!(forward.ends_with(&format!(":{port}")), "agent sends to {forward}, the gateway listens on {port}");
+    // Prometheus accepts remote write only with this flag, which the Prometheus here knows.
+    let remote_write = gateway["exporters"]["prometheusremotewrite"]["endpoint"].as_str().unwrap();
+    assert!(remote_write.ends_with(":9090/api/v1/write"), "{remote_write}");
+    let readme = std::fs::read_to_string(repo("otel-collector/README.md")).unwrap();
+    assert!(readme.contains("--web.enable-remote-write-receiver"));
+    if let Some(prometheus) = require_tool("prometheus", "prometheus") {
+        let help = std::process::Command::new(prometheus).arg("--help").output().unwrap();
+        let help = String::from_utf8_lossy(&help.stderr).into_owned() + &String::from_utf8_lossy(&help.stdout);
+        assert!(
+            help.contains("--web.enable-remote-write-receiver"),
+            "this Prometheus lacks the remote-write receiver flag"
+        );
+    }
+    // Loki 3 takes OTLP logs at /otlp (port 3100); Pyroscope takes OTLP profiles on its port 4040.
+    assert_eq!(gateway["exporters"]["otlphttp/loki"]["endpoint"], "http://loki:3100/otlp");
+    assert_eq!(gateway["exporters"]["otlp/pyroscope"]["endpoint"], "pyroscope:4040");
 }

@@ -66,11 +66,25 @@ pub struct Scheduler {
     counters: Arc<Counters>,
     state: Mutex<State>,
     sequence: AtomicU64,
+    /// Where finished captures are shipped too (with --otlp.endpoint).
+    otlp: std::sync::OnceLock<crate::otlp::OtlpSink>,
 }
 
 impl Scheduler {
     pub fn new(limits: Limits, spool: Arc<Spool>, counters: Arc<Counters>) -> Arc<Scheduler> {
-        Arc::new(Scheduler { limits, spool, counters, state: Mutex::default(), sequence: AtomicU64::new(0) })
+        Arc::new(Scheduler {
+            limits,
+            spool,
+            counters,
+            state: Mutex::default(),
+            sequence: AtomicU64::new(0),
+            otlp: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Ships every finished capture (outcome and profiles) over OTLP from now on.
+    pub fn ship_to(&self, sink: crate::otlp::OtlpSink) {
+        let _ = self.otlp.set(sink);
     }
 
     pub fn limits(&self) -> &Limits {
@@ -250,6 +264,9 @@ impl Scheduler {
         }
         self.counters.inc(&CAPTURES, &[kind.id, info.status.as_str()]);
         self.counters.observe(&CAPTURE_DURATION, &[kind.id], elapsed.as_secs_f64());
+        if let Some(sink) = self.otlp.get() {
+            crate::otlp::captures::ship(sink, &info, finished.result.as_ref());
+        }
         tracing::info!(
             capture = %info.id, fingerprint = %info.fingerprint, kind = kind.id, status = info.status.as_str(),
             reason = info.reason.as_deref().unwrap_or(""), seconds = format!("{:.1}", elapsed.as_secs_f64()),

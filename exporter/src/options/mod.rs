@@ -15,6 +15,7 @@ pub mod alertmanager;
 pub mod capture;
 pub mod ingest;
 pub mod log;
+pub mod otlp;
 pub mod paths;
 pub mod web;
 pub mod webhook;

@@ -7,7 +7,9 @@ use super::kept::Kept;
 use super::state::{self, Folders};
 use super::take::{self, Outcome};
 use crate::ingest::names;
+use crate::latest_profiles::LatestProfiles;
 use crate::options::ingest::Config;
+use crate::otlp::OtlpSink;
 use rustix::fs::{AtFlags, Dir, FileType, RenameFlags, Stat, renameat, renameat_with, statat, unlinkat};
 use std::cell::Cell;
 use std::collections::{HashSet, VecDeque};
@@ -43,6 +45,10 @@ pub struct Context<'a> {
     pub euid: u32,
     /// Lines about single files this scan would log, shown or not (see `may_log`).
     pub file_lines: Cell<u32>,
+    /// Where ingested artifacts are pushed too (OTLP logs and profiles).
+    pub otlp: Option<&'a OtlpSink>,
+    /// Where their profiles are served for profilers to scrape.
+    pub latest: &'a LatestProfiles,
 }
 
 impl Context<'_> {

@@ -18,7 +18,9 @@ mod prune;
 mod state;
 mod take;
 
+use crate::latest_profiles::LatestProfiles;
 use crate::options::ingest::Config;
+use crate::otlp::OtlpSink;
 use folder::{Context, Folder};
 use kept::Kept;
 use memleak_signals::{Collection, Collector, CollectorSpec, MetricSpec, ScrapeContext};
@@ -68,15 +70,24 @@ pub static SPEC: CollectorSpec = CollectorSpec {
     metrics: &[&FILES, &FAILURES, &USABLE, &LEAKED, &IN_USE, &ERRORS],
 };
 
-/// Starts the watcher thread; the returned collector exposes what it ingested.
-pub fn start(config: Config) -> std::io::Result<IngestCollector> {
+/// Starts the watcher thread; the returned collector exposes what it ingested,
+/// `otlp` (when pushing) receives every ingested artifact, and `latest` keeps their profiles.
+pub fn start(config: Config, otlp: Option<OtlpSink>, latest: Arc<LatestProfiles>) -> std::io::Result<IngestCollector> {
     let kept = Arc::new(Mutex::new(Kept::default()));
     let euid = rustix::process::geteuid().as_raw();
     let mut folders: Vec<Folder> = config.dirs.iter().cloned().map(Folder::new).collect();
     // Opened before serving, so the kept results are exposed from the first
     // scrape; files are taken by the thread, so a slow one delays no start.
     for (index, folder) in folders.iter_mut().enumerate() {
-        folder.prepare(&Context { config: &config, kept: &kept, index, euid, file_lines: Default::default() });
+        folder.prepare(&Context {
+            config: &config,
+            kept: &kept,
+            index,
+            euid,
+            file_lines: Default::default(),
+            otlp: otlp.as_ref(),
+            latest: &latest,
+        });
     }
     let dirs = config.dirs.iter().map(|d| d.display().to_string()).collect();
     let thread_kept = Arc::clone(&kept);
@@ -89,6 +100,8 @@ pub fn start(config: Config) -> std::io::Result<IngestCollector> {
                     index,
                     euid,
                     file_lines: Default::default(),
+                    otlp: otlp.as_ref(),
+                    latest: &latest,
                 });
             }
             std::thread::sleep(config.interval);

@@ -158,6 +158,11 @@ pub fn ingest_claimed(ctx: &Context<'_>, folders: &Folders, out: &str, shown: &s
     let mut kept = ctx.kept();
     *kept.files.entry((ingested.format.to_owned(), "ingested")).or_default() += 1;
     kept.results.insert((ctx.index, out.to_owned()), Figures::from_totals(ingested.format, |k| ingested.total(k)));
+    drop(kept);
+    ctx.latest.keep(out, &ingested);
+    if let Some(sink) = ctx.otlp {
+        sink.ship_ingested(shown, &ingested);
+    }
     Outcome::Ingested
 }
 
