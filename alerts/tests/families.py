@@ -111,21 +111,22 @@ def leak_linear(rng):
 
 
 def leak_after_start(rng):
-    """A process that starts (start time changes), warms up, then leaks; the deadline runs from the end of
-    the warm-up (three time constants), since until then the two cannot be told apart."""
+    """A process that starts (start time changes), warms up, then leaks. The deadline runs from the
+    end of the warm-up: when its own growth has fallen to a quarter of the leak's, since until then the
+    two cannot be told apart."""
     cls, rate, deadline = rate_class(rng)
     base, noise, p = base_and_noise(rng)
     tau, low = warmup(rng)
     low *= base
     start = rng.randint(0, 4 * HOUR)
-    onset = start + round(3 * tau)
+    # The warm-up grows at (base - low)/tau exp(-t/tau); the leak at rate * base.
+    onset = start + max(0, round(tau * math.log(4 * (base - low) / (tau * rate * base))))
     horizon = onset + deadline + AFTER_DEADLINE
 
     def value(t):
         if t < start:
             return base + noise()
-        age = t - start
-        return approach(low, base, age, tau) + base * rate * max(0, t - onset) + noise()
+        return approach(low, base, t - start, tau) + base * rate * (t - start) + noise()
 
     anon = [value(t) for t in range(horizon + 1)]
     starts = [-LONG_AGO if t < start else start * 60 for t in range(horizon + 1)]
