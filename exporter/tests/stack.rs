@@ -90,6 +90,16 @@ fn firing(port: u16, alertname: &str, group: &str) -> Option<serde_json::Value> 
         .cloned()
 }
 
+/// Rule-group iterations Prometheus skipped because the previous one overran (its own metric).
+fn missed_iterations(port: u16) -> f64 {
+    let (_, _, body) = http_get(port, "/metrics", None);
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|l| l.starts_with("prometheus_rule_group_iterations_missed_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 #[test]
 fn leaks_fire_and_reach_the_webhook_while_warm_ups_and_restarts_stay_quiet() {
     let (Some(prometheus), Some(alertmanager), Some(awk), Some(python)) = (
@@ -220,7 +230,16 @@ fn leaks_fire_and_reach_the_webhook_while_warm_ups_and_restarts_stay_quiet() {
     let (leak_alert, after) = leak_alert.unwrap_or_else(|| {
         panic!("ProcessMemoryLeakFast never fired for leakyworker\nprometheus:\n{}", logs("prometheus.log"))
     });
-    assert!(after < Duration::from_secs(2 * 3600 / TIME_SCALE + 30), "reported after {after:?}");
+    // Compressed 60x, the rule groups run every second; on an overloaded machine Prometheus skips
+    // iterations, and a floor boundary it skips costs the evidence a window. Late is only excused by that.
+    let missed = missed_iterations(prom_port);
+    // Excused: one more span of the fast scale and its window (1h40m of rule time).
+    let excused = if missed > 0.0 { Duration::from_secs(100 * 60 / TIME_SCALE) } else { Duration::ZERO };
+    let in_time = |t: Duration, deadline: Duration| t < deadline + Duration::from_secs(30) + excused;
+    assert!(
+        in_time(after, Duration::from_secs(2 * 3600 / TIME_SCALE)),
+        "reported after {after:?} ({missed} iterations missed)"
+    );
     assert_eq!(leak_alert["labels"]["capture"], "allocator-profile");
     assert!(accepted, "the exporter never accepted a capture request\nalertmanager:\n{}", logs("alertmanager.log"));
     let log = exporter.stderr();
@@ -230,7 +249,7 @@ fn leaks_fire_and_reach_the_webhook_while_warm_ups_and_restarts_stay_quiet() {
     // The restarting leak: reported in its first incarnation, and still one firing episode after
     // restarts that blind the rules for a span each time (keep_firing_for bridges them).
     let reported = restart_reported.unwrap_or_else(|| panic!("ProcessMemoryLeakFast never fired for restartleaker"));
-    assert!(reported < RESTART_EVERY + Duration::from_secs(30), "restartleaker reported after {reported:?}");
+    assert!(in_time(reported, RESTART_EVERY), "restartleaker reported after {reported:?} ({missed} iterations missed)");
     assert!(restarts_after_report >= 1, "no restart happened after restartleaker was reported");
     let firing_starts = "sum_over_time((ALERTS{alertname=\"ProcessMemoryLeakFast\",group=\"restartleaker\",alertstate=\"firing\"} unless ALERTS{alertname=\"ProcessMemoryLeakFast\",group=\"restartleaker\",alertstate=\"firing\"} offset 1s)[10m:1s])";
     assert_eq!(query(prom_port, firing_starts), Some(1.0), "the restarting leak's alert flapped");
