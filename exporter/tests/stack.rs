@@ -5,8 +5,8 @@
 //! with a bearer token. A steady leaker must be reported as a fast leak and reach the webhook; a
 //! leaker restarted every 2h20m (scaled) must be reported in its first incarnation and stay
 //! reported through its restarts (one firing episode); a cache that warms up to a plateau and a
-//! steady workload must never raise an alert, nor may the host-exhaustion prediction. Bounded to
-//! about six minutes; every process it starts is killed when it ends.
+//! steady workload must never raise an alert (the host-exhaustion prediction watches the whole,
+//! shared host and is tested unscaled in promtool only). Bounded to about six minutes; every process it starts is killed when it ends.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -254,13 +254,12 @@ fn leaks_fire_and_reach_the_webhook_while_warm_ups_and_restarts_stay_quiet() {
     let firing_starts = "sum_over_time((ALERTS{alertname=\"ProcessMemoryLeakFast\",group=\"restartleaker\",alertstate=\"firing\"} unless ALERTS{alertname=\"ProcessMemoryLeakFast\",group=\"restartleaker\",alertstate=\"firing\"} offset 1s)[10m:1s])";
     assert_eq!(query(prom_port, firing_starts), Some(1.0), "the restarting leak's alert flapped");
 
-    // Quiet: the warm-up, the steady workload (which held its memory all along) and the host.
+    // Quiet: the warm-up and the steady workload (which held its memory all along).
     assert_eq!(query(prom_port, "count(count_over_time(ALERTS{group=~\"warmupworker|steadyworker\"}[10m]))"), None);
     assert!(query(prom_port, "memleak_process_anon_bytes{group=\"warmupworker\"}").unwrap() > 100e6);
     assert!(query(prom_port, "memleak_process_anon_bytes{group=\"steadyworker\"}").unwrap() > 15e6);
     assert!(!log.contains("group=steadyworker") && !log.contains("group=warmupworker"), "{log}");
-    assert_eq!(
-        query(prom_port, "count(count_over_time(ALERTS{alertname=\"HostMemoryExhaustionPredicted\"}[10m]))"),
-        None
-    );
+    // HostMemoryExhaustionPredicted watches the whole host, which the rest of the suite and other
+    // builds move at will: compressed 60x, a minute of their allocations reads as an hour's trend. It
+    // is left to its promtool examples (alerts/tests/make_scenarios.py), unscaled.
 }
