@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{repo, run_tool, yaml};
+use common::{repo, require_tool, run_tool, yaml};
 use memleak_exporter::capture::kinds::KINDS;
 use memleak_exporter::collectors;
 use memleak_signals::MetricType;
@@ -135,7 +135,36 @@ fn catalog_with_rules() -> Catalog {
 #[test]
 fn every_series_in_the_rules_exists_with_its_labels() {
     let catalog = catalog_with_rules();
-    assert!(catalog.series.contains_key("memleak:process_anon_bytes:leak_evidence2h"));
+    assert!(catalog.series.contains_key("memleak:process_anon_bytes:leak_evidence1h30m"));
+    assert!(catalog.series.contains_key("memleak:cgroup_anon_bytes:leak_evidence15h"));
+}
+
+/// Runs a generator of the repository (`python3 SCRIPT ARGS OUT`) into a temporary file and checks
+/// that `committed` is what it writes; UPDATE_GENERATED=1 rewrites the committed file instead.
+fn generated_file_is_current(script: &str, args: &[&str], committed: &str) {
+    let Some(python) = require_tool("python3", "python3") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("generated");
+    let status = std::process::Command::new(python)
+        .arg(repo(script))
+        .args(args)
+        .arg(&out)
+        .current_dir(repo(""))
+        .status()
+        .unwrap();
+    assert!(status.success(), "{script} failed");
+    let generated = std::fs::read_to_string(&out).unwrap();
+    if std::env::var_os("UPDATE_GENERATED").is_some() {
+        std::fs::write(repo(committed), &generated).unwrap();
+    }
+    let current = std::fs::read_to_string(repo(committed)).unwrap_or_default();
+    assert!(current == generated, "{committed} is not what {script} generates: run it (or UPDATE_GENERATED=1)");
+}
+
+#[test]
+fn the_rules_and_the_scenario_corpus_are_generated_from_their_scripts() {
+    generated_file_is_current("alerts/make_rules.py", &[], "alerts/rules/memleak.rules.yml");
+    generated_file_is_current("alerts/tests/make_scenarios.py", &[], "alerts/tests/scenarios.test.yml");
 }
 
 #[test]
@@ -171,6 +200,9 @@ fn every_alert_is_labelled_documented_tested_and_targeted() {
         if let Some(capture) = rule["labels"]["capture"].as_str() {
             let kinds = capture_kinds();
             assert!(kinds.contains(&capture), "{name}: capture {capture:?} is not one of {kinds:?}");
+            // The webhook acts on every firing and every resolution: evidence that blinks (a restart
+            // blinds the rules for a span) must not start and cancel captures.
+            assert!(rule["keep_firing_for"].is_string(), "{name}: asks for a capture but has no keep_firing_for");
             let labels = catalog.check(&parse(rule["expr"].as_str().unwrap(), name), name);
             assert!(
                 labels.contains("group") || labels.contains("cgroup"),
@@ -229,6 +261,31 @@ fn every_dashboard_query_names_real_series() {
 fn promtool_accepts_the_rules_and_runs_the_scenario_corpus() {
     run_tool("promtool", "prometheus", &["check", "rules", "alerts/rules/memleak.rules.yml"]);
     run_tool("promtool", "prometheus", &["test", "rules", "alerts/tests/scenarios.test.yml"]);
+}
+
+/// The seed of the randomized detection test: not one the rules were developed on (`dev*`).
+/// MEMLEAK_DETECTION_SEED draws others.
+const DETECTION_SEED: &str = "ci-heldout-1";
+
+/// The randomized detection test (alerts/tests/detection.py): fifteen random draws of every leak
+/// and non-leak family run through promtool with the real rules, scored against each draw's truth.
+/// The rules do not meet issue 11's targets yet (docs/detection.md: which families and why), so the
+/// gate is the issue's own measurement of the rules they replaced: strictly better on both leaks
+/// detected by their deadlines and non-leaks alerting. `--check` asserts the targets themselves.
+#[test]
+fn the_rules_beat_the_replaced_ones_on_random_draws() {
+    let (Some(python), Some(_)) = (require_tool("python3", "python3"), require_tool("promtool", "prometheus")) else {
+        return;
+    };
+    let seed = std::env::var("MEMLEAK_DETECTION_SEED").unwrap_or_else(|_| DETECTION_SEED.to_owned());
+    let out = std::process::Command::new(python)
+        .arg(repo("alerts/tests/detection.py"))
+        .args(["--seed", &seed, "--draws", "15", "--baseline"])
+        .current_dir(repo(""))
+        .output()
+        .unwrap();
+    let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "randomized detection with seed {seed}:\n{printed}");
 }
 
 #[test]

@@ -1,0 +1,330 @@
+#!/usr/bin/env python3
+"""Generates rules/memleak.rules.yml, the leak-detection rules: edit this script, run it, commit
+both (exporter/tests/consistency.rs checks that the file is current).
+
+    python3 alerts/make_rules.py                        # rewrites alerts/rules/memleak.rules.yml
+    python3 alerts/make_rules.py --time-scale 60 OUT    # every duration divided by 60 (1 h -> 1 min),
+                                                        # for the time-compressed end-to-end test
+
+The leak test is one statistical argument applied at several time scales (docs/detection.md):
+
+* Floors. The minimum of anonymous memory over a window of f, recorded once per window (at the
+  first evaluation after each multiple of f since the epoch), so that GC sawtooths and spikes
+  shorter than f vanish and consecutive floors are independent.
+* Ten floors, a span of 9 f, one least-squares line through them. Noise: the residual standard
+  deviation of the floors around that line. Growth: the slopes of the span's two halves must each
+  exceed K standard errors computed from that residual.
+* Steady: no slowing down (the recent half's slope at least C times the earlier half's), no onset
+  inside the span (the first third's slope at least C times the middle third's), and no higher
+  rate a little earlier (the span's slope at least C times the highest span slope of the last five
+  floors), each give or take Z standard errors. An approach to a plateau slows down; a
+  curve seen from its onset has a kink; a curve past its peak rate has come down from it.
+* Rate: the span's slope is at least the scale's lowest rate, relative to the floor.
+* History: ten floors present, no restart within the span (the process start time; for a cgroup,
+  a reset of its page-fault counter, which a recreated cgroup starts again from zero), and steady
+  at two consecutive floors.
+"""
+import argparse
+import os
+
+HOUR = 3600
+MIN = 60
+
+# (floor window f in seconds, lowest growth rate it reports as a fraction of the floor per hour).
+# The span is 9 f. The leak classes of issue 11: >= 4 %/h within 2 h, 1-4 %/h within 4 h,
+# >= 0.1 %/h within 24 h; a scale reports 75 % of the lowest rate of the class it serves.
+SCALES = [
+    (10 * MIN, 0.03),  # 1h30m: fast leaks
+    (15 * MIN, 0.0075),  # 2h15m, 3h: moderate leaks
+    (20 * MIN, 0.0075),
+    (30 * MIN, 0.0075),  # 4h30m to 13h30m: steps, slow cycles and noisy moderate leaks
+    (40 * MIN, 0.0075),
+    (HOUR, 0.0075),
+    (90 * MIN, 0.0075),
+    (100 * MIN, 0.00075),  # 15h: slow leaks
+]
+FAST = 10 * MIN  # the scale of ProcessMemoryLeakFast
+CONFIRMED = 100 * MIN  # the scale of the critical alerts
+BASE = 10 * MIN  # the finest floor; every coarser one is the minimum of these
+EVAL = MIN  # rule evaluation interval (the groups set it)
+K = 3.0  # standard errors a half's growth must clear
+C = 0.75  # steady: one slope at least this share of the other
+Z = 0.5  # give or take this many standard errors of their difference
+PERSIST = 2  # consecutive floors at which the growth was steady
+# How many floors back the highest earlier span slope is looked for (four by default): at the scales of
+# the 2 h and 4 h deadlines only two, so that a leak that follows a warm-up is reported in time.
+LOOKBACK = {FAST: 2, 15 * MIN: 2}
+OOM_WINDOW = 36 * HOUR  # repeated OOM kills count within this window
+LIMIT_HORIZON = 4 * HOUR
+RUNBOOK = "https://github.com/memleak-exporter/memleak-exporter/blob/main/alerts/runbook.md#"
+SCALE = 1  # time compression of the whole rule set (--time-scale)
+
+
+def t(seconds):
+    """A duration of the rule set, compressed by --time-scale."""
+    return seconds / SCALE
+
+
+def dur(seconds):
+    """A PromQL duration for `seconds` of uncompressed time."""
+    s = t(seconds)
+    if s != int(s):
+        return f"{round(s * 1000)}ms"
+    s = int(s)
+    parts = [(s // HOUR, "h"), (s % HOUR // MIN, "m"), (s % MIN, "s")]
+    return "".join(f"{n}{u}" for n, u in parts if n) or "0s"
+
+
+def name(seconds):
+    """A duration as it appears in recorded names (never compressed)."""
+    parts = [(seconds // HOUR, "h"), (seconds % HOUR // MIN, "m")]
+    return "".join(f"{n}{u}" for n, u in parts if n)
+
+
+def num(x):
+    return f"{x:.6g}"
+
+
+def at_boundary(f):
+    """The one evaluation that follows a multiple of f since the epoch."""
+    return f"on () (vector(time()) % {num(t(f))} < {num(t(EVAL))})"
+
+
+def floor(target, f):
+    return f"memleak:{target}_anon_bytes:min{name(f)}"
+
+
+def floors(target, series):
+    rules = [(floor(target, BASE), f"min_over_time({series}[{dur(BASE)}])\nand {at_boundary(BASE)}")]
+    for f in sorted({f for f, _ in SCALES} - {BASE}):
+        rules.append((floor(target, f), f"min_over_time({floor(target, BASE)}[{dur(f - EVAL)}])\nand {at_boundary(f)}"))
+    return rules
+
+
+def evidence_name(target, f):
+    return f"memleak:{target}_anon_bytes:leak_evidence{name(9 * f)}"
+
+
+def scale(target, f, rho, guard):
+    """The floor-trend test at one scale: its statistics, recorded once per f, and its evidence."""
+    F = floor(target, f)
+    span, n = 9 * f, 10
+    pre = f"{F}_"
+    slope, resid = f"{pre}deriv{name(span)}", f"{pre}resid{name(span)}"
+    recent, earlier = f"{pre}deriv{name(4 * f)}", f"{pre}deriv{name(4 * f)}_offset{name(5 * f)}"
+    first, middle = f"{pre}deriv{name(3 * f)}_offset{name(6 * f)}", f"{pre}deriv{name(3 * f)}_offset{name(3 * f)}"
+    steady = f"memleak:{target}_anon_bytes:steady_growth{name(span)}"
+    ft = t(f)
+    var_t = ft * ft * (n * n - 1) / 12  # variance of ten evenly spaced times
+    sxx = {k: ft * ft * k * (k * k - 1) / 12 for k in (4, 5, n)}  # sum of squared time deviations of k points
+    se = num(K / sxx[5] ** 0.5)  # K standard errors of a half's slope, per byte of residual
+    z = {k: num(Z * (2 / sxx[k]) ** 0.5) for k in sxx}  # Z standard errors of a difference of two slopes
+    b = at_boundary(f)
+    g = guard(span + f)
+    back = LOOKBACK.get(f, 4)
+    return [
+        # Slopes only of spans within one incarnation: the highest recent one is compared with the current.
+        (slope, f"deriv({F}[{dur(span)}])\nand {g}\nand {b}"),
+        (recent, f"deriv({F}[{dur(4 * f)}])\nand {b}"),
+        (earlier, f"deriv({F}[{dur(4 * f)}] offset {dur(5 * f)})\nand {b}"),
+        (first, f"deriv({F}[{dur(3 * f)}] offset {dur(6 * f)})\nand {b}"),
+        (middle, f"deriv({F}[{dur(3 * f)}] offset {dur(3 * f)})\nand {b}"),
+        (resid, f"sqrt(clamp_min(stdvar_over_time({F}[{dur(span)}]) - {slope} ^ 2 * {num(var_t)}, 0) * {num(n / (n - 2))})"),
+        (steady, "\nand ".join([
+            slope,
+            f"{recent} >= {se} * {resid}",
+            f"{earlier} >= {se} * {resid}",
+            f"{recent} >= {C} * {earlier} - {z[5]} * {resid}",
+            f"{first} >= {C} * {middle} - {z[4]} * {resid}",
+            f"{slope} >= {C} * max_over_time({slope}[{dur(back * f)}]) - {z[n]} * {resid}",
+            f"{slope} * {num(t(HOUR))} >= {rho} * {F}",
+            f"count_over_time({F}[{dur(span)}]) == {n}",
+        ])),
+        (evidence_name(target, f), f"{steady}\nand count_over_time({steady}[{dur((PERSIST - 1) * f)}]) == {PERSIST}"),
+    ]
+
+
+def process_guard(seconds):
+    return f"time() - memleak_process_start_time_seconds >= {num(t(seconds))}"
+
+
+def cgroup_guard(seconds):
+    return f"sum_over_time(memleak:cgroup_page_faults:resets10m[{dur(seconds)}]) == 0"
+
+
+def held(target, f):
+    """An evidence series recorded once per floor window, held until the next one."""
+    return f"last_over_time({evidence_name(target, f)}[{dur(f - EVAL)}])"
+
+
+def any_scale(target, scales):
+    return "\nor\n".join(held(target, f) for f in scales)
+
+
+def process_rules():
+    rules = floors("process", "memleak_process_anon_bytes")
+    for f, rho in SCALES:
+        rules += scale("process", f, rho, process_guard)
+    return rules + [
+        # Restarts, recorded only at the ten-minute boundary after them.
+        ("memleak:process_start_time_seconds:changes10m",
+         f"changes(memleak_process_start_time_seconds[{dur(10 * MIN)}]) > 0\nand {at_boundary(10 * MIN)}"),
+        # A restart in the same ten minutes as an OOM kill on the host: the group was the victim.
+        ("memleak:process_start_time_seconds:oom_restarts10m",
+         "memleak:process_start_time_seconds:changes10m\n"
+         f"and on (instance, job) increase(memleak_host_memory_oom_kills_total[{dur(10 * MIN)}]) > 0"),
+        # Growth of RSS, PSS, VmData, the brk heap and anonymous mappings, for the drill-down dashboard.
+        *[(f"memleak:process_{m}_bytes:deriv1h", f"deriv(memleak_process_{m}_bytes[{dur(HOUR)}])")
+          for m in ("resident", "pss", "data", "heap", "anon_mapped")],
+        # Page-fault rate against the group's own daily baseline.
+        ("memleak:process_minor_faults:rate5m", f"rate(memleak_process_minor_faults_total[{dur(5 * MIN)}])"),
+        ("memleak:process_minor_faults:rate5m_to_baseline_ratio",
+         f"memleak:process_minor_faults:rate5m / (avg_over_time(memleak:process_minor_faults:rate5m[{dur(24 * HOUR)}]) > 0)"),
+    ]
+
+
+def cgroup_rules():
+    rules = [
+        # A recreated cgroup starts its counters again from zero.
+        ("memleak:cgroup_page_faults:resets10m",
+         f"resets(memleak_cgroup_page_faults_total[{dur(10 * MIN)}])\nand {at_boundary(10 * MIN)}"),
+    ]
+    rules += floors("cgroup", "memleak_cgroup_anon_bytes")
+    for f, rho in SCALES:
+        rules += scale("cgroup", f, rho, cgroup_guard)
+    return rules + [
+        # An OOM kill in the cgroup, or the cgroup recreated while at its limit (within 3 %).
+        ("memleak:cgroup_usage_bytes:limit_restarts10m",
+         f'(\n  sum without (event) (increase(memleak_cgroup_events_total{{event="oom_kill"}}[{dur(10 * MIN)}])) > 0\n'
+         "  or\n  memleak:cgroup_page_faults:resets10m > 0\n"
+         f"  and max_over_time(memleak_cgroup_usage_bytes[{dur(20 * MIN)}]) >= 0.97 * memleak_cgroup_limit_bytes\n)\n"
+         f"and {at_boundary(10 * MIN)}"),
+        # Seconds until the limit at the rate of a steady leak (any scale).
+        ("memleak:cgroup_usage_bytes:seconds_to_limit",
+         f"(memleak_cgroup_limit_bytes - memleak_cgroup_usage_bytes)\n/ (\n{any_scale('cgroup', [f for f, _ in SCALES])}\n)"),
+        ("memleak:cgroup_psi_some:ratio_rate5m",
+         f'rate(memleak_cgroup_psi_stall_seconds_total{{kind="some"}}[{dur(5 * MIN)}])'),
+    ]
+
+
+def host_rules():
+    return [
+        ("memleak:host_memory_available_bytes:seconds_to_exhaustion",
+         f"memleak_host_memory_available_bytes / (-deriv(memleak_host_memory_available_bytes[{dur(HOUR)}]) > 0)"),
+        ("memleak:psi_some:ratio_rate5m", f'rate(memleak_psi_stall_seconds_total{{kind="some"}}[{dur(5 * MIN)}])'),
+        ("memleak:psi_full:ratio_rate5m", f'rate(memleak_psi_stall_seconds_total{{kind="full"}}[{dur(5 * MIN)}])'),
+    ]
+
+
+def alert(name, expr, for_, keep, severity, capture, summary, description):
+    labels = {"severity": severity, **({"capture": capture} if capture else {})}
+    return {"alert": name, "expr": expr, "for": for_, "keep_firing_for": keep, "labels": labels,
+            "annotations": {"summary": summary, "description": description, "runbook_url": RUNBOOK + name.lower()}}
+
+
+def alerts():
+    g = "process group {{ $labels.group }} on {{ $labels.instance }}"
+    c = "cgroup {{ $labels.cgroup }} on {{ $labels.instance }}"
+    every = [f for f, _ in SCALES]
+    slower = [f for f in every if f != FAST]
+    oom = name(OOM_WINDOW)
+    steady = "has grown steadily, beyond its noise and without slowing down,"
+    return [
+        alert("ProcessMemoryLeakFast", any_scale("process", [FAST]), 0, 6 * HOUR, "warning", "allocator-profile",
+              f"Fast memory leak in {g}",
+              f"The floor of {{{{ $labels.group }}}}'s anonymous memory {steady} by 3 %/h or more for 1h30m."),
+        alert("ProcessMemoryLeak", any_scale("process", slower), 0, 6 * HOUR, "warning", "allocator-profile",
+              f"Memory leak suspected in {g}",
+              f"The floor of {{{{ $labels.group }}}}'s anonymous memory {steady} for 2h15m to 15h."),
+        alert("ProcessMemoryLeakAcrossRestarts",
+              f"count_over_time(memleak:process_start_time_seconds:oom_restarts10m[{dur(OOM_WINDOW)}]) >= 2",
+              0, 12 * HOUR, "warning", "allocator-profile", f"Memory leak across restarts in {g}",
+              f"{{{{ $labels.group }}}} restarted in the same ten minutes as an OOM kill on its host twice within {oom}."),
+        alert("ProcessMemoryLeakConfirmed", any_scale("process", [CONFIRMED]), 0, 6 * HOUR, "critical", "ebpf-malloc",
+              f"Confirmed memory leak in {g}",
+              f"The floor of {{{{ $labels.group }}}}'s anonymous memory {steady} for 15h: capture allocation stacks."),
+        alert("CgroupMemoryLeak", any_scale("cgroup", every), 0, 6 * HOUR, "warning", "allocator-profile",
+              f"Memory leak suspected in {c}",
+              f"The floor of the cgroup's anonymous memory {steady} for 1h30m to 15h."),
+        alert("CgroupMemoryLeakAcrossRestarts",
+              f"count_over_time(memleak:cgroup_usage_bytes:limit_restarts10m[{dur(OOM_WINDOW)}]) >= 2",
+              0, 12 * HOUR, "warning", "allocator-profile", f"Memory leak across restarts in {c}",
+              f"The cgroup was OOM-killed, or recreated at its memory limit, twice within {oom}."),
+        alert("CgroupMemoryLeakConfirmed", any_scale("cgroup", [CONFIRMED]), 0, 6 * HOUR, "critical", "ebpf-malloc",
+              f"Confirmed memory leak in {c}",
+              f"The floor of the cgroup's anonymous memory {steady} for 15h: capture allocation stacks."),
+        alert("CgroupMemoryLimitApproaching", f"memleak:cgroup_usage_bytes:seconds_to_limit < {num(t(LIMIT_HORIZON))}",
+              0, 6 * HOUR, "warning", None, f"Cgroup {{{{ $labels.cgroup }}}} on {{{{ $labels.instance }}}} will reach its memory limit within 4h",
+              "Its anonymous memory grows steadily at a rate that reaches memory.max within 4 hours; the OOM killer follows."),
+        alert("HostMemoryExhaustionPredicted",
+              f"predict_linear(memleak_host_memory_available_bytes[{dur(HOUR)}], {num(t(LIMIT_HORIZON))}) < 0\n"
+              f"and deriv(memleak_host_memory_available_bytes[{dur(15 * MIN)}]) < 0",
+              30 * MIN, 0, "warning", None, "{{ $labels.instance }} will run out of available memory within 4h",
+              "MemAvailable has fallen for 30m at a rate that reaches zero within 4 hours."),
+        alert("MemoryPressureStalls", "memleak:psi_some:ratio_rate5m > 0.1", 10 * MIN, 0, "warning", None,
+              "Tasks on {{ $labels.instance }} stall on memory more than 10 % of the time",
+              "PSI memory 'some' has stayed above 10 % for 10 minutes: reclaim or swap is slowing work down."),
+        alert("OOMKillsDetected", f"increase(memleak_host_memory_oom_kills_total[{dur(10 * MIN)}]) > 0", 0, 0, "warning",
+              None, "The OOM killer ran on {{ $labels.instance }}",
+              "The kernel killed a process for lack of memory in the last 10 minutes."),
+        alert("CgroupOOMKills", f'increase(memleak_cgroup_events_total{{event="oom_kill"}}[{dur(10 * MIN)}]) > 0', 0, 0,
+              "warning", None, "The OOM killer ran in cgroup {{ $labels.cgroup }} on {{ $labels.instance }}",
+              "A process of the cgroup was killed at its memory limit in the last 10 minutes."),
+    ]
+
+
+def yaml_rule(r):
+    if isinstance(r, tuple):
+        out, expr = [f"      - record: {r[0]}"], r[1]
+    else:
+        out, expr = [f"      - alert: {r['alert']}"], r["expr"]
+    if "\n" in expr:
+        out.append("        expr: |")
+        out += [f"          {line}" for line in expr.splitlines()]
+    else:
+        out.append(f"        expr: {expr}")
+    if isinstance(r, dict):
+        for key in ("for", "keep_firing_for"):
+            if r[key]:
+                out.append(f"        {key}: {dur(r[key])}")
+        out.append("        labels:")
+        out += [f"          {k}: {v}" for k, v in r["labels"].items()]
+        out.append("        annotations:")
+        out += [f'          {k}: "{v}"' for k, v in r["annotations"].items()]
+    return out
+
+
+def groups():
+    """The rule groups, in the order their rules read each other (the alerts last)."""
+    return [
+        ("memleak-process-leak", process_rules()),
+        ("memleak-cgroup-leak", cgroup_rules()),
+        ("memleak-host", host_rules()),
+        ("memleak-alerts", alerts()),
+    ]
+
+
+def render():
+    lines = [f"# Generated by alerts/make_rules.py{f' --time-scale {SCALE}' if SCALE != 1 else ''}:"
+             " edit that script, not this file.", "groups:"]
+    for group, rules in groups():
+        lines += [f"  - name: {group}", f"    interval: {dur(EVAL)}", "    rules:"]
+        for r in rules:
+            lines += yaml_rule(r)
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    global SCALE
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--time-scale", type=int, default=1, help="divide every duration by this factor")
+    ap.add_argument("out", nargs="?", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "rules",
+                                                           "memleak.rules.yml"))
+    args = ap.parse_args()
+    SCALE = args.time_scale
+    with open(args.out, "w") as f:
+        f.write(render())
+
+
+if __name__ == "__main__":
+    main()
