@@ -36,7 +36,7 @@ pub fn library() -> PathBuf {
     library
 }
 
-/// A copy of the fixture program A (`a_cachesvc`, ground truth in /work/shared/fixtures/README.md).
+/// A copy of the fixture program A (`a_cachesvc`, ground truth in the shared fixtures' README).
 pub fn a_cachesvc() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/a_cachesvc")
 }
