@@ -435,6 +435,11 @@ fn a_full_disk_leaves_a_good_file_for_later_instead_of_failing_it() {
     std::fs::remove_file(&filler).unwrap();
     let text = wait_until(&exporter, 30, |t| value(t, GOOD) == Some(1.0));
     assert_eq!(value(&text, GOOD), Some(1.0), "{text}\n{}", exporter.stderr());
+    // The "room again" line follows the file's own "ingested" line and metric: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !exporter.stderr().contains("have room again") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let log = exporter.stderr();
     assert_eq!(log.matches("is full").count(), 1, "{log}");
     assert!(log.contains("have room again"), "{log}");
