@@ -113,6 +113,7 @@ def scale(target, f, rho, guard):
     slope, resid = f"{pre}deriv{name(span)}", f"{pre}resid{name(span)}"
     recent, earlier = f"{pre}deriv{name(4 * f)}", f"{pre}deriv{name(4 * f)}_offset{name(5 * f)}"
     first, middle = f"{pre}deriv{name(3 * f)}_offset{name(6 * f)}", f"{pre}deriv{name(3 * f)}_offset{name(3 * f)}"
+    previous = f"{pre}deriv{name(span)}_offset{name(span)}"
     steady = f"memleak:{target}_anon_bytes:steady_growth{name(span)}"
     ft = t(f)
     var_t = ft * ft * (n * n - 1) / 12  # variance of ten evenly spaced times
@@ -121,6 +122,7 @@ def scale(target, f, rho, guard):
     z = {k: num(Z * (2 / sxx[k]) ** 0.5) for k in sxx}  # Z standard errors of a difference of two slopes
     b = at_boundary(f)
     g = guard(span + f)
+    guard_previous = guard(3 * span + f)
     back = LOOKBACK.get(f, 4)
     return [
         # Slopes only of spans within one incarnation: the highest recent one is compared with the current.
@@ -129,6 +131,9 @@ def scale(target, f, rho, guard):
         (earlier, f"deriv({F}[{dur(4 * f)}] offset {dur(5 * f)})\nand {b}"),
         (first, f"deriv({F}[{dur(3 * f)}] offset {dur(6 * f)})\nand {b}"),
         (middle, f"deriv({F}[{dur(3 * f)}] offset {dur(3 * f)})\nand {b}"),
+        # The slope of the span before, only where that span began a span after the last start: a restart's
+        # warm-up is the fastest growth of an incarnation, and no evidence that growth is slowing.
+        (previous, f"{slope} offset {dur(span)}\nand {guard_previous}\nand {b}"),
         (resid, f"sqrt(clamp_min(stdvar_over_time({F}[{dur(span)}]) - {slope} ^ 2 * {num(var_t)}, 0) * {num(n / (n - 2))})"),
         (steady, "\nand ".join([
             slope,
@@ -137,6 +142,7 @@ def scale(target, f, rho, guard):
             f"{recent} >= {C} * {earlier} - {z[5]} * {resid}",
             f"{first} >= {C} * {middle} - {z[4]} * {resid}",
             f"{slope} >= {C} * max_over_time({slope}[{dur(back * f)}]) - {z[n]} * {resid}",
+            f"({slope} >= {C} * {previous} - {z[n]} * {resid} or {slope} unless {previous})",
             f"{slope} * {num(t(HOUR))} >= {rho} * {F}",
             f"count_over_time({F}[{dur(span)}]) == {n}",
         ])),
