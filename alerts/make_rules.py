@@ -121,7 +121,10 @@ def scale(target, f, rho, guard):
     se = num(K / sxx[5] ** 0.5)  # K standard errors of a half's slope, per byte of residual
     z = {k: num(Z * (2 / sxx[k]) ** 0.5) for k in sxx}  # Z standard errors of a difference of two slopes
     b = at_boundary(f)
-    g = guard(span + f)
+    # The span's first floor begins at least a floor after the last start: the floor that holds a start holds
+    # the warm-up's lowest point, a slope no leak test should see (and the highest earlier slope would keep
+    # it for the lookback). At the fast scale the 2 h deadline leaves no room for that floor.
+    g = guard(span + (f if f == FAST else 2 * f))
     guard_previous = guard(3 * span + f)
     back = LOOKBACK.get(f, 4)
     return [
@@ -191,9 +194,14 @@ def process_rules():
 
 def cgroup_rules():
     rules = [
-        # A recreated cgroup starts its counters again from zero.
+        # A recreated cgroup starts its counters again from zero. A reset whose last sample before it falls in
+        # the previous window is not a decrease within this one: that shows as this window's lowest count
+        # below the previous window's last.
         ("memleak:cgroup_page_faults:resets10m",
-         f"resets(memleak_cgroup_page_faults_total[{dur(10 * MIN)}])\nand {at_boundary(10 * MIN)}"),
+         f"(\n  resets(memleak_cgroup_page_faults_total[{dur(10 * MIN)}]) > 0\n  or\n"
+         f"  min_over_time(memleak_cgroup_page_faults_total[{dur(10 * MIN)}])\n"
+         f"  < bool last_over_time(memleak_cgroup_page_faults_total[{dur(10 * MIN)}] offset {dur(10 * MIN)})\n)\n"
+         f"and {at_boundary(10 * MIN)}"),
     ]
     rules += floors("cgroup", "memleak_cgroup_anon_bytes")
     for f, rho in SCALES:
