@@ -97,6 +97,26 @@ def linear(base, per_hour, onset, n):
     return lambda t: base + per_hour * max(0, t - onset) / 60 + n()
 
 
+def recreated_cgroup(cg, every, minutes):
+    """A cgroup that leaks into its 2 GB limit and is recreated every `every` minutes: no sample for the
+    first two minutes of each new one (the last sample of the old one falls in the window before), its
+    page-fault counter starting again from zero."""
+    labels = {"cgroup": cg, "unit": cg.rsplit("/", 1)[-1]}
+
+    def age(t):
+        return None if t >= every and t % every < 2 else t % every
+
+    def anon(t):
+        return None if age(t) is None else GB + 900 * MB * age(t) / every + n4()
+
+    return labels, [
+        series("memleak_cgroup_anon_bytes", labels, anon, minutes),
+        series("memleak_cgroup_usage_bytes", labels, lambda t: None if anon(t) is None else anon(t) + 100 * MB, minutes),
+        series("memleak_cgroup_page_faults_total", labels, lambda t: None if age(t) is None else 1000 * age(t), minutes),
+        series("memleak_cgroup_limit_bytes", labels, lambda t: 2 * GB, minutes),
+    ]
+
+
 # A leak becomes visible once the floors of its first span all follow the onset: nothing can fire
 # before the onset plus a span plus a floor window.
 FAST_SPAN = 9 * 10 + 10
@@ -134,6 +154,9 @@ def scenarios():
          *cgroup("/system.slice/oom.service", lambda t: GB + n4(), 6 * 60, limit=2 * GB,
                  kills=lambda t: 0 if t < 120 else 1 if t < 240 else 2),
          {"CgroupMemoryLeakAcrossRestarts": (200, 250), "CgroupOOMKills": (110, 120)}),
+        ("cgroup recreated at its limit every 2h, each time across a 10-minute boundary", "leak", 6 * 60,
+         *recreated_cgroup("/system.slice/recreated.service", 120, 6 * 60),
+         {"CgroupMemoryLeakAcrossRestarts": (200, 250)}),
         ("GC sawtooth over a flat floor: 500 MB + 0..300 MB every 7 min", "no leak", 24 * 60,
          *process("gc-sawtooth", lambda t: 500 * MB + (t % 7) * 300 * MB / 7 + n4(), 24 * 60), {}),
         ("cache warm-up: 200 MB -> 1.2 GB, tau 1 h, from 1h", "no leak", 24 * 60,
