@@ -16,13 +16,14 @@ The leak test is one statistical argument applied at several time scales (docs/d
   exceed K standard errors computed from that residual.
 * Steady: no slowing down (the recent half's slope at least C times the earlier half's), no onset
   inside the span (the first third's slope at least C times the middle third's), and no higher
-  rate a little earlier (the span's slope at least C times the highest span slope of the last five
-  floors), each give or take Z standard errors. An approach to a plateau slows down; a
-  curve seen from its onset has a kink; a curve past its peak rate has come down from it.
+  rate a little earlier (the span's slope at least C times the highest span slope of the last few
+  floors, and at least C times the previous span's), each give or take Z standard errors. An
+  approach to a plateau slows down; a curve seen from its onset has a kink; a curve past its peak
+  rate has come down from it; growth that slows like a logarithm slows more from span to span.
 * Rate: the span's slope is at least the scale's lowest rate, relative to the floor.
-* History: ten floors present, no restart within the span (the process start time; for a cgroup,
-  a reset of its page-fault counter, which a recreated cgroup starts again from zero), and steady
-  at two consecutive floors.
+* History: ten floors present, no restart within the span or the floor before it (the process
+  start time; for a cgroup, a reset of its page-fault counter, which a recreated cgroup starts again
+  from zero), and steady at two consecutive floors.
 """
 import argparse
 import os
