@@ -61,7 +61,8 @@ pub fn ingest_within(text: &str, parsed_bytes: u64) -> Result<Ingested, Artifact
     };
     let mut meter = Meter::new(parsed_bytes);
     let mut ingested = (format.parse)(text, &mut meter)?;
-    ingested.left_out = meter.notes();
+    let notes = meter.notes();
+    ingested.left_out.splice(0..0, notes);
     Ok(ingested)
 }
 

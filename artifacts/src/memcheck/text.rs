@@ -37,6 +37,10 @@ pub fn read(text: &str, report: &mut Report, meter: &mut Meter) -> Result<(), Ar
             report.attribute("command", meter.name(cmd));
         } else if t.starts_with("ERROR SUMMARY:") {
             finished = true;
+        } else if let Some((kind, bytes, blocks)) = summary_line(t) {
+            report.summary_line(kind, bytes, blocks);
+        } else if t.starts_with("All heap blocks were freed") {
+            report.no_leaks();
         } else if let Some(frame) = t.strip_prefix("at ").or_else(|| t.strip_prefix("by ")) {
             if let Some(e) = current.as_mut() {
                 if t.starts_with("at ") || e.stacks.is_empty() {
@@ -69,6 +73,22 @@ pub fn read(text: &str, report: &mut Report, meter: &mut Meter) -> Result<(), Ar
         });
     }
     Ok(())
+}
+
+/// A LEAK SUMMARY line: `definitely lost: 10,080 bytes in 12 blocks` → ("definite", 10080, 12).
+fn summary_line(t: &str) -> Option<(&'static str, u64, u64)> {
+    let (label, rest) = t.split_once(": ")?;
+    let kind = match label {
+        "definitely lost" => "definite",
+        "indirectly lost" => "indirect",
+        "possibly lost" => "possible",
+        "still reachable" => "reachable",
+        _ => return None,
+    };
+    let (bytes, rest) = rest.split_once(" bytes in ")?;
+    let blocks = rest.strip_suffix(" blocks")?;
+    let number = |s: &str| s.replace(',', "").trim().parse().ok();
+    Some((kind, number(bytes)?, number(blocks)?))
 }
 
 /// A loss record or an error's first line; summaries and notes are not.

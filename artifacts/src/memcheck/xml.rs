@@ -19,6 +19,7 @@ pub fn read(text: &str, report: &mut Report, meter: &mut Meter) -> Result<(), Ar
     let mut error: Option<Error> = None;
     let mut frame: Option<Frame> = None;
     let mut finished = false;
+    report.xml();
     let line_at =
         |pos: u64| text.as_bytes()[..(pos as usize).min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1;
     loop {
@@ -125,6 +126,7 @@ fn end_element(
                 report.error(e, meter);
             }
         }
+        ("arg", "vargv") => report.valgrind_arg(&value, meter),
         ("pid", "valgrindoutput") => report.attribute("pid", meter.name(&value)),
         ("line", "preamble") => {
             if let Some(cmd) = value.strip_prefix("Command: ") {
