@@ -1,7 +1,9 @@
 //! jemalloc heap profiles (`heap_v2/<period>`: `prof_final`, interval and
 //! manual dumps, `jeprof.<pid>.<seq>.<kind>.heap`): an inuse profile per stack
 //! (unsampled when the period is above 1), with addresses mapped through the
-//! dump's `MAPPED_LIBRARIES` section; `heapprof::symbolize` names them.
+//! dump's `MAPPED_LIBRARIES` section; `heapprof::symbolize` names them. The
+//! totals are the sum of the unsampled stacks, as jeprof shows them: the
+//! dump's own `t*:` total line counts sampled objects only.
 
 use crate::format::Format;
 use crate::heapprof;
@@ -24,7 +26,8 @@ fn parse(text: &str, meter: &mut Meter) -> Result<Ingested, ArtifactError> {
     let maps = heapprof::mapped_libraries(text, ID, meter)?;
     let mut profile = Profile::new("inuse", vec![INUSE_OBJECTS, INUSE_SPACE]);
     let mut stack = None;
-    let mut totals = (0u64, 0u64);
+    let mut totals = (0i64, 0i64);
+    let mut header_seen = false;
     for (n, line) in lines {
         let t = line.trim();
         if t == "MAPPED_LIBRARIES:" {
@@ -36,23 +39,25 @@ fn parse(text: &str, meter: &mut Meter) -> Result<Ingested, ArtifactError> {
             let (objects, bytes) =
                 counts_pair(counts).ok_or_else(|| malformed(n, "expected `t*: <objects>: <bytes>`"))?;
             match stack.take() {
-                None => totals = (objects, bytes),
+                None => header_seen = true,
                 Some(frames) => {
                     if objects == 0 && bytes == 0 {
                         continue;
                     }
                     let scale = heapprof::unsample_scale(objects, bytes, period);
-                    let sample = Sample {
-                        stack: frames,
-                        values: vec![(objects as f64 * scale).round() as i64, (bytes as f64 * scale).round() as i64],
-                        labels: Vec::new(),
-                    };
+                    let values = [(objects as f64 * scale).round() as i64, (bytes as f64 * scale).round() as i64];
+                    // Every stack counts, kept or not: the budget leaves out detail, not bytes.
+                    totals = (totals.0.saturating_add(values[0]), totals.1.saturating_add(values[1]));
+                    let sample = Sample { stack: frames, values: values.to_vec(), labels: Vec::new() };
                     if meter.admit("stacks", sample_cost(&sample)) {
                         profile.samples.push(sample);
                     }
                 }
             }
         }
+    }
+    if !header_seen {
+        return Err(malformed(2, "no `t*: <objects>: <bytes>` total line after the header"));
     }
     let mut out = Ingested::new(ID);
     out.totals.push(("inuse_objects".into(), totals.0 as f64));

@@ -16,6 +16,7 @@ pub mod encode;
 pub mod format;
 pub mod formats;
 pub mod growth;
+pub mod invariant;
 pub mod meter;
 pub mod model;
 pub mod pprof_budget;

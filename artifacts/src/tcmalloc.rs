@@ -1,6 +1,7 @@
 //! gperftools / tcmalloc legacy heap profiles (`heap profile: … @ heapprofile`,
 //! `HEAPPROFILE` interval dumps): in-use and allocated objects and bytes per
-//! stack, addresses mapped through `MAPPED_LIBRARIES`.
+//! stack, addresses mapped through `MAPPED_LIBRARIES`. The totals are the sum
+//! of the (unsampled) records: a sampled profile's header counts samples.
 
 use crate::format::Format;
 use crate::heapprof;
@@ -26,12 +27,13 @@ fn record(line: &str) -> Option<([u64; 4], &str)> {
 fn parse(text: &str, meter: &mut Meter) -> Result<Ingested, ArtifactError> {
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
     let (_, header) = lines.next().ok_or_else(|| malformed(1, "empty file"))?;
-    let (totals, kind) = record(header.trim_start_matches("heap profile:"))
+    let (_, kind) = record(header.trim_start_matches("heap profile:"))
         .ok_or_else(|| malformed(1, "expected `heap profile: N: B [N: B] @ heapprofile`"))?;
     // `@ heap_v2/<period>` marks a sampled profile.
     let period = kind.strip_prefix("heap_v2/").and_then(|p| p.parse().ok()).unwrap_or(1);
     let maps = heapprof::mapped_libraries(text, ID, meter)?;
     let mut profile = Profile::new("inuse", vec![INUSE_SPACE, INUSE_OBJECTS, ALLOC_SPACE, ALLOC_OBJECTS]);
+    let mut totals = [0i64; 4];
     for (n, line) in lines {
         if line.trim().is_empty() || line.starts_with("MAPPED_LIBRARIES:") {
             break;
@@ -52,12 +54,16 @@ fn parse(text: &str, meter: &mut Meter) -> Result<Ingested, ArtifactError> {
             ],
             labels: Vec::new(),
         };
+        // Every record counts, kept or not: the budget leaves out detail, not bytes.
+        for (total, v) in totals.iter_mut().zip(&sample.values) {
+            *total = total.saturating_add(*v);
+        }
         if meter.admit("stacks", sample_cost(&sample)) {
             profile.samples.push(sample);
         }
     }
     let mut out = Ingested::new(ID);
-    for (name, v) in ["inuse_objects", "inuse_bytes", "alloc_objects", "alloc_bytes"].iter().zip(totals) {
+    for (name, v) in ["inuse_bytes", "inuse_objects", "alloc_bytes", "alloc_objects"].iter().zip(totals) {
         out.totals.push(((*name).into(), v as f64));
     }
     out.profiles.push(profile);

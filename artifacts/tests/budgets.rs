@@ -128,7 +128,7 @@ fn heaptrack(chain: usize, kinds: usize) -> String {
 
 fn jemalloc(stacks: usize) -> String {
     let long_path = format!("/{}", "d/".repeat(1500));
-    let mut s = String::from("heap_v2/1\n  t*: 1: 8 [0: 0]\n");
+    let mut s = format!("heap_v2/1\n  t*: {stacks}: {} [0: 0]\n", 8 * stacks);
     for _ in 0..stacks {
         s.push_str("@ ");
         for _ in 0..100 {
@@ -158,7 +158,7 @@ fn every_parser_stays_within_its_budget_and_says_what_it_left_out() {
         ("memcheck", memcheck_text(40_000), "definite_bytes", 640_000.0),
         ("massif", massif(900), "peak_heap_bytes", 1_000_000.0),
         ("heaptrack", heaptrack(20_000, 60_000), "allocations", 60_000.0),
-        ("jemalloc", jemalloc(20_000), "inuse_bytes", 8.0),
+        ("jemalloc", jemalloc(20_000), "inuse_bytes", 160_000.0),
         ("bpftrace", bpftrace(300_000), "", 0.0),
     ];
     for (name, text, total, expected) in cases {

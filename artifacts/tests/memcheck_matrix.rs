@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use memleak_artifacts::{Ingested, detect, sites};
+use memleak_artifacts::{Ingested, detect, invariant, sites};
 use std::path::Path;
 use std::process::Command;
 
@@ -129,6 +129,7 @@ fn real_runs_agree_with_the_leak_summary_for_every_kind_shown() {
                 let report = valgrind(dir.path(), &program, &args, xml);
                 let out = detect::ingest(&report).unwrap();
                 let what = format!("{args:?} xml={xml}");
+                invariant::check(&out).unwrap_or_else(|e| panic!("{what}: {e}"));
                 let sites = site_bytes(&out);
                 let on_sites: i64 = sites.iter().map(|(_, b)| b).sum();
                 let leaked = out.total("leaked_bytes").unwrap();

@@ -136,7 +136,9 @@ fn parse(text: &str, meter: &mut Meter) -> Result<Ingested, ArtifactError> {
     }
     out.totals.push(("snapshots".into(), chosen.count as f64));
     let detailed = peak.filter(|s| s.detailed).or(chosen.last_detailed);
-    if let Some(tree) = detailed.and_then(|s| chosen.tree(s.seq)) {
+    if let Some((snapshot, tree)) = detailed.and_then(|s| Some((s, chosen.tree(s.seq)?))) {
+        // What the profile's sites add up to: the peak's heap, or the last detailed snapshot's.
+        out.totals.push(("profile_heap_bytes".into(), snapshot.heap as f64));
         let mut profile = Profile::new("peak", vec![INUSE_SPACE]);
         tree::leaves(tree, &mut profile.samples, meter);
         out.profiles.push(profile);
