@@ -70,7 +70,17 @@ impl Profile {
         Profile { name: name.into(), sample_types, samples: Vec::new() }
     }
 
-    /// The sum of the first sample type.
+    /// The sample type a reader should open on: leaked, then in-use, then
+    /// grown, then allocated bytes, then any bytes, then the first type.
+    pub fn main_index(&self) -> usize {
+        [LEAKED_SPACE, INUSE_SPACE, GROWTH_SPACE, ALLOC_SPACE]
+            .iter()
+            .find_map(|t| self.sample_types.iter().position(|s| s == t))
+            .or_else(|| self.sample_types.iter().position(|s| s.unit == "bytes"))
+            .unwrap_or(0)
+    }
+
+    /// The sum of sample type `index`.
     pub fn total(&self, index: usize) -> i64 {
         self.samples.iter().map(|s| s.values.get(index).copied().unwrap_or(0)).sum()
     }

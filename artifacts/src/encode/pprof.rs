@@ -171,9 +171,9 @@ pub fn to_message(profile: &Profile, source: &str) -> PbProfile {
         samples.push(PbSample { location_id, value: s.values.clone(), label });
     }
     let mapping = vec![PbMapping { id: 1, filename: t.string(source), has_functions: true, ..Default::default() }];
-    // pprof opens on the default sample type (the last one when unset): the
-    // first, as the summaries, collapsed stacks and flame graphs use it.
-    let default_sample_type = profile.sample_types.first().map_or(0, |v| t.string(v.kind));
+    // pprof opens on the default sample type (the last one when unset): bytes,
+    // as the collapsed stacks and flame graphs show them, not object counts.
+    let default_sample_type = profile.sample_types.get(profile.main_index()).map_or(0, |v| t.string(v.kind));
     PbProfile {
         sample_type,
         sample: samples,

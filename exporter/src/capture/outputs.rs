@@ -24,7 +24,7 @@ pub fn write(spool: &Spool, info: &Info, result: &Ingested) -> std::io::Result<(
     let title = format!("{} {}", info.kind, info.target_text());
     if let Some(main) = result.profiles.first() {
         put("profile.pb.gz", &pprof::encode(main, &title))?;
-        let collapsed = folded::encode(main, 0);
+        let collapsed = folded::encode(main, main.main_index());
         put("folded", collapsed.as_bytes())?;
         let svg = flamegraph::encode(main, &title, &collapsed).map_err(std::io::Error::other)?;
         if !svg.is_empty() {

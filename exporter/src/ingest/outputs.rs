@@ -137,7 +137,7 @@ pub fn write_all(
     let mut batch = dir.batch(budget);
     if let Some(profile) = ingested.profiles.first() {
         batch.write(&format!("{name}.pb.gz"), |w| pprof::write(profile, name, w))?;
-        let collapsed = folded::encode(profile, 0);
+        let collapsed = folded::encode(profile, profile.main_index());
         batch.write(&format!("{name}.folded"), |w| w.write_all(collapsed.as_bytes()))?;
         batch.write(&format!("{name}.svg"), |w| {
             flamegraph::write(profile, name, &collapsed, w).map_err(io::Error::other)
