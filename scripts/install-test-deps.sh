@@ -10,6 +10,7 @@
 #     the sampler's tests run with the sampler preloaded (C++, Python, jemalloc behind the sampler);
 #   objdump (package `binutils`, which gcc brings): the sampler's test that its README states the
 #     glibc version the library needs;
+#   heaptrack_print (package `heaptrack`): its report without -l, which ingest answers with a hint;
 #   valgrind (package `valgrind`): memcheck runs whose LEAK SUMMARY the memcheck parser is checked against;
 #   zstd (package `zstd`): compresses the decompression bombs of the watched-folder budget tests;
 #   a Python venv (package `python3-venv`) with the OTLP receivers of the OTLP tests: rotel (its
@@ -31,6 +32,7 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v objdump >/dev/null 2>&1 || missing+=(binutils)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+command -v heaptrack_print >/dev/null 2>&1 || missing+=(heaptrack)
 compgen -G '/usr/lib/*/libtcmalloc.so.4' >/dev/null || missing+=(libgoogle-perftools4)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 

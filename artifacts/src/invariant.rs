@@ -25,7 +25,8 @@ const RULES: &[Rule] = &[
 ];
 
 /// Whether `ingested` keeps the invariant; the error says which site or sum breaks it, and by how much.
-/// When the parse left detail out (`left_out`), the sites may add up to less than the total, never more.
+/// When the parse left detail out (`left_out`) or the input lacks it (`hints`), the sites may add up
+/// to less than the total, never more.
 pub fn check(ingested: &Ingested) -> Result<(), String> {
     let Some(rule) = RULES.iter().find(|r| r.format == ingested.format) else { return Ok(()) };
     let Some(profile) = ingested.profiles.first() else { return Ok(()) };
@@ -51,7 +52,7 @@ pub fn check(ingested: &Ingested) -> Result<(), String> {
     if sum > total + slack {
         return Err(format!("{}: the sites add up to {sum}, more than the {} of {total}", rule.format, rule.total));
     }
-    if ingested.left_out.is_empty() && sum + slack < total {
+    if ingested.left_out.is_empty() && ingested.hints.is_empty() && sum + slack < total {
         return Err(format!(
             "{}: the sites add up to {sum}, less than the {} of {total}, and nothing is said to be left out",
             rule.format, rule.total

@@ -146,6 +146,9 @@ pub struct Ingested {
     pub attributes: Vec<(String, String)>,
     /// What the budget made the parse leave out or cut, one sentence each.
     pub left_out: Vec<String>,
+    /// What the input itself lacks and how to get it (an option the tool ran
+    /// without, another of its outputs to ingest), one sentence each.
+    pub hints: Vec<String>,
 }
 
 impl Ingested {
@@ -157,6 +160,7 @@ impl Ingested {
             totals: Vec::new(),
             attributes: Vec::new(),
             left_out: Vec::new(),
+            hints: Vec::new(),
         }
     }
 

@@ -150,9 +150,9 @@ fn real_runs_agree_with_the_leak_summary_for_every_kind_shown() {
                 }
                 if xml && !shows("definite") {
                     assert!(
-                        out.left_out.iter().any(|n| n.contains("--show-leak-kinds=") && n.contains("definite")),
+                        out.hints.iter().any(|n| n.contains("--show-leak-kinds=") && n.contains("definite")),
                         "{what}: the hidden kind is said: {:?}",
-                        out.left_out
+                        out.hints
                     );
                 } else {
                     assert_eq!(leaked, lost as f64, "{what}: the text log's LEAK SUMMARY");
@@ -161,7 +161,7 @@ fn real_runs_agree_with_the_leak_summary_for_every_kind_shown() {
                     assert_eq!(out.total("leaked_blocks"), Some((truth[0].1 + truth[1].1) as f64), "{what}");
                 }
                 if !xml && on_sites < lost as i64 {
-                    assert!(out.left_out.iter().any(|n| n.contains("leak sites hold")), "{what}: {:?}", out.left_out);
+                    assert!(out.hints.iter().any(|n| n.contains("leak sites hold")), "{what}: {:?}", out.hints);
                 }
             }
         }

@@ -84,8 +84,12 @@ fn the_summary_names_the_top_sites_and_bad_files_fail_clearly() {
     let out = Command::new(BIN).args(["ingest"]).arg(artifact("memcheck/r.xml")).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let first_site = text.lines().skip_while(|l| !l.contains("top sites")).nth(1).unwrap_or_default();
-    assert!(first_site.contains("leaky_r::leak_token_buffer") && first_site.contains("512000 bytes"), "{text}");
+    // README: leak_token_buffer 512,000 B in 250 blocks, under a header naming each column and its unit.
+    let mut table = text.lines().skip_while(|l| !l.contains("top sites by leaked_space")).skip(1);
+    let header: Vec<&str> = table.next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header, ["site", "leaked_space", "(bytes)", "leaked_objects", "(count)"], "{text}");
+    let first: Vec<&str> = table.next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(first, ["leaky_r::leak_token_buffer", "(leaky_r.rs:27)", "512000", "250"], "{text}");
 
     let dir = tempfile::tempdir().unwrap();
     let foreign = dir.path().join("notes.txt");
@@ -249,24 +253,68 @@ fn the_readme_flame_graph_is_ingest_output_of_a_fixture() {
 }
 
 #[test]
+fn out_says_what_it_wrote_where_and_heaptrack_print_without_leaks_gets_a_hint() {
+    let Some(heaptrack_print) = require_tool("heaptrack_print", "heaptrack") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // heaptrack_print's default report, without -l: statistics but no MEMORY LEAKS section.
+    let report = Command::new(heaptrack_print).arg("-f").arg(artifact("heaptrack/a.zst")).output().unwrap();
+    assert!(report.status.success());
+    let printed = dir.path().join("print.txt");
+    std::fs::write(&printed, &report.stdout).unwrap();
+    let out = dir.path().join("out");
+    let run = Command::new(BIN)
+        .args(["ingest", "--out", out.to_str().unwrap()])
+        .arg(&printed)
+        .arg(artifact("memcheck/a.xml"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success(), "{stderr}");
+    let wrote = format!("wrote a.xml.pb.gz, a.xml.folded, a.xml.svg, a.xml.json in {}", out.display());
+    assert!(stdout.contains(&format!("memcheck/a.xml (memcheck): {wrote}")), "{stdout}");
+    for name in ["a.xml.pb.gz", "a.xml.folded", "a.xml.svg", "a.xml.json", "print.txt.json"] {
+        assert!(out.join(name).is_file(), "{name}");
+    }
+    // No stack to draw: no flame graph, and the line says so by not naming one.
+    assert!(
+        stdout.contains("print.txt (heaptrack): wrote print.txt.pb.gz, print.txt.folded, print.txt.json in"),
+        "{stdout}"
+    );
+    assert!(!out.join("print.txt.svg").exists());
+    assert!(
+        stderr.contains("print.txt: heaptrack_print printed no MEMORY LEAKS section") && stderr.contains("-l"),
+        "{stderr}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("print.txt.json")).unwrap()).unwrap();
+    assert!(json["hints"][0].as_str().unwrap().contains("--print-leaks=1"), "{json}");
+}
+
+#[test]
 fn same_named_inputs_and_standard_input_get_outputs_of_their_own() {
     let dir = tempfile::tempdir().unwrap();
     for (sub, fixture) in [("a", "lsan/asan.txt"), ("b", "lsan/standalone.txt")] {
         std::fs::create_dir(dir.path().join(sub)).unwrap();
         std::fs::copy(artifact(fixture), dir.path().join(sub).join("x.log")).unwrap();
     }
+    // `x` and `x.json`: the summary of the first is named like the second.
+    std::fs::copy(artifact("lsan/asan.txt"), dir.path().join("x")).unwrap();
+    std::fs::copy(artifact("lsan/clang.txt"), dir.path().join("x.json")).unwrap();
     let out = dir.path().join("out");
     let status = Command::new(BIN)
         .args(["ingest", "--out", out.to_str().unwrap()])
         .arg(dir.path().join("a/x.log"))
         .arg(dir.path().join("b/x.log"))
+        .arg(dir.path().join("x"))
+        .arg(dir.path().join("x.json"))
         .arg("-")
         .stdin(std::fs::File::open(artifact("memcheck/a.xml")).unwrap())
         .status()
         .unwrap();
     assert!(status.success());
     // Ground truth: each of the three reports 409,600 leaked bytes (fixture README).
-    for (name, source) in [("x.log", "a/x.log"), ("x.log~1", "b/x.log"), ("stdin", "-")] {
+    for (name, source) in
+        [("x.log", "a/x.log"), ("x.log~1", "b/x.log"), ("x", "/x"), ("x.json_", "/x.json"), ("stdin", "-")]
+    {
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join(format!("{name}.json"))).unwrap()).unwrap();
         assert_eq!(json["totals"]["leaked_bytes"], 409_600.0, "{name}");

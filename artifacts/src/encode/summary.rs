@@ -2,7 +2,7 @@
 //! the budget left out, every record with its stacks), written as it goes
 //! (one record in memory at a time), and the few lines a person reads in a terminal.
 
-use crate::model::{Ingested, Record};
+use crate::model::{Ingested, Profile, Record};
 use crate::sites;
 use serde_json::{Map, Value, json};
 use std::fmt::Write as _;
@@ -10,6 +10,9 @@ use std::io::{self, Write};
 
 /// Top sites listed in summaries.
 pub const TOP_SITES: usize = 10;
+
+/// Widest site column of the text summary; longer names push their numbers right.
+const SITE_COLUMN: usize = 72;
 
 /// Writes the JSON summary of the artifact named `name` to `out`; `extra`
 /// fields (facts of the caller, such as where the file came from) follow `file`.
@@ -19,7 +22,7 @@ pub fn write_json(mut out: impl Write, name: &str, ingested: &Ingested, extra: &
     };
     let totals: Map<String, Value> = ingested.totals.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     let top = ingested.profiles.first().map(|p| {
-        sites::top(p, 0, TOP_SITES)
+        sites::top(p, p.main_index(), TOP_SITES)
             .into_iter()
             .map(|s| {
                 let values: Map<String, Value> =
@@ -45,6 +48,7 @@ pub fn write_json(mut out: impl Write, name: &str, ingested: &Ingested, extra: &
         ("profiles", json!(profiles)),
         ("top_sites", json!(top)),
         ("left_out", json!(ingested.left_out)),
+        ("hints", json!(ingested.hints)),
     ]);
     out.write_all(b"{\n")?;
     for (key, value) in fields {
@@ -84,13 +88,7 @@ pub fn text(name: &str, ingested: &Ingested) -> String {
         let _ = writeln!(s, "  {k:<24} {v}");
     }
     if let Some(p) = ingested.profiles.first() {
-        let unit = p.sample_types.first().map_or("", |t| t.kind);
-        let _ = writeln!(s, "  top sites by {unit}:");
-        for site in sites::top(p, 0, TOP_SITES) {
-            let values: Vec<String> =
-                p.sample_types.iter().zip(&site.values).map(|(t, v)| format!("{v} {}", t.unit)).collect();
-            let _ = writeln!(s, "    {:<40} {}", site.frame.to_string(), values.join(", "));
-        }
+        sites_table(&mut s, p);
     }
     let errors = ingested.records.iter().filter(|r| !r.kind.starts_with("leak.") && r.kind != "massif.snapshot");
     for r in errors {
@@ -99,7 +97,47 @@ pub fn text(name: &str, ingested: &Ingested) -> String {
     for note in &ingested.left_out {
         let _ = writeln!(s, "  left out: {note}");
     }
+    for hint in &ingested.hints {
+        let _ = writeln!(s, "  hint: {hint}");
+    }
     s
+}
+
+/// The top sites of `p` by its main sample type, under a header naming each
+/// column's sample type and unit, numbers right-aligned.
+fn sites_table(s: &mut String, p: &Profile) {
+    let main = p.main_index();
+    let top = sites::top(p, main, TOP_SITES);
+    let by = p.sample_types.get(main).map_or("", |t| t.kind);
+    let _ = writeln!(s, "  top sites by {by}:");
+    if top.is_empty() {
+        let _ = writeln!(s, "    (none)");
+        return;
+    }
+    let headers: Vec<String> = p.sample_types.iter().map(|t| format!("{} ({})", t.kind, t.unit)).collect();
+    let widths: Vec<usize> = headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| top.iter().map(|site| digits(site.values.get(i))).max().unwrap_or(0).max(h.len()))
+        .collect();
+    let names: Vec<String> = top.iter().map(|site| site.frame.to_string()).collect();
+    let name_width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).clamp(4, SITE_COLUMN);
+    let _ = write!(s, "    {:<name_width$}", "site");
+    for (h, w) in headers.iter().zip(&widths) {
+        let _ = write!(s, "  {h:>w$}");
+    }
+    s.push('\n');
+    for (site, name) in top.iter().zip(&names) {
+        let _ = write!(s, "    {name:<name_width$}");
+        for (v, w) in site.values.iter().zip(&widths) {
+            let _ = write!(s, "  {v:>w$}");
+        }
+        s.push('\n');
+    }
+}
+
+fn digits(v: Option<&i64>) -> usize {
+    v.map_or(0, |v| v.to_string().len())
 }
 
 #[cfg(test)]

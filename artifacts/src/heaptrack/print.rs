@@ -67,6 +67,13 @@ pub fn parse(text: &str, meter: &mut Meter) -> Result<Ingested, ArtifactError> {
             message: "no closing statistics: heaptrack_print output is incomplete".into(),
         });
     }
+    let leaked = out.total("leaked_bytes").unwrap_or(0.0);
+    if leaks.samples.is_empty() && leaked > 0.0 {
+        out.hints.push(format!(
+            "heaptrack_print printed no MEMORY LEAKS section, so the {leaked} leaked bytes have no sites: run it \
+             with -l (--print-leaks=1), or ingest heaptrack's own data file (heaptrack.NAME.PID.zst)"
+        ));
+    }
     out.profiles.push(leaks);
     Ok(out)
 }

@@ -15,7 +15,7 @@
 //! LeakSanitizer's); possibly-lost and still-reachable blocks are records and
 //! totals of their own, not leak sites. The text log's LEAK SUMMARY, when
 //! there is one, gives the totals; the XML has none, so its totals are the
-//! records', and what `--show-leak-kinds` hid from them is said in `left_out`.
+//! records', and what `--show-leak-kinds` hid from them is said in `hints`.
 
 use super::{Error, ID};
 use crate::meter::{Meter, record_cost, sample_cost};
@@ -158,8 +158,8 @@ impl Report {
         if let Some(summary) = self.summary {
             totals = summary;
             indirect_blocks_known = true;
-        } else if let Some(note) = self.hidden_kinds_note() {
-            self.out.left_out.push(note);
+        } else if let Some(hint) = self.hidden_kinds_hint() {
+            self.out.hints.push(hint);
         }
         for (i, name) in KINDS.iter().enumerate() {
             self.out.totals.push((format!("{name}_bytes"), totals[2 * i] as f64));
@@ -175,7 +175,7 @@ impl Report {
         self.out.totals.push(("errors".into(), self.errors as f64));
         let on_sites = u64::try_from(self.leaks.total(0)).unwrap_or(0);
         if self.summary.is_some() && on_sites < leaked {
-            self.out.left_out.push(format!(
+            self.out.hints.push(format!(
                 "the leak sites hold {on_sites} of the LEAK SUMMARY's {leaked} lost bytes: memcheck printed no \
                  loss record for the rest (run it with --leak-check=full --show-leak-kinds=all)"
             ));
@@ -185,7 +185,7 @@ impl Report {
     }
 
     /// What an XML report's `--leak-check` / `--show-leak-kinds` kept out of its records.
-    fn hidden_kinds_note(&self) -> Option<String> {
+    fn hidden_kinds_hint(&self) -> Option<String> {
         if !self.xml {
             return None;
         }

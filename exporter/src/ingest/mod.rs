@@ -94,7 +94,8 @@ pub fn run(args: &Args) -> usize {
     let mut failed = 0;
     for file in &args.files {
         let shown = if file.as_os_str() == "-" { "stdin".to_owned() } else { file.display().to_string() };
-        if let Err(e) = one(file, &shown, out.as_ref(), &budget, &symbols, &mut used) {
+        let out = out.as_ref().zip(args.out.as_deref());
+        if let Err(e) = one(file, &shown, out, &budget, &symbols, &mut used) {
             eprintln!("memleak-exporter ingest: {shown}: {e}");
             failed += 1;
         }
@@ -107,7 +108,7 @@ pub fn run(args: &Args) -> usize {
 fn one(
     file: &Path,
     shown: &str,
-    out: Option<&OutputDir>,
+    out: Option<(&OutputDir, &Path)>,
     budget: &Budget,
     symbols: &SymbolPath,
     used: &mut HashSet<String>,
@@ -131,10 +132,13 @@ fn one(
     for note in &ingested.left_out {
         eprintln!("memleak-exporter ingest: {shown}: {note} (raise --max-parsed-bytes to keep it)");
     }
-    let Some(dir) = out else {
+    let Some((dir, dir_path)) = out else {
         print!("{}", summary::text(shown, &ingested));
         return Ok(());
     };
+    for hint in &ingested.hints {
+        eprintln!("memleak-exporter ingest: {shown}: {hint}");
+    }
     // Two inputs with one file name (a/x.log, b/x.log) get two sets of outputs.
     let source = match file.file_name() {
         Some(name) if file.as_os_str() != "-" => name.as_bytes(),
@@ -144,13 +148,15 @@ fn one(
         .ok_or_else(|| anyhow::anyhow!("no free output name for it in this run"))?;
     used.insert(name.clone());
     let extra = [("source_name", serde_json::json!(names::escaped(file.as_os_str().as_bytes())))];
-    outputs::write_all(dir, &name, &ingested, &extra, budget.output_bytes).map_err(|e| {
+    let written = outputs::write_all(dir, &name, &ingested, &extra, budget.output_bytes).map_err(|e| {
         if outputs::over_budget(&e) {
             anyhow::anyhow!("{e} (raise --max-output-bytes)")
         } else {
             anyhow::anyhow!("writing the outputs: {e}")
         }
-    })
+    })?;
+    println!("{shown} ({}): wrote {} in {}", ingested.format, written.join(", "), dir_path.display());
+    Ok(())
 }
 
 /// Inputs at least this large show their progress on stderr (when it is a terminal).

@@ -78,12 +78,14 @@ impl Batch<'_> {
         }
     }
 
-    /// Renames every output into place.
-    pub fn commit(mut self) -> io::Result<()> {
+    /// Renames every output into place; returns their names, in the order written.
+    pub fn commit(mut self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
         for (temporary, name) in std::mem::take(&mut self.written) {
             renameat(&self.dir.fd, &temporary, &self.dir.fd, &name)?;
+            names.push(name);
         }
-        Ok(())
+        Ok(names)
     }
 }
 
@@ -124,24 +126,27 @@ pub fn over_budget(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::FileTooLarge
 }
 
-/// Writes NAME.pb.gz, NAME.folded, NAME.svg (when there is a profile) and
+/// Writes NAME.pb.gz, NAME.folded (when there is a profile), NAME.svg (when it has stacks) and
 /// NAME.json (with `extra` fields) into `dir`, within `budget` bytes, and
-/// puts them in place together. One output is in memory at a time.
+/// puts them in place together; returns their names. One output is in memory at a time.
 pub fn write_all(
     dir: &OutputDir,
     name: &str,
     ingested: &Ingested,
     extra: &[(&str, serde_json::Value)],
     budget: u64,
-) -> io::Result<()> {
+) -> io::Result<Vec<String>> {
     let mut batch = dir.batch(budget);
     if let Some(profile) = ingested.profiles.first() {
         batch.write(&format!("{name}.pb.gz"), |w| pprof::write(profile, name, w))?;
         let collapsed = folded::encode(profile, profile.main_index());
         batch.write(&format!("{name}.folded"), |w| w.write_all(collapsed.as_bytes()))?;
-        batch.write(&format!("{name}.svg"), |w| {
-            flamegraph::write(profile, name, &collapsed, w).map_err(io::Error::other)
-        })?;
+        // No stack, no drawing: an empty file would not be an SVG.
+        if !collapsed.is_empty() {
+            batch.write(&format!("{name}.svg"), |w| {
+                flamegraph::write(profile, name, &collapsed, w).map_err(io::Error::other)
+            })?;
+        }
     }
     batch.write(&format!("{name}.json"), |w| summary::write_json(w, name, ingested, extra))?;
     batch.commit()

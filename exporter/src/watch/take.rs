@@ -153,6 +153,7 @@ pub fn ingest_claimed(ctx: &Context<'_>, folders: &Folders, out: &str, shown: &s
         output = out,
         format = ingested.format,
         left_out = ingested.left_out.join("; "),
+        hints = ingested.hints.join("; "),
         "ingested"
     );
     let mut kept = ctx.kept();
