@@ -119,6 +119,7 @@ impl Scraper {
         let results = self.collect_all(budget);
         let mut set = MetricSet::new();
         set.push(&BUILD_INFO, &[env!("CARGO_PKG_VERSION"), "jemalloc"], 1.0);
+        crate::process_self::emit(&mut set);
         for (id, out, elapsed) in results {
             set.push(&COLLECTOR_DURATION, &[id], elapsed.as_secs_f64());
             set.push(&COLLECTOR_SUCCESS, &[id], if out.problems.is_empty() { 1.0 } else { 0.0 });

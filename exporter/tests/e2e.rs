@@ -32,9 +32,9 @@ fn a_scrape_is_the_self_metrics_then_the_collectors_output_unchanged() {
     let exporter = Exporter::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let text = stable(&exporter.metrics());
     let (own, collected): (Vec<&str>, Vec<&str>) = text.lines().partition(|l| {
-        l.starts_with("memleak_exporter_")
-            || l.starts_with("# HELP memleak_exporter_")
-            || l.starts_with("# TYPE memleak_exporter_")
+        ["memleak_exporter_", "process_"]
+            .iter()
+            .any(|p| l.starts_with(p) || l.starts_with(&format!("# HELP {p}")) || l.starts_with(&format!("# TYPE {p}")))
     });
     assert!(text.starts_with(own.first().copied().unwrap_or("?")), "the self metrics come first");
     // What the default collectors emit on this root is checked by golden.rs
@@ -61,6 +61,54 @@ fn a_scrape_is_the_self_metrics_then_the_collectors_output_unchanged() {
 fn scrape_of_this_host_passes_promtool() {
     let exporter = Exporter::start(&[]);
     promtool_check(&exporter.metrics());
+}
+
+/// The standard process metrics describe the exporter's own process, as the kernel tells the test.
+#[test]
+fn the_standard_process_metrics_describe_the_exporter_itself() {
+    let args = root_args(&fixture_root("root-v2"));
+    let exporter = Exporter::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let text = exporter.metrics();
+    let value = |name: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no {name}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    for (name, kind) in [
+        ("process_cpu_seconds_total", "counter"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_virtual_memory_bytes", "gauge"),
+        ("process_open_fds", "gauge"),
+        ("process_max_fds", "gauge"),
+        ("process_start_time_seconds", "gauge"),
+    ] {
+        assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name} {kind}");
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", exporter.pid())).unwrap();
+    let kb = |key: &str| -> f64 {
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() * 1024.0
+    };
+    let rss = value("process_resident_memory_bytes");
+    assert!((rss - kb("VmRSS:")).abs() < 4.0 * 1024.0 * 1024.0, "rss {rss} against VmRSS {}", kb("VmRSS:"));
+    assert_eq!(value("process_virtual_memory_bytes"), kb("VmSize:"), "VmSize");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", exporter.pid())).unwrap();
+    let max_files: f64 = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(value("process_max_fds"), max_files);
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", exporter.pid())).unwrap().count() as f64;
+    assert!(value("process_open_fds") >= 3.0 && (value("process_open_fds") - fds).abs() <= 8.0, "open fds vs {fds}");
+    // Started within the last minute: the test started it.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let started = value("process_start_time_seconds");
+    assert!(started <= now + 1.0 && now - started < 60.0, "start {started}, now {now}");
+    assert!(value("process_cpu_seconds_total") >= 0.0);
 }
 
 /// `promtool check metrics` must print nothing. Under CI=true a missing promtool fails.

@@ -77,10 +77,14 @@ pub fn build(configured: Vec<Configured>, roots: &FsRoots) -> anyhow::Result<Bui
     Ok(built)
 }
 
+/// The id of the standard `process_*` self metrics, whose names are the ecosystem's, not ours.
+pub const STANDARD_PROCESS: &str = "standard process";
+
 /// Every metric family the exporter can serve, with the id its name starts
-/// with (`memleak_<id>_`): its own, the watched folders', then the table's.
+/// with (`memleak_<id>_`, or `STANDARD_PROCESS`): its own, the watched folders', then the table's.
 pub fn metric_families() -> impl Iterator<Item = (&'static str, &'static MetricSpec)> {
     let own = crate::self_metrics::ALL.iter().map(|m| ("exporter", *m));
+    let own = own.chain(crate::process_self::ALL.iter().map(|m| (STANDARD_PROCESS, *m)));
     let ingest = crate::watch::SPEC.metrics.iter().map(|m| (crate::watch::SPEC.id, *m));
     let table = COLLECTORS.iter().flat_map(|e| e.spec().metrics.iter().map(move |m| (e.spec().id, *m)));
     own.chain(ingest).chain(table)
@@ -111,6 +115,11 @@ mod tests {
         let mut seen = HashSet::new();
         for (id, spec) in metric_families() {
             assert!(seen.insert(spec.name), "{} declared twice", spec.name);
+            if id == STANDARD_PROCESS {
+                // client_golang's process collector: its names, types and units, checked by promtool in e2e.
+                assert!(spec.name.starts_with("process_"), "{}", spec.name);
+                continue;
+            }
             let prefix = format!("memleak_{id}_");
             assert!(spec.name.starts_with(&prefix), "{} must start with {prefix}", spec.name);
             assert!(
