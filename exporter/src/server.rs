@@ -31,6 +31,8 @@ struct AppState {
     profiles: Arc<BTreeMap<&'static str, Arc<dyn ServedProfile>>>,
     /// The latest ingested profiles, for Parca and Alloy to scrape.
     latest: Arc<LatestProfiles>,
+    /// Where the metrics are served (`--web.telemetry-path`).
+    telemetry_path: Arc<str>,
 }
 
 pub fn run(settings: Settings) -> anyhow::Result<()> {
@@ -117,7 +119,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         poller::start(config, hook.clone()).context("starting the Alertmanager poller")?;
         tracing::info!(alertmanager = peers.join(","), "polling Alertmanager for capture alerts");
     }
-    let state = AppState { scraper, profiles: Arc::new(built.profiles), latest };
+    let telemetry_path = Arc::from(web.telemetry_path.as_str());
+    let state = AppState { scraper, profiles: Arc::new(built.profiles), latest, telemetry_path };
     let app = router(state, hook, Api { access, captures: Arc::clone(&captures) }, webhook.max_body_bytes);
     http::serve(listener, app, Limits::from_config(&web), signals.shutdown()).await;
     captures.stop();
@@ -135,9 +138,10 @@ fn router(state: AppState, hook: Webhook, captures: Api, max_body_bytes: usize) 
         .route("/api/v1/captures/{id}", get(api::one))
         .route("/api/v1/captures/{id}/{file}", get(api::file))
         .with_state(captures);
+    let telemetry_path = Arc::clone(&state.telemetry_path);
     Router::new()
         .route("/", get(landing))
-        .route("/metrics", get(metrics))
+        .route(&telemetry_path, get(metrics))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(|| async { "Ready\n" }))
         .route("/debug/pprof/heap", get(heap))
@@ -232,7 +236,7 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
         "<!doctype html>\n<html><head><title>memleak-exporter</title></head><body>\n\
          <h1>memleak-exporter {version}</h1>\n<p>Memory-leak signals for Prometheus.</p>\n\
          <h2>Endpoints</h2>\n<ul>\n\
-         <li><a href=\"/metrics\">/metrics</a>: Prometheus text or OpenMetrics (by Accept header)</li>\n\
+         <li><a href=\"{telemetry}\">{telemetry}</a>: Prometheus text or OpenMetrics (by Accept header)</li>\n\
          <li><a href=\"/-/healthy\">/-/healthy</a>, <a href=\"/-/ready\">/-/ready</a>: health and readiness</li>\n\
          <li><a href=\"/debug/pprof/heap\">/debug/pprof/heap</a>: the exporter's own heap profile (pprof)</li>\n\
          {profiles}\
@@ -243,5 +247,6 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
          </ul>\n<h2>Collectors</h2>\n<table>\n<tr><th>collector</th><th>state</th><th>what</th></tr>\n{rows}</table>\n\
          </body></html>\n",
         version = env!("CARGO_PKG_VERSION"),
+        telemetry = state.telemetry_path,
     ))
 }

@@ -219,6 +219,27 @@ fn bad_configuration_is_reported_before_starting() {
 }
 
 #[test]
+fn metrics_are_served_at_the_telemetry_path() {
+    let mut args = root_args(&fixture_root("root-v2"));
+    args.extend(["--web.telemetry-path".into(), "/probe/memleak".into()]);
+    let exporter = Exporter::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (status, _, body) = exporter.get("/probe/memleak", None);
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200);
+    assert!(text.contains("memleak_exporter_build_info{"), "{text}");
+    assert_eq!(exporter.get("/metrics", None).0, 404, "only at the path asked for");
+    let landing = exporter.get("/", None).2;
+    assert!(String::from_utf8_lossy(&landing).contains("<a href=\"/probe/memleak\">"), "the landing page links it");
+    for (path, why) in [("metrics", "must start with /"), ("/api/metrics", "/api/ is where"), ("/a b", "only letters")]
+    {
+        let out = Command::new(BIN).args(["--web.telemetry-path", path, "--config.check"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{path}: {stderr}");
+        assert!(stderr.contains("--web.telemetry-path") && stderr.contains(why), "{path}: {stderr}");
+    }
+}
+
+#[test]
 fn a_port_in_use_is_a_clear_error() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();

@@ -17,6 +17,10 @@ pub struct Options {
     #[arg(long, value_name = "HOST:PORT")]
     pub listen_address: Option<String>,
 
+    /// Path under which the metrics are served [default: /metrics].
+    #[arg(long, value_name = "PATH")]
+    pub telemetry_path: Option<String>,
+
     /// Longest time a scrape may take; a lower X-Prometheus-Scrape-Timeout-Seconds wins [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
@@ -56,6 +60,7 @@ pub struct Options {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    pub telemetry_path: String,
     pub scrape_timeout: Duration,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
@@ -71,6 +76,7 @@ impl memleak_signals::Options for Options {
         let listen = parse_listen(self.listen_address.as_deref().unwrap_or(":9487"))?;
         Ok(Config {
             listen,
+            telemetry_path: telemetry_path(self.telemetry_path.as_deref().unwrap_or("/metrics"))?,
             scrape_timeout: positive("scrape_timeout", self.scrape_timeout, Duration::from_secs(10))?,
             header_timeout: positive("header_timeout", self.header_timeout, Duration::from_secs(5))?,
             body_timeout: positive("body_timeout", self.body_timeout, Duration::from_secs(10))?,
@@ -80,6 +86,25 @@ impl memleak_signals::Options for Options {
             shutdown_timeout: self.shutdown_timeout.unwrap_or(Duration::from_secs(5)),
         })
     }
+}
+
+/// Paths the exporter serves other things at: the metrics cannot take them.
+const OTHER_ROUTES: &[&str] = &["/", "/-/", "/api/", "/debug/", "/ingested/"];
+
+/// `/metrics`, `/probe/memleak`: an absolute path of plain characters, not another endpoint's.
+fn telemetry_path(path: &str) -> Result<String, OptionError> {
+    let invalid = |why: &str| OptionError::new("telemetry_path", format!("{path:?}: {why}"));
+    if !path.starts_with('/') || path.len() < 2 {
+        return Err(invalid("must start with / and name a path, such as /metrics"));
+    }
+    if !path.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.')) || path.contains("//")
+    {
+        return Err(invalid("only letters, digits, and / _ - . (no doubled /) are allowed"));
+    }
+    if let Some(taken) = OTHER_ROUTES.iter().skip(1).find(|r| path.starts_with(*r) || format!("{path}/") == **r) {
+        return Err(invalid(&format!("{taken} is where the exporter serves other endpoints")));
+    }
+    Ok(path.trim_end_matches('/').to_owned())
 }
 
 /// A duration that must be more than zero, or `default` when unset.
