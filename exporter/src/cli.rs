@@ -29,6 +29,11 @@ struct Cli {
     /// Validate the flags and the configuration file, print the result, and exit.
     #[arg(long = "config.check")]
     config_check: bool,
+
+    /// Start with every collector off, also those enabled by default; enable each one wanted with
+    /// --collector.<id> (or `enabled: true` in its config file section).
+    #[arg(long = "collector.disable-defaults", id = crate::collectors::DISABLE_DEFAULTS)]
+    disable_defaults: bool,
 }
 
 /// Subcommands besides serving metrics.

@@ -240,6 +240,31 @@ fn metrics_are_served_at_the_telemetry_path() {
 }
 
 #[test]
+fn disable_defaults_leaves_only_the_collectors_asked_for() {
+    let check = |args: &[&str]| -> String {
+        let out = Command::new(BIN).args(args).arg("--config.check").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(check(&["--collector.disable-defaults"]).contains("collectors= "));
+    assert!(check(&["--collector.disable-defaults", "--collector.psi"]).contains("collectors=psi "));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("on.yml");
+    std::fs::write(&file, "collectors:\n  process:\n    enabled: true\n").unwrap();
+    let both = check(&["--collector.disable-defaults", "--collector.psi", "--config.file", file.to_str().unwrap()]);
+    assert!(both.contains("collectors=psi,process "), "{both}");
+    // A real scrape: the self metrics and host_memory's, nothing of the other defaults.
+    let mut args = root_args(&fixture_root("root-v2"));
+    args.extend(["--collector.disable-defaults".into(), "--collector.host_memory".into()]);
+    let exporter = Exporter::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let text = exporter.metrics();
+    assert!(text.contains("memleak_exporter_collector_success{collector=\"host_memory\"} 1"), "{text}");
+    for other in ["memleak_psi_", "memleak_process_", "memleak_cgroup_"] {
+        assert!(!text.lines().any(|l| l.starts_with(other)), "{other} served: {text}");
+    }
+}
+
+#[test]
 fn a_port_in_use_is_a_clear_error() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();

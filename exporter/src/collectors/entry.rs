@@ -81,7 +81,8 @@ impl<C: Configurable> Entry for Line<C> {
         } else if matches.get_flag(&format!("no-collector.{}", spec.id)) {
             false
         } else {
-            in_file.unwrap_or(spec.enabled_by_default)
+            let by_default = spec.enabled_by_default && !matches.get_flag(super::DISABLE_DEFAULTS);
+            in_file.unwrap_or(by_default)
         };
         let command_line = options::from_command_line::<C::Options>(matches, &group)?;
         let settled = options::settle_given(command_line, on_file, &group)?;

@@ -26,6 +26,9 @@ use memleak_signals::{Collector, FsRoots, MetricSpec, ServedProfile};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// The id of `--collector.disable-defaults`: no collector is on unless asked for.
+pub const DISABLE_DEFAULTS: &str = "collector.disable-defaults";
+
 /// Every collector, in the order their metrics appear on `/metrics`.
 pub static COLLECTORS: &[&dyn Entry] = &[
     &line::<PsiCollector>(),
