@@ -265,6 +265,36 @@ fn disable_defaults_leaves_only_the_collectors_asked_for() {
 }
 
 #[test]
+fn boolean_options_are_switches_with_a_no_form() {
+    let given = |args: &[&str]| -> String {
+        let out = Command::new(BIN).args(args).arg("--config.check").output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with("collectors.process:"))
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(given(&["--collector.process.pss"]), "collectors.process: pss=true");
+    assert_eq!(given(&["--no-collector.process.pss"]), "collectors.process: pss=false");
+    assert_eq!(given(&["--collector.process.pss=false"]), "collectors.process: pss=false");
+    assert_eq!(given(&["--collector.process.kernel-threads"]), "collectors.process: kernel_threads=true");
+    // The command line wins over the file, also to turn a switch off.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pss.yml");
+    std::fs::write(&file, "collectors:\n  process:\n    pss: true\n").unwrap();
+    assert_eq!(
+        given(&["--config.file", file.to_str().unwrap(), "--no-collector.process.pss"]),
+        "collectors.process: pss=false"
+    );
+    // A switch never takes the next word: the subcommand stays a subcommand.
+    let out = Command::new(BIN).args(["--collector.process.pss", "ingest", "--help"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN).args(["--collector.process.pss", "--no-collector.process.pss"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "both at once is refused");
+}
+
+#[test]
 fn a_port_in_use_is_a_clear_error() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();

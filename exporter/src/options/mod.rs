@@ -46,16 +46,38 @@ pub struct Settled<C> {
 }
 
 /// Adds the arguments of `O` to `cmd` under `group`'s prefix and heading.
+/// A boolean option is a switch, as in Prometheus' exporters: `--flag` turns
+/// it on, `--no-flag` off (`--flag=false` works too).
 pub fn augment<O: Options>(cmd: Command, group: &Group) -> Command {
     let own = O::augment_args(Command::new("group"));
     let mut cmd = cmd;
     for arg in own.get_arguments() {
         let flag = flag(group, long_of(arg));
         // The order the group's own command gave it is reset, so the group is listed where it is added.
-        let arg = arg.clone().id(flag.clone()).long(flag).help_heading(group.heading.clone()).display_order(None);
+        let mut arg =
+            arg.clone().id(flag.clone()).long(flag.clone()).help_heading(group.heading.clone()).display_order(None);
+        if is_switch(&arg) {
+            let off = format!("no-{flag}");
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            // `=` only: a switch never takes the next word (a subcommand, a file) as its value.
+            arg = arg
+                .num_args(0..=1)
+                .require_equals(true)
+                .default_missing_value("true")
+                .help(format!("{help}; --{off} turns it off"));
+            cmd = cmd.arg(
+                clap::Arg::new(off.clone()).long(off).action(clap::ArgAction::SetTrue).conflicts_with(flag).hide(true),
+            );
+        }
         cmd = cmd.arg(arg);
     }
     cmd
+}
+
+/// A boolean option: its values are exactly `true` and `false`.
+fn is_switch(arg: &clap::Arg) -> bool {
+    let values: Vec<String> = arg.get_possible_values().iter().map(|v| v.get_name().to_owned()).collect();
+    values == ["true", "false"]
 }
 
 /// The group's options as given on the command line (unset fields: not given there).
@@ -65,6 +87,10 @@ pub fn from_command_line<O: Options>(matches: &ArgMatches, group: &Group) -> any
     for arg in own.get_arguments() {
         let long = long_of(arg);
         let global = flag(group, long);
+        if is_switch(arg) && matches.try_get_one::<bool>(&format!("no-{global}")).ok().flatten() == Some(&true) {
+            argv.push(OsString::from(format!("--{long}=false")));
+            continue;
+        }
         if matches.value_source(&global) != Some(ValueSource::CommandLine) {
             continue;
         }
