@@ -1,6 +1,6 @@
 //! `memleak-exporter`: memory-leak signals for Prometheus.
 
-use memleak_exporter::{cli, ingest, logging, server};
+use memleak_exporter::{cli, ingest, logging, server, webhook};
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -32,6 +32,11 @@ fn main() -> ExitCode {
     }
     let settings = invocation.settings;
     if invocation.check_only {
+        // What start-up reads besides the flags: a check that passes must not fail at start.
+        if let Err(err) = webhook::Access::from_settings(settings.webhook.token_file.as_deref(), settings.web.listen) {
+            let _ = writeln!(std::io::stderr(), "memleak-exporter: {err:#}");
+            return ExitCode::from(2);
+        }
         let _ = writeln!(std::io::stdout(), "memleak-exporter: configuration is valid\n{}", settings.summary());
         return ExitCode::SUCCESS;
     }

@@ -295,6 +295,27 @@ fn boolean_options_are_switches_with_a_no_form() {
 }
 
 #[test]
+fn config_check_refuses_a_token_file_that_start_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.token");
+    std::fs::write(&empty, "\n").unwrap();
+    for (file, why) in [(dir.path().join("missing.token"), "missing.token"), (empty, "is empty")] {
+        let out = Command::new(BIN)
+            .args(["--webhook.token-file", file.to_str().unwrap(), "--config.check"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("--webhook.token-file") && stderr.contains(why), "{stderr}");
+    }
+    let good = dir.path().join("good.token");
+    std::fs::write(&good, "s3cret\n").unwrap();
+    let out =
+        Command::new(BIN).args(["--webhook.token-file", good.to_str().unwrap(), "--config.check"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn a_port_in_use_is_a_clear_error() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
