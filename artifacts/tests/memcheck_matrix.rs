@@ -168,8 +168,11 @@ fn real_runs_agree_with_the_leak_summary_for_every_kind_shown() {
     }
 }
 
+/// Leaked bytes per site, largest first.
+type Sites = &'static [(&'static str, i64)];
+
 /// Each memcheck fixture: (file, LEAK SUMMARY definitely + indirectly lost bytes, leaked bytes per site).
-const FIXTURES: &[(&str, u64, &[(&str, i64)])] = &[
+const FIXTURES: &[(&str, u64, Sites)] = &[
     ("a.xml", 409_600, &[("leak_request_buffer", 307_200), ("leaky_cache_insert", 102_400)]),
     ("a.txt", 409_600, &[("leak_request_buffer", 307_200), ("leaky_cache_insert", 102_400)]),
     ("a-default-kinds.txt", 409_600, &[("leak_request_buffer", 307_200), ("leaky_cache_insert", 102_400)]),
