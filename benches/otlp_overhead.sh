@@ -4,17 +4,23 @@
 # command names), each scraped every 15 s by this script and each ingesting the
 # heaptrack fixture from its own watched folder every 30 s; one of them also
 # pushes every signal over OTLP/HTTP (gzip) every 10 s to a small receiver on
-# loopback that counts the bytes of each export. Prints each exporter's CPU time
-# and RSS, their ratios, and the bytes on the wire per metrics push
-# (compressed and not).
+# loopback that counts the bytes of each export: metrics, the ingested records
+# as logs and profiles, and (as root) the page-fault profile of
+# --collector.page_faults, which both exporters run. Prints each exporter's CPU
+# time and RSS, their ratios, and the bytes on the wire per export of each
+# signal (compressed and not).
 #
 # Usage: benches/otlp_overhead.sh [SECONDS=120] [PROCESSES=1000]
+# (MEMLEAK_EXPORTER_BIN=path runs that binary instead of building the release one.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-120}
 processes=${2:-1000}
-cargo build --release -q -p memleak-exporter
-bin=target/release/memleak-exporter
+bin=${MEMLEAK_EXPORTER_BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --release -q -p memleak-exporter
+  bin=target/release/memleak-exporter
+fi
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -50,10 +56,13 @@ python3 "$work/receiver.py" 14318 "$work/wire.log" &
 pids+=($!)
 
 mkdir -p "$work/in-a" "$work/in-b"
-"$bin" --web.listen-address 127.0.0.1:19487 --ingest.dir "$work/in-a" --ingest.interval 2s 2>"$work/a.log" &
+# The page-fault collector (eBPF) needs root; both exporters run the same collectors.
+both=()
+if [ "$(id -u)" = 0 ]; then both+=(--collector.page_faults); fi
+"$bin" --web.listen-address 127.0.0.1:19487 --ingest.dir "$work/in-a" --ingest.interval 2s "${both[@]}" 2>"$work/a.log" &
 a=$!
 pids+=($a)
-"$bin" --web.listen-address 127.0.0.1:19488 --ingest.dir "$work/in-b" --ingest.interval 2s \
+"$bin" --web.listen-address 127.0.0.1:19488 --ingest.dir "$work/in-b" --ingest.interval 2s "${both[@]}" \
   --otlp.endpoint http://127.0.0.1:14318 --otlp.protocol http/protobuf --otlp.interval 10s 2>"$work/b.log" &
 b=$!
 pids+=($b)
@@ -80,7 +89,8 @@ cpu_b=$(echo "($(ticks $b) - $b0) / $hz" | bc -l)
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 hwm() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }
 series=$(curl -s http://127.0.0.1:19488/metrics | grep -vc '^#')
-printf 'run: %s s, %s extra processes, %s series per collection\n' "$seconds" "$processes" "$series"
+printf 'run: %s s, %s extra processes, %s series per collection, collectors: defaults %s\n' \
+  "$seconds" "$processes" "$series" "${both[*]}"
 printf 'scrape-only    CPU %6.2f s  RSS %6d KiB  peak %6d KiB\n' "$cpu_a" "$(rss $a)" "$(hwm $a)"
 printf 'OTLP push 10 s CPU %6.2f s  RSS %6d KiB  peak %6d KiB\n' "$cpu_b" "$(rss $b)" "$(hwm $b)"
 printf 'ratio (push / scrape-only): CPU %.2f  RSS %.2f\n' \

@@ -33,6 +33,7 @@ command -v objdump >/dev/null 2>&1 || missing+=(binutils)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 command -v heaptrack_print >/dev/null 2>&1 || missing+=(heaptrack)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 compgen -G '/usr/lib/*/libtcmalloc.so.4' >/dev/null || missing+=(libgoogle-perftools4)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 

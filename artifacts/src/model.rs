@@ -47,6 +47,8 @@ pub const LEAKED_OBJECTS: ValueType = ValueType { kind: "leaked_objects", unit: 
 /// In-use bytes and objects added during a capture window (end minus start).
 pub const GROWTH_SPACE: ValueType = ValueType { kind: "growth_space", unit: "bytes" };
 pub const GROWTH_OBJECTS: ValueType = ValueType { kind: "growth_objects", unit: "count" };
+/// User page faults where a stack touched memory (the page-fault collector's profile).
+pub const PAGE_FAULTS: ValueType = ValueType { kind: "page_faults", unit: "count" };
 
 /// One sample: a stack (innermost frame first) and one value per sample type.
 #[derive(Debug, Clone, PartialEq)]

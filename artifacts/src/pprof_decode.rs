@@ -13,7 +13,7 @@
 use crate::encode::pprof::{PbFunction, PbLocation, PbMapping, PbProfile};
 use crate::model::{
     ALLOC_OBJECTS, ALLOC_SPACE, ArtifactError, Frame, GROWTH_OBJECTS, GROWTH_SPACE, INUSE_OBJECTS, INUSE_SPACE,
-    LEAKED_OBJECTS, LEAKED_SPACE, Profile, Sample, ValueType,
+    LEAKED_OBJECTS, LEAKED_SPACE, PAGE_FAULTS, Profile, Sample, ValueType,
 };
 use crate::pprof_budget;
 use prost::Message;
@@ -119,7 +119,7 @@ fn charge(spent: &mut u64, bytes: usize) -> Result<(), ArtifactError> {
 }
 
 /// The model's sample type for a pprof one (heap profiles, and the model's own
-/// leak and growth profiles). jemalloc_pprof names its in-use bytes `space`;
+/// leak, growth and page-fault profiles). jemalloc_pprof names its in-use bytes `space`;
 /// the model's types are static, so unknown types are refused.
 fn value_type(kind: &str, unit: &str) -> Result<ValueType, ArtifactError> {
     let known = [
@@ -131,6 +131,7 @@ fn value_type(kind: &str, unit: &str) -> Result<ValueType, ArtifactError> {
         GROWTH_OBJECTS,
         LEAKED_SPACE,
         LEAKED_OBJECTS,
+        PAGE_FAULTS,
     ];
     if let Some(t) = known.iter().find(|t| t.kind == kind && t.unit == unit) {
         return Ok(*t);

@@ -100,7 +100,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let (Some(sink), Some(otlp)) = (&sink, &otlp) {
         sink.push_metrics_every(otlp.interval, Arc::clone(&scraper), web.scrape_timeout);
         crate::otlp::events::start(sink, &scraper, &roots);
-        tracing::info!(endpoint = %otlp.endpoint, protocol = ?otlp.protocol, interval = ?otlp.interval, "pushing over OTLP");
+        sink.push_collector_profiles_every(otlp.interval, crate::otlp::collector_profiles::of(&built.profiles));
+        tracing::info!(metrics = %otlp.metrics.url, logs = %otlp.logs.url, profiles = %otlp.profiles.url, interval = ?otlp.interval, "pushing over OTLP");
     }
     // The start-up probe runs beside serving: a collector slow to start (eBPF naming the frames of
     // its first samples) must not hold up /-/ready; a scrape meanwhile waits for that collector.

@@ -283,6 +283,50 @@ fn the_collector_pipelines_use_defined_components() {
     }
 }
 
+/// Component types and the signals each takes, as the components' `metadata.yaml` declare them in
+/// OpenTelemetry Collector v0.159.0 (core: receiver/otlpreceiver, processor/batchprocessor,
+/// processor/memorylimiterprocessor, exporter/otlpexporter, exporter/otlphttpexporter; contrib:
+/// exporter/prometheusremotewriteexporter). v0.159.0 names the OTLP exporters `otlp_grpc` and
+/// `otlp_http` and keeps `otlp` and `otlphttp` as aliases, which older releases know too. No
+/// Collector binary can be built here (its Go is too old) to load the files for real.
+const COLLECTOR_COMPONENTS: &[(&str, &[&str], &[&str])] = &[
+    ("receivers", &["otlp"], &["traces", "metrics", "logs", "profiles"]),
+    ("processors", &["memory_limiter"], &["traces", "metrics", "logs", "profiles"]),
+    ("processors", &["batch"], &["traces", "metrics", "logs"]),
+    ("exporters", &["otlp_grpc", "otlp"], &["traces", "metrics", "logs", "profiles"]),
+    ("exporters", &["otlp_http", "otlphttp"], &["traces", "metrics", "logs", "profiles"]),
+    ("exporters", &["prometheusremotewrite"], &["metrics"]),
+];
+
+#[test]
+fn every_collector_component_exists_and_takes_its_pipelines_signal() {
+    for file in ["otel-collector/agent.yaml", "otel-collector/gateway.yaml"] {
+        let config = yaml(file);
+        for (signal, pipeline) in config["service"]["pipelines"].as_mapping().unwrap() {
+            let signal = signal.as_str().unwrap().split('/').next().unwrap();
+            for section in ["receivers", "processors", "exporters"] {
+                for component in strings(&pipeline[section]) {
+                    let kind = component.split('/').next().unwrap();
+                    let known = COLLECTOR_COMPONENTS
+                        .iter()
+                        .find(|(s, names, _)| *s == section && names.contains(&kind))
+                        .unwrap_or_else(|| {
+                            panic!("{file}: {section} type {kind:?} is not a Collector component known here")
+                        });
+                    assert!(
+                        known.2.contains(&signal),
+                        "{file}: {kind} does not take {signal} (it takes {:?})",
+                        known.2
+                    );
+                }
+            }
+        }
+        // Profiles are behind this feature gate (service/internal/metadata/generated_feature_gates.go).
+        let text = std::fs::read_to_string(repo(file)).unwrap();
+        assert!(text.contains("--feature-gates=service.profilesSupport"), "{file} says how to turn profiles on");
+    }
+}
+
 /// The destination of the Dockerfile's `COPY` of `source`.
 fn dockerfile_copy_destination(source: &str) -> String {
     let dockerfile = std::fs::read_to_string(repo("deploy/Dockerfile")).unwrap();

@@ -6,8 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+#[path = "otlp/page_faults.rs"]
+mod page_faults;
 #[path = "otlp/receivers.rs"]
 mod receivers;
+#[path = "otlp/tls.rs"]
+mod tls;
 
 use common::{Exporter, fixture_root, free_port};
 use memleak_exporter::otlp::semconv;
@@ -179,6 +183,8 @@ fn an_absent_or_dying_receiver_costs_drops_not_scrapes_and_delivery_resumes() {
         exporter.metrics();
     }
     let while_down = started.elapsed() / 5;
+    // The exports wait up to --otlp.timeout (1 s) per connection attempt; a scrape never does.
+    assert!(while_down < Duration::from_secs(1), "scrapes took {while_down:?} each while the receiver was down");
     let log = exporter.stderr();
     assert_eq!(log.matches("cannot reach the OTLP receiver").count(), 1, "one line while it is down:\n{log}");
     // The receiver comes up: delivery resumes, and says so.
@@ -239,6 +245,12 @@ fn check_profiles_push(protocol: &str) {
         protocol,
     ]);
     let text = receiver.wait_for(Duration::from_secs(30), "a profiles export", |t| t.contains("resourceProfiles"));
+    check_heaptrack_profiles(&text);
+}
+
+/// The first export in the receiver's output holds heaptrack's profiles of program A: the
+/// dictionary's invariants, memory sample types, and the fixture's leak sites with their bytes.
+fn check_heaptrack_profiles(text: &str) {
     let line = text.lines().find(|l| l.starts_with('{')).unwrap();
     let export: serde_json::Value = serde_json::from_str(line).unwrap();
     let d = &export["dictionary"];
@@ -374,6 +386,46 @@ fn a_slow_receiver_fills_the_queue_not_the_scrapes() {
     wait_for_counter(&exporter, "memleak_exporter_otlp_dropped_total{signal=\"metrics\",reason=\"queue_full\"}", |v| {
         v > 0.0
     });
-    // Scrapes go on meanwhile, and the slow answers still count as delivered.
+    // Scrapes go on meanwhile, never waiting for an answer, and the slow answers still count as delivered.
+    let rss = |e: &Exporter| kib(e.pid(), "VmRSS:");
+    let at_overflow = rss(&exporter);
+    for _ in 0..10 {
+        let started = Instant::now();
+        exporter.metrics();
+        assert!(started.elapsed() < Duration::from_secs(3), "a scrape waited for the receiver's 3 s answer");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     wait_for_counter(&exporter, "memleak_exporter_otlp_sent_total{signal=\"metrics\"}", |v| v > 0.0);
+    // Five more seconds of pushes dropped at the full queue: memory does not follow them.
+    let later = rss(&exporter);
+    assert!(later < at_overflow + 32 * 1024, "RSS {at_overflow} KiB at the overflow, {later} KiB 5 s later");
+}
+
+/// A `/proc/PID/status` field in KiB.
+fn kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_receiver_answering_503_gets_retries_and_delivery_resumes_without_loss() {
+    let Some(venv) = venv() else { return };
+    let receiver = Receiver::python_in_mode(&venv, free_port(), free_port(), "flaky");
+    let exporter = exporter_pushing_http_to(receiver.http_port, &[]);
+    // 503 is retryable per the specification: the refused exports wait (Retry-After: 1) and go
+    // through once the receiver accepts, so nothing is dropped.
+    wait_for_counter(&exporter, "memleak_exporter_otlp_sent_total{signal=\"metrics\"}", |v| v > 0.0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !exporter.stderr().contains("OTLP delivery resumed") {
+        assert!(Instant::now() < deadline, "no 'resumed' line:\n{}", exporter.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = exporter.metrics();
+    assert!(!text.contains("memleak_exporter_otlp_dropped_total{"), "a 503 is retried, not dropped:\n{text}");
+    let log = exporter.stderr();
+    assert_eq!(log.matches("the OTLP receiver refuses exports").count(), 1, "one line while it refuses:\n{log}");
 }

@@ -4,26 +4,33 @@
 //! becomes `module+0xoffset` from the process's maps, then a function from the
 //! module's ELF symbols, read through `/proc/PID/root` so that a process in
 //! another container (or the exporter in its own) reads the right binary.
-//! Served at `/debug/pprof/page_faults`. Cumulative since the collector
-//! started; bounded at `MAX_STACKS` distinct (stack, region, cgroup) entries.
+//! Served at `/debug/pprof/page_faults` (and pushed over OTLP). Cumulative
+//! since the collector started; bounded at `MAX_STACKS` distinct (stack,
+//! region, cgroup, process) entries.
 
 use super::regions::Place;
 use memleak_artifacts::heapprof;
+use memleak_artifacts::model::PAGE_FAULTS;
 use memleak_artifacts::symbolize::Symbolizer;
-use memleak_artifacts::{Frame, Profile, Sample, ValueType};
+use memleak_artifacts::{Frame, Profile, Sample};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// Most distinct (stack, region, cgroup) entries kept; faults of new ones past it are dropped and counted.
+/// Most distinct (stack, region, cgroup, process) entries kept; faults of new ones past it are dropped and counted.
 pub const MAX_STACKS: usize = 4096;
 
-const FAULTS: ValueType = ValueType { kind: "page_faults", unit: "count" };
+/// The process that took a fault: its pid, and its command name when the drain could read it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Faulter {
+    pub pid: u32,
+    pub comm: Option<String>,
+}
 
 #[derive(Debug, Default)]
 struct Counts {
-    faults: HashMap<(Vec<Frame>, Place, u64), u64>,
+    faults: HashMap<(Vec<Frame>, Place, u64, Faulter), u64>,
     /// Faults of stacks past `MAX_STACKS`.
     over_cap: u64,
     /// Faults of samples that came without a stack (a taken stack-map bucket, an unreadable stack).
@@ -36,11 +43,11 @@ struct Counts {
 pub struct FaultProfile(Arc<Mutex<Counts>>);
 
 impl FaultProfile {
-    /// Adds `faults` for a stack (innermost frame first) that faulted in `place` of cgroup `cgroup`.
-    pub fn add(&self, stack: Vec<Frame>, place: Place, cgroup: u64, faults: u64) {
+    /// Adds `faults` for a stack (innermost frame first) of process `faulter` that faulted in `place` of cgroup `cgroup`.
+    pub fn add(&self, stack: Vec<Frame>, place: Place, cgroup: u64, faulter: Faulter, faults: u64) {
         let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let full = counts.faults.len() >= MAX_STACKS;
-        match counts.faults.entry((stack, place, cgroup)) {
+        match counts.faults.entry((stack, place, cgroup, faulter)) {
             Entry::Occupied(total) => *total.into_mut() += faults,
             Entry::Vacant(slot) if !full => {
                 slot.insert(faults);
@@ -60,19 +67,22 @@ impl FaultProfile {
         (counts.over_cap, counts.no_stack)
     }
 
-    /// The profile so far, labelled with region and cgroup path.
+    /// The profile so far, labelled with region, cgroup path, pid and comm.
     pub fn profile(&self, cgroup_paths: &HashMap<u64, String>) -> Profile {
-        let mut profile = Profile::new("page_faults", vec![FAULTS]);
+        let mut profile = Profile::new("page_faults", vec![PAGE_FAULTS]);
         {
             let counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-            for ((stack, place, cgroup), faults) in &counts.faults {
+            for ((stack, place, cgroup, faulter), faults) in &counts.faults {
+                let mut labels = vec![
+                    ("region".to_owned(), place.as_str().to_owned()),
+                    ("cgroup".to_owned(), crate::cgroup_ids::name(cgroup_paths, *cgroup).to_owned()),
+                    ("pid".to_owned(), faulter.pid.to_string()),
+                ];
+                labels.extend(faulter.comm.iter().map(|comm| ("comm".to_owned(), comm.clone())));
                 profile.samples.push(Sample {
                     stack: stack.clone(),
                     values: vec![i64::try_from(*faults).unwrap_or(i64::MAX)],
-                    labels: vec![
-                        ("region".to_owned(), place.as_str().to_owned()),
-                        ("cgroup".to_owned(), crate::cgroup_ids::name(cgroup_paths, *cgroup).to_owned()),
-                    ],
+                    labels,
                 });
             }
         }
@@ -131,19 +141,33 @@ mod tests {
         assert_eq!(stack[0].function, "app+0x10", "a module that cannot be read stays module+offset");
         assert_eq!(stack[2].function, "0x9999", "an address outside every file mapping stays raw");
         let heap = Place::Region(Region::Heap);
-        profile.add(stack.clone(), heap, 7, 1000);
-        profile.add(stack.clone(), heap, 7, 1000);
-        profile.add(stack.clone(), Place::Region(Region::Anon), 7, 1000);
+        let app = Faulter { pid: 42, comm: Some("app".into()) };
+        profile.add(stack.clone(), heap, 7, app.clone(), 1000);
+        profile.add(stack.clone(), heap, 7, app.clone(), 1000);
+        profile.add(stack.clone(), Place::Region(Region::Anon), 7, app.clone(), 1000);
+        profile.add(stack.clone(), heap, 7, Faulter { pid: 43, comm: None }, 10);
         let named = profile.profile(&HashMap::from([(7, "/app.slice".to_owned())]));
-        assert_eq!(named.samples.len(), 2);
-        assert_eq!(named.total(0), 3000);
-        let heap_sample = named.samples.iter().find(|s| s.labels[0].1 == "heap").unwrap();
-        assert_eq!((heap_sample.values[0], heap_sample.labels[1].1.as_str()), (2000, "/app.slice"));
+        assert_eq!(named.samples.len(), 3, "one entry per region and per process");
+        assert_eq!(named.total(0), 3010);
+        let label = |s: &Sample, key: &str| s.labels.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        let heap_sample = named.samples.iter().find(|s| s.values[0] == 2000).unwrap();
+        assert_eq!(label(heap_sample, "region").as_deref(), Some("heap"));
+        assert_eq!(label(heap_sample, "cgroup").as_deref(), Some("/app.slice"));
+        assert_eq!(
+            (label(heap_sample, "pid").as_deref(), label(heap_sample, "comm").as_deref()),
+            (Some("42"), Some("app"))
+        );
+        let unnamed = named.samples.iter().find(|s| s.values[0] == 10).unwrap();
+        assert_eq!(
+            (label(unnamed, "pid").as_deref(), label(unnamed, "comm")),
+            (Some("43"), None),
+            "no comm when unread"
+        );
 
         for cgroup in 0..MAX_STACKS as u64 {
-            profile.add(stack.clone(), heap, 100 + cgroup, 1);
+            profile.add(stack.clone(), heap, 100 + cgroup, app.clone(), 1);
         }
-        // Two entries were there: MAX_STACKS - 2 new ones fit, the last two (1 fault each) do not.
-        assert_eq!(profile.dropped(), (2, 0), "only MAX_STACKS entries are kept");
+        // Three entries were there: MAX_STACKS - 3 new ones fit, the last three (1 fault each) do not.
+        assert_eq!(profile.dropped(), (3, 0), "only MAX_STACKS entries are kept");
     }
 }

@@ -5,12 +5,12 @@
 //! whatever the scrape interval, and short-lived processes from all landing in
 //! `exited`.
 
-use super::fault_stacks::{self, FaultProfile};
+use super::fault_stacks::{self, FaultProfile, Faulter};
 use super::regions::{self, Place};
 use crate::shared::FaultSample;
 use aya::maps::{MapData, RingBuf};
 use memleak_artifacts::symbolize::Symbolizer;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -116,6 +116,7 @@ fn add_stacks(
     symbolizer: &mut Symbolizer,
 ) {
     symbolizer.forget_paths();
+    let mut comms: HashMap<u32, Option<String>> = HashMap::new();
     for (sample, place) in samples.iter().zip(&classified.places) {
         let faults = u64::from(sample.weight);
         if sample.stack().is_empty() {
@@ -126,8 +127,18 @@ fn add_stacks(
         // The process's binaries as it sees them (in a container, too): under its root.
         let root = procfs.join(sample.tgid.to_string()).join("root");
         let frames = fault_stacks::frames(sample.stack().iter().copied(), mappings, &root, symbolizer);
-        profile.add(frames, *place, sample.cgroup, faults);
+        let comm = comms.entry(sample.tgid).or_insert_with(|| comm(procfs, sample.tgid)).clone();
+        profile.add(frames, *place, sample.cgroup, Faulter { pid: sample.tgid, comm }, faults);
     }
+}
+
+/// A process's command name (at most 16 bytes in the kernel), or None once it has exited.
+fn comm(procfs: &std::path::Path, tgid: u32) -> Option<String> {
+    let mut bytes = Vec::with_capacity(32);
+    let file = std::fs::File::open(procfs.join(tgid.to_string()).join("comm")).ok()?;
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, 64), &mut bytes).ok()?;
+    let comm = String::from_utf8_lossy(&bytes).trim_end().to_owned();
+    Some(comm).filter(|c| !c.is_empty())
 }
 
 /// Takes up to `MAX_DRAIN` samples out of the ring.

@@ -1,6 +1,8 @@
 //! The OTLP push's options (`--otlp.*`, YAML `otlp`), with the standard
 //! `OTEL_EXPORTER_OTLP_*`, `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`
-//! variables filling what flags and file leave unset (flags win).
+//! variables filling what flags and file leave unset (flags win), and the
+//! signal-specific `OTEL_EXPORTER_OTLP_{METRICS,LOGS,PROFILES}_*` ones winning
+//! over the generic ones.
 
 use memleak_signals::OptionError;
 use memleak_signals::options::at_least_one;
@@ -12,7 +14,8 @@ use std::time::Duration;
 #[serde(deny_unknown_fields)]
 pub struct Options {
     /// OTLP receiver to push metrics, logs and profiles to, e.g. http://collector:4317 (gRPC) or
-    /// http://collector:4318 (HTTP); unset: no push [env OTEL_EXPORTER_OTLP_ENDPOINT].
+    /// http://collector:4318 (HTTP); unset: no push [env OTEL_EXPORTER_OTLP_ENDPOINT; every
+    /// setting also per signal, e.g. OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: see docs/otlp.md].
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
 
@@ -34,7 +37,8 @@ pub struct Options {
     #[arg(long, value_name = "ALGORITHM")]
     pub compression: Option<String>,
 
-    /// How often metrics are pushed [default: 60s; env OTEL_METRIC_EXPORT_INTERVAL, in ms].
+    /// How often metrics and the collectors' profiles are pushed [default: 60s; env
+    /// OTEL_METRIC_EXPORT_INTERVAL, in ms].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub interval: Option<Duration>,
@@ -61,20 +65,78 @@ pub enum Protocol {
     HttpProtobuf,
 }
 
-/// The OTLP push's settings; `None` from `resolve` when no endpoint is set.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub endpoint: String,
+/// The three OTLP signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Metrics,
+    Logs,
+    Profiles,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 3] = [Signal::Metrics, Signal::Logs, Signal::Profiles];
+
+    /// As the `signal` label of `memleak_exporter_otlp_*` names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+            Signal::Profiles => "profiles",
+        }
+    }
+
+    /// The `OTEL_EXPORTER_OTLP_<S>_*` part.
+    fn variable(self) -> &'static str {
+        match self {
+            Signal::Metrics => "METRICS",
+            Signal::Logs => "LOGS",
+            Signal::Profiles => "PROFILES",
+        }
+    }
+
+    /// The path a generic HTTP endpoint gets for this signal.
+    pub fn http_path(self) -> &'static str {
+        match self {
+            Signal::Metrics => "/v1/metrics",
+            Signal::Logs => "/v1/logs",
+            Signal::Profiles => "/v1development/profiles",
+        }
+    }
+}
+
+/// Where and how one signal's exports travel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Export {
+    /// gRPC: the receiver's URL; HTTP: the full URL exports are posted to.
+    pub url: String,
     pub protocol: Protocol,
     pub headers: Vec<(String, String)>,
     pub ca_file: Option<PathBuf>,
     pub gzip: bool,
-    pub interval: Duration,
     pub timeout: Duration,
+}
+
+/// The OTLP push's settings; `None` from `resolve` when no endpoint is set.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub metrics: Export,
+    pub logs: Export,
+    pub profiles: Export,
+    pub interval: Duration,
     pub queue_size: usize,
     pub service_name: String,
     /// From OTEL_RESOURCE_ATTRIBUTES, in order.
     pub resource_attributes: Vec<(String, String)>,
+}
+
+impl Config {
+    pub fn export(&self, signal: Signal) -> &Export {
+        match signal {
+            Signal::Metrics => &self.metrics,
+            Signal::Logs => &self.logs,
+            Signal::Profiles => &self.profiles,
+        }
+    }
 }
 
 impl memleak_signals::Options for Options {
@@ -85,92 +147,154 @@ impl memleak_signals::Options for Options {
     }
 }
 
+/// One setting's value with where it came from, for error messages: the flag, or the variable read.
+struct Found {
+    value: String,
+    from: String,
+}
+
 impl Options {
     /// Resolves with `env` standing for the process environment (tests pass their own).
+    ///
+    /// Precedence, per setting: the flag (or YAML key), then the signal's own variable
+    /// (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, ...), then the generic one
+    /// (`OTEL_EXPORTER_OTLP_ENDPOINT`, ...), then the default. A generic HTTP endpoint (flag or
+    /// variable) gets `/v1/<signal>` appended; a signal's own endpoint is used as is.
     pub fn resolve_with(self, env: impl Fn(&str) -> Option<String>) -> Result<Option<Config>, OptionError> {
-        let Some(endpoint) = self.endpoint.or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT")) else {
+        let env = |name: String| env(&name).map(|value| Found { value, from: name });
+        let any_endpoint = self.endpoint.is_some()
+            || env("OTEL_EXPORTER_OTLP_ENDPOINT".into()).is_some()
+            || Signal::ALL.iter().any(|s| env(format!("OTEL_EXPORTER_OTLP_{}_ENDPOINT", s.variable())).is_some());
+        if !any_endpoint {
             return Ok(None);
-        };
-        let endpoint = endpoint.trim_end_matches('/').to_owned();
-        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            return Err(OptionError::new(
-                "endpoint",
-                format!("{endpoint:?}: must start with http:// or https://, e.g. http://localhost:4317"),
-            ));
         }
-        let protocol = match self.protocol.or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL")).as_deref() {
-            None | Some("grpc") => Protocol::Grpc,
-            Some("http/protobuf") => Protocol::HttpProtobuf,
-            Some(other) => {
-                return Err(OptionError::new(
-                    "protocol",
-                    format!("{other:?}: use grpc or http/protobuf (http/json is not supported)"),
-                ));
-            }
-        };
-        let mut headers = Vec::new();
-        if self.headers.is_empty() {
-            for pair in
-                env("OTEL_EXPORTER_OTLP_HEADERS").unwrap_or_default().split(',').filter(|p| !p.trim().is_empty())
-            {
-                headers.push(header(pair.trim(), true)?);
-            }
-        } else {
-            for pair in &self.headers {
-                headers.push(header(pair, false)?);
-            }
-        }
-        let gzip = match self.compression.or_else(|| env("OTEL_EXPORTER_OTLP_COMPRESSION")).as_deref() {
-            None | Some("gzip") => true,
-            Some("none") => false,
-            Some(other) => return Err(OptionError::new("compression", format!("{other:?}: use gzip or none"))),
-        };
-        let millis = |name: &'static str, key: &'static str| -> Result<Option<Duration>, OptionError> {
-            env(name)
-                .map(|v| {
-                    v.trim()
-                        .parse::<u64>()
-                        .map(Duration::from_millis)
-                        .map_err(|_| OptionError::new(key, format!("{name}={v:?}: must be milliseconds, e.g. 10000")))
-                })
-                .transpose()
-        };
+        let exports = Signal::ALL.map(|signal| self.export(signal, &env));
+        let [metrics, logs, profiles] = exports;
         let interval = match self.interval {
             Some(i) => i,
-            None => millis("OTEL_METRIC_EXPORT_INTERVAL", "interval")?.unwrap_or(Duration::from_secs(60)),
+            None => millis(env("OTEL_METRIC_EXPORT_INTERVAL".into()), "interval")?.unwrap_or(Duration::from_secs(60)),
         };
-        let timeout = match self.timeout {
-            Some(t) => t,
-            None => millis("OTEL_EXPORTER_OTLP_TIMEOUT", "timeout")?.unwrap_or(Duration::from_secs(10)),
-        };
-        if interval.is_zero() || timeout.is_zero() {
-            return Err(OptionError::new("interval", "interval and timeout must be more than 0s"));
+        if interval.is_zero() {
+            return Err(OptionError::new("interval", "must be more than 0s"));
         }
-        let ca_file = self.ca_file.or_else(|| env("OTEL_EXPORTER_OTLP_CERTIFICATE").map(PathBuf::from));
         let mut resource_attributes = Vec::new();
-        for pair in env("OTEL_RESOURCE_ATTRIBUTES").unwrap_or_default().split(',').filter(|p| !p.trim().is_empty()) {
+        let listed = env("OTEL_RESOURCE_ATTRIBUTES".into()).map(|f| f.value).unwrap_or_default();
+        for pair in listed.split(',').filter(|p| !p.trim().is_empty()) {
             resource_attributes.push(header(pair.trim(), true).map_err(|_| {
                 OptionError::new("resource_attributes", format!("OTEL_RESOURCE_ATTRIBUTES: {pair:?} is not KEY=VALUE"))
             })?);
         }
         let service_name = self
             .service_name
-            .or_else(|| env("OTEL_SERVICE_NAME"))
+            .or_else(|| env("OTEL_SERVICE_NAME".into()).map(|f| f.value))
             .or_else(|| resource_attributes.iter().find(|(k, _)| k == "service.name").map(|(_, v)| v.clone()))
             .unwrap_or_else(|| "memleak-exporter".to_owned());
         Ok(Some(Config {
-            endpoint,
-            protocol,
-            headers,
-            ca_file,
-            gzip,
+            metrics: metrics?,
+            logs: logs?,
+            profiles: profiles?,
             interval,
-            timeout,
             queue_size: at_least_one("queue_size", self.queue_size, 32)?,
             service_name,
             resource_attributes,
         }))
     }
+
+    /// One signal's export settings.
+    fn export(&self, signal: Signal, env: &impl Fn(String) -> Option<Found>) -> Result<Export, OptionError> {
+        let own = |setting: &str| env(format!("OTEL_EXPORTER_OTLP_{}_{setting}", signal.variable()));
+        let generic = |setting: &str| env(format!("OTEL_EXPORTER_OTLP_{setting}"));
+        let flag = |value: &Option<String>, name: &str| {
+            value.clone().map(|value| Found { value, from: format!("--otlp.{name}") })
+        };
+        let pick = |value: &Option<String>, name: &str, setting: &str| {
+            flag(value, name).or_else(|| own(setting)).or_else(|| generic(setting))
+        };
+        let protocol = match pick(&self.protocol, "protocol", "PROTOCOL") {
+            None => Protocol::Grpc,
+            Some(f) if f.value == "grpc" => Protocol::Grpc,
+            Some(f) if f.value == "http/protobuf" => Protocol::HttpProtobuf,
+            Some(f) => {
+                return Err(OptionError::new(
+                    "protocol",
+                    format!("{}={:?}: use grpc or http/protobuf (http/json is not supported)", f.from, f.value),
+                ));
+            }
+        };
+        // Only a generic endpoint is a base that the signal's path is appended to.
+        let (endpoint, is_base) = match (flag(&self.endpoint, "endpoint"), own("ENDPOINT"), generic("ENDPOINT")) {
+            (Some(f), _, _) => (f, true),
+            (None, Some(f), _) => (f, false),
+            (None, None, Some(f)) => (f, true),
+            // The specification's defaults, for a signal left without an endpoint of its own.
+            (None, None, None) => {
+                let value = match protocol {
+                    Protocol::Grpc => "http://localhost:4317",
+                    Protocol::HttpProtobuf => "http://localhost:4318",
+                };
+                (Found { value: value.to_owned(), from: "the default".to_owned() }, true)
+            }
+        };
+        if !(endpoint.value.starts_with("http://") || endpoint.value.starts_with("https://")) {
+            return Err(OptionError::new(
+                "endpoint",
+                format!(
+                    "{}={:?}: must start with http:// or https://, e.g. http://localhost:4317",
+                    endpoint.from, endpoint.value
+                ),
+            ));
+        }
+        let url = match protocol {
+            Protocol::HttpProtobuf if is_base => {
+                format!("{}{}", endpoint.value.trim_end_matches('/'), signal.http_path())
+            }
+            Protocol::Grpc => endpoint.value.trim_end_matches('/').to_owned(),
+            Protocol::HttpProtobuf => endpoint.value,
+        };
+        let headers: Vec<(String, String)> = if self.headers.is_empty() {
+            let listed = own("HEADERS").or_else(|| generic("HEADERS")).map(|f| f.value).unwrap_or_default();
+            listed
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| header(p.trim(), true))
+                .collect::<Result<_, _>>()?
+        } else {
+            self.headers.iter().map(|p| header(p, false)).collect::<Result<_, _>>()?
+        };
+        let gzip = match pick(&self.compression, "compression", "COMPRESSION") {
+            None => true,
+            Some(f) if f.value == "gzip" => true,
+            Some(f) if f.value == "none" => false,
+            Some(f) => {
+                return Err(OptionError::new("compression", format!("{}={:?}: use gzip or none", f.from, f.value)));
+            }
+        };
+        let timeout = match self.timeout {
+            Some(t) => t,
+            None => {
+                millis(own("TIMEOUT").or_else(|| generic("TIMEOUT")), "timeout")?.unwrap_or(Duration::from_secs(10))
+            }
+        };
+        if timeout.is_zero() {
+            return Err(OptionError::new("timeout", "must be more than 0s"));
+        }
+        let ca_file = self
+            .ca_file
+            .clone()
+            .or_else(|| own("CERTIFICATE").or_else(|| generic("CERTIFICATE")).map(|f| PathBuf::from(f.value)));
+        Ok(Export { url, protocol, headers, ca_file, gzip, timeout })
+    }
+}
+
+/// A variable in milliseconds, as the specification has them.
+fn millis(found: Option<Found>, key: &'static str) -> Result<Option<Duration>, OptionError> {
+    found
+        .map(|f| {
+            f.value.trim().parse::<u64>().map(Duration::from_millis).map_err(|_| {
+                OptionError::new(key, format!("{}={:?}: must be milliseconds, e.g. 10000", f.from, f.value))
+            })
+        })
+        .transpose()
 }
 
 /// `KEY=VALUE`; the environment's form is percent-encoded (W3C baggage style).
@@ -232,10 +356,12 @@ mod tests {
             ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod,service.name=from-attrs"),
         ];
         let c = resolve(Options::default(), &env).unwrap().unwrap();
-        assert_eq!(c.endpoint, "http://env:4318");
-        assert_eq!(c.protocol, Protocol::HttpProtobuf);
-        assert_eq!(c.headers, vec![("api-key".into(), "a b".into()), ("tenant".into(), "t1".into())]);
-        assert!(!c.gzip);
+        assert_eq!(c.metrics.url, "http://env:4318/v1/metrics");
+        assert_eq!(c.logs.url, "http://env:4318/v1/logs");
+        assert_eq!(c.profiles.url, "http://env:4318/v1development/profiles");
+        assert_eq!(c.metrics.protocol, Protocol::HttpProtobuf);
+        assert_eq!(c.logs.headers, vec![("api-key".into(), "a b".into()), ("tenant".into(), "t1".into())]);
+        assert!(!c.profiles.gzip);
         assert_eq!(c.interval, Duration::from_secs(5));
         assert_eq!(c.service_name, "from-attrs");
         let flags = Options {
@@ -247,9 +373,79 @@ mod tests {
             ..Options::default()
         };
         let c = resolve(flags, &env).unwrap().unwrap();
-        assert_eq!((c.endpoint.as_str(), c.protocol), ("http://flag:4317", Protocol::Grpc));
-        assert_eq!(c.headers, vec![("x".into(), "1".into())]);
+        for signal in Signal::ALL {
+            let e = c.export(signal);
+            assert_eq!((e.url.as_str(), e.protocol), ("http://flag:4317", Protocol::Grpc), "{signal:?}");
+            assert_eq!(e.headers, vec![("x".into(), "1".into())]);
+        }
         assert_eq!((c.interval, c.service_name.as_str()), (Duration::from_secs(2), "svc"));
+    }
+
+    #[test]
+    fn a_signals_own_variables_win_over_the_generic_ones_and_its_endpoint_is_used_as_is() {
+        let env = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://generic:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "tenant=all"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "3000"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/generic-ca.pem"),
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "https://loki-gw:3100/otlp/v1/logs"),
+            ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "X-Scope-OrgID=team%2Fa"),
+            ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "none"),
+            ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "7000"),
+            ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", "/etc/loki-ca.pem"),
+            ("OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT", "http://pyroscope:4040"),
+            ("OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "grpc"),
+        ];
+        let c = resolve(Options::default(), &env).unwrap().unwrap();
+        // Logs: every setting its own, the endpoint untouched.
+        assert_eq!(c.logs.url, "https://loki-gw:3100/otlp/v1/logs");
+        assert_eq!(c.logs.protocol, Protocol::HttpProtobuf);
+        assert_eq!(c.logs.headers, vec![("X-Scope-OrgID".into(), "team/a".into())]);
+        assert!(!c.logs.gzip);
+        assert_eq!(c.logs.timeout, Duration::from_secs(7));
+        assert_eq!(c.logs.ca_file.as_deref(), Some(std::path::Path::new("/etc/loki-ca.pem")));
+        // Metrics: its own protocol, the generic endpoint (gRPC: no path), headers, timeout and CA.
+        assert_eq!((c.metrics.url.as_str(), c.metrics.protocol), ("http://generic:4318", Protocol::Grpc));
+        assert_eq!(c.metrics.headers, vec![("tenant".into(), "all".into())]);
+        assert_eq!(c.metrics.timeout, Duration::from_secs(3));
+        assert!(c.metrics.gzip);
+        assert_eq!(c.metrics.ca_file.as_deref(), Some(std::path::Path::new("/etc/generic-ca.pem")));
+        assert_eq!((c.profiles.url.as_str(), c.profiles.protocol), ("http://pyroscope:4040", Protocol::Grpc));
+        // A flag wins over the signal's own variable too.
+        let flags = Options {
+            compression: Some("gzip".into()),
+            endpoint: Some("http://flag:4318".into()),
+            ..Options::default()
+        };
+        let c = resolve(flags, &env).unwrap().unwrap();
+        assert!(c.logs.gzip);
+        assert_eq!(c.logs.url, "http://flag:4318/v1/logs", "the flag is a base: the path is appended");
+    }
+
+    #[test]
+    fn one_signals_endpoint_alone_turns_the_push_on_and_the_others_get_the_default() {
+        let c = resolve(
+            Options::default(),
+            &[
+                ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:4318/custom"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ],
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.metrics.url, "http://m:4318/custom");
+        assert_eq!(c.logs.url, "http://localhost:4318/v1/logs");
+        let bad = resolve(Options::default(), &[("OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT", "pyroscope:4040")]);
+        let why = bad.unwrap_err().to_string();
+        assert!(why.contains("OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT") && why.contains("http://"), "{why}");
+        let bad = resolve(
+            Options::default(),
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"), ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "10s")],
+        );
+        let why = bad.unwrap_err().to_string();
+        assert!(why.contains("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT") && why.contains("milliseconds"), "{why}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod attributes;
 pub mod captures;
+pub mod collector_profiles;
 pub mod events;
 pub mod logs;
 pub mod metrics;
@@ -16,6 +17,7 @@ pub mod semconv;
 pub mod transport;
 
 use crate::options::otlp::Config;
+pub use crate::options::otlp::Signal;
 use crate::scrape::Scraper;
 use crate::self_metrics::Counters;
 use memleak_artifacts::{Ingested, Profile, Record};
@@ -27,24 +29,6 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use queue::{Health, Queue};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// The three OTLP signals, as the `signal` label names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    Metrics,
-    Logs,
-    Profiles,
-}
-
-impl Signal {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Signal::Metrics => "metrics",
-            Signal::Logs => "logs",
-            Signal::Profiles => "profiles",
-        }
-    }
-}
 
 /// One export request of any signal.
 #[derive(Debug, Clone)]
@@ -91,16 +75,26 @@ pub struct OtlpSink {
 impl OtlpSink {
     /// Starts the export workers on the current tokio runtime.
     pub fn start(config: &Config, port: u16, counters: &Arc<Counters>) -> anyhow::Result<OtlpSink> {
-        let transport = transport::Transport::new(config)?;
-        let health = Arc::new(Health::default());
-        let queue = |signal| {
-            queue::spawn(signal, config.queue_size, transport.clone(), Arc::clone(counters), Arc::clone(&health))
+        // One health per receiver, so that one being down is logged once and another's success does not hide it.
+        let mut healths: Vec<(String, Arc<Health>)> = Vec::new();
+        let mut queue = |signal: Signal| -> anyhow::Result<Queue> {
+            let export = config.export(signal);
+            let health = match healths.iter().find(|(url, _)| *url == export.url) {
+                Some((_, health)) => Arc::clone(health),
+                None => {
+                    let health = Arc::new(Health::default());
+                    healths.push((export.url.clone(), Arc::clone(&health)));
+                    health
+                }
+            };
+            let transport = transport::Transport::new(export)?;
+            Ok(queue::spawn(signal, config.queue_size, transport, Arc::clone(counters), health))
         };
         Ok(OtlpSink {
             resource: Arc::new(attributes::resource(config, &attributes::host_name(), port)),
-            metrics: queue(Signal::Metrics),
-            logs: queue(Signal::Logs),
-            profiles: queue(Signal::Profiles),
+            metrics: queue(Signal::Metrics)?,
+            logs: queue(Signal::Logs)?,
+            profiles: queue(Signal::Profiles)?,
         })
     }
 
@@ -146,6 +140,50 @@ impl OtlpSink {
 }
 
 impl OtlpSink {
+    /// Pushes, every `interval`, what each collector's profile (the page-fault one) gained since
+    /// the last push, as an OTLP profile spanning the interval.
+    pub fn push_collector_profiles_every(&self, interval: Duration, served: Vec<collector_profiles::Deltas>) {
+        if served.is_empty() {
+            return;
+        }
+        let sink = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut served = served;
+            let mut since = unix_nanos(SystemTime::now());
+            loop {
+                ticker.tick().await;
+                // Rendering reads the modules' symbols: off the async threads.
+                let Ok((back, gained)) = tokio::task::spawn_blocking(move || {
+                    let gained: Vec<_> =
+                        served.iter_mut().filter_map(|d| Some((d.id(), d.since_last_push()?))).collect();
+                    (served, gained)
+                })
+                .await
+                else {
+                    return;
+                };
+                served = back;
+                let now = unix_nanos(SystemTime::now());
+                for (id, profile) in gained {
+                    let context = [("memleak.profile.source".to_owned(), id.to_owned())];
+                    let mut request = profiles::request(&profile, &context, since, &sink.resource);
+                    for p in request
+                        .resource_profiles
+                        .iter_mut()
+                        .flat_map(|r| &mut r.scope_profiles)
+                        .flat_map(|s| &mut s.profiles)
+                    {
+                        p.duration_nano = now.saturating_sub(since);
+                    }
+                    sink.profiles.push(Batch::Profiles(request));
+                }
+                since = now;
+            }
+        });
+    }
+
     /// An ingested artifact named `file`: every record as a log record, every profile as a profile.
     pub fn ship_ingested(&self, file: &str, ingested: &Ingested) {
         let mut context = vec![

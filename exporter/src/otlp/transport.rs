@@ -1,9 +1,9 @@
 //! One OTLP export over gRPC (the generated tonic clients) or HTTP/protobuf
-//! (POST to `/v1/metrics`, `/v1/logs`, `/v1development/profiles`), and which
+//! (POST to the signal's URL, e.g. `/v1/metrics`), and which
 //! failures are worth a retry, per the OTLP specification.
 
 use super::Batch;
-use crate::options::otlp::{Config, Protocol};
+use crate::options::otlp::{Export, Protocol};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::profiles::v1development::profiles_service_client::ProfilesServiceClient;
@@ -29,12 +29,12 @@ pub struct Failure {
 #[derive(Clone, Debug)]
 pub enum Transport {
     Grpc { channel: Channel, metadata: MetadataMap, gzip: bool },
-    Http { client: reqwest::Client, base: String, headers: reqwest::header::HeaderMap, gzip: bool },
+    Http { client: reqwest::Client, url: String, headers: reqwest::header::HeaderMap, gzip: bool },
 }
 
 impl Transport {
-    /// Builds the client; connects lazily, so an absent receiver at start is not an error.
-    pub fn new(config: &Config) -> anyhow::Result<Transport> {
+    /// Builds one signal's client; connects lazily, so an absent receiver at start is not an error.
+    pub fn new(config: &Export) -> anyhow::Result<Transport> {
         let ca = match &config.ca_file {
             Some(path) => Some(std::fs::read(path).map_err(|e| {
                 anyhow::anyhow!("--otlp.ca-file {}: cannot read the CA certificate: {e}", path.display())
@@ -43,11 +43,11 @@ impl Transport {
         };
         match config.protocol {
             Protocol::Grpc => {
-                let mut endpoint = Endpoint::from_shared(config.endpoint.clone())
-                    .map_err(|e| anyhow::anyhow!("--otlp.endpoint {}: not a URL: {e}", config.endpoint))?
+                let mut endpoint = Endpoint::from_shared(config.url.clone())
+                    .map_err(|e| anyhow::anyhow!("--otlp.endpoint {}: not a URL: {e}", config.url))?
                     .timeout(config.timeout)
                     .connect_timeout(config.timeout);
-                if config.endpoint.starts_with("https://") {
+                if config.url.starts_with("https://") {
                     let mut tls = ClientTlsConfig::new().with_native_roots();
                     if let Some(pem) = ca {
                         tls = tls.ca_certificate(Certificate::from_pem(pem));
@@ -80,7 +80,7 @@ impl Transport {
                     headers.insert(name, value);
                 }
                 let client = builder.build().map_err(|e| anyhow::anyhow!("building the OTLP HTTP client: {e}"))?;
-                Ok(Transport::Http { client, base: config.endpoint.clone(), headers, gzip: config.gzip })
+                Ok(Transport::Http { client, url: config.url.clone(), headers, gzip: config.gzip })
             }
         }
     }
@@ -89,7 +89,7 @@ impl Transport {
     pub async fn send(&self, batch: &Batch) -> Result<(), Failure> {
         match self {
             Transport::Grpc { channel, metadata, gzip } => grpc(channel.clone(), metadata, *gzip, batch).await,
-            Transport::Http { client, base, headers, gzip } => http(client, base, headers, *gzip, batch).await,
+            Transport::Http { client, url, headers, gzip } => http(client, url, headers, *gzip, batch).await,
         }
     }
 }
@@ -141,7 +141,26 @@ fn grpc_failure(status: &tonic::Status) -> Failure {
         _ => false,
     };
     let unreachable = status.code() == Code::Unavailable;
-    Failure { message: format!("gRPC {:?}: {}", status.code(), status.message()), retryable, retry_after, unreachable }
+    let mut message = format!("gRPC {:?}: {}", status.code(), status.message());
+    if let Some(cause) = std::error::Error::source(status) {
+        message = format!("{message}: {}", error_chain(cause));
+    }
+    Failure { message, retryable, retry_after, unreachable }
+}
+
+/// An error and its causes, `: `-joined: a TLS refusal ("invalid peer certificate: UnknownIssuer")
+/// sits several causes below "error sending request".
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// google.rpc.Status and RetryInfo, the parts needed to read a retry delay.
@@ -181,20 +200,18 @@ fn retry_info(details: &[u8]) -> Option<Duration> {
 
 async fn http(
     client: &reqwest::Client,
-    base: &str,
+    url: &str,
     headers: &reqwest::header::HeaderMap,
     gzip: bool,
     batch: &Batch,
 ) -> Result<(), Failure> {
-    let (path, body) = match batch {
-        Batch::Metrics(m) => ("/v1/metrics", m.encode_to_vec()),
-        Batch::Logs(l) => ("/v1/logs", l.encode_to_vec()),
-        Batch::Profiles(p) => ("/v1development/profiles", p.encode_to_vec()),
+    let body = match batch {
+        Batch::Metrics(m) => m.encode_to_vec(),
+        Batch::Logs(l) => l.encode_to_vec(),
+        Batch::Profiles(p) => p.encode_to_vec(),
     };
-    let mut request = client
-        .post(format!("{base}{path}"))
-        .headers(headers.clone())
-        .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf");
+    let mut request =
+        client.post(url).headers(headers.clone()).header(reqwest::header::CONTENT_TYPE, "application/x-protobuf");
     let body = if gzip {
         request = request.header(reqwest::header::CONTENT_ENCODING, "gzip");
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -208,7 +225,7 @@ async fn http(
         body
     };
     let response = request.body(body).send().await.map_err(|e| Failure {
-        message: format!("POST {base}{path}: {e}"),
+        message: format!("POST {url}: {}", error_chain(&e)),
         retryable: true,
         retry_after: None,
         unreachable: e.is_connect() || e.is_timeout(),
@@ -224,7 +241,7 @@ async fn http(
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
     Err(Failure {
-        message: format!("POST {base}{path}: HTTP {status}"),
+        message: format!("POST {url}: HTTP {status}"),
         retryable: http_retryable(status.as_u16()),
         retry_after,
         unreachable: false,

@@ -1,14 +1,17 @@
 """A small OTLP profiles receiver on the official opentelemetry-proto and grpcio packages.
 
-Usage: profiles_receiver.py GRPC_PORT HTTP_PORT [MODE]
+Usage: profiles_receiver.py GRPC_PORT HTTP_PORT [MODE [CERT KEY]]
 MODE (HTTP only) is `ok` (the default), `reject` (every export answered 400, which the OTLP
-specification makes final) or `slow` (every answer 3 s late).
+specification makes final), `slow` (every answer 3 s late) or `flaky` (the first 5 exports
+answered 503 with Retry-After: 1, which the specification makes retryable, then accepted). With CERT and KEY (PEM files) both
+servers speak TLS with that certificate.
 Serves ProfilesService/Export (and accepts logs and metrics unread) over gRPC and POST /v1development/profiles over HTTP
 (protobuf, gzip or not) on 127.0.0.1, and prints each export it decodes as one JSON
 line (protobuf's JSON mapping), flushed, for the Rust tests to check.
 """
 
 import gzip
+import ssl
 import sys
 import threading
 import time
@@ -28,7 +31,9 @@ from opentelemetry.proto.collector.profiles.v1development import (
 )
 
 LOCK = threading.Lock()
+FLAKY_LEFT = [5]
 MODE = sys.argv[3] if len(sys.argv) > 3 else "ok"
+CERT, KEY = (sys.argv[4], sys.argv[5]) if len(sys.argv) > 5 else (None, None)
 
 
 def emit(request):
@@ -62,6 +67,17 @@ class Http(BaseHTTPRequestHandler):
     def do_POST(self):
         if MODE == "slow":
             time.sleep(3)
+        if MODE == "flaky":
+            with LOCK:
+                refuse = FLAKY_LEFT[0] > 0
+                FLAKY_LEFT[0] -= 1
+            if refuse:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                self.send_response(503)
+                self.send_header("Retry-After", "1")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
         if MODE == "reject":
             self.rfile.read(int(self.headers.get("Content-Length", "0")))
             self.send_response(400)
@@ -101,9 +117,19 @@ def main():
     service_grpc.add_ProfilesServiceServicer_to_server(Profiles(), server)
     logs_grpc.add_LogsServiceServicer_to_server(Logs(), server)
     metrics_grpc.add_MetricsServiceServicer_to_server(Metrics(), server)
-    server.add_insecure_port(f"127.0.0.1:{grpc_port}")
+    if CERT:
+        with open(KEY, "rb") as key, open(CERT, "rb") as cert:
+            credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+        server.add_secure_port(f"127.0.0.1:{grpc_port}", credentials)
+    else:
+        server.add_insecure_port(f"127.0.0.1:{grpc_port}")
     server.start()
-    ThreadingHTTPServer(("127.0.0.1", http_port), Http).serve_forever()
+    http = ThreadingHTTPServer(("127.0.0.1", http_port), Http)
+    if CERT:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(CERT, KEY)
+        http.socket = context.wrap_socket(http.socket, server_side=True)
+    http.serve_forever()
 
 
 if __name__ == "__main__":

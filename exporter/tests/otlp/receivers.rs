@@ -5,7 +5,7 @@
 
 use std::io::Read;
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -61,12 +61,22 @@ impl Receiver {
         Receiver::python_in_mode(venv, grpc_port, http_port, "ok")
     }
 
-    /// The Python receiver answering HTTP exports per `mode`: ok, reject (400) or slow (3 s).
+    /// The Python receiver answering HTTP exports per `mode`: ok, reject (400), slow (3 s) or
+    /// flaky (503 with Retry-After: 1 five times, then ok).
     pub fn python_in_mode(venv: &std::path::Path, grpc_port: u16, http_port: u16, mode: &str) -> Receiver {
         let dir = tempfile::tempdir().unwrap();
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/otlp/profiles_receiver.py");
         let mut command = Command::new(venv.join("bin/python3"));
         command.arg(script).args([grpc_port.to_string(), http_port.to_string(), mode.to_owned()]);
+        Receiver::spawn(command, dir, grpc_port, http_port)
+    }
+
+    /// The Python receiver speaking TLS (gRPC and HTTP) with the certificate and key in `cert`, `key`.
+    pub fn python_tls(venv: &std::path::Path, grpc_port: u16, http_port: u16, cert: &Path, key: &Path) -> Receiver {
+        let dir = tempfile::tempdir().unwrap();
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/otlp/profiles_receiver.py");
+        let mut command = Command::new(venv.join("bin/python3"));
+        command.arg(script).args([grpc_port.to_string(), http_port.to_string(), "ok".to_owned()]).arg(cert).arg(key);
         Receiver::spawn(command, dir, grpc_port, http_port)
     }
 
