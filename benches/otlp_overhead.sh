@@ -2,7 +2,7 @@
 # Benchmark (not a test): what the OTLP push costs the exporter, in one run.
 # Two release exporters watch the same host with 1,000 extra processes (100
 # command names), each scraped every 15 s by this script and each ingesting the
-# heaptrack fixture from its own watched folder every 30 s; one of them also
+# heaptrack and memcheck fixtures from its own watched folder every 30 s; one also
 # pushes every signal over OTLP/HTTP (gzip) every 10 s to a small receiver on
 # loopback that counts the bytes of each export: metrics, the ingested records
 # as logs and profiles, and (as root) the page-fault profile of
@@ -75,8 +75,10 @@ start=$(date +%s)
 n=0
 while [ $(($(date +%s) - start)) -lt "$seconds" ]; do
   if [ $((n % 2)) -eq 0 ]; then
-    cp artifacts/tests/fixtures/heaptrack/a.zst "$work/in-a/heaptrack.$n.zst"
-    cp artifacts/tests/fixtures/heaptrack/a.zst "$work/in-b/heaptrack.$n.zst"
+    for dir in "$work/in-a" "$work/in-b"; do
+      cp artifacts/tests/fixtures/heaptrack/a.zst "$dir/heaptrack.$n.zst"  # profiles
+      cp artifacts/tests/fixtures/memcheck/a.xml "$dir/memcheck.$n.xml"    # leak records: logs
+    done
   fi
   curl -s -o /dev/null http://127.0.0.1:19487/metrics
   curl -s -o /dev/null http://127.0.0.1:19488/metrics

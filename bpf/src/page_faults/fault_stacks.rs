@@ -6,7 +6,8 @@
 //! another container (or the exporter in its own) reads the right binary.
 //! Served at `/debug/pprof/page_faults` (and pushed over OTLP). Cumulative
 //! since the collector started; bounded at `MAX_STACKS` distinct (stack,
-//! region, cgroup, process) entries.
+//! region, cgroup, process) entries, those of exited processes forgotten
+//! when the table is full.
 
 use super::regions::Place;
 use memleak_artifacts::heapprof;
@@ -54,6 +55,22 @@ impl FaultProfile {
             }
             Entry::Vacant(_) => counts.over_cap += faults,
         }
+    }
+
+    /// Whether the table holds `MAX_STACKS` entries, past which new ones are dropped.
+    pub fn is_full(&self) -> bool {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).faults.len() >= MAX_STACKS
+    }
+
+    /// Forgets the entries of processes that `alive` says have exited: done when the table is
+    /// full, so that short-lived processes (a build's compilers) do not keep the stacks of the
+    /// processes that live on out of it for good. Returns how many entries went.
+    pub fn forget_exited(&self, alive: impl Fn(u32) -> bool) -> usize {
+        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut checked: HashMap<u32, bool> = HashMap::new();
+        let before = counts.faults.len();
+        counts.faults.retain(|(_, _, _, faulter), _| *checked.entry(faulter.pid).or_insert_with(|| alive(faulter.pid)));
+        before - counts.faults.len()
     }
 
     /// Counts `faults` of a sample that had no stack.
@@ -169,5 +186,10 @@ mod tests {
         }
         // Three entries were there: MAX_STACKS - 3 new ones fit, the last three (1 fault each) do not.
         assert_eq!(profile.dropped(), (3, 0), "only MAX_STACKS entries are kept");
+        assert!(profile.is_full());
+        // Process 43 exited: its entry goes, and a new stack fits again.
+        assert_eq!(profile.forget_exited(|pid| pid != 43), 1);
+        profile.add(vec![Frame::function("late")], heap, 7, app.clone(), 5);
+        assert_eq!(profile.dropped(), (3, 0), "the new stack is kept");
     }
 }

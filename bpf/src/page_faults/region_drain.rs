@@ -116,6 +116,9 @@ fn add_stacks(
     symbolizer: &mut Symbolizer,
 ) {
     symbolizer.forget_paths();
+    if profile.is_full() {
+        profile.forget_exited(|pid| procfs.join(pid.to_string()).exists());
+    }
     let mut comms: HashMap<u32, Option<String>> = HashMap::new();
     for (sample, place) in samples.iter().zip(&classified.places) {
         let faults = u64::from(sample.weight);
