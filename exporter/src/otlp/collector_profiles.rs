@@ -113,7 +113,7 @@ pub fn of(served: &BTreeMap<&'static str, Arc<dyn ServedProfile>>) -> Vec<Deltas
 fn page_size() -> i64 {
     // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if size > 0 { i64::from(size) } else { 4096 }
+    if size > 0 { size } else { 4096 }
 }
 
 #[cfg(test)]

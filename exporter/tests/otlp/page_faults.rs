@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 
 const PAGES: i64 = 10_240;
 
+/// One pushed sample: sample type, unit, period type and period, value.
+type Pushed = (String, String, String, i64);
+
 /// Per export line: (sample type, unit, period type, value) of every sample whose attributes
 /// hold process.pid = `pid` and region = anon, with the comm attributes seen on them.
-fn our_anon_faults(line: &str, pid: u32) -> (Vec<(String, String, String, i64)>, Vec<String>) {
+fn our_anon_faults(line: &str, pid: u32) -> (Vec<Pushed>, Vec<String>) {
     let export: serde_json::Value = serde_json::from_str(line).unwrap();
     let d = &export["dictionary"];
     let strings: Vec<&str> = d["stringTable"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
@@ -82,9 +85,7 @@ fn the_page_fault_profile_is_pushed_with_pid_comm_and_memory_types() {
         let (values, comms): (Vec<_>, Vec<_>) = lines.iter().map(|l| our_anon_faults(l, pid)).unzip();
         (values.into_iter().flatten().collect::<Vec<_>>(), comms.into_iter().flatten().collect::<Vec<_>>(), text)
     };
-    let sum = |values: &[(String, String, String, i64)], kind: &str| {
-        values.iter().filter(|v| v.0 == kind).map(|v| v.3).sum::<i64>()
-    };
+    let sum = |values: &[Pushed], kind: &str| values.iter().filter(|v| v.0 == kind).map(|v| v.3).sum::<i64>();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (values, comms, text) = pushed();
