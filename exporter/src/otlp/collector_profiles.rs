@@ -60,13 +60,19 @@ impl Deltas {
     /// The samples' increase since the last call; a sample whose value fell (the collector
     /// restarted) counts from zero again. The collector bounds its samples, so this map is bounded too.
     fn gained(&mut self, profile: Profile) -> Profile {
-        let mut seen = HashMap::with_capacity(profile.samples.len());
-        let mut gained = Profile::new(self.id, profile.sample_types.clone());
+        // Entries that render alike (two cgroups of one name) are one sample here, summed.
+        let mut now: HashMap<SampleKey, Vec<i64>> = HashMap::with_capacity(profile.samples.len());
         for sample in profile.samples {
-            let key = (sample.stack, sample.labels);
+            let values = now.entry((sample.stack, sample.labels)).or_insert_with(|| vec![0; sample.values.len()]);
+            for (total, value) in values.iter_mut().zip(&sample.values) {
+                *total = total.saturating_add(*value);
+            }
+        }
+        let mut seen = HashMap::with_capacity(now.len());
+        let mut gained = Profile::new(self.id, profile.sample_types.clone());
+        for (key, totals) in now {
             let before = self.pushed.get(&key);
-            let values: Vec<i64> = sample
-                .values
+            let values: Vec<i64> = totals
                 .iter()
                 .enumerate()
                 .map(|(i, now)| {
@@ -77,9 +83,9 @@ impl Deltas {
             if values.iter().any(|v| *v != 0) {
                 gained.samples.push(Sample { stack: key.0.clone(), values, labels: key.1.clone() });
             }
-            seen.insert(key, sample.values);
+            seen.insert(key, totals);
         }
-        // Samples gone from the collector (none today: it only adds) are forgotten.
+        // Samples gone from the collector (exited processes leave a full table) are forgotten.
         self.pushed = seen;
         gained
     }
@@ -152,7 +158,9 @@ mod tests {
         let labels: Vec<&str> = fill.labels.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(labels, ["region", "process.pid", "process.executable.name"]);
 
-        served.0.lock().unwrap().samples = vec![faults("fill", "42", 1500), faults("grow", "42", 10)];
+        // Two entries that render alike are one sample: 1,200 + 300 is 500 more than 1,000.
+        served.0.lock().unwrap().samples =
+            vec![faults("fill", "42", 1200), faults("grow", "42", 10), faults("fill", "42", 300)];
         let second = deltas.since_last_push().unwrap();
         assert_eq!(second.samples.len(), 1, "an unchanged sample is left out");
         assert_eq!(second.samples[0].values, vec![500, 500 * page_size()]);

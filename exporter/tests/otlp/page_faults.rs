@@ -1,7 +1,7 @@
 //! The page-fault profile of `--collector.page_faults` pushed as OTLP profiles on the interval:
-//! this test process faults 40 MiB of fresh anonymous memory (10,240 pages, known by construction)
-//! and the official Python protos receive those faults under its pid and comm, as page-fault counts
-//! and as bytes, with memory period types.
+//! a child process touches 40 MiB of a fresh anonymous mapping (10,240 pages, known by
+//! construction) and the official Python protos receive those faults under its pid and comm, as
+//! page-fault counts and as bytes, with memory period types.
 
 use crate::common::{Exporter, free_port, is_root};
 use crate::receivers::{Receiver, venv};
@@ -73,10 +73,22 @@ fn the_page_fault_profile_is_pushed_with_pid_comm_and_memory_types() {
         "1s",
     ]);
     assert!(exporter.metrics().contains("memleak_exporter_collector_success{collector=\"page_faults\"} 1\n"));
-    let memory = vec![1u8; (PAGES as usize) << 12];
-    assert_eq!(memory.iter().step_by(4096).map(|b| i64::from(*b)).sum::<i64>(), PAGES);
-    let pid = std::process::id();
-    let comm = std::fs::read_to_string("/proc/self/comm").unwrap().trim().to_owned();
+    // A process of its own, so that the other tests of this binary faulting beside it do not count;
+    // MAP_PRIVATE, as Python's anonymous mmap is shared (shmem, not the anon region) by default.
+    let script = format!(
+        "import mmap, sys, time\nm = mmap.mmap(-1, {PAGES} * 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)\nfor i in range(0, {PAGES} * 4096, 4096): m[i] = 1\n\
+         print('faulted', flush=True)\ntime.sleep(60)\n"
+    );
+    let mut child = std::process::Command::new(venv.join("bin/python3"))
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "faulted");
+    let pid = child.id();
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim().to_owned();
     // Sampled every 10 faults, each push carrying what its interval added: the pushes add up to
     // this process's faults (a sample that lost its stack is left out of the profile: allow 10 %).
     let pushed = || {
@@ -111,7 +123,8 @@ fn the_page_fault_profile_is_pushed_with_pid_comm_and_memory_types() {
     let (values, _, _) = pushed();
     let faults = sum(&values, "page_faults");
     assert!(faults < PAGES * 3 / 2, "{faults} faults for {PAGES} pages: a push repeated what was pushed");
-    drop(memory);
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn page_size() -> i64 {
