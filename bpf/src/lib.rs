@@ -8,6 +8,7 @@ mod cgroup_ids;
 mod loader;
 pub mod memory_syscalls;
 pub mod page_faults;
+pub mod sampler_markers;
 pub mod shared;
 
 pub use loader::BpfObject;
@@ -24,6 +25,12 @@ pub static PAGE_FAULTS: BpfObject = BpfObject {
 pub static MEMORY_SYSCALLS: BpfObject = BpfObject {
     file: "memory_syscalls.bpf.o",
     bytes: aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/memory_syscalls.bpf.o")),
+};
+
+/// The uprobe programs on the cooperative sampler's markers (capture kind `sampler`).
+pub static SAMPLER_MARKERS: BpfObject = BpfObject {
+    file: "sampler_markers.bpf.o",
+    bytes: aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sampler_markers.bpf.o")),
 };
 
 /// Whether this build has BPF programs (clang was there when it was built).

@@ -7,6 +7,7 @@
 //! staleness and reachability kinds add their lines here.
 
 pub mod allocator_profile;
+pub mod sampler;
 
 use super::allow::Allowlist;
 use super::cancel::Cancel;
@@ -28,7 +29,7 @@ pub struct Kind {
 }
 
 /// Every capture kind.
-pub static KINDS: &[&Kind] = &[&allocator_profile::KIND];
+pub static KINDS: &[&Kind] = &[&allocator_profile::KIND, &sampler::KIND];
 
 /// The kind named `id`.
 pub fn find(id: &str) -> Option<&'static Kind> {

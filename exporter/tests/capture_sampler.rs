@@ -1,0 +1,226 @@
+//! Capture kind `sampler` on real processes, as root (uprobes): the fixture program A
+//! (`a_cachesvc`) run with the cooperative sampler preloaded and a capture window over its whole
+//! run, whose served profile names `leak_request_buffer` on top with the bytes the fixtures'
+//! README states, within the sampling error; and a process without the sampler, which the
+//! capture names as such.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Exporter, is_root, request, require_tool};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The mean distance between samples in these runs: small enough that the estimate of 200
+/// blocks is tight, large enough that most small blocks go unsampled (and are weighted up).
+const MEAN: f64 = 1024.0;
+
+fn ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// Whether uprobes can be attached here; under CI=true they must.
+fn privileged() -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(!ci(), "CI runs as root: the sampler capture tests must run there");
+    eprintln!("SKIP: needs root (uprobes)");
+    false
+}
+
+/// The sampler library built by the workspace (`cargo test --workspace` builds it beside the tests).
+fn library() -> Option<PathBuf> {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    let found = [deps.to_path_buf(), deps.parent().unwrap().to_path_buf()]
+        .into_iter()
+        .map(|d| d.join("libmemleak_sampler.so"))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            !ci(),
+            "libmemleak_sampler.so is not built: run the whole workspace's tests (or cargo build -p memleak-sampler)"
+        );
+        eprintln!("SKIP: libmemleak_sampler.so is not built: cargo build -p memleak-sampler");
+    }
+    found
+}
+
+/// The gate library (tests/helpers/gate.c), compiled into `dir`.
+fn gate(dir: &Path) -> Option<PathBuf> {
+    require_tool("cc", "gcc")?;
+    let out = dir.join("libgate.so");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/gate.c");
+    let status =
+        Command::new("cc").args(["-O1", "-shared", "-fPIC", "-Wall", "-Werror", "-o"]).arg(&out).arg(source).status();
+    assert!(status.is_ok_and(|s| s.success()), "cc failed on tests/helpers/gate.c");
+    Some(out)
+}
+
+/// Program A of the fixtures (a copy kept by the sampler crate's tests).
+fn a_cachesvc() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../sampler/tests/data/a_cachesvc")
+}
+
+struct Held {
+    child: Child,
+    gate: Option<std::fs::File>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.gate.take();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn alert(fingerprint: &str, labels: Value) -> Value {
+    let mut all = json!({ "alertname": "ProcessMemoryLeak", "capture": "sampler", "severity": "warning" });
+    all.as_object_mut().unwrap().extend(labels.as_object().unwrap().clone());
+    json!({ "status": "firing", "labels": all, "annotations": { "capture_duration": "4s" }, "fingerprint": fingerprint })
+}
+
+fn post(exporter: &Exporter, alert: Value) -> Value {
+    let body = json!({ "version": "4", "status": "firing", "receiver": "memleak", "alerts": [alert] }).to_string();
+    let (status, reply) = request(exporter.port, "POST", "/api/v1/alerts", "", &body);
+    let reply: Value = serde_json::from_slice(&reply).unwrap();
+    assert_eq!(status, 200, "{reply}");
+    reply["outcomes"][0].clone()
+}
+
+/// The capture's entry in the captures list (status, phase, short summary).
+fn capture(exporter: &Exporter, id: &str) -> Value {
+    let (status, body) = request(exporter.port, "GET", "/api/v1/captures", "", "");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let list: Value = serde_json::from_slice(&body).unwrap();
+    list["captures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("{id} is not listed"))
+}
+
+/// The capture's full summary (totals, top sites, records).
+fn summary(exporter: &Exporter, id: &str) -> Value {
+    let (status, body) = request(exporter.port, "GET", &format!("/api/v1/captures/{id}"), "", "");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice::<Value>(&body).unwrap()["summary"].clone()
+}
+
+fn wait_for(exporter: &Exporter, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let c = capture(exporter, id);
+        if done(&c) {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "capture {id} never became {what}: {c}\n{}", exporter.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An estimate of `blocks` blocks of `size` bytes, each sampled with p = 1 - exp(-size/mean)
+/// and weighted by size/p: unbiased, with variance blocks * size² * (1-p)/p. Four standard
+/// deviations: a correct capture fails about once in 16,000 runs.
+fn tolerance(blocks: f64, size: f64) -> f64 {
+    let p = 1.0 - (-size / MEAN).exp();
+    4.0 * (blocks * size * size * (1.0 - p) / p).sqrt()
+}
+
+/// Bytes and the innermost frame of each site of a served profile, by our pprof decoder.
+fn sites(profile: &[u8]) -> Vec<(String, i64)> {
+    let decoded = memleak_artifacts::pprof_decode::decode(profile).unwrap().profile;
+    memleak_artifacts::sites::top(&decoded, 0, 10).into_iter().map(|s| (s.frame.function, s.values[0])).collect()
+}
+
+#[test]
+fn a_capture_over_program_a_names_its_leak_with_the_bytes_of_the_truth() {
+    if !privileged() {
+        return;
+    }
+    let Some(library) = library() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(gate) = gate(dir.path()) else { return };
+    let fifo = dir.path().join("gate");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let child = Command::new(a_cachesvc())
+        .arg("leak")
+        .env("LD_PRELOAD", format!("{} {}", library.display(), gate.display()))
+        .env("MEMLEAK_SAMPLER_MEAN_BYTES", (MEAN as u64).to_string())
+        .env("MEMLEAK_TEST_GATE", &fifo)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut held = Held { child, gate: None };
+    // Opening the FIFO for writing waits for the program's constructor to open it: both
+    // libraries are mapped, main has not started.
+    held.gate = Some(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+    let pid = held.child.id();
+
+    let exporter = Exporter::start(&[]);
+    let outcome = post(&exporter, alert("s1", json!({ "group": "a_cachesvc", "pid": pid.to_string() })));
+    assert_eq!(outcome["outcome"], "accepted", "{outcome}");
+    let id = outcome["capture"].as_str().unwrap().to_owned();
+    wait_for(&exporter, &id, "in its window", |c| c["phase"] == "window");
+    // Go: the whole run (400 iterations, well under a second) happens in the window; the
+    // program then waits at its exit, its leaks still in memory, until the gate closes.
+    held.gate.as_mut().unwrap().write_all(b"g").unwrap();
+    let mut line = String::new();
+    BufReader::new(held.child.stderr.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "a_cachesvc: done\n");
+    let done = wait_for(&exporter, &id, "finished", |c| c["status"] != "running");
+    drop(held);
+    assert_eq!(done["status"], "done", "{done}");
+    let summary = &summary(&exporter, &id);
+    assert_eq!(summary["totals"]["mean_bytes"], MEAN, "{summary}");
+    assert_eq!(summary["top_sites"][0]["function"], "leak_request_buffer", "{summary}");
+
+    let (status, profile) = request(exporter.port, "GET", &format!("/api/v1/captures/{id}/profile.pb.gz"), "", "");
+    assert_eq!(status, 200);
+    let sites = sites(&profile);
+    let bytes_of = |f: &str| sites.iter().find(|(name, _)| name == f).map_or(0, |(_, b)| *b) as f64;
+    // The truth (fixtures' README): 200 x 1536 B from leak_request_buffer, 400 x 256 B from
+    // leaky_cache_insert still allocated at exit; the 8192 B scratch and the strdup are freed.
+    for (function, blocks, size) in [("leak_request_buffer", 200.0, 1536.0), ("leaky_cache_insert", 400.0, 256.0)] {
+        let (measured, truth, within) = (bytes_of(function), blocks * size, tolerance(blocks, size));
+        eprintln!("{function}: {measured} B, truth {truth} ± {within:.0}");
+        assert!((measured - truth).abs() <= within, "{function}: {measured} B vs {truth} ± {within:.0}: {sites:?}");
+    }
+    assert!(
+        !sites.iter().any(|(f, _)| f == "handle_request" || f == "__strdup" || f == "strdup"),
+        "freed sites: {sites:?}"
+    );
+    // The stack is whole: the caller of malloc (which the frame-pointer walk misses) and its callers.
+    let (_, folded) = request(exporter.port, "GET", &format!("/api/v1/captures/{id}/folded"), "", "");
+    let folded = String::from_utf8(folded).unwrap();
+    assert!(folded.lines().any(|l| l.contains("main;run_service;handle_request;leak_request_buffer ")), "{folded}");
+    assert!(folded.lines().any(|l| l.contains("main;run_service;leaky_cache_insert ")), "{folded}");
+    let (status, svg) = request(exporter.port, "GET", &format!("/api/v1/captures/{id}/flamegraph.svg"), "", "");
+    assert!(status == 200 && String::from_utf8_lossy(&svg).contains("leak_request_buffer"));
+    assert_eq!(summary["records"][0]["attributes"]["site.0.function"], "leak_request_buffer", "{summary}");
+}
+
+#[test]
+fn a_process_without_the_sampler_is_named_as_such() {
+    if !privileged() {
+        return;
+    }
+    let mut plain = Command::new("sleep").arg("30").spawn().unwrap();
+    let exporter = Exporter::start(&[]);
+    let outcome = post(&exporter, alert("s2", json!({ "group": "sleep", "pid": plain.id().to_string() })));
+    let _ = plain.kill();
+    let _ = plain.wait();
+    assert_eq!(outcome["outcome"], "unavailable", "{outcome}");
+    let reason = outcome["reason"].as_str().unwrap();
+    assert!(reason.contains("has not loaded the sampler") && reason.contains("LD_PRELOAD"), "{reason}");
+}
