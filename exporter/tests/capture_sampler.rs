@@ -8,12 +8,12 @@
 
 mod common;
 
-use common::{Exporter, is_root, request, require_tool};
-use serde_json::{Value, json};
+use common::captures::{alert, post, privileged, summary, wait_for};
+use common::{Exporter, request, require_tool};
+use serde_json::json;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// The mean distance between samples in these runs: small enough that the estimate of 200
 /// blocks is tight, large enough that most small blocks go unsampled (and are weighted up).
@@ -21,16 +21,6 @@ const MEAN: f64 = 1024.0;
 
 fn ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
-}
-
-/// Whether uprobes can be attached here; under CI=true they must.
-fn privileged() -> bool {
-    if is_root() {
-        return true;
-    }
-    assert!(!ci(), "CI runs as root: the sampler capture tests must run there");
-    eprintln!("SKIP: needs root (uprobes)");
-    false
 }
 
 /// The sampler library built by the workspace (`cargo test --workspace` builds it beside the tests).
@@ -80,53 +70,6 @@ impl Drop for Held {
     }
 }
 
-fn alert(fingerprint: &str, labels: Value) -> Value {
-    let mut all = json!({ "alertname": "ProcessMemoryLeak", "capture": "sampler", "severity": "warning" });
-    all.as_object_mut().unwrap().extend(labels.as_object().unwrap().clone());
-    json!({ "status": "firing", "labels": all, "annotations": { "capture_duration": "4s" }, "fingerprint": fingerprint })
-}
-
-fn post(exporter: &Exporter, alert: Value) -> Value {
-    let body = json!({ "version": "4", "status": "firing", "receiver": "memleak", "alerts": [alert] }).to_string();
-    let (status, reply) = request(exporter.port, "POST", "/api/v1/alerts", "", &body);
-    let reply: Value = serde_json::from_slice(&reply).unwrap();
-    assert_eq!(status, 200, "{reply}");
-    reply["outcomes"][0].clone()
-}
-
-/// The capture's entry in the captures list (status, phase, short summary).
-fn capture(exporter: &Exporter, id: &str) -> Value {
-    let (status, body) = request(exporter.port, "GET", "/api/v1/captures", "", "");
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let list: Value = serde_json::from_slice(&body).unwrap();
-    list["captures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .cloned()
-        .unwrap_or_else(|| panic!("{id} is not listed"))
-}
-
-/// The capture's full summary (totals, top sites, records).
-fn summary(exporter: &Exporter, id: &str) -> Value {
-    let (status, body) = request(exporter.port, "GET", &format!("/api/v1/captures/{id}"), "", "");
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    serde_json::from_slice::<Value>(&body).unwrap()["summary"].clone()
-}
-
-fn wait_for(exporter: &Exporter, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let c = capture(exporter, id);
-        if done(&c) {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "capture {id} never became {what}: {c}\n{}", exporter.stderr());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// An estimate of `blocks` blocks of `size` bytes, each sampled with p = 1 - exp(-size/mean)
 /// and weighted by size/p: unbiased, with variance blocks * size² * (1-p)/p. Four standard
 /// deviations: a correct capture fails about once in 16,000 runs.
@@ -143,7 +86,7 @@ fn sites(profile: &[u8]) -> Vec<(String, i64)> {
 
 #[test]
 fn a_capture_over_program_a_names_its_leak_with_the_bytes_of_the_truth() {
-    if !privileged() {
+    if !privileged("the sampler capture") {
         return;
     }
     let Some(library) = library() else { return };
@@ -168,7 +111,8 @@ fn a_capture_over_program_a_names_its_leak_with_the_bytes_of_the_truth() {
     let pid = held.child.id();
 
     let exporter = Exporter::start(&[]);
-    let outcome = post(&exporter, alert("s1", json!({ "group": "a_cachesvc", "pid": pid.to_string() })));
+    let outcome =
+        post(&exporter, alert("sampler", "s1", json!({ "group": "a_cachesvc", "pid": pid.to_string() }), "4s"));
     assert_eq!(outcome["outcome"], "accepted", "{outcome}");
     let id = outcome["capture"].as_str().unwrap().to_owned();
     wait_for(&exporter, &id, "in its window", |c| c["phase"] == "window");
@@ -212,12 +156,13 @@ fn a_capture_over_program_a_names_its_leak_with_the_bytes_of_the_truth() {
 
 #[test]
 fn a_process_without_the_sampler_is_named_as_such() {
-    if !privileged() {
+    if !privileged("the sampler capture") {
         return;
     }
     let mut plain = Command::new("sleep").arg("30").spawn().unwrap();
     let exporter = Exporter::start(&[]);
-    let outcome = post(&exporter, alert("s2", json!({ "group": "sleep", "pid": plain.id().to_string() })));
+    let outcome =
+        post(&exporter, alert("sampler", "s2", json!({ "group": "sleep", "pid": plain.id().to_string() }), "4s"));
     let _ = plain.kill();
     let _ = plain.wait();
     assert_eq!(outcome["outcome"], "unavailable", "{outcome}");

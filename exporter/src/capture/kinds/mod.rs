@@ -8,6 +8,7 @@
 
 pub mod allocator_profile;
 pub mod sampler;
+pub mod staleness;
 
 use super::allow::Allowlist;
 use super::cancel::Cancel;
@@ -29,7 +30,7 @@ pub struct Kind {
 }
 
 /// Every capture kind.
-pub static KINDS: &[&Kind] = &[&allocator_profile::KIND, &sampler::KIND];
+pub static KINDS: &[&Kind] = &[&allocator_profile::KIND, &sampler::KIND, &staleness::KIND];
 
 /// The kind named `id`.
 pub fn find(id: &str) -> Option<&'static Kind> {
