@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::captures::{alert, post, privileged, summary, wait_for};
+use common::captures::{alert, post, privileged, state, summary, wait_for};
 use common::{Exporter, request, require_tool};
 use serde_json::json;
 use std::io::{BufRead, BufReader, Write};
@@ -84,14 +84,19 @@ fn sites(profile: &[u8]) -> Vec<(String, i64)> {
     memleak_artifacts::sites::top(&decoded, 0, 10).into_iter().map(|s| (s.frame.function, s.values[0])).collect()
 }
 
-#[test]
-fn a_capture_over_program_a_names_its_leak_with_the_bytes_of_the_truth() {
+/// Runs program A with the sampler at `mean` under a sampler capture (`annotations`) whose
+/// window covers its whole run; the exporter, the capture's id and its full summary.
+fn capture_program_a(
+    mean: u64,
+    annotations: serde_json::Value,
+    args: &[&str],
+) -> Option<(Exporter, String, serde_json::Value)> {
     if !privileged("the sampler capture") {
-        return;
+        return None;
     }
-    let Some(library) = library() else { return };
+    let library = library()?;
     let dir = tempfile::tempdir().unwrap();
-    let Some(gate) = gate(dir.path()) else { return };
+    let gate = gate(dir.path())?;
     let fifo = dir.path().join("gate");
     let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: a valid NUL-terminated path.
@@ -99,7 +104,7 @@ fn a_capture_over_program_a_names_its_leak_with_the_bytes_of_the_truth() {
     let child = Command::new(a_cachesvc())
         .arg("leak")
         .env("LD_PRELOAD", format!("{} {}", library.display(), gate.display()))
-        .env("MEMLEAK_SAMPLER_MEAN_BYTES", (MEAN as u64).to_string())
+        .env("MEMLEAK_SAMPLER_MEAN_BYTES", mean.to_string())
         .env("MEMLEAK_TEST_GATE", &fifo)
         .stderr(Stdio::piped())
         .spawn()
@@ -110,9 +115,9 @@ fn a_capture_over_program_a_names_its_leak_with_the_bytes_of_the_truth() {
     held.gate = Some(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
     let pid = held.child.id();
 
-    let exporter = Exporter::start(&[]);
-    let outcome =
-        post(&exporter, alert("sampler", "s1", json!({ "group": "a_cachesvc", "pid": pid.to_string() }), "4s"));
+    let exporter = Exporter::start(args);
+    let labels = json!({ "group": "a_cachesvc", "pid": pid.to_string() });
+    let outcome = post(&exporter, alert("sampler", "s1", labels, annotations));
     assert_eq!(outcome["outcome"], "accepted", "{outcome}");
     let id = outcome["capture"].as_str().unwrap().to_owned();
     wait_for(&exporter, &id, "in its window", |c| c["phase"] == "window");
@@ -123,9 +128,20 @@ fn a_capture_over_program_a_names_its_leak_with_the_bytes_of_the_truth() {
     BufReader::new(held.child.stderr.take().unwrap()).read_line(&mut line).unwrap();
     assert_eq!(line, "a_cachesvc: done\n");
     let done = wait_for(&exporter, &id, "finished", |c| c["status"] != "running");
+    // Never left stopped: back to waiting on its gate.
+    assert_eq!(state(pid), Some('S'), "after the capture");
     drop(held);
     assert_eq!(done["status"], "done", "{done}");
-    let summary = &summary(&exporter, &id);
+    let summary = summary(&exporter, &id);
+    Some((exporter, id, summary))
+}
+
+#[test]
+fn a_capture_over_program_a_names_its_leak_with_the_bytes_of_the_truth() {
+    let Some((exporter, id, summary)) = capture_program_a(MEAN as u64, json!({ "capture_duration": "4s" }), &[]) else {
+        return;
+    };
+    let summary = &summary;
     assert_eq!(summary["totals"]["mean_bytes"], MEAN, "{summary}");
     assert_eq!(summary["top_sites"][0]["function"], "leak_request_buffer", "{summary}");
 
@@ -155,14 +171,44 @@ fn a_capture_over_program_a_names_its_leak_with_the_bytes_of_the_truth() {
 }
 
 #[test]
+fn reachability_marks_program_as_lost_blocks_definitely_leaked_and_the_reachable_ones_not() {
+    // Mean 1 byte: every block is sampled (p = 1 - e^-20 or more), so the truth is exact: the
+    // fixtures' README (memcheck) says definitely lost 307,456 B in 201 blocks (200 request
+    // buffers and the cache's dropped head), indirectly lost 102,144 B in 399 (the cache's other
+    // nodes, each pointed to by the next) and still reachable 96 B in 1 (init_config's, a global
+    // points to it). A scan that sees every reference tells the first from the two others.
+    let annotations = json!({ "capture_duration": "4s", "reachability": "true" });
+    let Some((_exporter, _id, summary)) =
+        capture_program_a(1, annotations, &["--capture.reachability.max-pause", "5s"])
+    else {
+        return;
+    };
+    let totals = &summary["totals"];
+    eprintln!("{totals}");
+    assert_eq!(totals["definitely_leaked_blocks"], 201.0, "{summary}");
+    assert_eq!(totals["definitely_leaked_bytes"], 307456.0, "{summary}");
+    assert_eq!(totals["referenced_blocks"], 400.0, "{summary}");
+    assert_eq!(totals["referenced_bytes"], 102240.0, "{summary}");
+    assert!(totals["reachability_pause_seconds"].as_f64().unwrap() > 0.0);
+    assert!(totals["reachability_scanned_bytes"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
 fn a_process_without_the_sampler_is_named_as_such() {
     if !privileged("the sampler capture") {
         return;
     }
     let mut plain = Command::new("sleep").arg("30").spawn().unwrap();
     let exporter = Exporter::start(&[]);
-    let outcome =
-        post(&exporter, alert("sampler", "s2", json!({ "group": "sleep", "pid": plain.id().to_string() }), "4s"));
+    let outcome = post(
+        &exporter,
+        alert(
+            "sampler",
+            "s2",
+            json!({ "group": "sleep", "pid": plain.id().to_string() }),
+            json!({ "capture_duration": "4s" }),
+        ),
+    );
     let _ = plain.kill();
     let _ = plain.wait();
     assert_eq!(outcome["outcome"], "unavailable", "{outcome}");

@@ -64,7 +64,7 @@ fn staleness_ranks_a_leak_never_touched_above_a_cache_read_constantly() {
 
     let exporter = Exporter::start(&[]);
     let labels = json!({ "group": "stale_cache", "pid": child.0.id().to_string() });
-    let outcome = post(&exporter, alert("staleness", "t1", labels, "2s"));
+    let outcome = post(&exporter, alert("staleness", "t1", labels, json!({ "capture_duration": "2s" })));
     assert_eq!(outcome["outcome"], "accepted", "{outcome}");
     let id = outcome["capture"].as_str().unwrap().to_owned();
     let done = wait_for(&exporter, &id, "finished", |c| c["status"] != "running");

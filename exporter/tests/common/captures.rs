@@ -4,11 +4,17 @@ use super::{Exporter, request};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-/// An alert asking for a capture of `kind` lasting `duration`, with extra `labels`.
-pub fn alert(kind: &str, fingerprint: &str, labels: Value, duration: &str) -> Value {
+/// An alert asking for a capture of `kind`, with extra `labels` and `annotations` (`capture_duration`, …).
+pub fn alert(kind: &str, fingerprint: &str, labels: Value, annotations: Value) -> Value {
     let mut all = json!({ "alertname": "ProcessMemoryLeak", "capture": kind, "severity": "warning" });
     all.as_object_mut().unwrap().extend(labels.as_object().unwrap().clone());
-    json!({ "status": "firing", "labels": all, "annotations": { "capture_duration": duration }, "fingerprint": fingerprint })
+    json!({ "status": "firing", "labels": all, "annotations": annotations, "fingerprint": fingerprint })
+}
+
+/// The state letter of `/proc/PID/status` (`S`, `R`, `t` for a ptrace stop…), or `None` once gone.
+pub fn state(pid: u32) -> Option<char> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("State:")).and_then(|s| s.trim().chars().next())
 }
 
 /// POSTs one alert to the webhook; its outcome.

@@ -48,6 +48,8 @@ pub fn metric_label(id: &str) -> &'static str {
 pub struct Context {
     pub sources: Vec<Source>,
     pub pprof_allow: Allowlist,
+    /// The longest pause of a reachability scan (`--capture.reachability.max-pause`).
+    pub reachability_max_pause: Duration,
 }
 
 /// What a kind sees of an alert when it arrives.

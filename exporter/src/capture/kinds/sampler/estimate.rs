@@ -13,6 +13,23 @@ pub struct Block {
     pub size: u64,
     /// Seconds since it was allocated.
     pub age: f64,
+    /// Whether a reachability scan found nothing pointing into it (`None`: no scan).
+    pub definitely_leaked: Option<bool>,
+}
+
+/// Estimated bytes and blocks.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Estimate {
+    pub bytes: f64,
+    pub blocks: f64,
+}
+
+/// What a profile adds up to: everything, and what a reachability scan found definitely leaked or referenced.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Totals {
+    pub all: Estimate,
+    pub definitely_leaked: Estimate,
+    pub referenced: Estimate,
 }
 
 /// The chance that an allocation of `size` bytes is sampled under mean `mean`.
@@ -41,27 +58,42 @@ impl Ages for OldestAndMedian {
     }
 }
 
-/// The in-use profile of `blocks` sampled with `mean`; the estimated bytes in total.
-pub fn profile(blocks: Vec<Block>, mean: u64, ages: &dyn Ages) -> (Profile, f64) {
-    let mut by_stack: HashMap<Vec<Frame>, (f64, f64, i64, Vec<f64>)> = HashMap::new();
-    let mut total = 0.0;
+/// The in-use profile of `blocks` sampled with `mean` (one sample per stack and reachability); its totals.
+pub fn profile(blocks: Vec<Block>, mean: u64, ages: &dyn Ages) -> (Profile, Totals) {
+    type Key = (Vec<Frame>, Option<bool>);
+    let mut by_stack: HashMap<Key, (f64, f64, i64, Vec<f64>)> = HashMap::new();
+    let mut totals = Totals::default();
     for block in blocks {
         let p = probability(block.size, mean).max(f64::MIN_POSITIVE);
-        let entry = by_stack.entry(block.stack).or_default();
-        entry.0 += block.size as f64 / p;
-        entry.1 += 1.0 / p;
+        let (bytes, objects) = (block.size as f64 / p, 1.0 / p);
+        for (wanted, sum) in [
+            (None, &mut totals.all),
+            (Some(true), &mut totals.definitely_leaked),
+            (Some(false), &mut totals.referenced),
+        ] {
+            if wanted.is_none() || wanted == block.definitely_leaked {
+                sum.bytes += bytes;
+                sum.blocks += objects;
+            }
+        }
+        let entry = by_stack.entry((block.stack, block.definitely_leaked)).or_default();
+        entry.0 += bytes;
+        entry.1 += objects;
         entry.2 += 1;
         entry.3.push(block.age);
-        total += block.size as f64 / p;
     }
     let mut profile = Profile::new("inuse", SAMPLE_TYPES.to_vec());
-    for (stack, (bytes, objects, sampled, block_ages)) in by_stack {
+    for ((stack, leaked), (bytes, objects, sampled, block_ages)) in by_stack {
         let mut labels = vec![("sampled_blocks".to_owned(), sampled.to_string())];
+        if let Some(leaked) = leaked {
+            labels
+                .push(("reachability".to_owned(), if leaked { "definitely leaked" } else { "referenced" }.to_owned()));
+        }
         labels.extend(ages.labels(&block_ages));
         profile.samples.push(Sample { stack, values: vec![bytes.round() as i64, objects.round() as i64], labels });
     }
     profile.samples.sort_by(|a, b| b.values[0].cmp(&a.values[0]));
-    (profile, total)
+    (profile, totals)
 }
 
 #[cfg(test)]
@@ -75,15 +107,28 @@ mod tests {
         // p = 1 - e^-1 for a block the size of the mean.
         assert!((probability(1024, 1024) - (1.0 - (-1.0f64).exp())).abs() < 1e-12);
         let stack = vec![Frame::function("leak")];
-        let blocks = vec![Block { stack: stack.clone(), size: 1024, age: 3.0 }, Block { stack, size: 1024, age: 9.0 }];
-        let (profile, total) = profile(blocks, 1024, &OldestAndMedian);
+        let blocks = vec![
+            Block { stack: stack.clone(), size: 1024, age: 3.0, definitely_leaked: None },
+            Block { stack, size: 1024, age: 9.0, definitely_leaked: None },
+        ];
+        let (profile, totals) = profile(blocks, 1024, &OldestAndMedian);
         let want = 2.0 * 1024.0 / (1.0 - (-1.0f64).exp());
-        assert!((total - want).abs() < 1e-6);
+        assert!((totals.all.bytes - want).abs() < 1e-6);
+        assert_eq!(totals.definitely_leaked, Estimate::default());
         assert_eq!(
             profile.samples[0].values,
             vec![want.round() as i64, (2.0 / (1.0 - (-1.0f64).exp())).round() as i64]
         );
         assert!(profile.samples[0].labels.contains(&("sampled_blocks".into(), "2".into())));
         assert!(profile.samples[0].labels.contains(&("age_max_seconds".into(), "9".into())));
+    }
+
+    #[test]
+    fn reachability_splits_a_site() {
+        let stack = vec![Frame::function("cache")];
+        let block = |leaked| Block { stack: stack.clone(), size: 1 << 20, age: 1.0, definitely_leaked: Some(leaked) };
+        let (profile, totals) = profile(vec![block(true), block(false), block(false)], 1, &OldestAndMedian);
+        assert_eq!(profile.samples.len(), 2);
+        assert_eq!((totals.definitely_leaked.blocks, totals.referenced.blocks, totals.all.blocks), (1.0, 2.0, 3.0));
     }
 }

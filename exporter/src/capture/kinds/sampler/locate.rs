@@ -28,6 +28,8 @@ pub struct Markers {
     pub mean: u64,
     /// How the mean was found.
     pub mean_source: String,
+    /// Where the sampler's table of sampled pointers is in the process (not a root for reachability).
+    pub table: Option<(u64, u64)>,
 }
 
 /// The markers of process `pid`, or why it has none.
@@ -41,9 +43,13 @@ pub fn markers(procfs: &Path, pid: u32) -> Result<Markers, String> {
     for (range, path) in candidates(&maps, exe.as_deref()) {
         let binary = proc_dir.join("root").join(path.trim_start_matches('/'));
         match check(&binary, &proc_dir.join("map_files").join(&range)) {
-            Ok(()) => {
+            Ok(table) => {
                 let (mean, mean_source) = mean(&proc_dir.join("environ"));
-                return Ok(Markers { pid, binary, mapped_path: path, mean, mean_source });
+                let table = table.and_then(|(min_vaddr, address, size)| {
+                    let base = load_address(&maps, &path)?.checked_sub(min_vaddr & !0xfff)?;
+                    Some((base.checked_add(address)?, base.checked_add(address)?.checked_add(size)?))
+                });
+                return Ok(Markers { pid, binary, mapped_path: path, mean, mean_source, table });
             }
             Err(e) => why.push(format!("{path}: {e}")),
         }
@@ -85,8 +91,30 @@ fn candidates(maps: &str, exe: Option<&Path>) -> Vec<(String, String)> {
     libraries
 }
 
-/// The file at `binary` defines both markers and is the mapped one (`mapped`, its `map_files` entry): same build id.
-fn check(binary: &Path, mapped: &Path) -> Result<(), String> {
+/// Where the mapping of `path` at file offset 0 starts.
+fn load_address(maps: &str, path: &str) -> Option<u64> {
+    maps.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (range, _, offset, _, _, name) =
+            (fields.next()?, fields.next()?, fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+        (name == path && u64::from_str_radix(offset, 16).ok()? == 0)
+            .then(|| u64::from_str_radix(range.split_once('-')?.0, 16).ok())
+            .flatten()
+    })
+}
+
+/// The sampler's table (`memleak_sampler::sampling::SAMPLED`) in the file: the lowest load
+/// address, its address and size; `None` in a file without a symbol table.
+fn table_symbol(file: &object::File) -> Option<(u64, u64, u64)> {
+    use object::ObjectSegment;
+    let min_vaddr = file.segments().map(|s| s.address()).min()?;
+    let symbol = file.symbols().find(|s| s.name().is_ok_and(|n| n.contains("15memleak_sampler8sampling7SAMPLED")))?;
+    Some((min_vaddr, symbol.address(), symbol.size()))
+}
+
+/// The file at `binary` defines both markers and is the mapped one (`mapped`, its `map_files`
+/// entry): same build id. Returns where its table of sampled pointers is, when it says.
+fn check(binary: &Path, mapped: &Path) -> Result<Option<(u64, u64, u64)>, String> {
     let bytes = read_bounded(binary, MAX_BINARY_BYTES).map_err(|e| format!("cannot read {}: {e}", binary.display()))?;
     let file = object::File::parse(&*bytes).map_err(|e| format!("not an ELF file: {e}"))?;
     for marker in [ALLOC_MARKER, FREE_MARKER] {
@@ -101,7 +129,7 @@ fn check(binary: &Path, mapped: &Path) -> Result<(), String> {
     let mapped_id =
         object::File::parse(&*mapped_bytes).ok().and_then(|f| f.build_id().ok().flatten().map(<[u8]>::to_vec));
     match (id, mapped_id) {
-        (Some(a), Some(b)) if a == b => Ok(()),
+        (Some(a), Some(b)) if a == b => Ok(table_symbol(&file)),
         (None, _) | (_, None) => {
             Err("has no build id to check it against the mapped file: build it with --build-id".into())
         }

@@ -1,11 +1,16 @@
 //! Capture kind `sampler` (layer 3, cheap): uprobes on the cooperative sampler's markers in the target's processes for the window only; the sampled blocks allocated in the window and still outstanding at its end, scaled to unbiased in-use bytes and blocks per stack, with their ages.
 //!
+//! With the alert's annotation `reachability: "true"`, each process is paused at the end of the
+//! window for a conservative scan (`reachability`, bounded by `--capture.reachability.max-pause`)
+//! that marks the blocks nothing points to as definitely leaked.
+//!
 //! The mean comes from each process's environment (`MEMLEAK_SAMPLER_MEAN_BYTES` in
 //! `/proc/PID/environ`, as the sampler read it when it started; the default otherwise). At most
 //! `MAX_PROCESSES` processes are probed (each probe set has its own table).
 
 mod estimate;
 mod locate;
+mod reachability;
 mod stacks;
 
 use super::{Finished, Job, Kind, Refusal, Run, Setup, Status, Window};
@@ -13,7 +18,7 @@ use estimate::{Block, OldestAndMedian};
 use locate::Markers;
 use memleak_artifacts::Ingested;
 use memleak_artifacts::symbolize::Symbolizer;
-use memleak_bpf::sampler_markers::MarkerProbes;
+use memleak_bpf::sampler_markers::{MarkerProbes, SampledBlock, SampledKey};
 use stacks::{ElfNames, Names, Space};
 use std::path::Path;
 use std::time::Duration;
@@ -45,6 +50,13 @@ fn prepare(setup: &Setup) -> Result<Box<dyn Run>, Refusal> {
             Err(why) => without.push(why),
         }
     }
+    let reachability = match setup.annotations.get("reachability").map(String::as_str) {
+        None | Some("false") => None,
+        Some("true") => Some(setup.context.reachability_max_pause),
+        Some(other) => {
+            return Err(Refusal::Invalid(format!("annotation reachability={other:?}: give \"true\" or \"false\"")));
+        }
+    };
     if found.is_empty() {
         return Err(Refusal::Unavailable(format!(
             "no process of {} runs the sampler: {}",
@@ -52,13 +64,15 @@ fn prepare(setup: &Setup) -> Result<Box<dyn Run>, Refusal> {
             without.join("; ")
         )));
     }
-    Ok(Box::new(Capture { markers: found, left_out: without }))
+    Ok(Box::new(Capture { markers: found, left_out: without, reachability }))
 }
 
 #[derive(Debug)]
 struct Capture {
     markers: Vec<Markers>,
     left_out: Vec<String>,
+    /// The longest pause of a reachability scan, when one is asked for.
+    reachability: Option<Duration>,
 }
 
 impl Run for Capture {
@@ -84,12 +98,40 @@ impl Run for Capture {
         let mut out = Ingested::new("sampler");
         let (mut allocs, mut frees, mut table_full) = (0, 0, 0);
         let mut means = Vec::new();
+        let mut pauses = Vec::new();
         for (m, probes) in &probed {
             let counters = probes.counters();
             allocs += counters.allocs;
             frees += counters.frees;
             table_full += counters.table_full;
-            let outstanding = match probes.outstanding() {
+            let pid = u64::from(m.pid);
+            let mine = |all: Vec<(SampledKey, SampledBlock)>| -> Vec<(u64, SampledBlock)> {
+                all.into_iter().filter(|(k, _)| k.tgid == pid).map(|(k, b)| (k.ptr, b)).collect()
+            };
+            // With a scan, the table is read while the process is stopped, so both agree.
+            let mut read = None;
+            let mut referenced = None;
+            match (self.reachability, m.table) {
+                (Some(max_pause), Some(table)) => {
+                    let (outcome, _) = reachability::scan(procfs(), m.pid, max_pause, &[table], || {
+                        let blocks = probes.outstanding().map(mine);
+                        let ranges = blocks.as_ref().map(|b| b.iter().map(|(ptr, b)| (*ptr, b.size)).collect()).unwrap_or_default();
+                        read = Some(blocks);
+                        ranges
+                    });
+                    if let Some(why) = &outcome.skipped {
+                        left_out.push(format!("process {}: reachability not concluded: {why}", m.pid));
+                    }
+                    referenced = outcome.referenced.clone();
+                    pauses.push(outcome);
+                }
+                (Some(_), None) => left_out.push(format!(
+                    "process {}: reachability skipped: the sampler's table of pointers is not in {}'s symbols (stripped?)",
+                    m.pid, m.mapped_path
+                )),
+                (None, _) => {}
+            }
+            let outstanding = match read.unwrap_or_else(|| probes.outstanding().map(mine)) {
                 Ok(o) => o,
                 Err(problem) => {
                     left_out.push(format!("process {}: {problem}", m.pid));
@@ -111,14 +153,14 @@ impl Run for Capture {
             let mut names =
                 ElfNames { space: &space, root: stacks::root(procfs(), m.pid), symbolizer: Symbolizer::default() };
             let follows_call = |ip: u64| stacks::bytes_before(m.pid, ip).is_some_and(|b| stacks::ends_with_call(&b));
-            for (key, block) in outstanding.iter().filter(|(k, _)| k.tgid == u64::from(m.pid)) {
+            for (i, (_, block)) in outstanding.iter().enumerate() {
                 let addresses = stacks::addresses(block.stack(), block.words(), &space, &follows_call);
                 blocks.push(Block {
                     stack: names.name(&addresses),
                     size: block.size,
                     age: now.saturating_sub(block.boot_ns) as f64 / 1e9,
+                    definitely_leaked: referenced.as_ref().and_then(|r| r.get(i)).map(|r| !r),
                 });
-                let _ = key;
             }
             means.push(m.mean);
             out.attributes.push((format!("process.{}.mean", m.pid), m.mean_source.clone()));
@@ -131,15 +173,28 @@ impl Run for Capture {
             left_out.push(format!("processes run with different means {means:?}: all weighted with {mean}"));
         }
         let sampled = blocks.len();
-        let (profile, estimated) = estimate::profile(blocks, mean, &OldestAndMedian);
+        let (profile, totals) = estimate::profile(blocks, mean, &OldestAndMedian);
         out.totals.extend([
-            ("estimated_inuse_bytes".to_owned(), estimated.round()),
+            ("estimated_inuse_bytes".to_owned(), totals.all.bytes.round()),
+            ("estimated_inuse_blocks".to_owned(), totals.all.blocks.round()),
             ("sampled_outstanding_blocks".to_owned(), sampled as f64),
             ("sampled_allocations".to_owned(), allocs as f64),
             ("sampled_frees".to_owned(), frees as f64),
             ("table_full_drops".to_owned(), table_full as f64),
             ("mean_bytes".to_owned(), mean as f64),
         ]);
+        if !pauses.is_empty() {
+            let longest = pauses.iter().map(|o| o.pause).max().unwrap_or_default();
+            out.totals.extend([
+                ("definitely_leaked_bytes".to_owned(), totals.definitely_leaked.bytes.round()),
+                ("definitely_leaked_blocks".to_owned(), totals.definitely_leaked.blocks.round()),
+                ("referenced_bytes".to_owned(), totals.referenced.bytes.round()),
+                ("referenced_blocks".to_owned(), totals.referenced.blocks.round()),
+                ("reachability_pause_seconds".to_owned(), longest.as_secs_f64()),
+                ("reachability_scanned_bytes".to_owned(), pauses.iter().map(|o| o.scanned_bytes).sum::<u64>() as f64),
+                ("reachability_threads".to_owned(), pauses.iter().map(|o| o.threads).sum::<usize>() as f64),
+            ]);
+        }
         out.attributes.push((
             "weighting".into(),
             format!("each sampled block weighs size / (1 - exp(-size / {mean})) bytes (jemalloc's estimator)"),
