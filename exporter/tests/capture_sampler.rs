@@ -215,3 +215,81 @@ fn a_process_without_the_sampler_is_named_as_such() {
     let reason = outcome["reason"].as_str().unwrap();
     assert!(reason.contains("has not loaded the sampler") && reason.contains("LD_PRELOAD"), "{reason}");
 }
+
+/// `big_heap` (tests/helpers/big_heap.c) with `mib` MiB written and four threads allocating, sampled.
+fn big_heap(dir: &Path, mib: u32) -> Option<Held> {
+    require_tool("cc", "gcc")?;
+    let library = library()?;
+    let binary = dir.join("big_heap");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/big_heap.c");
+    let status =
+        Command::new("cc").args(["-O1", "-pthread", "-Wall", "-Werror", "-o"]).arg(&binary).arg(source).status();
+    assert!(status.is_ok_and(|s| s.success()), "cc failed on tests/helpers/big_heap.c");
+    let mut child = Command::new(&binary)
+        .arg(mib.to_string())
+        .env("LD_PRELOAD", &library)
+        .env("MEMLEAK_SAMPLER_MEAN_BYTES", "65536")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    Some(Held { child, gate: None })
+}
+
+#[test]
+fn a_pause_past_its_bound_is_abandoned_and_the_target_runs_on() {
+    if !privileged("the reachability pause") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(held) = big_heap(dir.path(), 512) else { return };
+    let pid = held.child.id();
+    let exporter = Exporter::start(&["--capture.reachability.max-pause", "20ms"]);
+    let labels = json!({ "group": "big_heap", "pid": pid.to_string() });
+    let outcome =
+        post(&exporter, alert("sampler", "r1", labels, json!({ "capture_duration": "1s", "reachability": "true" })));
+    assert_eq!(outcome["outcome"], "accepted", "{outcome}");
+    let id = outcome["capture"].as_str().unwrap().to_owned();
+    let done = wait_for(&exporter, &id, "finished", |c| c["status"] != "running");
+    assert_eq!(done["status"], "done", "{done}");
+    let summary = summary(&exporter, &id);
+    let left_out = summary["left_out"].to_string();
+    assert!(left_out.contains("reachability not concluded") && left_out.contains("max-pause"), "{summary}");
+    assert!(summary["totals"].get("definitely_leaked_blocks").is_none_or(|b| b == 0.0), "nothing concluded: {summary}");
+    // Resumed: its threads run (R) or wait (S), none is left in a tracing stop.
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let tid: u32 = task.unwrap().file_name().to_str().unwrap().parse().unwrap();
+        assert!(matches!(state(tid), Some('R' | 'S')), "thread {tid} is {:?}", state(tid));
+    }
+}
+
+#[test]
+fn a_target_killed_during_the_pause_ends_the_capture_cleanly() {
+    if !privileged("the reachability pause") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut held) = big_heap(dir.path(), 1024) else { return };
+    let pid = held.child.id();
+    let exporter = Exporter::start(&["--capture.reachability.max-pause", "60s"]);
+    let labels = json!({ "group": "big_heap", "pid": pid.to_string() });
+    let outcome =
+        post(&exporter, alert("sampler", "r2", labels, json!({ "capture_duration": "1s", "reachability": "true" })));
+    assert_eq!(outcome["outcome"], "accepted", "{outcome}");
+    let id = outcome["capture"].as_str().unwrap().to_owned();
+    // The scan of 1 GiB takes a while: kill the target once it is seen in its tracing stop.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while state(pid) != Some('t') {
+        assert!(std::time::Instant::now() < deadline, "the target was never paused: {}", exporter.stderr());
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    held.child.kill().unwrap();
+    held.child.wait().unwrap();
+    let done = wait_for(&exporter, &id, "finished", |c| c["status"] != "running");
+    let summary = summary(&exporter, &id);
+    assert!(summary["left_out"].to_string().contains("exited during the pause"), "{done} {summary}");
+    // The exporter goes on serving.
+    assert_eq!(request(exporter.port, "GET", "/-/ready", "", "").0, 200);
+}

@@ -212,7 +212,15 @@ pub fn scan(
                 break 'mappings;
             }
             let len = usize::try_from(end - at).unwrap_or(CHUNK).min(CHUNK);
-            let read = read_memory(pid, at, &mut buffer[..len]);
+            let read = match read_memory(pid, at, &mut buffer[..len]) {
+                Ok(read) => read,
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                    outcome.skipped = Some(format!("process {pid} exited during the pause"));
+                    break 'mappings;
+                }
+                // An unreadable range (a guard page, an I/O mapping): nothing to find there.
+                Err(_) => 0,
+            };
             if read == 0 {
                 at += len as u64;
                 continue;
@@ -248,13 +256,13 @@ fn read_maps(procfs: &Path, pid: i32) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// Reads `buffer.len()` bytes at `address` of `pid`; the bytes read (0 when unreadable).
-fn read_memory(pid: i32, address: u64, buffer: &mut [u8]) -> usize {
+/// Reads `buffer.len()` bytes at `address` of `pid`; the bytes read.
+fn read_memory(pid: i32, address: u64, buffer: &mut [u8]) -> std::io::Result<usize> {
     let local = libc::iovec { iov_base: buffer.as_mut_ptr().cast(), iov_len: buffer.len() };
     let remote = libc::iovec { iov_base: address as *mut libc::c_void, iov_len: buffer.len() };
     // SAFETY: `local` covers `buffer`, which outlives the call; the kernel checks `remote`.
     let read = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
-    usize::try_from(read).unwrap_or(0)
+    usize::try_from(read).map_err(|_| std::io::Error::last_os_error())
 }
 
 #[cfg(test)]
