@@ -3,8 +3,8 @@
 //! is the request allowed) and returns the work that the scheduler runs on a
 //! thread of its own (`Run`), bounded by its duration and cancellable.
 //!
-//! `ebpf-malloc` (the uprobe tracer, in `bpf/`) and the cooperative sampler,
-//! staleness and reachability kinds add their lines here.
+//! `ebpf-malloc` (the uprobe tracer, in `bpf/`) adds its line here; reachability
+//! is an option of `sampler` (and of `ebpf-malloc` once it shares the scan).
 
 pub mod allocator_profile;
 pub mod sampler;
