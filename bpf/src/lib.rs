@@ -35,5 +35,5 @@ pub static SAMPLER_MARKERS: BpfObject = BpfObject {
 
 /// Whether this build has BPF programs (clang was there when it was built).
 pub fn built_with_bpf() -> bool {
-    !PAGE_FAULTS.bytes.is_empty() && !MEMORY_SYSCALLS.bytes.is_empty()
+    !PAGE_FAULTS.bytes.is_empty() && !MEMORY_SYSCALLS.bytes.is_empty() && !SAMPLER_MARKERS.bytes.is_empty()
 }
