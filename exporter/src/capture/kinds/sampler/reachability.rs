@@ -192,7 +192,8 @@ pub fn scan(
         }
     }
     let maps = read_maps(procfs, pid);
-    let mut buffer = vec![0u8; CHUNK];
+    // Words, not bytes: aligned reads without a slice operation per word.
+    let mut buffer = vec![0u64; CHUNK / 8];
     'mappings: for line in maps.lines() {
         let mut fields = line.split_whitespace();
         let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
@@ -211,7 +212,7 @@ pub fn scan(
                 ));
                 break 'mappings;
             }
-            let len = usize::try_from(end - at).unwrap_or(CHUNK).min(CHUNK);
+            let len = usize::try_from((end - at) / 8).unwrap_or(CHUNK / 8).clamp(1, CHUNK / 8);
             let read = match read_memory(pid, at, &mut buffer[..len]) {
                 Ok(read) => read,
                 Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
@@ -222,20 +223,24 @@ pub fn scan(
                 Err(_) => 0,
             };
             if read == 0 {
-                at += len as u64;
+                at += 8 * len as u64;
                 continue;
             }
-            outcome.scanned_bytes += read as u64;
-            for (i, word) in buffer[..read].chunks_exact(8).enumerate() {
-                let address = at + 8 * i as u64;
-                if excluded.iter().any(|&(s, e)| (s..e).contains(&address)) {
+            outcome.scanned_bytes += 8 * read as u64;
+            let chunk_end = at + 8 * read as u64;
+            let touches_excluded = excluded.iter().any(|&(s, e)| s < chunk_end && at < e);
+            for (i, &value) in buffer[..read].iter().enumerate() {
+                // Most words point nowhere near a sampled block: rejected before anything else.
+                if value < index.low || value >= index.high {
                     continue;
                 }
-                let mut bytes = [0u8; 8];
-                bytes.copy_from_slice(word);
-                mark(u64::from_ne_bytes(bytes), Some(address));
+                let address = at + 8 * i as u64;
+                if touches_excluded && excluded.iter().any(|&(s, e)| (s..e).contains(&address)) {
+                    continue;
+                }
+                mark(value, Some(address));
             }
-            at += len as u64;
+            at += 8 * len as u64;
         }
     }
     drop(stopped);
@@ -256,13 +261,14 @@ fn read_maps(procfs: &Path, pid: i32) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// Reads `buffer.len()` bytes at `address` of `pid`; the bytes read.
-fn read_memory(pid: i32, address: u64, buffer: &mut [u8]) -> std::io::Result<usize> {
-    let local = libc::iovec { iov_base: buffer.as_mut_ptr().cast(), iov_len: buffer.len() };
-    let remote = libc::iovec { iov_base: address as *mut libc::c_void, iov_len: buffer.len() };
+/// Reads `buffer.len()` words at `address` of `pid`; the whole words read.
+fn read_memory(pid: i32, address: u64, buffer: &mut [u64]) -> std::io::Result<usize> {
+    let bytes = std::mem::size_of_val(buffer);
+    let local = libc::iovec { iov_base: buffer.as_mut_ptr().cast(), iov_len: bytes };
+    let remote = libc::iovec { iov_base: address as *mut libc::c_void, iov_len: bytes };
     // SAFETY: `local` covers `buffer`, which outlives the call; the kernel checks `remote`.
     let read = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
-    usize::try_from(read).map_err(|_| std::io::Error::last_os_error())
+    usize::try_from(read).map(|b| b / 8).map_err(|_| std::io::Error::last_os_error())
 }
 
 #[cfg(test)]
