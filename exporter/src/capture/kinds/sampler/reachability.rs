@@ -38,10 +38,10 @@ struct Stopped {
 
 impl Drop for Stopped {
     fn drop(&mut self) {
+        // Detach needs a stopped tracee: wait for pending interrupts to land, 500 ms in all.
+        let until = Instant::now() + Duration::from_millis(500);
         for &tid in &self.tids {
             if !self.stopped.contains(&tid) {
-                // Detach needs a stopped tracee: wait (bounded) for the interrupt to land.
-                let until = Instant::now() + Duration::from_millis(500);
                 while Instant::now() < until && !matches!(wait_stop(tid), Wait::Stopped | Wait::Gone) {
                     std::thread::sleep(Duration::from_micros(200));
                 }
@@ -74,6 +74,14 @@ fn threads(procfs: &Path, pid: i32) -> Vec<i32> {
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).take(MAX_THREADS).collect()
 }
 
+/// Whether thread `tid` of `pid` is gone or a zombie (its `stat` state `Z` or `X`, or no `stat`).
+fn exited(procfs: &Path, pid: i32, tid: i32) -> bool {
+    let stat = procfs.join(pid.to_string()).join("task").join(tid.to_string()).join("stat");
+    let Ok(text) = std::fs::read_to_string(stat) else { return true };
+    let state = text.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+    matches!(state, None | Some('Z' | 'X'))
+}
+
 /// Stops every thread of `pid` before `deadline`.
 fn stop(procfs: &Path, pid: i32, deadline: Instant) -> Result<Stopped, (Stopped, String)> {
     let mut stopped = Stopped { tids: Vec::new(), stopped: Vec::new() };
@@ -101,6 +109,9 @@ fn stop(procfs: &Path, pid: i32, deadline: Instant) -> Result<Stopped, (Stopped,
                 match wait_stop(tid) {
                     Wait::Stopped => stopped.stopped.push(tid),
                     Wait::Gone => break,
+                    // A thread of a killed process may never report to its tracer (the leader
+                    // waits for its parent to reap it): its state says it is gone.
+                    Wait::NotYet if exited(procfs, pid, tid) => break,
                     Wait::NotYet if Instant::now() >= deadline => {
                         return Err((stopped, "its threads did not all stop within the pause allowed".into()));
                     }
@@ -108,8 +119,8 @@ fn stop(procfs: &Path, pid: i32, deadline: Instant) -> Result<Stopped, (Stopped,
                 }
             }
         }
-        if stopped.stopped.is_empty() {
-            return Err((stopped, format!("process {pid} exited while being paused")));
+        if stopped.stopped.is_empty() || exited(procfs, pid, pid) {
+            return Err((stopped, format!("process {pid} exited during the pause")));
         }
     }
     Ok(stopped)
