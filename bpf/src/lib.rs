@@ -8,6 +8,7 @@ mod cgroup_ids;
 mod loader;
 pub mod memory_syscalls;
 pub mod page_faults;
+pub mod sampler_markers;
 pub mod shared;
 
 pub use loader::BpfObject;
@@ -26,7 +27,13 @@ pub static MEMORY_SYSCALLS: BpfObject = BpfObject {
     bytes: aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/memory_syscalls.bpf.o")),
 };
 
+/// The uprobe programs on the cooperative sampler's markers (capture kind `sampler`).
+pub static SAMPLER_MARKERS: BpfObject = BpfObject {
+    file: "sampler_markers.bpf.o",
+    bytes: aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sampler_markers.bpf.o")),
+};
+
 /// Whether this build has BPF programs (clang was there when it was built).
 pub fn built_with_bpf() -> bool {
-    !PAGE_FAULTS.bytes.is_empty() && !MEMORY_SYSCALLS.bytes.is_empty()
+    !PAGE_FAULTS.bytes.is_empty() && !MEMORY_SYSCALLS.bytes.is_empty() && !SAMPLER_MARKERS.bytes.is_empty()
 }

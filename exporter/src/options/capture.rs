@@ -73,6 +73,12 @@ pub struct Options {
     #[arg(long = "target", value_name = "MAPPING")]
     #[serde(default)]
     pub targets: Vec<String>,
+
+    /// Longest pause of a target for a reachability scan (sampler captures with the annotation
+    /// reachability: "true"); a scan not done by then is abandoned and the target resumed [default: 200ms].
+    #[arg(long = "reachability.max-pause", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "humantime_serde")]
+    pub reachability_max_pause: Option<Duration>,
 }
 
 /// The capture loop's settings.
@@ -89,6 +95,7 @@ pub struct Config {
     pub instance: Vec<String>,
     pub pprof_allow: Allowlist,
     pub sources: Vec<Source>,
+    pub reachability_max_pause: Duration,
 }
 
 impl memleak_signals::Options for Options {
@@ -107,7 +114,12 @@ impl memleak_signals::Options for Options {
             .map(|t| sources::parse(t))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| OptionError::new("targets", e))?;
+        let reachability_max_pause = self.reachability_max_pause.unwrap_or(Duration::from_millis(200));
+        if reachability_max_pause.is_zero() {
+            return Err(OptionError::new("reachability_max_pause", "must be more than 0s"));
+        }
         Ok(Config {
+            reachability_max_pause,
             dir: self.dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DIR)),
             keep: at_least_one("keep", self.keep, 50)?,
             max_spool_bytes: self.max_spool_bytes.unwrap_or(256 << 20).max(1),

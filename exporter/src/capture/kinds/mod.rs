@@ -3,10 +3,12 @@
 //! is the request allowed) and returns the work that the scheduler runs on a
 //! thread of its own (`Run`), bounded by its duration and cancellable.
 //!
-//! `ebpf-malloc` (the uprobe tracer, in `bpf/`) and the cooperative sampler,
-//! staleness and reachability kinds add their lines here.
+//! `ebpf-malloc` (the uprobe tracer, in `bpf/`) adds its line here; reachability
+//! is an option of `sampler` (and of `ebpf-malloc` once it shares the scan).
 
 pub mod allocator_profile;
+pub mod sampler;
+pub mod staleness;
 
 use super::allow::Allowlist;
 use super::cancel::Cancel;
@@ -28,7 +30,7 @@ pub struct Kind {
 }
 
 /// Every capture kind.
-pub static KINDS: &[&Kind] = &[&allocator_profile::KIND];
+pub static KINDS: &[&Kind] = &[&allocator_profile::KIND, &sampler::KIND, &staleness::KIND];
 
 /// The kind named `id`.
 pub fn find(id: &str) -> Option<&'static Kind> {
@@ -46,6 +48,8 @@ pub fn metric_label(id: &str) -> &'static str {
 pub struct Context {
     pub sources: Vec<Source>,
     pub pprof_allow: Allowlist,
+    /// The longest pause of a reachability scan (`--capture.reachability.max-pause`).
+    pub reachability_max_pause: Duration,
 }
 
 /// What a kind sees of an alert when it arrives.

@@ -1,0 +1,205 @@
+//! Finding the cooperative sampler in a process: the mapped `libmemleak_sampler.so` (preloaded or linked) or, for the `GlobalAlloc` wrapper, the process's own executable; opened relative to `/proc/PID/root` and checked to be the mapped file by its build id; and the sampling mean the process runs with.
+
+use memleak_bpf::sampler_markers::{ALLOC_MARKER, FREE_MARKER};
+use object::{Object, ObjectSymbol};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Largest binary read to check its markers and build id.
+const MAX_BINARY_BYTES: u64 = 256 << 20;
+/// Largest `/proc/PID/environ` read.
+const MAX_ENVIRON_BYTES: u64 = 1 << 20;
+/// The sampler's default mean (jemalloc's `lg_prof_sample:19`), as `sampler/src/config.rs` has it.
+pub const DEFAULT_MEAN: u64 = 512 << 10;
+/// The largest mean the sampler accepts (2^40).
+const MAX_MEAN: u64 = 1 << 40;
+/// The variable the sampler reads its mean from.
+pub const MEAN_VARIABLE: &str = "MEMLEAK_SAMPLER_MEAN_BYTES";
+
+/// Where one process's markers are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Markers {
+    pub pid: u32,
+    /// The path to attach to: the mapped file as the process sees it, under `/proc/PID/root`.
+    pub binary: PathBuf,
+    /// The path in the process's maps (frames in this file are the sampler's own).
+    pub mapped_path: String,
+    /// Mean distance between samples, in bytes.
+    pub mean: u64,
+    /// How the mean was found.
+    pub mean_source: String,
+    /// Where the sampler's table of sampled pointers is in the process (not a root for reachability).
+    pub table: Option<(u64, u64)>,
+}
+
+/// The markers of process `pid`, or why it has none.
+pub fn markers(procfs: &Path, pid: u32) -> Result<Markers, String> {
+    let proc_dir = procfs.join(pid.to_string());
+    let maps =
+        read_bounded(&proc_dir.join("maps"), 16 << 20).map_err(|e| format!("process {pid}: reading its maps: {e}"))?;
+    let maps = String::from_utf8_lossy(&maps);
+    let exe = std::fs::read_link(proc_dir.join("exe")).ok();
+    let mut why = Vec::new();
+    for (range, path) in candidates(&maps, exe.as_deref()) {
+        let binary = proc_dir.join("root").join(path.trim_start_matches('/'));
+        match check(&binary, &proc_dir.join("map_files").join(&range)) {
+            Ok(table) => {
+                let (mean, mean_source) = mean(&proc_dir.join("environ"));
+                let table = table.and_then(|(min_vaddr, address, size)| {
+                    let base = load_address(&maps, &path)?.checked_sub(min_vaddr & !0xfff)?;
+                    Some((base.checked_add(address)?, base.checked_add(address)?.checked_add(size)?))
+                });
+                return Ok(Markers { pid, binary, mapped_path: path, mean, mean_source, table });
+            }
+            Err(e) => why.push(format!("{path}: {e}")),
+        }
+    }
+    if why.is_empty() {
+        why.push(format!("no libmemleak_sampler.so in /proc/{pid}/maps and no executable mapping"));
+    }
+    Err(format!(
+        "process {pid} has not loaded the sampler ({}): start it with LD_PRELOAD=/path/to/libmemleak_sampler.so \
+         (MEMLEAK_SAMPLER_MEAN_BYTES sets its mean), or link the sampler's GlobalAlloc wrapper",
+        why.join("; ")
+    ))
+}
+
+/// Mapped files that may hold the markers: the sampler library first, then the executable.
+fn candidates(maps: &str, exe: Option<&Path>) -> Vec<(String, String)> {
+    let mut libraries = Vec::new();
+    let mut executable = None;
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms), Some(_), Some(_), Some(_), Some(path)) =
+            (fields.next(), fields.next(), fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if !perms.contains('x') || !path.starts_with('/') {
+            continue;
+        }
+        let name = path.rsplit('/').next().unwrap_or(path);
+        if name.starts_with("libmemleak_sampler") && !libraries.iter().any(|(_, p)| p == path) {
+            libraries.push((range.to_owned(), path.to_owned()));
+        } else if executable.is_none() && exe.is_some_and(|e| e == Path::new(path)) {
+            executable = Some((range.to_owned(), path.to_owned()));
+        }
+    }
+    if libraries.is_empty() {
+        libraries.extend(executable);
+    }
+    libraries
+}
+
+/// Where the mapping of `path` at file offset 0 starts.
+fn load_address(maps: &str, path: &str) -> Option<u64> {
+    maps.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (range, _, offset, _, _, name) =
+            (fields.next()?, fields.next()?, fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+        (name == path && u64::from_str_radix(offset, 16).ok()? == 0)
+            .then(|| u64::from_str_radix(range.split_once('-')?.0, 16).ok())
+            .flatten()
+    })
+}
+
+/// The sampler's table (`memleak_sampler::sampling::SAMPLED`) in the file: the lowest load
+/// address, its address and size; `None` in a file without a symbol table.
+fn table_symbol(file: &object::File) -> Option<(u64, u64, u64)> {
+    use object::ObjectSegment;
+    let min_vaddr = file.segments().map(|s| s.address()).min()?;
+    let symbol = file.symbols().find(|s| s.name().is_ok_and(|n| n.contains("15memleak_sampler8sampling7SAMPLED")))?;
+    Some((min_vaddr, symbol.address(), symbol.size()))
+}
+
+/// The file at `binary` defines both markers and is the mapped one (`mapped`, its `map_files`
+/// entry): same build id. Returns where its table of sampled pointers is, when it says.
+fn check(binary: &Path, mapped: &Path) -> Result<Option<(u64, u64, u64)>, String> {
+    let bytes = read_bounded(binary, MAX_BINARY_BYTES).map_err(|e| format!("cannot read {}: {e}", binary.display()))?;
+    let file = object::File::parse(&*bytes).map_err(|e| format!("not an ELF file: {e}"))?;
+    for marker in [ALLOC_MARKER, FREE_MARKER] {
+        let defined = file.dynamic_symbols().chain(file.symbols()).any(|s| s.name() == Ok(marker) && s.is_definition());
+        if !defined {
+            return Err(format!("defines no {marker}"));
+        }
+    }
+    let id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
+    let mapped_bytes = read_bounded(mapped, MAX_BINARY_BYTES)
+        .map_err(|e| format!("cannot read the mapped file {} (needs CAP_SYS_ADMIN): {e}", mapped.display()))?;
+    let mapped_id =
+        object::File::parse(&*mapped_bytes).ok().and_then(|f| f.build_id().ok().flatten().map(<[u8]>::to_vec));
+    match (id, mapped_id) {
+        (Some(a), Some(b)) if a == b => Ok(table_symbol(&file)),
+        (None, _) | (_, None) => {
+            Err("has no build id to check it against the mapped file: build it with --build-id".into())
+        }
+        _ => Err(
+            "the file at this path is not the one mapped (its build id differs: replaced since the process started?)"
+                .into(),
+        ),
+    }
+}
+
+/// The mean from the process's environment (what the sampler read at its start), or the default.
+fn mean(environ: &Path) -> (u64, String) {
+    let Ok(bytes) = read_bounded(environ, MAX_ENVIRON_BYTES) else {
+        return (DEFAULT_MEAN, format!("default ({DEFAULT_MEAN}): the environment is unreadable"));
+    };
+    let prefix = format!("{MEAN_VARIABLE}=");
+    let value = bytes.split(|&b| b == 0).find_map(|v| v.strip_prefix(prefix.as_bytes()));
+    match value.map(parse_mean) {
+        None | Some(Ok(None)) => (DEFAULT_MEAN, format!("default ({DEFAULT_MEAN}): {MEAN_VARIABLE} is not set")),
+        Some(Ok(Some(mean))) => (mean, format!("{MEAN_VARIABLE}={mean} in the process's environment")),
+        Some(Err(())) => {
+            (DEFAULT_MEAN, format!("default ({DEFAULT_MEAN}): {MEAN_VARIABLE} is invalid, as the sampler takes it"))
+        }
+    }
+}
+
+/// The sampler's rule: a whole number from 1 to 2^40; empty means unset.
+fn parse_mean(value: &[u8]) -> Result<Option<u64>, ()> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let text = std::str::from_utf8(value).map_err(|_| ())?;
+    match text.parse::<u64>() {
+        Ok(mean) if (1..=MAX_MEAN).contains(&mean) && text.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(mean)),
+        _ => Err(()),
+    }
+}
+
+fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::other(format!("larger than {limit} bytes")));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_library_comes_first_and_the_executable_only_without_it() {
+        let maps = "5600-5700 r-xp 00001000 fe:01 10 /srv/app\n\
+                    7f00-7f10 r--p 00000000 fe:01 11 /opt/libmemleak_sampler.so\n\
+                    7f10-7f20 r-xp 00001000 fe:01 11 /opt/libmemleak_sampler.so\n\
+                    7f30-7f40 r-xp 00001000 fe:01 12 /usr/lib/libc.so.6\n";
+        let exe = Some(Path::new("/srv/app"));
+        assert_eq!(candidates(maps, exe), vec![("7f10-7f20".to_owned(), "/opt/libmemleak_sampler.so".to_owned())]);
+        let without: String = maps.lines().filter(|l| !l.contains("sampler")).map(|l| format!("{l}\n")).collect();
+        assert_eq!(candidates(&without, exe), vec![("5600-5700".to_owned(), "/srv/app".to_owned())]);
+        assert!(candidates(&without, None).is_empty());
+    }
+
+    #[test]
+    fn the_mean_follows_the_samplers_rule() {
+        assert_eq!(parse_mean(b"4096"), Ok(Some(4096)));
+        assert_eq!(parse_mean(b""), Ok(None));
+        for bad in [&b"0"[..], b"-1", b"+5", b"1e3", b"1099511627777", b"check"] {
+            assert_eq!(parse_mean(bad), Err(()), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}

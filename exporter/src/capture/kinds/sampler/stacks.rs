@@ -1,0 +1,155 @@
+//! The stack of a sampled allocation from what the probe took: the return address into the allocation's caller, found among the raw words above the stack pointer (the first that points just after a call instruction in executable code outside the sampler), then the kernel's frame-pointer walk past the sampler's own frames; named through `Names`, the seam where the shared symbolizer of `ebpf-malloc` can replace the ELF-symbol one.
+//!
+//! Why the raw words: the sampler's hooks keep no frame pointer, so at the marker `rbp` still
+//! holds the caller's frame, and the walk goes from the marker straight to the caller's caller.
+
+use memleak_artifacts::symbolize::Symbolizer;
+use memleak_artifacts::{Frame, heapprof};
+use std::path::{Path, PathBuf};
+
+/// Names the addresses of a process's user stack, innermost first.
+pub trait Names {
+    fn name(&mut self, ips: &[u64]) -> Vec<Frame>;
+}
+
+/// One process's mappings, read once at the end of the window.
+#[derive(Debug, Default)]
+pub struct Space {
+    /// File mappings, sorted by start (what `heapprof::frame` needs).
+    files: Vec<heapprof::Mapping>,
+    /// Executable ranges.
+    code: Vec<(u64, u64)>,
+    /// Executable ranges of the file holding the markers.
+    sampler: Vec<(u64, u64)>,
+}
+
+impl Space {
+    /// Parses `/proc/PID/maps` text; `sampler_path` is the markers' file as mapped.
+    pub fn parse(maps: &str, sampler_path: &str) -> Space {
+        let mut space = Space { files: heapprof::mappings(maps.lines()), ..Space::default() };
+        for line in maps.lines() {
+            let mut fields = line.split_whitespace();
+            let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
+            let path = fields.nth(3).unwrap_or("");
+            let Some((start, end)) = range.split_once('-') else { continue };
+            let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16)) else { continue };
+            if perms.contains('x') {
+                space.code.push((start, end));
+                if path == sampler_path {
+                    space.sampler.push((start, end));
+                }
+            }
+        }
+        space
+    }
+
+    fn in_code(&self, ip: u64) -> bool {
+        self.code.iter().any(|&(s, e)| (s..e).contains(&ip))
+    }
+
+    fn in_sampler(&self, ip: u64) -> bool {
+        self.sampler.iter().any(|&(s, e)| (s..e).contains(&ip))
+    }
+}
+
+/// Whether the bytes before `ip` end with an x86-64 call instruction (`ip` is a return address).
+pub type CallCheck<'a> = &'a dyn Fn(u64) -> bool;
+
+/// The return addresses of a sampled allocation, innermost first, without the sampler's frames.
+/// When the sampler's own code is the process's executable (the `GlobalAlloc` wrapper), the raw
+/// words cannot tell its frames from the caller's: the walk alone is used.
+pub fn addresses(walk: &[u64], words: &[u64], space: &Space, follows_call: CallCheck) -> Vec<u64> {
+    let outside = |ip: &u64| !space.in_sampler(*ip);
+    let walked: Vec<u64> = walk.iter().copied().skip_while(|ip| !outside(ip)).collect();
+    let caller = words.iter().copied().find(|&w| outside(&w) && space.in_code(w) && follows_call(w));
+    match caller {
+        Some(caller) if walked.first() != Some(&caller) => std::iter::once(caller).chain(walked).collect(),
+        _ => walked,
+    }
+}
+
+/// Whether `before`, the bytes that end just before a return address, end with a call.
+pub fn ends_with_call(before: &[u8; 7]) -> bool {
+    let b = before;
+    // call rel32 (E8 xx xx xx xx); call *disp32(%rip) (FF 15 ...); call *%reg and *(%reg)
+    // with or without a REX prefix (FF /2, modrm 0xD0-0xD7 or 0x10-0x17); call *disp8(%reg) (FF 5x d8).
+    b[2] == 0xE8
+        || (b[1] == 0xFF && b[2] == 0x15)
+        || (b[5] == 0xFF && (b[6] & 0xF8 == 0xD0 || b[6] & 0xF8 == 0x10))
+        || (b[4] == 0xFF && b[5] & 0xF8 == 0x50)
+        || (b[0] == 0xFF && b[1] & 0xF8 == 0x90)
+}
+
+/// Names frames from the ELF symbols of the process's modules, read through `/proc/PID/root`.
+#[derive(Debug)]
+pub struct ElfNames<'a> {
+    pub space: &'a Space,
+    pub root: PathBuf,
+    pub symbolizer: Symbolizer,
+}
+
+impl Names for ElfNames<'_> {
+    fn name(&mut self, ips: &[u64]) -> Vec<Frame> {
+        ips.iter()
+            .map(|&ip| {
+                let mut frame = heapprof::frame(ip, &self.space.files);
+                if let (Some(module), Some(offset)) = (&frame.file, frame.address) {
+                    let binary = self.root.join(module.trim_start_matches('/'));
+                    // Every address kept is a return address: look up the call before it.
+                    if let Some(name) = self.symbolizer.function(&binary, offset, true) {
+                        frame.function = name;
+                    }
+                }
+                frame
+            })
+            .collect()
+    }
+}
+
+/// Reads the 7 bytes before `ip` from process `pid`'s memory.
+pub fn bytes_before(pid: u32, ip: u64) -> Option<[u8; 7]> {
+    let mut out = [0u8; 7];
+    let local = libc::iovec { iov_base: out.as_mut_ptr().cast(), iov_len: out.len() };
+    let remote = libc::iovec { iov_base: ip.checked_sub(7)? as *mut libc::c_void, iov_len: out.len() };
+    // SAFETY: `local` covers `out`, which lives across the call; the kernel checks `remote`.
+    let read = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+    (read == 7).then_some(out)
+}
+
+/// `root` of process `pid` under `procfs`.
+pub fn root(procfs: &Path, pid: u32) -> PathBuf {
+    procfs.join(pid.to_string()).join("root")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAPS: &str = "400000-401000 r-xp 00001000 fe:01 10 /srv/app\n\
+                        7f10-7f20 r-xp 00001000 fe:01 11 /opt/libmemleak_sampler.so\n";
+
+    #[test]
+    fn the_caller_comes_from_the_words_and_the_walk_follows_past_the_sampler() {
+        let space = Space::parse(MAPS, "/opt/libmemleak_sampler.so");
+        let calls = |ip: u64| ip != 0x400100;
+        // marker, then the walk from the caller's frame (the caller itself missing)
+        let walk = [0x7f11, 0x400200, 0x400300];
+        // a return into the sampler, a saved register, a code pointer that follows no call, the caller
+        let words = [0x7f15, 0x1234, 0x400100, 0x400150, 0x400999];
+        assert_eq!(addresses(&walk, &words, &space, &calls), vec![0x400150, 0x400200, 0x400300]);
+        // a sampler with frame pointers: the walk already has the caller, it is not doubled
+        let walk = [0x7f11, 0x7f18, 0x400150, 0x400200];
+        assert_eq!(addresses(&walk, &words, &space, &calls), vec![0x400150, 0x400200]);
+        assert_eq!(addresses(&[0x7f11], &[], &space, &calls), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn call_instructions_are_recognised() {
+        assert!(ends_with_call(&[0, 0, 0xE8, 1, 2, 3, 4]));
+        assert!(ends_with_call(&[0, 0xFF, 0x15, 1, 2, 3, 4]));
+        assert!(ends_with_call(&[0, 0, 0, 0, 0, 0xFF, 0xD0]));
+        assert!(ends_with_call(&[0, 0, 0, 0, 0xFF, 0x50, 0x08]));
+        assert!(!ends_with_call(&[0xCC; 7]));
+        assert!(!ends_with_call(&[0x90; 7]));
+    }
+}

@@ -1,0 +1,295 @@
+//! Capture kind `sampler` on real processes, as root (uprobes): the fixture program A
+//! (`a_cachesvc`) run with the cooperative sampler preloaded and a capture window over its whole
+//! run, whose served profile names `leak_request_buffer` on top with the bytes the fixtures'
+//! README states, within the sampling error; and a process without the sampler, which the
+//! capture names as such.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::captures::{alert, post, privileged, state, summary, wait_for};
+use common::{Exporter, request, require_tool};
+use serde_json::json;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The mean distance between samples in these runs: small enough that the estimate of 200
+/// blocks is tight, large enough that most small blocks go unsampled (and are weighted up).
+const MEAN: f64 = 1024.0;
+
+fn ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// The sampler library built by the workspace (`cargo test --workspace` builds it beside the tests).
+fn library() -> Option<PathBuf> {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    let found = [deps.to_path_buf(), deps.parent().unwrap().to_path_buf()]
+        .into_iter()
+        .map(|d| d.join("libmemleak_sampler.so"))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            !ci(),
+            "libmemleak_sampler.so is not built: run the whole workspace's tests (or cargo build -p memleak-sampler)"
+        );
+        eprintln!("SKIP: libmemleak_sampler.so is not built: cargo build -p memleak-sampler");
+    }
+    found
+}
+
+/// The gate library (tests/helpers/gate.c), compiled into `dir`.
+fn gate(dir: &Path) -> Option<PathBuf> {
+    require_tool("cc", "gcc")?;
+    let out = dir.join("libgate.so");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/gate.c");
+    let status =
+        Command::new("cc").args(["-O1", "-shared", "-fPIC", "-Wall", "-Werror", "-o"]).arg(&out).arg(source).status();
+    assert!(status.is_ok_and(|s| s.success()), "cc failed on tests/helpers/gate.c");
+    Some(out)
+}
+
+/// Program A of the fixtures (a copy kept by the sampler crate's tests).
+fn a_cachesvc() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../sampler/tests/data/a_cachesvc")
+}
+
+struct Held {
+    child: Child,
+    gate: Option<std::fs::File>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.gate.take();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An estimate of `blocks` blocks of `size` bytes, each sampled with p = 1 - exp(-size/mean)
+/// and weighted by size/p: unbiased, with variance blocks * size² * (1-p)/p. Four standard
+/// deviations: a correct capture fails about once in 16,000 runs.
+fn tolerance(blocks: f64, size: f64) -> f64 {
+    let p = 1.0 - (-size / MEAN).exp();
+    4.0 * (blocks * size * size * (1.0 - p) / p).sqrt()
+}
+
+/// Bytes and the innermost frame of each site of a served profile, by our pprof decoder.
+fn sites(profile: &[u8]) -> Vec<(String, i64)> {
+    let decoded = memleak_artifacts::pprof_decode::decode(profile).unwrap().profile;
+    memleak_artifacts::sites::top(&decoded, 0, 10).into_iter().map(|s| (s.frame.function, s.values[0])).collect()
+}
+
+/// Runs program A with the sampler at `mean` under a sampler capture (`annotations`) whose
+/// window covers its whole run; the exporter, the capture's id and its full summary.
+fn capture_program_a(
+    mean: u64,
+    annotations: serde_json::Value,
+    args: &[&str],
+) -> Option<(Exporter, String, serde_json::Value)> {
+    if !privileged("the sampler capture") {
+        return None;
+    }
+    let library = library()?;
+    let dir = tempfile::tempdir().unwrap();
+    let gate = gate(dir.path())?;
+    let fifo = dir.path().join("gate");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let child = Command::new(a_cachesvc())
+        .arg("leak")
+        .env("LD_PRELOAD", format!("{} {}", library.display(), gate.display()))
+        .env("MEMLEAK_SAMPLER_MEAN_BYTES", mean.to_string())
+        .env("MEMLEAK_TEST_GATE", &fifo)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut held = Held { child, gate: None };
+    // Opening the FIFO for writing waits for the program's constructor to open it: both
+    // libraries are mapped, main has not started.
+    held.gate = Some(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+    let pid = held.child.id();
+
+    let exporter = Exporter::start(args);
+    let labels = json!({ "group": "a_cachesvc", "pid": pid.to_string() });
+    let outcome = post(&exporter, alert("sampler", "s1", labels, annotations));
+    assert_eq!(outcome["outcome"], "accepted", "{outcome}");
+    let id = outcome["capture"].as_str().unwrap().to_owned();
+    wait_for(&exporter, &id, "in its window", |c| c["phase"] == "window");
+    // Go: the whole run (400 iterations, well under a second) happens in the window; the
+    // program then waits at its exit, its leaks still in memory, until the gate closes.
+    held.gate.as_mut().unwrap().write_all(b"g").unwrap();
+    let mut line = String::new();
+    BufReader::new(held.child.stderr.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "a_cachesvc: done\n");
+    let done = wait_for(&exporter, &id, "finished", |c| c["status"] != "running");
+    // Never left stopped: back to waiting on its gate.
+    assert_eq!(state(pid), Some('S'), "after the capture");
+    drop(held);
+    assert_eq!(done["status"], "done", "{done}");
+    let summary = summary(&exporter, &id);
+    Some((exporter, id, summary))
+}
+
+#[test]
+fn a_capture_over_program_a_names_its_leak_with_the_bytes_of_the_truth() {
+    let Some((exporter, id, summary)) = capture_program_a(MEAN as u64, json!({ "capture_duration": "4s" }), &[]) else {
+        return;
+    };
+    let summary = &summary;
+    assert_eq!(summary["totals"]["mean_bytes"], MEAN, "{summary}");
+    assert_eq!(summary["top_sites"][0]["function"], "leak_request_buffer", "{summary}");
+
+    let (status, profile) = request(exporter.port, "GET", &format!("/api/v1/captures/{id}/profile.pb.gz"), "", "");
+    assert_eq!(status, 200);
+    let sites = sites(&profile);
+    let bytes_of = |f: &str| sites.iter().find(|(name, _)| name == f).map_or(0, |(_, b)| *b) as f64;
+    // The truth (fixtures' README): 200 x 1536 B from leak_request_buffer, 400 x 256 B from
+    // leaky_cache_insert still allocated at exit; the 8192 B scratch and the strdup are freed.
+    for (function, blocks, size) in [("leak_request_buffer", 200.0, 1536.0), ("leaky_cache_insert", 400.0, 256.0)] {
+        let (measured, truth, within) = (bytes_of(function), blocks * size, tolerance(blocks, size));
+        eprintln!("{function}: {measured} B, truth {truth} ± {within:.0}");
+        assert!((measured - truth).abs() <= within, "{function}: {measured} B vs {truth} ± {within:.0}: {sites:?}");
+    }
+    assert!(
+        !sites.iter().any(|(f, _)| f == "handle_request" || f == "__strdup" || f == "strdup"),
+        "freed sites: {sites:?}"
+    );
+    // The stack is whole: the caller of malloc (which the frame-pointer walk misses) and its callers.
+    let (_, folded) = request(exporter.port, "GET", &format!("/api/v1/captures/{id}/folded"), "", "");
+    let folded = String::from_utf8(folded).unwrap();
+    assert!(folded.lines().any(|l| l.contains("main;run_service;handle_request;leak_request_buffer ")), "{folded}");
+    assert!(folded.lines().any(|l| l.contains("main;run_service;leaky_cache_insert ")), "{folded}");
+    let (status, svg) = request(exporter.port, "GET", &format!("/api/v1/captures/{id}/flamegraph.svg"), "", "");
+    assert!(status == 200 && String::from_utf8_lossy(&svg).contains("leak_request_buffer"));
+    assert_eq!(summary["records"][0]["attributes"]["site.0.function"], "leak_request_buffer", "{summary}");
+}
+
+#[test]
+fn reachability_marks_program_as_lost_blocks_definitely_leaked_and_the_reachable_ones_not() {
+    // Mean 1 byte: every block is sampled (p = 1 - e^-20 or more), so the truth is exact: the
+    // fixtures' README (memcheck) says definitely lost 307,456 B in 201 blocks (200 request
+    // buffers and the cache's dropped head), indirectly lost 102,144 B in 399 (the cache's other
+    // nodes, each pointed to by the next) and still reachable 96 B in 1 (init_config's, a global
+    // points to it). A scan that sees every reference tells the first from the two others.
+    let annotations = json!({ "capture_duration": "4s", "reachability": "true" });
+    let Some((_exporter, _id, summary)) =
+        capture_program_a(1, annotations, &["--capture.reachability.max-pause", "5s"])
+    else {
+        return;
+    };
+    let totals = &summary["totals"];
+    eprintln!("{totals}");
+    assert_eq!(totals["definitely_leaked_blocks"], 201.0, "{summary}");
+    assert_eq!(totals["definitely_leaked_bytes"], 307456.0, "{summary}");
+    assert_eq!(totals["referenced_blocks"], 400.0, "{summary}");
+    assert_eq!(totals["referenced_bytes"], 102240.0, "{summary}");
+    assert!(totals["reachability_pause_seconds"].as_f64().unwrap() > 0.0);
+    assert!(totals["reachability_scanned_bytes"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn a_process_without_the_sampler_is_named_as_such() {
+    if !privileged("the sampler capture") {
+        return;
+    }
+    let mut plain = Command::new("sleep").arg("30").spawn().unwrap();
+    let exporter = Exporter::start(&[]);
+    let outcome = post(
+        &exporter,
+        alert(
+            "sampler",
+            "s2",
+            json!({ "group": "sleep", "pid": plain.id().to_string() }),
+            json!({ "capture_duration": "4s" }),
+        ),
+    );
+    let _ = plain.kill();
+    let _ = plain.wait();
+    assert_eq!(outcome["outcome"], "unavailable", "{outcome}");
+    let reason = outcome["reason"].as_str().unwrap();
+    assert!(reason.contains("has not loaded the sampler") && reason.contains("LD_PRELOAD"), "{reason}");
+}
+
+/// `big_heap` (tests/helpers/big_heap.c) with `mib` MiB written and four threads allocating, sampled.
+fn big_heap(dir: &Path, mib: u32) -> Option<Held> {
+    require_tool("cc", "gcc")?;
+    let library = library()?;
+    let binary = dir.join("big_heap");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/big_heap.c");
+    let status =
+        Command::new("cc").args(["-O1", "-pthread", "-Wall", "-Werror", "-o"]).arg(&binary).arg(source).status();
+    assert!(status.is_ok_and(|s| s.success()), "cc failed on tests/helpers/big_heap.c");
+    let mut child = Command::new(&binary)
+        .arg(mib.to_string())
+        .env("LD_PRELOAD", &library)
+        .env("MEMLEAK_SAMPLER_MEAN_BYTES", "65536")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    Some(Held { child, gate: None })
+}
+
+#[test]
+fn a_pause_past_its_bound_is_abandoned_and_the_target_runs_on() {
+    if !privileged("the reachability pause") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(held) = big_heap(dir.path(), 512) else { return };
+    let pid = held.child.id();
+    let exporter = Exporter::start(&["--capture.reachability.max-pause", "20ms"]);
+    let labels = json!({ "group": "big_heap", "pid": pid.to_string() });
+    let outcome =
+        post(&exporter, alert("sampler", "r1", labels, json!({ "capture_duration": "1s", "reachability": "true" })));
+    assert_eq!(outcome["outcome"], "accepted", "{outcome}");
+    let id = outcome["capture"].as_str().unwrap().to_owned();
+    let done = wait_for(&exporter, &id, "finished", |c| c["status"] != "running");
+    assert_eq!(done["status"], "done", "{done}");
+    let summary = summary(&exporter, &id);
+    let left_out = summary["left_out"].to_string();
+    assert!(left_out.contains("reachability not concluded") && left_out.contains("max-pause"), "{summary}");
+    assert!(summary["totals"].get("definitely_leaked_blocks").is_none_or(|b| b == 0.0), "nothing concluded: {summary}");
+    // Resumed: its threads run (R) or wait (S), none is left in a tracing stop.
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let tid: u32 = task.unwrap().file_name().to_str().unwrap().parse().unwrap();
+        assert!(matches!(state(tid), Some('R' | 'S')), "thread {tid} is {:?}", state(tid));
+    }
+}
+
+#[test]
+fn a_target_killed_during_the_pause_ends_the_capture_cleanly() {
+    if !privileged("the reachability pause") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut held) = big_heap(dir.path(), 1024) else { return };
+    let pid = held.child.id();
+    let exporter = Exporter::start(&["--capture.reachability.max-pause", "60s"]);
+    let labels = json!({ "group": "big_heap", "pid": pid.to_string() });
+    let outcome =
+        post(&exporter, alert("sampler", "r2", labels, json!({ "capture_duration": "1s", "reachability": "true" })));
+    assert_eq!(outcome["outcome"], "accepted", "{outcome}");
+    let id = outcome["capture"].as_str().unwrap().to_owned();
+    // The scan of 1 GiB takes a while: kill the target once it is seen in its tracing stop.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while state(pid) != Some('t') {
+        assert!(std::time::Instant::now() < deadline, "the target was never paused: {}", exporter.stderr());
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    held.child.kill().unwrap();
+    held.child.wait().unwrap();
+    let done = wait_for(&exporter, &id, "finished", |c| c["status"] != "running");
+    let summary = summary(&exporter, &id);
+    assert!(summary["left_out"].to_string().contains("exited during the pause"), "{done} {summary}");
+    // The exporter goes on serving.
+    assert_eq!(request(exporter.port, "GET", "/-/ready", "", "").0, 200);
+}
