@@ -323,6 +323,12 @@ mod tests {
         let r = resolver();
         let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let pid = child.id();
+        // Between fork and exec the child still carries the test binary's name.
+        let comm = || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while comm().trim() != "sleep" && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let padded = format!("00{pid}");
         let t = r.resolve(&named(Some("sleep"), None, Some(&padded))).unwrap();
         assert_eq!(t.pids(), [pid]);
