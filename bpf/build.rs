@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const PROGRAMS: &[&str] = &["page_faults", "memory_syscalls"];
+const PROGRAMS: &[&str] = &["page_faults", "memory_syscalls", "malloc_trace"];
 
 // A broken BPF program must stop the build, as a compile error would.
 #[allow(clippy::panic)]

@@ -6,6 +6,7 @@
 mod cgroup_counters;
 mod cgroup_ids;
 mod loader;
+pub mod malloc;
 pub mod memory_syscalls;
 pub mod page_faults;
 pub mod shared;
@@ -24,6 +25,12 @@ pub static PAGE_FAULTS: BpfObject = BpfObject {
 pub static MEMORY_SYSCALLS: BpfObject = BpfObject {
     file: "memory_syscalls.bpf.o",
     bytes: aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/memory_syscalls.bpf.o")),
+};
+
+/// The allocation tracer of the `ebpf-malloc` capture kind: uprobes on a process's allocator.
+pub static MALLOC_TRACE: BpfObject = BpfObject {
+    file: "malloc_trace.bpf.o",
+    bytes: aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/malloc_trace.bpf.o")),
 };
 
 /// Whether this build has BPF programs (clang was there when it was built).
