@@ -12,6 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+/// The churn helper: a steady working set of 64 blocks and a slow leak (tests/helpers/malloc_churn.c).
+fn churn(dir: &Path) -> PathBuf {
+    common::compile("tests/helpers/malloc_churn.c", dir)
+}
+
 fn program_a() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../artifacts/tests/fixtures/bin/a_cachesvc")
 }
@@ -122,10 +127,46 @@ fn a_target_that_exits_ends_the_trace_with_what_it_held() {
     if !common::can_run_privileged() {
         return;
     }
-    let mut child = start_a(10_000); // ~4 s
+    let mut child = start_a(20_000); // ~8 s
     std::thread::sleep(Duration::from_millis(100));
-    let traced = trace_child(&mut child, Options { budget: 0.05, full: true }, Duration::from_secs(10));
+    let traced = trace_child(&mut child, Options { budget: 0.05, full: true }, Duration::from_secs(30));
     assert_eq!(traced.ending, Ending::Interrupted("the target exited".into()));
     let top = sites::top(&traced.result.profiles[0], 0, 1);
     assert_eq!(top[0].frame.function, "leak_request_buffer", "named from the maps read at the start");
+}
+
+#[test]
+fn the_age_rank_puts_a_slow_leak_above_a_bigger_steady_cache() {
+    if !common::can_run_privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // 10,000 iterations/s (a 5 ms sleep every 100): the cache holds the last
+    // 64 blocks (16 B to 4 KiB, ~130 KB), the leak 512 B every 1,000 (~5 KB/s).
+    let mut child = Command::new(churn(dir.path()))
+        .args(["1000000", "1000", "10000"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    std::thread::sleep(Duration::from_millis(200)); // the dynamic loader maps libc
+    let traced = trace_child(&mut child, Options { budget: 1.0, full: true }, Duration::from_secs(3));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let result = &traced.result;
+    let profile = &result.profiles[0];
+    let (leak_bytes, ..) = site(profile, "leak_slowly");
+    let (cache_bytes, cache_objects, _) = site(profile, "steady_cache_fill");
+    assert!(cache_bytes > leak_bytes && leak_bytes > 0, "by bytes the cache is first: {cache_bytes} > {leak_bytes}");
+    assert!((62..=64).contains(&cache_objects), "the working set is 64 blocks: {cache_objects}");
+    assert_eq!(sites::top(profile, 0, 1)[0].frame.function, "steady_cache_fill");
+    // The records follow the age rank: the leak first, its allocations from every tenth of the window.
+    assert_eq!(result.attributes.iter().find(|(n, _)| n == "rank").unwrap().1, memleak_artifacts::ages::RANK);
+    let first = &result.records[0];
+    assert!(first.message.contains("leak_slowly"), "{}", first.message);
+    assert_eq!(first.attributes.iter().find(|(n, _)| n == "age_shape").unwrap().1, "##########");
+    let cache = result.records.iter().find(|r| r.message.contains("steady_cache_fill")).unwrap();
+    assert_eq!(cache.attributes.iter().find(|(n, _)| n == "age_shape").unwrap().1, ".........#");
 }

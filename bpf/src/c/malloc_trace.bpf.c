@@ -46,9 +46,22 @@ struct {
     __type(value, __u64);
 } malloc_counters SEC(".maps");
 
+/* Slot 0: non-zero once user space has ended the window. Detaching takes a
+ * grace period per probe; meanwhile the maps must stay as they were at the end. */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+} malloc_frozen SEC(".maps");
+
 static __always_inline int traced(void)
 {
-    return (bpf_get_current_pid_tgid() >> 32) == target_tgid;
+    if ((bpf_get_current_pid_tgid() >> 32) != target_tgid)
+        return 0;
+    __u32 zero = 0;
+    __u64 *frozen = bpf_map_lookup_elem(&malloc_frozen, &zero);
+    return frozen && *frozen == 0;
 }
 
 static __always_inline void forget(__u64 address)

@@ -8,7 +8,7 @@ use super::governor::Costs;
 use super::probes::Probes;
 use memleak_signals::{Problem, ProblemKind};
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Mutex, PoisonError};
 
 /// Calls per measurement; three measurements, the cheapest kept.
 const CALLS: u64 = 20_000;
@@ -20,10 +20,16 @@ pub extern "C" fn memleak_malloc_calibration_target(size: u64) -> u64 {
     std::hint::black_box(size).wrapping_add(1)
 }
 
-/// The per-hit costs on this host (measured at the first call, then kept).
+/// The per-hit costs on this host (measured at the first call that can, then kept).
 pub fn costs() -> Result<Costs, Problem> {
-    static COSTS: OnceLock<Result<Costs, Problem>> = OnceLock::new();
-    COSTS.get_or_init(measure).clone()
+    static COSTS: Mutex<Option<Costs>> = Mutex::new(None);
+    let mut known = COSTS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(costs) = *known {
+        return Ok(costs);
+    }
+    let costs = measure()?;
+    *known = Some(costs);
+    Ok(costs)
 }
 
 fn measure() -> Result<Costs, Problem> {

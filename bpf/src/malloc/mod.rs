@@ -70,10 +70,11 @@ pub fn trace(
             "install clang and rebuild",
         ));
     }
+    // First what needs privileges (loading BPF), so that their lack is what an unprivileged exporter reports.
+    let costs = calibrate::costs()?;
     let allocators = allocator::find(procfs, pid).map_err(|e| {
         Problem::new(ProblemKind::Unsupported, format!("pid {pid}"), e, "trace a process that allocates with malloc")
     })?;
-    let costs = calibrate::costs()?;
     let comm = std::fs::read_to_string(procfs.join(pid.to_string()).join("comm")).unwrap_or_default();
     let start_maps = allocator::read_maps(procfs, pid).unwrap_or_default();
     let mut probes = probes::Probes::load(pid, &allocators)?;

@@ -128,6 +128,19 @@ impl Probes {
         Detaching { thread, first_gone }
     }
 
+    /// Ends the window: the programs leave the maps as they are from now on,
+    /// whatever the probes still attached see.
+    pub fn freeze(&mut self) -> Result<(), Problem> {
+        let map = self.bpf.map_mut("malloc_frozen").ok_or_else(|| {
+            Problem::new(ProblemKind::Unsupported, "malloc_frozen", "map missing from the object", "rebuild")
+        })?;
+        let mut frozen = aya::maps::Array::<_, u64>::try_from(map)
+            .map_err(|e| Problem::new(ProblemKind::Read, "malloc_frozen", format!("cannot open the map: {e}"), ""))?;
+        frozen
+            .set(0, 1, 0)
+            .map_err(|e| Problem::new(ProblemKind::Read, "malloc_frozen", format!("cannot write the map: {e}"), ""))
+    }
+
     /// Detaches every probe, and returns when they are gone (the maps stay readable).
     pub fn detach(&mut self) {
         let mut links = std::mem::take(&mut self.allocation_links);

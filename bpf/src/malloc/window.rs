@@ -159,7 +159,9 @@ pub fn run(
     };
     out.elapsed = start.elapsed();
     out.end_ns = calibrate::monotonic_ns();
+    let frozen = probes.freeze();
     probes.detach();
+    frozen?;
     if let Some(previous) = detaching.take() {
         previous.join();
     }

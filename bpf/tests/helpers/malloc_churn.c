@@ -6,10 +6,12 @@
  * "cache"); every LEAK_EVERY-th iteration (1000) leak_slowly() also
  * allocates 512 B that it never frees. Then prints
  * "leaked BYTES BLOCKS cpu_ns NS" (its CPU time during the loop) and waits
- * for stdin to close. Built with frame pointers. */
+ * for stdin to close. With SLEEP_US, it sleeps that long every 100
+ * iterations (a paced, service-like load). Built with frame pointers. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #define WORKING_SET 64
 #define LEAK_SIZE 512
@@ -37,6 +39,7 @@ int main(int argc, char **argv)
 {
     unsigned long iterations = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000000;
     unsigned long leak_every = argc > 2 ? strtoul(argv[2], NULL, 10) : 1000;
+    unsigned long sleep_us = argc > 3 ? strtoul(argv[3], NULL, 10) : 0;
     void *ring[WORKING_SET] = {0};
     char line[64];
     unsigned long leaked = 0;
@@ -46,11 +49,14 @@ int main(int argc, char **argv)
     for (unsigned long i = 0; i < iterations; i++) {
         unsigned slot = i % WORKING_SET;
         free(ring[slot]);
-        ring[slot] = steady_cache_fill(16 + (i * 2654435761u) % 4080);
+        unsigned mixed = (unsigned)i * 2654435761u; /* Knuth's multiplicative hash: sizes spread evenly */
+        ring[slot] = steady_cache_fill(16 + (mixed >> 16) % 4080);
         if (leak_every && i % leak_every == leak_every - 1) {
             g_sink = leak_slowly();
             leaked++;
         }
+        if (sleep_us && i % 100 == 99)
+            usleep(sleep_us);
     }
     long long spent = cpu_ns() - start;
     printf("leaked %lu %lu cpu_ns %lld\n", leaked * LEAK_SIZE, leaked, spent);

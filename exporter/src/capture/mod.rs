@@ -59,7 +59,11 @@ impl Captures {
             .map_err(|e| {
                 format!("captures are off: the spool {} cannot be used: {e}; set --capture.dir", config.dir.display())
             });
-        let context = kinds::Context { sources: config.sources, pprof_allow: config.pprof_allow };
+        let context = kinds::Context {
+            sources: config.sources,
+            pprof_allow: config.pprof_allow,
+            ebpf_malloc_budget: config.ebpf_malloc_budget,
+        };
         Captures { host: ThisHost::new(&config.instance, listen), resolver, context, scheduler, counters }
     }
 

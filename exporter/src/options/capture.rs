@@ -73,6 +73,12 @@ pub struct Options {
     #[arg(long = "target", value_name = "MAPPING")]
     #[serde(default)]
     pub targets: Vec<String>,
+
+    /// CPU an `ebpf-malloc` capture may add to its target, in percent of one CPU [default: 5]: the
+    /// overhead governor samples allocations to stay under it, and stops the capture (partial) when
+    /// even the lowest rate would not.
+    #[arg(long = "ebpf-malloc.budget", value_name = "PERCENT")]
+    pub ebpf_malloc_budget: Option<f64>,
 }
 
 /// The capture loop's settings.
@@ -89,6 +95,8 @@ pub struct Config {
     pub instance: Vec<String>,
     pub pprof_allow: Allowlist,
     pub sources: Vec<Source>,
+    /// The `ebpf-malloc` budget, as a share of one CPU (0.05: 5 %).
+    pub ebpf_malloc_budget: f64,
 }
 
 impl memleak_signals::Options for Options {
@@ -107,7 +115,15 @@ impl memleak_signals::Options for Options {
             .map(|t| sources::parse(t))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| OptionError::new("targets", e))?;
+        let budget = self.ebpf_malloc_budget.unwrap_or(5.0);
+        if !(budget > 0.0 && budget <= 100.0) {
+            return Err(OptionError::new(
+                "ebpf_malloc_budget",
+                "must be a percentage of one CPU, more than 0 and at most 100",
+            ));
+        }
         Ok(Config {
+            ebpf_malloc_budget: budget / 100.0,
             dir: self.dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DIR)),
             keep: at_least_one("keep", self.keep, 50)?,
             max_spool_bytes: self.max_spool_bytes.unwrap_or(256 << 20).max(1),

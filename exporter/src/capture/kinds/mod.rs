@@ -3,10 +3,11 @@
 //! is the request allowed) and returns the work that the scheduler runs on a
 //! thread of its own (`Run`), bounded by its duration and cancellable.
 //!
-//! `ebpf-malloc` (the uprobe tracer, in `bpf/`) and the cooperative sampler,
-//! staleness and reachability kinds add their lines here.
+//! `ebpf-malloc` is the uprobe tracer of `memleak_bpf::malloc`; the
+//! cooperative sampler, staleness and reachability kinds add their lines here.
 
 pub mod allocator_profile;
+pub mod ebpf_malloc;
 
 use super::allow::Allowlist;
 use super::cancel::Cancel;
@@ -28,7 +29,7 @@ pub struct Kind {
 }
 
 /// Every capture kind.
-pub static KINDS: &[&Kind] = &[&allocator_profile::KIND];
+pub static KINDS: &[&Kind] = &[&allocator_profile::KIND, &ebpf_malloc::KIND];
 
 /// The kind named `id`.
 pub fn find(id: &str) -> Option<&'static Kind> {
@@ -46,6 +47,8 @@ pub fn metric_label(id: &str) -> &'static str {
 pub struct Context {
     pub sources: Vec<Source>,
     pub pprof_allow: Allowlist,
+    /// CPU an `ebpf-malloc` capture may add to its target (a share of one CPU).
+    pub ebpf_malloc_budget: f64,
 }
 
 /// What a kind sees of an alert when it arrives.
