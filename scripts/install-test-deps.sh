@@ -10,6 +10,7 @@
 #     the sampler's tests run with the sampler preloaded (C++, Python, jemalloc behind the sampler);
 #   objdump (package `binutils`, which gcc brings): the sampler's test that its README states the
 #     glibc version the library needs;
+#   bpftool (package `bpftool`): the ebpf-malloc kill test lists the kernel's BPF programs and links;
 #   zstd (package `zstd`): compresses the decompression bombs of the watched-folder budget tests;
 #   a Python venv (package `python3-venv`) with the OTLP receivers of the OTLP tests: rotel (its
 #     rotel-agent binary receives metrics and logs) and the official opentelemetry-proto and grpcio
@@ -29,6 +30,7 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 [ -e /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ] || missing+=(libjemalloc2)
 command -v objdump >/dev/null 2>&1 || missing+=(binutils)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+command -v bpftool >/dev/null 2>&1 || [ -x /usr/sbin/bpftool ] || missing+=(bpftool)
 compgen -G '/usr/lib/*/libtcmalloc.so.4' >/dev/null || missing+=(libgoogle-perftools4)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 

@@ -79,7 +79,7 @@ static __always_inline int pending(__u64 size)
     return 0;
 }
 
-/* malloc(size), valloc(size), pvalloc(size), operator new(size), jemalloc's mallocx(size, flags). */
+/* malloc(size), jemalloc's mallocx(size, flags), mimalloc's mi_malloc_aligned(size, alignment). */
 SEC("uprobe")
 int malloc_enter(struct pt_regs *ctx)
 {
@@ -104,15 +104,6 @@ int realloc_enter(struct pt_regs *ctx)
     if (!traced())
         return 0;
     forget(ctx->di);
-    return pending(ctx->si);
-}
-
-/* memalign(alignment, size), aligned_alloc(alignment, size). */
-SEC("uprobe")
-int memalign_enter(struct pt_regs *ctx)
-{
-    if (!traced())
-        return 0;
     return pending(ctx->si);
 }
 

@@ -109,6 +109,9 @@ pub fn trace(
         ("truncated_stacks".to_owned(), report.truncated_stacks as f64),
         ("stacks".to_owned(), report.stacks as f64),
         ("allocation_probe_share".to_owned(), mean_duty),
+        ("window_seconds".to_owned(), elapsed.as_secs_f64()),
+        ("profiled_seconds".to_owned(), report.window_ns as f64 / 1e9),
+        ("detach_seconds".to_owned(), window.detach.as_secs_f64()),
         ("estimated_overhead_cpu_mean".to_owned(), window.cost_cpu_seconds / elapsed.as_secs_f64().max(1e-6)),
         ("estimated_overhead_cpu_max".to_owned(), window.max_cost),
         ("budget_cpu".to_owned(), options.budget),
@@ -185,7 +188,7 @@ fn sampling_note(options: &Options, mean_duty: f64) -> String {
         return "full: every allocation traced".to_owned();
     }
     format!(
-        "allocation probes attached {:.1} % of the time on average (time-window sampling, the share set each cycle by the overhead governor from hits counted every second within {:.1} % of one CPU); in cycles of 5 s; each sampled allocation weighs the inverse of its cycle's share; frees traced throughout",
+        "allocation probes attached {:.1} % of the time on average (time-window sampling, the share set each cycle by the overhead governor from hits counted every 100 ms within {:.1} % of one CPU); in cycles of 5 s; each sampled allocation weighs the inverse of its cycle's share; frees traced throughout",
         mean_duty * 100.0,
         options.budget * 100.0
     )

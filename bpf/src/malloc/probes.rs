@@ -18,9 +18,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The programs of the object.
-const PROGRAMS: [&str; 6] =
-    ["malloc_enter", "calloc_enter", "realloc_enter", "memalign_enter", "alloc_return", "free_enter"];
+const PROGRAMS: [&str; 5] = ["malloc_enter", "calloc_enter", "realloc_enter", "alloc_return", "free_enter"];
 pub const RETURN_PROGRAM: &str = "alloc_return";
+/// The entry points called most, whose probes go first.
+const MALLOC_LIKE: [&str; 5] = ["malloc", "mallocx", "_rjem_malloc", "_rjem_mallocx", "mi_malloc_aligned"];
 
 /// The counters of the object, summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -84,13 +85,20 @@ impl Probes {
                 }
             }
         }
-        // Aliases (glibc's memalign is aligned_alloc) share an address: one probe each.
+        // Aliases share an address: one probe each.
         for probes in [&mut allocation, &mut free] {
             let mut seen = std::collections::HashSet::new();
             probes.retain(|p| seen.insert((p.program, p.binary.clone(), p.offset)));
         }
-        // malloc's entry first: detaching it ends most of the tracing at once.
-        allocation.sort_by_key(|p| p.program != "malloc_enter");
+        // The probes at malloc's address (its entry and the return probe, which
+        // also traps at the entry) first: detached first, they end most of the traps.
+        let hot: Vec<u64> = allocators
+            .iter()
+            .flat_map(|a| a.entry_points.iter())
+            .filter(|e| MALLOC_LIKE.contains(&e.symbol))
+            .map(|e| e.offset)
+            .collect();
+        allocation.sort_by_key(|p| (!hot.contains(&p.offset), p.program != "malloc_enter"));
         Ok(Probes { bpf, pid, allocation, free, allocation_links: Vec::new(), free_links: Vec::new() })
     }
 
@@ -117,13 +125,7 @@ impl Probes {
         let links = take_links(&mut self.bpf, std::mem::take(&mut self.allocation_links));
         let first_gone = Arc::new(OnceLock::new());
         let gone = Arc::clone(&first_gone);
-        let drop_all = move || {
-            for link in links {
-                drop(link);
-                let _ = gone.set(Instant::now());
-            }
-            let _ = gone.set(Instant::now());
-        };
+        let drop_all = move || drop_at_once(links, &gone);
         let thread = std::thread::Builder::new().name("malloc-detach".into()).spawn(drop_all).ok();
         Detaching { thread, first_gone }
     }
@@ -143,9 +145,10 @@ impl Probes {
 
     /// Detaches every probe, and returns when they are gone (the maps stay readable).
     pub fn detach(&mut self) {
-        let mut links = std::mem::take(&mut self.allocation_links);
-        links.append(&mut self.free_links);
-        drop(take_links(&mut self.bpf, links));
+        // Frees first: the most frequent probe (each unregistration takes a grace period).
+        let mut links = std::mem::take(&mut self.free_links);
+        links.append(&mut self.allocation_links);
+        drop_at_once(take_links(&mut self.bpf, links), &OnceLock::new());
     }
 
     pub fn counters(&self) -> Counters {
@@ -208,6 +211,28 @@ fn take_links(bpf: &mut Ebpf, ids: Vec<(&'static str, UProbeLinkId)>) -> Vec<UPr
         }
     }
     owned
+}
+
+/// Drops `links` on threads of their own, started in order, and returns when
+/// all are gone; `first_gone` is set when the first one is. (Each
+/// unregistration waits for a grace period; the kernel runs part of them in
+/// turn, so the order decides which traps end first.)
+fn drop_at_once(links: Vec<UProbeLink>, first_gone: &OnceLock<Instant>) {
+    std::thread::scope(|scope| {
+        for (i, link) in links.into_iter().enumerate() {
+            let drop_it = move || {
+                drop(link);
+                if i == 0 {
+                    let _ = first_gone.set(Instant::now());
+                }
+            };
+            // Without a thread, the link is dropped here, in turn.
+            if let Err(e) = std::thread::Builder::new().name("malloc-detach".into()).spawn_scoped(scope, drop_it) {
+                tracing::debug!(error = %e, "no thread to detach a probe on: detaching it in turn");
+            }
+        }
+    });
+    let _ = first_gone.set(Instant::now());
 }
 
 /// Allocation probes being detached.

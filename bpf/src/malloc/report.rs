@@ -47,6 +47,8 @@ pub struct Report {
     pub truncated_stacks: usize,
     pub stacks: usize,
     pub outstanding_sampled: usize,
+    /// What the profile covers: from the first counted segment to the end.
+    pub window_ns: u64,
 }
 
 /// Reads the maps of `probes` and builds the report. `maps` are the process's
@@ -128,7 +130,7 @@ pub fn read(
         .into_iter()
         .filter_map(|i| ranked_ages.get(i).map(|a| (i, *a, ages::spread(a, &seen))))
         .collect();
-    Report { profile, ranked, truncated_stacks, stacks: ids.len(), outstanding_sampled }
+    Report { profile, ranked, truncated_stacks, stacks: ids.len(), outstanding_sampled, window_ns }
 }
 
 /// Whether a stack was cut: it fills the depth limit, or it reaches neither

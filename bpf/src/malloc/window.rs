@@ -1,6 +1,6 @@
 //! The trace window: cycles in which the allocation probes are attached for
 //! the share the governor allows and detached for the rest, the free probes
-//! staying attached throughout. Hits are counted every second: a second
+//! staying attached throughout. Hits are counted every 100 ms: a tick
 //! whose cost would take the cycle past the budget ends the attached part
 //! early, and frees alone costing more than the budget end the trace.
 //! Detaching takes about 100 ms per probe here (an RCU grace period each), so
@@ -15,12 +15,11 @@ use std::time::{Duration, Instant};
 
 /// A cycle: the allocation probes are attached at its start for its share.
 const CYCLE: Duration = Duration::from_secs(5);
-/// The first cycle, which measures the rates the governor starts from.
-const FIRST_CYCLE: Duration = Duration::from_secs(1);
-/// Attached at full rate for this long in the first cycle (1 % of it).
+/// Every probe is attached this long first, to measure the rates.
 const MEASURE: Duration = Duration::from_millis(10);
-/// How often hits are counted.
-const TICK: Duration = Duration::from_secs(1);
+/// How often hits are counted: a target whose rate jumps pays at most this
+/// long at the old share (plus the time its probes take to detach).
+const TICK: Duration = Duration::from_millis(100);
 
 /// What the window did.
 #[derive(Debug)]
@@ -32,6 +31,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// CLOCK_MONOTONIC when it ended (before the probes were detached).
     pub end_ns: u64,
+    /// How long the probes took to go at the end: they trap until then.
+    pub detach: Duration,
     /// The target's estimated added CPU: in CPU-seconds over the window, and
     /// the highest share of one CPU over one second.
     pub cost_cpu_seconds: f64,
@@ -53,24 +54,29 @@ pub fn run(
         attached: Duration::ZERO,
         elapsed: Duration::ZERO,
         end_ns: 0,
+        detach: Duration::ZERO,
         cost_cpu_seconds: 0.0,
         max_cost: 0.0,
     };
     let mut meter = Meter { last: probes.counters() };
     let mut detaching: Option<Detaching> = None;
-    let mut first = true;
-    let mut duty = 1.0;
+    // First every probe for MEASURE: the rates the governor starts from, so
+    // that a target too busy for the budget pays for 10 ms, not a cycle.
+    let (mut duty, stop) = measure(probes, &mut meter, &mut out, costs, options, wait)?;
+    if let Some(ending) = stop {
+        out.ending = ending;
+        return finish(probes, out, start, None);
+    }
+    if !options.full {
+        detaching = Some(probes.detach_allocations());
+    }
     out.ending = 'cycles: loop {
         let left = duration.saturating_sub(start.elapsed());
         if left.is_zero() {
             break Ending::Elapsed;
         }
-        let cycle = match (options.full, first) {
-            (true, _) => left,
-            (false, true) => FIRST_CYCLE.min(left),
-            (false, false) => CYCLE.min(left),
-        };
-        let on_for = if first && !options.full { MEASURE.min(cycle) } else { cycle.mul_f64(duty) };
+        let cycle = if options.full { left } else { CYCLE.min(left) };
+        let on_for = cycle.mul_f64(duty);
         if let Some(previous) = detaching.take() {
             previous.join();
         }
@@ -81,7 +87,7 @@ pub fn run(
         probes.attach_allocations()?;
         let mut allocation_rate: f64 = 0.0;
         let mut stop = None;
-        // Attached: count every second; stop early if the cycle would go over budget.
+        // Attached: count every tick; stop early if the cycle would go over budget.
         while begun.elapsed() < on_for {
             let tick = TICK.min(on_for - begun.elapsed());
             let ticked = Instant::now();
@@ -116,7 +122,7 @@ pub fn run(
         }
         out.attached += on_time;
         if stop.is_none() {
-            // Detached: frees only, counted every second.
+            // Detached: frees only, counted every tick.
             while begun.elapsed() < cycle {
                 let tick = TICK.min(cycle - begun.elapsed());
                 let ticked = Instant::now();
@@ -140,10 +146,7 @@ pub fn run(
             }
         }
         let cycle_time = begun.elapsed().max(on_time);
-        // The first cycle's few allocations would each weigh a hundred: they
-        // only measure, and the profile starts after them.
-        let measured = first && !options.full;
-        let share = if measured { 0.0 } else { on_time.as_secs_f64() / cycle_time.as_secs_f64().max(1e-9) };
+        let share = on_time.as_secs_f64() / cycle_time.as_secs_f64().max(1e-9);
         out.segments.push(Segment { start_ns, duty: share });
         if let Some(ending) = stop {
             break 'cycles ending;
@@ -155,16 +158,57 @@ pub fn run(
             Some(next) => duty = next,
             None => break 'cycles over_budget(costs, rates, options),
         }
-        first = false;
     };
+    finish(probes, out, start, detaching)
+}
+
+/// Every probe attached for `MEASURE`: the duty to start with, or why to stop
+/// now. In a sampled trace what it records is not counted (each allocation
+/// would weigh a hundred); in full mode it is the window's start.
+fn measure(
+    probes: &mut Probes,
+    meter: &mut Meter,
+    out: &mut Outcome,
+    costs: Costs,
+    options: &Options,
+    wait: &mut dyn FnMut(Duration) -> Result<(), String>,
+) -> Result<(f64, Option<Ending>), Problem> {
+    out.segments.push(Segment { start_ns: calibrate::monotonic_ns(), duty: if options.full { 1.0 } else { 0.0 } });
+    let begun = Instant::now();
+    probes.attach_allocations()?;
+    let waited = wait(MEASURE);
+    let rates = meter.rates(probes.counters(), begun.elapsed(), begun.elapsed());
+    let cost = governor::cost(costs, rates, 1.0);
+    out.cost_cpu_seconds += cost * begun.elapsed().as_secs_f64();
+    out.max_cost = out.max_cost.max(cost);
+    // Its allocations count in the allocated totals (scaled by the time attached), not in the in-use profile.
+    out.attached += begun.elapsed();
+    if let Err(reason) = waited {
+        return Ok((0.0, Some(Ending::Interrupted(reason))));
+    }
+    Ok(match governor::choose(costs, rates, options.budget, options.full) {
+        Some(duty) => (duty, None),
+        None => (0.0, Some(over_budget(costs, rates, options))),
+    })
+}
+
+/// Ends the window: the maps frozen as they are now, then every probe detached.
+fn finish(
+    probes: &mut Probes,
+    mut out: Outcome,
+    start: Instant,
+    detaching: Option<Detaching>,
+) -> Result<Outcome, Problem> {
     out.elapsed = start.elapsed();
     out.end_ns = calibrate::monotonic_ns();
     let frozen = probes.freeze();
+    let detaching_since = Instant::now();
     probes.detach();
-    frozen?;
-    if let Some(previous) = detaching.take() {
+    if let Some(previous) = detaching {
         previous.join();
     }
+    out.detach = detaching_since.elapsed();
+    frozen?;
     Ok(out)
 }
 

@@ -5,11 +5,13 @@
  * allocated 64 iterations before (a steady working set of 64 blocks, the
  * "cache"); every LEAK_EVERY-th iteration (1000) leak_slowly() also
  * allocates 512 B that it never frees. Then prints
- * "leaked BYTES BLOCKS cpu_ns NS" (its CPU time during the loop) and waits
+ * "leaked BYTES BLOCKS cpu_ns NS sys_ns NS" (its CPU time during the loop,
+ * and the system part of it, where uprobe traps are charged) and waits
  * for stdin to close. With SLEEP_US, it sleeps that long every 100
  * iterations (a paced, service-like load). Built with frame pointers. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,6 +28,13 @@ __attribute__((noinline)) void *leak_slowly(void)
 __attribute__((noinline)) void *steady_cache_fill(size_t size)
 {
     return malloc(size);
+}
+
+static long long sys_ns(void)
+{
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (long long)u.ru_stime.tv_sec * 1000000000LL + (long long)u.ru_stime.tv_usec * 1000LL;
 }
 
 static long long cpu_ns(void)
@@ -45,7 +54,7 @@ int main(int argc, char **argv)
     unsigned long leaked = 0;
     if (!fgets(line, sizeof line, stdin))
         return 1;
-    long long start = cpu_ns();
+    long long start = cpu_ns(), start_sys = sys_ns();
     for (unsigned long i = 0; i < iterations; i++) {
         unsigned slot = i % WORKING_SET;
         free(ring[slot]);
@@ -58,8 +67,8 @@ int main(int argc, char **argv)
         if (sleep_us && i % 100 == 99)
             usleep(sleep_us);
     }
-    long long spent = cpu_ns() - start;
-    printf("leaked %lu %lu cpu_ns %lld\n", leaked * LEAK_SIZE, leaked, spent);
+    long long spent = cpu_ns() - start, spent_sys = sys_ns() - start_sys;
+    printf("leaked %lu %lu cpu_ns %lld sys_ns %lld\n", leaked * LEAK_SIZE, leaked, spent, spent_sys);
     fflush(stdout);
     while (fgets(line, sizeof line, stdin))
         ;

@@ -59,7 +59,7 @@ impl Run for Trace {
             }
             let until = std::time::Instant::now() + d;
             loop {
-                if !process.is_alive() {
+                if !process.is_alive() || exited_unreaped(process.pid) {
                     exited.set(true);
                     return Err(format!("process {} exited", process.pid));
                 }
@@ -72,7 +72,7 @@ impl Run for Trace {
         };
         let traced = match malloc::trace(Path::new("/proc"), process.pid, &self.options, job.duration, &mut wait) {
             Ok(traced) => traced,
-            Err(problem) if !process.is_alive() => {
+            Err(problem) if !process.is_alive() || exited_unreaped(process.pid) => {
                 return Finished::failed(format!(
                     "process {} exited before it could be traced ({problem})",
                     process.pid
@@ -101,4 +101,12 @@ impl Run for Trace {
         };
         Finished { status, reason, result: Some(result) }
     }
+}
+
+/// Whether process `pid` has exited and waits for its parent (a zombie): it
+/// answers signals, but has no memory left to trace.
+fn exited_unreaped(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The state follows the command name, which ends at the last ')'.
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_some_and(|s| s == "Z" || s == "X")
 }
