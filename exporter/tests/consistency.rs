@@ -17,8 +17,8 @@ use serde_norway::Value as Yaml;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Kinds the rules may already ask for before their line is in the capture-kind
-/// table (the eBPF malloc tracer and the staleness kind are being built).
-const COMING_KINDS: &[&str] = &["ebpf-malloc", "staleness"];
+/// table (the staleness kind is being built).
+const COMING_KINDS: &[&str] = &["staleness"];
 
 /// Every capture kind an alert may name: the table's, then the coming ones.
 fn capture_kinds() -> Vec<&'static str> {
