@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const PROGRAMS: &[&str] = &["page_faults", "memory_syscalls", "sampler_markers"];
+const PROGRAMS: &[&str] = &["page_faults", "memory_syscalls", "sampler_markers", "malloc_trace"];
 
 // A broken BPF program must stop the build, as a compile error would.
 #[allow(clippy::panic)]

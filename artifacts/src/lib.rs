@@ -8,6 +8,7 @@
 //! model and the shared helpers, never the detection that lists them, and
 //! keep what they build within the meter they are given.
 
+pub mod ages;
 pub mod budget;
 pub mod decompress;
 pub mod demangle;

@@ -6,6 +6,7 @@
 mod cgroup_counters;
 mod cgroup_ids;
 mod loader;
+pub mod malloc;
 pub mod memory_syscalls;
 pub mod page_faults;
 pub mod sampler_markers;
@@ -33,7 +34,16 @@ pub static SAMPLER_MARKERS: BpfObject = BpfObject {
     bytes: aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sampler_markers.bpf.o")),
 };
 
+/// The allocation tracer of the `ebpf-malloc` capture kind: uprobes on a process's allocator.
+pub static MALLOC_TRACE: BpfObject = BpfObject {
+    file: "malloc_trace.bpf.o",
+    bytes: aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/malloc_trace.bpf.o")),
+};
+
 /// Whether this build has BPF programs (clang was there when it was built).
 pub fn built_with_bpf() -> bool {
-    !PAGE_FAULTS.bytes.is_empty() && !MEMORY_SYSCALLS.bytes.is_empty() && !SAMPLER_MARKERS.bytes.is_empty()
+    !PAGE_FAULTS.bytes.is_empty()
+        && !MEMORY_SYSCALLS.bytes.is_empty()
+        && !SAMPLER_MARKERS.bytes.is_empty()
+        && !MALLOC_TRACE.bytes.is_empty()
 }

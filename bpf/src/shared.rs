@@ -129,3 +129,44 @@ mod tests {
         assert_eq!(MemorySyscallStats::from_counters(&counters), stats);
     }
 }
+
+/// Outstanding allocations kept at most (`MALLOC_MAX_OUTSTANDING`).
+pub const MALLOC_MAX_OUTSTANDING: u32 = 262_144;
+/// Distinct stacks kept at most (`MALLOC_MAX_STACKS`).
+pub const MALLOC_MAX_STACKS: u32 = 16_384;
+
+/// `struct malloc_alloc`: one outstanding allocation.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MallocAlloc {
+    pub size: u64,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when it returned.
+    pub time_ns: u64,
+    /// In `malloc_stacks`, or a negative errno (no stack).
+    pub stack_id: i32,
+    pub pad: u32,
+}
+
+/// `struct malloc_site_totals`: what one stack allocated during the capture.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MallocSiteTotals {
+    pub bytes: u64,
+    pub count: u64,
+}
+
+/// Slots of `malloc_counters` (`MALLOC_*` in the header).
+pub const MALLOC_ALLOC_CALLS: u32 = 0;
+pub const MALLOC_ALLOC_RETURNS: u32 = 1;
+pub const MALLOC_FREE_CALLS: u32 = 2;
+pub const MALLOC_FREES_MATCHED: u32 = 3;
+pub const MALLOC_OUTSTANDING_FULL: u32 = 4;
+pub const MALLOC_STACK_LOST: u32 = 5;
+pub const MALLOC_SITES_FULL: u32 = 6;
+
+const _: () = assert!(size_of::<MallocAlloc>() == 24);
+const _: () = assert!(size_of::<MallocSiteTotals>() == 16);
+// SAFETY: plain integers, no padding (asserted above).
+unsafe impl aya::Pod for MallocAlloc {}
+// SAFETY: plain integers, no padding.
+unsafe impl aya::Pod for MallocSiteTotals {}

@@ -16,13 +16,9 @@ use serde_json::Value as Json;
 use serde_norway::Value as Yaml;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Kinds the rules may already ask for before their line is in the capture-kind
-/// table (the eBPF malloc tracer is being built).
-const COMING_KINDS: &[&str] = &["ebpf-malloc"];
-
-/// Every capture kind an alert may name: the table's, then the coming ones.
+/// Every capture kind an alert may name: the capture-kind table's.
 fn capture_kinds() -> Vec<&'static str> {
-    KINDS.iter().map(|k| k.id).chain(COMING_KINDS.iter().copied()).collect()
+    KINDS.iter().map(|k| k.id).collect()
 }
 
 /// Labels Prometheus adds to every scraped series.

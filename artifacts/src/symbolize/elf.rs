@@ -18,6 +18,8 @@ pub struct Symbols {
     segments: Vec<(u64, u64, u64)>,
     /// (address, size, name start, name end in `names`).
     functions: Vec<(u64, u64, u32, u32)>,
+    /// (address, name start, name end) of the other names of an address in `functions`.
+    aliases: Vec<(u64, u32, u32)>,
     /// The functions' names, mangled, one after the other.
     names: Vec<u8>,
 }
@@ -40,7 +42,25 @@ impl Symbols {
     pub fn bytes(&self) -> usize {
         self.segments.len() * size_of::<(u64, u64, u64)>()
             + self.functions.len() * size_of::<(u64, u64, u32, u32)>()
+            + self.aliases.len() * size_of::<(u64, u32, u32)>()
             + self.names.len()
+    }
+
+    /// The file offset of the function named `name` (exactly, mangled), when
+    /// the binary defines it in a loadable segment: where a uprobe goes.
+    pub fn file_offset_of(&self, name: &str) -> Option<u64> {
+        let named =
+            |from: u32, to: u32| self.names.get(from as usize..to as usize).is_some_and(|n| n == name.as_bytes());
+        let address = self
+            .functions
+            .iter()
+            .find(|&&(_, _, from, to)| named(from, to))
+            .map(|f| f.0)
+            .or_else(|| self.aliases.iter().find(|&&(_, from, to)| named(from, to)).map(|a| a.0))?;
+        let &(start, end, vaddr) =
+            self.segments.iter().find(|&&(s, e, v)| v <= address && address - v < e.saturating_sub(s))?;
+        let offset = address - vaddr + start;
+        (offset < end).then_some(offset)
     }
 
     /// The (demangled) function holding file offset `offset`.
@@ -133,7 +153,16 @@ impl Reader<'_> {
             self.spent = self.spent.saturating_sub((data.len() + strings.len()) as u64);
         }
         out.functions.sort_by_key(|f| f.0);
-        out.functions.dedup_by_key(|f| f.0);
+        // One name per address for lookups; the others (malloc is also
+        // __libc_malloc) stay findable by name.
+        let mut kept: Vec<(u64, u64, u32, u32)> = Vec::with_capacity(out.functions.len());
+        for f in out.functions.drain(..) {
+            match kept.last() {
+                Some(last) if last.0 == f.0 => out.aliases.push((f.0, f.2, f.3)),
+                _ => kept.push(f),
+            }
+        }
+        out.functions = kept;
         Ok(out)
     }
 }
@@ -160,6 +189,10 @@ mod tests {
             })
             .collect();
         assert!(names.iter().any(|n| n == "leak_request_buffer"), "{names:?}");
+        // Its file offset names it back, and an undefined import (malloc, from libc) has none.
+        let offset = symbols.file_offset_of("leak_request_buffer").unwrap();
+        assert_eq!(symbols.lookup(offset).as_deref(), Some("leak_request_buffer"));
+        assert_eq!(symbols.file_offset_of("malloc"), None);
         assert_eq!(Symbols::read(&file, size, 1000).err(), Some("symbol tables larger than the budget"));
     }
 

@@ -102,6 +102,16 @@ pub fn symbolize(
     missing
 }
 
+/// The file offsets of the functions of `names` that the binary at `binary`
+/// defines (opened with the checks of `open`, its symbols read within
+/// `table_bytes`): where uprobes go, and whether this binary provides them.
+pub fn function_offsets(binary: &Path, names: &[&str], table_bytes: u64) -> Result<Vec<(String, u64)>, open::Refusal> {
+    let file = open::at_recorded_path(binary.to_str().ok_or("not a UTF-8 path")?, None)?;
+    let size = file.metadata().map_err(|_| "cannot be examined")?.len();
+    let symbols = Symbols::read(&file, size, table_bytes)?;
+    Ok(names.iter().filter_map(|n| symbols.file_offset_of(n).map(|o| ((*n).to_owned(), o))).collect())
+}
+
 /// The binary of `module`: under the search folders by file name, then at its recorded path.
 fn find(module: &str, roots: &open::Roots, path: &SymbolPath) -> Result<std::fs::File, open::Refusal> {
     if let Some(found) = roots.find(module) {

@@ -19,6 +19,7 @@ typedef int __s32;
 #define BPF_MAP_TYPE_HASH 1
 #define BPF_MAP_TYPE_ARRAY 2
 #define BPF_MAP_TYPE_PERCPU_ARRAY 6
+#define BPF_MAP_TYPE_STACK_TRACE 7
 #define BPF_MAP_TYPE_LRU_HASH 9
 #define BPF_MAP_TYPE_RINGBUF 27
 #define BPF_ANY 0
@@ -29,7 +30,9 @@ typedef int __s32;
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
 static long (*bpf_map_update_elem)(void *map, const void *key, const void *value, __u64 flags) = (void *)2;
 static long (*bpf_map_delete_elem)(void *map, const void *key) = (void *)3;
+static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
 static __u64 (*bpf_get_current_pid_tgid)(void) = (void *)14;
+static long (*bpf_get_stackid)(void *ctx, void *map, __u64 flags) = (void *)27;
 static long (*bpf_get_stack)(void *ctx, void *buf, __u32 size, __u64 flags) = (void *)67;
 static __u64 (*bpf_get_current_cgroup_id)(void) = (void *)80;
 static void *(*bpf_ringbuf_reserve)(void *ringbuf, __u64 size, __u64 flags) = (void *)131;
@@ -49,6 +52,11 @@ static __always_inline void bump(void *counters, __u32 index, __u64 n)
     if (slot)
         *slot += n;
 }
+
+/* struct pt_regs on x86_64, what uprobes see: arguments in di, si, dx; the result in ax. */
+struct pt_regs {
+    __u64 r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
+};
 
 /* ---- shared with Rust (src/shared.rs) ---- */
 
@@ -101,5 +109,34 @@ struct memory_syscall_stats {
 #define SYSCALL_BREAK_INSERTS 3  /* processes added to the break map */
 #define SYSCALL_BREAK_DELETES 4  /* processes removed from it (exit, exec): inserts - deletes = entries */
 #define SYSCALL_COUNTERS 5
+
+/* Allocations still outstanding, by address (malloc_trace.bpf.c). */
+#define MALLOC_MAX_OUTSTANDING 262144
+/* Distinct user stacks kept (a stack-trace map: a colliding stack is lost, counted). */
+#define MALLOC_MAX_STACKS 16384
+
+/* One outstanding allocation. */
+struct malloc_alloc {
+    __u64 size;
+    __u64 time_ns;  /* bpf_ktime_get_ns() when it returned */
+    __s32 stack_id; /* in malloc_stacks, or a negative errno (no stack) */
+    __u32 pad;
+};
+
+/* What one stack allocated during the capture (freed or not). */
+struct malloc_site_totals {
+    __u64 bytes;
+    __u64 count;
+};
+
+/* Slots of the malloc programs' per-CPU counters. */
+#define MALLOC_ALLOC_CALLS 0       /* allocation entries seen (malloc, calloc, realloc, ...) */
+#define MALLOC_ALLOC_RETURNS 1     /* allocation returns seen */
+#define MALLOC_FREE_CALLS 2        /* free entries seen (including free(NULL) and unknown addresses) */
+#define MALLOC_FREES_MATCHED 3     /* frees of an outstanding allocation */
+#define MALLOC_OUTSTANDING_FULL 4  /* allocations not recorded: the outstanding map was full */
+#define MALLOC_STACK_LOST 5        /* allocations recorded without a stack (collision, no frame) */
+#define MALLOC_SITES_FULL 6        /* allocations not added to per-stack totals: that map was full */
+#define MALLOC_COUNTERS 7
 
 #endif

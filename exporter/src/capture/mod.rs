@@ -63,6 +63,7 @@ impl Captures {
             sources: config.sources,
             pprof_allow: config.pprof_allow,
             reachability_max_pause: config.reachability_max_pause,
+            ebpf_malloc_budget: config.ebpf_malloc_budget,
         };
         Captures { host: ThisHost::new(&config.instance, listen), resolver, context, scheduler, counters }
     }

@@ -79,6 +79,11 @@ pub struct Options {
     #[arg(long = "reachability.max-pause", value_name = "DURATION", value_parser = humantime::parse_duration)]
     #[serde(default, with = "humantime_serde")]
     pub reachability_max_pause: Option<Duration>,
+    /// CPU an `ebpf-malloc` capture may add to its target, in percent of one CPU [default: 5]: the
+    /// overhead governor samples allocations to stay under it, and stops the capture (partial) when
+    /// even the lowest rate would not.
+    #[arg(long = "ebpf-malloc.budget", value_name = "PERCENT")]
+    pub ebpf_malloc_budget: Option<f64>,
 }
 
 /// The capture loop's settings.
@@ -96,6 +101,8 @@ pub struct Config {
     pub pprof_allow: Allowlist,
     pub sources: Vec<Source>,
     pub reachability_max_pause: Duration,
+    /// The `ebpf-malloc` budget, as a share of one CPU (0.05: 5 %).
+    pub ebpf_malloc_budget: f64,
 }
 
 impl memleak_signals::Options for Options {
@@ -118,8 +125,16 @@ impl memleak_signals::Options for Options {
         if reachability_max_pause.is_zero() {
             return Err(OptionError::new("reachability_max_pause", "must be more than 0s"));
         }
+        let budget = self.ebpf_malloc_budget.unwrap_or(5.0);
+        if !(budget > 0.0 && budget <= 100.0) {
+            return Err(OptionError::new(
+                "ebpf_malloc_budget",
+                "must be a percentage of one CPU, more than 0 and at most 100",
+            ));
+        }
         Ok(Config {
             reachability_max_pause,
+            ebpf_malloc_budget: budget / 100.0,
             dir: self.dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DIR)),
             keep: at_least_one("keep", self.keep, 50)?,
             max_spool_bytes: self.max_spool_bytes.unwrap_or(256 << 20).max(1),

@@ -3,10 +3,11 @@
 //! is the request allowed) and returns the work that the scheduler runs on a
 //! thread of its own (`Run`), bounded by its duration and cancellable.
 //!
-//! `ebpf-malloc` (the uprobe tracer, in `bpf/`) adds its line here; reachability
-//! is an option of `sampler` (and of `ebpf-malloc` once it shares the scan).
+//! `ebpf-malloc` is the uprobe tracer of `memleak_bpf::malloc`; reachability
+//! is an option of `sampler` (not yet of `ebpf-malloc`).
 
 pub mod allocator_profile;
+pub mod ebpf_malloc;
 pub mod sampler;
 pub mod staleness;
 
@@ -30,7 +31,7 @@ pub struct Kind {
 }
 
 /// Every capture kind.
-pub static KINDS: &[&Kind] = &[&allocator_profile::KIND, &sampler::KIND, &staleness::KIND];
+pub static KINDS: &[&Kind] = &[&allocator_profile::KIND, &ebpf_malloc::KIND, &sampler::KIND, &staleness::KIND];
 
 /// The kind named `id`.
 pub fn find(id: &str) -> Option<&'static Kind> {
@@ -50,6 +51,8 @@ pub struct Context {
     pub pprof_allow: Allowlist,
     /// The longest pause of a reachability scan (`--capture.reachability.max-pause`).
     pub reachability_max_pause: Duration,
+    /// CPU an `ebpf-malloc` capture may add to its target (a share of one CPU).
+    pub ebpf_malloc_budget: f64,
 }
 
 /// What a kind sees of an alert when it arrives.

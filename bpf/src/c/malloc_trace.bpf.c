@@ -1,0 +1,155 @@
+/* Allocation tracing of one process (capture kind `ebpf-malloc`): uprobes on
+ * the entry points of its allocator record the requested size per thread,
+ * uretprobes record the returned block by address with its user stack and
+ * time, and free-like entries remove it. What is left at the end is what is
+ * outstanding. The stack is taken at the return, where the frame pointer is
+ * the caller's again: at the entry it would still skip the direct caller.
+ * Only `target_tgid` is traced (the probes are also attached with its pid).
+ * Sampling is done by user space attaching the allocation probes for part of
+ * each second (a trap costs the same whether or not the program does work). */
+#include "memleak.h"
+
+const volatile __u64 target_tgid = 0;
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 4096);
+    __type(key, __u64);   /* pid_tgid of the calling thread */
+    __type(value, __u64); /* the size asked for, until the return */
+} malloc_pending SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, MALLOC_MAX_OUTSTANDING);
+    __type(key, __u64); /* the block's address */
+    __type(value, struct malloc_alloc);
+} malloc_outstanding SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_STACK_TRACE);
+    __uint(max_entries, MALLOC_MAX_STACKS);
+    __type(key, __u32);
+    __type(value, __u64[MAX_STACK_DEPTH]);
+} malloc_stacks SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, MALLOC_MAX_STACKS);
+    __type(key, __s32); /* stack id, or the negative errno of a lost stack */
+    __type(value, struct malloc_site_totals);
+} malloc_sites SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, MALLOC_COUNTERS);
+    __type(key, __u32);
+    __type(value, __u64);
+} malloc_counters SEC(".maps");
+
+/* Slot 0: non-zero once user space has ended the window. Detaching takes a
+ * grace period per probe; meanwhile the maps must stay as they were at the end. */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+} malloc_frozen SEC(".maps");
+
+static __always_inline int traced(void)
+{
+    if ((bpf_get_current_pid_tgid() >> 32) != target_tgid)
+        return 0;
+    __u32 zero = 0;
+    __u64 *frozen = bpf_map_lookup_elem(&malloc_frozen, &zero);
+    return frozen && *frozen == 0;
+}
+
+static __always_inline void forget(__u64 address)
+{
+    bump(&malloc_counters, MALLOC_FREE_CALLS, 1);
+    if (address && bpf_map_delete_elem(&malloc_outstanding, &address) == 0)
+        bump(&malloc_counters, MALLOC_FREES_MATCHED, 1);
+}
+
+static __always_inline int pending(__u64 size)
+{
+    __u64 thread = bpf_get_current_pid_tgid();
+    bump(&malloc_counters, MALLOC_ALLOC_CALLS, 1);
+    bpf_map_update_elem(&malloc_pending, &thread, &size, BPF_ANY);
+    return 0;
+}
+
+/* malloc(size), jemalloc's mallocx(size, flags), mimalloc's mi_malloc_aligned(size, alignment). */
+SEC("uprobe")
+int malloc_enter(struct pt_regs *ctx)
+{
+    if (!traced())
+        return 0;
+    return pending(ctx->di);
+}
+
+/* calloc(count, size) */
+SEC("uprobe")
+int calloc_enter(struct pt_regs *ctx)
+{
+    if (!traced())
+        return 0;
+    return pending(ctx->di * ctx->si);
+}
+
+/* realloc(ptr, size), jemalloc's rallocx(ptr, size, flags): the old block goes, a new one comes. */
+SEC("uprobe")
+int realloc_enter(struct pt_regs *ctx)
+{
+    if (!traced())
+        return 0;
+    forget(ctx->di);
+    return pending(ctx->si);
+}
+
+/* The return of every allocation entry above. */
+SEC("uretprobe")
+int alloc_return(struct pt_regs *ctx)
+{
+    if (!traced())
+        return 0;
+    __u64 thread = bpf_get_current_pid_tgid();
+    __u64 *size = bpf_map_lookup_elem(&malloc_pending, &thread);
+    if (!size)
+        return 0;
+    __u64 address = ctx->ax;
+    struct malloc_alloc alloc = {.size = *size, .time_ns = bpf_ktime_get_ns(), .stack_id = 0, .pad = 0};
+    bpf_map_delete_elem(&malloc_pending, &thread);
+    bump(&malloc_counters, MALLOC_ALLOC_RETURNS, 1);
+    if (!address)
+        return 0;
+    long stack = bpf_get_stackid(ctx, &malloc_stacks, BPF_F_USER_STACK);
+    if (stack < 0)
+        bump(&malloc_counters, MALLOC_STACK_LOST, 1);
+    alloc.stack_id = (__s32)stack;
+    if (bpf_map_update_elem(&malloc_outstanding, &address, &alloc, BPF_ANY) != 0)
+        bump(&malloc_counters, MALLOC_OUTSTANDING_FULL, 1);
+    __s32 site = alloc.stack_id;
+    struct malloc_site_totals *totals = bpf_map_lookup_elem(&malloc_sites, &site);
+    if (totals) {
+        __sync_fetch_and_add(&totals->bytes, alloc.size);
+        __sync_fetch_and_add(&totals->count, 1);
+    } else {
+        struct malloc_site_totals first = {.bytes = alloc.size, .count = 1};
+        if (bpf_map_update_elem(&malloc_sites, &site, &first, BPF_NOEXIST) != 0)
+            bump(&malloc_counters, MALLOC_SITES_FULL, 1);
+    }
+    return 0;
+}
+
+/* free(ptr), operator delete(ptr), jemalloc's sdallocx(ptr, size, flags) and dallocx(ptr, flags). */
+SEC("uprobe")
+int free_enter(struct pt_regs *ctx)
+{
+    if (!traced())
+        return 0;
+    forget(ctx->di);
+    return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,205 @@
+//! Which object provides a process's allocator, and where its entry points
+//! are: the executable first (a static jemalloc or mimalloc, as in a Rust
+//! binary), then a shared allocator library that interposes libc's (jemalloc,
+//! tcmalloc, mimalloc loaded or preloaded), then libc; plus the prefixed
+//! entry points a Rust allocator crate links in (`_rjem_*`, `mi_*`), which sit
+//! beside the libc allocator the process's C code still uses.
+
+use memleak_artifacts::heapprof::{self, Mapping};
+use memleak_artifacts::symbolize;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Which BPF program an entry point gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `malloc(size)`-like: the size in the first argument.
+    Malloc,
+    /// `calloc(count, size)`.
+    Calloc,
+    /// `realloc(ptr, size)`-like.
+    Realloc,
+    /// `free(ptr)`-like.
+    Free,
+}
+
+impl Shape {
+    /// The entry program of the object for this shape.
+    pub fn program(self) -> &'static str {
+        match self {
+            Shape::Malloc => "malloc_enter",
+            Shape::Calloc => "calloc_enter",
+            Shape::Realloc => "realloc_enter",
+            Shape::Free => "free_enter",
+        }
+    }
+}
+
+/// The unprefixed entry points (libc's, or an allocator's that interposes them).
+const STANDARD: &[(&str, Shape)] = &[
+    ("malloc", Shape::Malloc),
+    ("calloc", Shape::Calloc),
+    ("realloc", Shape::Realloc),
+    // aligned_alloc, memalign, posix_memalign, valloc and pvalloc are left
+    // out: rare, and each probe adds a grace period to detaching (the
+    // target traps until the last one is gone).
+    ("free", Shape::Free),
+    // jemalloc's own API, which Rust's jemalloc allocator calls (unprefixed build).
+    ("mallocx", Shape::Malloc),
+    ("rallocx", Shape::Realloc),
+    ("sdallocx", Shape::Free),
+    ("dallocx", Shape::Free),
+];
+
+/// tikv-jemallocator's prefixed jemalloc (what Rust's `GlobalAlloc` calls).
+const RUST_JEMALLOC: &[(&str, Shape)] = &[
+    ("_rjem_malloc", Shape::Malloc),
+    ("_rjem_mallocx", Shape::Malloc),
+    ("_rjem_calloc", Shape::Calloc),
+    ("_rjem_realloc", Shape::Realloc),
+    ("_rjem_rallocx", Shape::Realloc),
+    ("_rjem_free", Shape::Free),
+    ("_rjem_sdallocx", Shape::Free),
+    ("_rjem_dallocx", Shape::Free),
+];
+
+/// The `mimalloc` crate's entry points.
+const RUST_MIMALLOC: &[(&str, Shape)] = &[
+    ("mi_malloc_aligned", Shape::Malloc),
+    ("mi_zalloc_aligned", Shape::Malloc),
+    ("mi_realloc_aligned", Shape::Realloc),
+    ("mi_free", Shape::Free),
+];
+
+/// One entry point to probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryPoint {
+    pub symbol: &'static str,
+    pub shape: Shape,
+    /// Its file offset in the binary.
+    pub offset: u64,
+}
+
+/// One allocator of the process: the binary that holds it and its entry points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocator {
+    /// `glibc`, `jemalloc`, `tcmalloc`, `mimalloc`, or `malloc in NAME`.
+    pub name: String,
+    /// The binary as the process maps it.
+    pub module: String,
+    /// The same file reached through `/proc/PID/root` (the process's mount namespace).
+    pub binary: PathBuf,
+    pub entry_points: Vec<EntryPoint>,
+}
+
+/// Symbol tables read per binary at most while looking for the allocator.
+const TABLE_BYTES: u64 = 64 << 20;
+/// Largest `/proc/PID/maps` read.
+pub const MAX_MAPS_BYTES: u64 = 8 << 20;
+
+/// The mappings of process `pid` under `procfs` (bounded read).
+pub fn read_maps(procfs: &Path, pid: u32) -> std::io::Result<Vec<Mapping>> {
+    let mut text = String::new();
+    std::fs::File::open(procfs.join(pid.to_string()).join("maps"))?.take(MAX_MAPS_BYTES).read_to_string(&mut text)?;
+    Ok(heapprof::mappings(text.lines()))
+}
+
+/// The allocators of process `pid`: the one behind `malloc`, and any prefixed
+/// Rust allocator. Err says what was looked at.
+pub fn find(procfs: &Path, pid: u32) -> Result<Vec<Allocator>, String> {
+    let maps = read_maps(procfs, pid).map_err(|e| format!("cannot read {}/{pid}/maps: {e}", procfs.display()))?;
+    let exe = std::fs::read_link(procfs.join(pid.to_string()).join("exe")).ok();
+    let root = procfs.join(pid.to_string()).join("root");
+    let mut modules: Vec<&str> = Vec::new();
+    for m in &maps {
+        if m.path.starts_with('/') && !modules.contains(&m.path.as_str()) {
+            modules.push(&m.path);
+        }
+    }
+    // The order the dynamic linker's lookup favours: the executable, then
+    // other objects (an interposing allocator library), libc last.
+    let is_libc = |m: &str| file_name(m).starts_with("libc.so") || file_name(m).starts_with("libc-");
+    modules.sort_by_key(|m| (Some(Path::new(m)) != exe.as_deref(), is_libc(m)));
+    let mut found = Vec::new();
+    let mut standard = false;
+    for module in modules {
+        let binary = root.join(module.trim_start_matches('/'));
+        let wanted: Vec<&str> =
+            STANDARD.iter().chain(RUST_JEMALLOC).chain(RUST_MIMALLOC).map(|(name, _)| *name).collect();
+        let Ok(offsets) = symbolize::function_offsets(&binary, &wanted, TABLE_BYTES) else { continue };
+        let has = |name: &str| offsets.iter().any(|(n, _)| n == name);
+        let mut add = |table: &[(&'static str, Shape)], name: String| {
+            let entry_points: Vec<EntryPoint> = table
+                .iter()
+                .filter_map(|(symbol, shape)| {
+                    offsets.iter().find(|(n, _)| n == symbol).map(|(_, o)| EntryPoint {
+                        symbol,
+                        shape: *shape,
+                        offset: *o,
+                    })
+                })
+                .collect();
+            found.push(Allocator { name, module: module.to_owned(), binary: binary.clone(), entry_points });
+        };
+        if !standard && has("malloc") && has("free") {
+            standard = true;
+            add(STANDARD, allocator_name(module, &has));
+        }
+        if has("_rjem_malloc") && has("_rjem_sdallocx") {
+            add(RUST_JEMALLOC, format!("jemalloc (Rust, prefixed _rjem_) in {}", file_name(module)));
+        }
+        if has("mi_malloc_aligned") && has("mi_free") {
+            add(RUST_MIMALLOC, format!("mimalloc (Rust) in {}", file_name(module)));
+        }
+    }
+    if found.is_empty() {
+        return Err(format!(
+            "process {pid} maps no object that defines malloc and free (looked in the symbol tables of its executable and libraries)"
+        ));
+    }
+    Ok(found)
+}
+
+fn file_name(module: &str) -> &str {
+    module.rsplit('/').next().unwrap_or(module)
+}
+
+/// The allocator a binary that defines `malloc` is, by its file name, or by
+/// its other entry points when it is the executable itself.
+fn allocator_name(module: &str, has: &dyn Fn(&str) -> bool) -> String {
+    let name = file_name(module);
+    if has("mallocx") && !name.starts_with("libjemalloc") {
+        return format!("jemalloc (linked into {name})");
+    }
+    let known = [
+        ("libc.so", "glibc"),
+        ("libc-", "glibc"),
+        ("libjemalloc", "jemalloc"),
+        ("libtcmalloc", "tcmalloc"),
+        ("libmimalloc", "mimalloc"),
+    ];
+    known
+        .iter()
+        .find(|(prefix, _)| name.starts_with(prefix))
+        .map_or_else(|| format!("malloc in {name}"), |(_, allocator)| format!("{allocator} ({name})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_test_process_allocates_with_glibc() {
+        let found = find(Path::new("/proc"), std::process::id()).unwrap();
+        let glibc = found.iter().find(|a| a.name.starts_with("glibc")).unwrap();
+        assert!(glibc.module.contains("libc.so"), "{glibc:?}");
+        let symbols: Vec<&str> = glibc.entry_points.iter().map(|e| e.symbol).collect();
+        for wanted in ["malloc", "calloc", "realloc", "free"] {
+            assert!(symbols.contains(&wanted), "{symbols:?}");
+        }
+        let none = |_: &str| false;
+        assert_eq!(allocator_name("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", &none), "jemalloc (libjemalloc.so.2)");
+        assert_eq!(allocator_name("/opt/app", &none), "malloc in app");
+        assert_eq!(allocator_name("/opt/app", &|s| s == "mallocx"), "jemalloc (linked into app)");
+    }
+}

@@ -1,0 +1,202 @@
+//! The outstanding allocations and per-stack totals read from the maps at
+//! the end of a trace, made into a pprof-shaped profile (in-use bytes first,
+//! then in-use objects, allocated bytes and objects), each sampled allocation
+//! weighted by the inverse of the share of its second during which the
+//! allocation probes were attached; stacks named from the process's maps and
+//! its binaries' symbols (read through `/proc/PID/root`); sites ranked by the
+//! spread of their live allocations' ages (`memleak_artifacts::ages`).
+
+use super::probes::Probes;
+use crate::loader::typed_map;
+use crate::shared::{MallocAlloc, MallocSiteTotals};
+use memleak_artifacts::ages::{self, Ages};
+use memleak_artifacts::heapprof::{self, Mapping};
+use memleak_artifacts::model::{ALLOC_OBJECTS, ALLOC_SPACE, INUSE_OBJECTS, INUSE_SPACE};
+use memleak_artifacts::symbolize::Symbolizer;
+use memleak_artifacts::{Frame, Profile, Sample};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// When the allocation probes were attached: from `start_ns` on, `duty` of
+/// the time (0: what was traced then is not counted).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Segment {
+    pub start_ns: u64,
+    pub duty: f64,
+}
+
+/// What one stack holds at the end.
+#[derive(Debug, Default)]
+struct Site {
+    inuse_bytes: f64,
+    inuse_objects: f64,
+    ages: Ages,
+}
+
+/// Functions a complete user stack ends in; a stack that ends elsewhere was
+/// cut (a frame without a frame pointer, or the depth limit).
+const OUTERMOST: &[&str] =
+    &["_start", "__libc_start_main", "__libc_start_call_main", "start_thread", "clone", "clone3", "main"];
+
+/// A trace's profile and what it says about itself.
+#[derive(Debug)]
+pub struct Report {
+    pub profile: Profile,
+    /// Sample indices by `ages::RANK`.
+    pub ranked: Vec<(usize, Ages, f64)>,
+    pub truncated_stacks: usize,
+    pub stacks: usize,
+    pub outstanding_sampled: usize,
+    /// What the profile covers: from the first counted segment to the end.
+    pub window_ns: u64,
+}
+
+/// Reads the maps of `probes` and builds the report. `maps` are the process's
+/// mappings (read at the end, or at the start if it has exited); `root` its root directory.
+pub fn read(
+    probes: &Probes,
+    segments: &[Segment],
+    end_ns: u64,
+    allocated_scale: f64,
+    maps: &[Mapping],
+    root: &Path,
+) -> Report {
+    // The profile covers the segments that traced (not the first, measuring one of a sampled trace).
+    let window_ns = end_ns.saturating_sub(segments.iter().find(|s| s.duty > 0.0).map_or(end_ns, |s| s.start_ns));
+    let mut sites: HashMap<i32, Site> = HashMap::new();
+    let mut outstanding_sampled = 0;
+    if let Ok(outstanding) = typed_map::<aya::maps::HashMap<_, u64, MallocAlloc>>(&probes.bpf, "malloc_outstanding") {
+        for (_, alloc) in outstanding.iter().flatten() {
+            let duty = duty_at(segments, alloc.time_ns);
+            if duty <= 0.0 {
+                continue;
+            }
+            outstanding_sampled += 1;
+            let weight = 1.0 / duty;
+            let site = sites.entry(alloc.stack_id).or_default();
+            site.inuse_bytes += alloc.size as f64 * weight;
+            site.inuse_objects += weight;
+            site.ages.add(end_ns.saturating_sub(alloc.time_ns), window_ns, alloc.size);
+        }
+    }
+    let mut allocated: HashMap<i32, MallocSiteTotals> = HashMap::new();
+    if let Ok(totals) = typed_map::<aya::maps::HashMap<_, i32, MallocSiteTotals>>(&probes.bpf, "malloc_sites") {
+        allocated.extend(totals.iter().flatten());
+    }
+    let stacks = typed_map::<aya::maps::StackTraceMap<_>>(&probes.bpf, "malloc_stacks").ok();
+    let mut symbolizer = Symbolizer::default();
+    let mut profile = Profile::new("inuse", vec![INUSE_SPACE, INUSE_OBJECTS, ALLOC_SPACE, ALLOC_OBJECTS]);
+    let mut ranked_ages = Vec::new();
+    let mut truncated_stacks = 0;
+    let mut ids: Vec<i32> = sites.keys().chain(allocated.keys()).copied().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in &ids {
+        let ips: Vec<u64> = match (&stacks, u32::try_from(*id)) {
+            (Some(stacks), Ok(key)) => {
+                stacks.get(&key, 0).map(|t| t.frames().iter().map(|f| f.ip).collect()).unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
+        let mut stack = frames(&ips, maps, root, &mut symbolizer);
+        let truncated = truncated(&stack);
+        if stack.is_empty() {
+            stack.push(Frame::function(if *id < 0 { "(no stack: lost or unreadable)" } else { "(stack evicted)" }));
+        }
+        let site = sites.remove(id).unwrap_or_default();
+        let totals = allocated.get(id).copied().unwrap_or_default();
+        let mut labels = vec![
+            ("age_spread".to_owned(), site.ages.shape()),
+            ("oldest_age_s".to_owned(), format!("{:.1}", site.ages.oldest_ns as f64 / 1e9)),
+        ];
+        if truncated {
+            truncated_stacks += 1;
+            labels.push(("truncated_stack".to_owned(), "true".to_owned()));
+        }
+        profile.samples.push(Sample {
+            stack,
+            values: vec![
+                site.inuse_bytes.round() as i64,
+                site.inuse_objects.round() as i64,
+                (totals.bytes as f64 * allocated_scale).round() as i64,
+                (totals.count as f64 * allocated_scale).round() as i64,
+            ],
+            labels,
+        });
+        ranked_ages.push(site.ages);
+    }
+    let seen = ages::observed(&ranked_ages);
+    let ranked = ages::rank(&ranked_ages)
+        .into_iter()
+        .filter_map(|i| ranked_ages.get(i).map(|a| (i, *a, ages::spread(a, &seen))))
+        .collect();
+    Report { profile, ranked, truncated_stacks, stacks: ids.len(), outstanding_sampled, window_ns }
+}
+
+/// Whether a stack was cut: it fills the depth limit, or it reaches neither
+/// a function that starts the process or a thread nor the C library (whose
+/// outermost frames, `__libc_start_call_main` and `clone3`, its stripped
+/// symbol table does not name).
+fn truncated(stack: &[Frame]) -> bool {
+    if stack.len() >= crate::shared::MAX_STACK_DEPTH {
+        return true;
+    }
+    let started = stack.iter().any(|f| OUTERMOST.contains(&f.function.as_str()));
+    let in_libc = stack.last().and_then(|f| f.file.as_deref()).is_some_and(|m| {
+        let name = m.rsplit('/').next().unwrap_or(m);
+        name.starts_with("libc.so") || name.starts_with("libc-")
+    });
+    !(started || in_libc)
+}
+
+/// The share of its second during which allocations made at `time_ns` were traced.
+fn duty_at(segments: &[Segment], time_ns: u64) -> f64 {
+    let i = segments.partition_point(|s| s.start_ns <= time_ns).saturating_sub(1);
+    segments.get(i).map_or(1.0, |s| s.duty)
+}
+
+/// The frames of a stack taken at an allocation's return: every address is a
+/// return address (the first one into the allocating function), so the
+/// function is the one holding the byte before it.
+fn frames(ips: &[u64], maps: &[Mapping], root: &Path, symbolizer: &mut Symbolizer) -> Vec<Frame> {
+    ips.iter()
+        .map(|&ip| {
+            let mut frame = heapprof::frame(ip, maps);
+            if let (Some(module), Some(offset)) = (&frame.file, frame.address) {
+                let binary = root.join(module.trim_start_matches('/'));
+                if let Some(name) = symbolizer.function(&binary, offset, true) {
+                    frame.function = name;
+                }
+            }
+            frame
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_allocation_weighs_the_inverse_of_its_seconds_duty() {
+        let segments = [Segment { start_ns: 100, duty: 1.0 }, Segment { start_ns: 200, duty: 0.25 }];
+        assert_eq!(duty_at(&segments, 150), 1.0);
+        assert_eq!(duty_at(&segments, 200), 0.25);
+        assert_eq!(duty_at(&segments, 10_000), 0.25);
+        assert_eq!(duty_at(&segments, 50), 1.0, "before the first segment: as the first");
+    }
+
+    #[test]
+    fn a_stack_is_whole_when_it_reaches_a_start_or_the_c_library() {
+        let at =
+            |function: &str, file: Option<&str>| Frame { file: file.map(str::to_owned), ..Frame::function(function) };
+        assert!(!truncated(&[at("leak", None), at("main", None), at("libc.so.6+0x2724a", Some("/lib/libc.so.6"))]));
+        assert!(!truncated(&[at("work", None), at("libc.so.6+0x1", Some("/usr/lib/x86_64-linux-gnu/libc.so.6"))]));
+        assert!(
+            truncated(&[at("leak", Some("/opt/app")), at("0x1234", None)]),
+            "cut by a frame without a frame pointer"
+        );
+        let deep: Vec<Frame> = (0..crate::shared::MAX_STACK_DEPTH).map(|_| at("main", None)).collect();
+        assert!(truncated(&deep), "cut at the depth limit");
+    }
+}

@@ -1,0 +1,175 @@
+//! The allocation tracer of `ebpf-malloc` on real processes (root, CI): the
+//! fixture program A (built with frame pointers; ground truth in the
+//! fixtures' README: per iteration one 8,192 B scratch and one strdup freed,
+//! one 256 B cache entry kept, and every other iteration one 1,536 B request
+//! buffer leaked), traced while it runs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use memleak_artifacts::{Profile, sites};
+use memleak_bpf::malloc::{Ending, Options, Traced, trace};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// The churn helper: a steady working set of 64 blocks and a slow leak (tests/helpers/malloc_churn.c).
+fn churn(dir: &Path) -> PathBuf {
+    common::compile("tests/helpers/malloc_churn.c", dir)
+}
+
+fn program_a() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../artifacts/tests/fixtures/bin/a_cachesvc")
+}
+
+/// Program A with `sleep_us` between iterations (400 of them).
+fn start_a(sleep_us: u32) -> Child {
+    Command::new(program_a()).args(["leak", &sleep_us.to_string()]).spawn().unwrap()
+}
+
+/// Traces `child` for `window`, ending early when it exits.
+fn trace_child(child: &mut Child, options: Options, window: Duration) -> Traced {
+    let pid = child.id();
+    let mut wait = |d: Duration| -> Result<(), String> {
+        let until = Instant::now() + d;
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return Err("the target exited".into());
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            std::thread::sleep(left.min(Duration::from_millis(20)));
+        }
+    };
+    trace(Path::new("/proc"), pid, &options, window, &mut wait).unwrap()
+}
+
+/// (in-use bytes, in-use objects, allocated objects) of the stacks whose
+/// innermost frame (the caller of malloc) is `function`.
+fn site(profile: &Profile, function: &str) -> (i64, i64, i64) {
+    profile
+        .samples
+        .iter()
+        .filter(|s| s.stack.first().is_some_and(|f| f.function == function))
+        .fold((0, 0, 0), |(b, o, a), s| (b + s.values[0], o + s.values[1], a + s.values[3]))
+}
+
+#[test]
+fn full_mode_names_the_leak_with_the_programs_own_sizes() {
+    if !common::can_run_privileged() {
+        return;
+    }
+    let mut child = start_a(20_000); // 400 iterations of ~20 ms: 8 s
+    std::thread::sleep(Duration::from_millis(300));
+    let traced = trace_child(&mut child, Options { budget: 0.05, full: true }, Duration::from_secs(2));
+    child.wait().unwrap();
+    assert_eq!(traced.ending, Ending::Elapsed);
+    let result = &traced.result;
+    let attribute = |name: &str| result.attributes.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap();
+    assert!(attribute("allocators").starts_with("glibc"), "{}", attribute("allocators"));
+    assert_eq!(attribute("comm"), "a_cachesvc");
+    let profile = &result.profiles[0];
+    assert_eq!(profile.sample_types[0].kind, "inuse_space");
+    let top = sites::top(profile, 0, 3);
+    assert_eq!(top[0].frame.function, "leak_request_buffer", "{top:?}");
+
+    let (leak_bytes, leak_objects, _) = site(profile, "leak_request_buffer");
+    let (cache_bytes, cache_objects, _) = site(profile, "leaky_cache_insert");
+    let (scratch_inuse, _, iterations) = site(profile, "handle_request");
+    // Sizes are the program's own; every iteration in the window adds one cache
+    // entry and one scratch buffer, every other one a leaked request buffer.
+    assert_eq!(leak_bytes, 1536 * leak_objects);
+    assert_eq!(cache_bytes, 256 * cache_objects);
+    assert!((iterations - cache_objects).abs() <= 1, "{iterations} iterations, {cache_objects} cache entries");
+    assert!((cache_objects - 2 * leak_objects).abs() <= 2, "{cache_objects} cache entries, {leak_objects} leaks");
+    assert!((50..=110).contains(&iterations), "2 s of 20 ms iterations: {iterations}");
+    assert!(scratch_inuse <= 8192 + 20, "the scratch buffers are freed: {scratch_inuse} B in use");
+    // The stack, innermost first, as the README gives it.
+    let leak = profile.samples.iter().find(|s| s.values[0] == leak_bytes).unwrap();
+    let names: Vec<&str> = leak.stack.iter().map(|f| f.function.as_str()).take(4).collect();
+    assert_eq!(names, ["leak_request_buffer", "handle_request", "run_service", "main"]);
+    assert!(result.total("dropped_stacks") == Some(0.0) && result.left_out.is_empty(), "{:?}", result.left_out);
+}
+
+#[test]
+fn sampled_by_a_small_budget_the_estimate_stays_near_the_truth() {
+    if !common::can_run_privileged() {
+        return;
+    }
+    // Program A at 20 ms per iteration: 2.5 allocations and 2 frees each, 125
+    // and 100 per second. A budget that fits the frees and a quarter of the
+    // allocations at the costs calibrated here makes the governor sample.
+    let costs = memleak_bpf::malloc::calibrate::costs().unwrap();
+    let budget = (100.0 * costs.free_ns + 0.3 * 125.0 * costs.allocation_ns) / 1e9;
+    let mut child = start_a(20_000);
+    std::thread::sleep(Duration::from_millis(200));
+    let traced = trace_child(&mut child, Options { budget, full: false }, Duration::from_secs(7));
+    child.wait().unwrap();
+    let result = &traced.result;
+    assert_eq!(traced.ending, Ending::Elapsed);
+    let share = result.total("allocation_probe_share").unwrap();
+    assert!(share > 0.0 && share < 0.6, "the governor sampled: probes attached {share} of the time");
+    // Frees are traced throughout, two per iteration: the iterations of the
+    // part of the window the profile covers (after the measuring start), and
+    // the leak's truth, 768 B each.
+    let covered = result.total("profiled_seconds").unwrap() / result.total("window_seconds").unwrap();
+    let iterations = result.total("traced_free_calls").unwrap() / 2.0 * covered;
+    let truth = 768.0 * iterations;
+    let (leak_bytes, ..) = site(&result.profiles[0], "leak_request_buffer");
+    let error = (leak_bytes as f64 - truth).abs() / truth;
+    assert!(error < 0.5, "estimated {leak_bytes} B for {truth} B ({iterations} iterations)");
+    let spent = result.total("estimated_overhead_cpu_mean").unwrap();
+    assert!(spent <= budget, "estimated {spent} of a CPU, budget {budget}");
+}
+
+#[test]
+fn a_target_that_exits_ends_the_trace_with_what_it_held() {
+    if !common::can_run_privileged() {
+        return;
+    }
+    let mut child = start_a(20_000); // ~8 s
+    std::thread::sleep(Duration::from_millis(100));
+    let traced = trace_child(&mut child, Options { budget: 0.05, full: true }, Duration::from_secs(30));
+    assert_eq!(traced.ending, Ending::Interrupted("the target exited".into()));
+    let top = sites::top(&traced.result.profiles[0], 0, 1);
+    assert_eq!(top[0].frame.function, "leak_request_buffer", "named from the maps read at the start");
+}
+
+#[test]
+fn the_age_rank_puts_a_slow_leak_above_a_bigger_steady_cache() {
+    if !common::can_run_privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Up to 10,000 iterations/s (a 10 ms sleep every 100): the cache holds the
+    // last 64 blocks (16 B to 4 KiB, ~130 KB), the leak 512 B every 500.
+    let mut child = Command::new(churn(dir.path()))
+        .args(["1000000", "500", "10000"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    std::thread::sleep(Duration::from_millis(200)); // the dynamic loader maps libc
+    let traced = trace_child(&mut child, Options { budget: 1.0, full: true }, Duration::from_secs(5));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let result = &traced.result;
+    let profile = &result.profiles[0];
+    let (leak_bytes, ..) = site(profile, "leak_slowly");
+    let (cache_bytes, cache_objects, _) = site(profile, "steady_cache_fill");
+    assert!(cache_bytes > leak_bytes && leak_bytes > 0, "by bytes the cache is first: {cache_bytes} > {leak_bytes}");
+    assert!((62..=64).contains(&cache_objects), "the working set is 64 blocks: {cache_objects}");
+    assert_eq!(sites::top(profile, 0, 1)[0].frame.function, "steady_cache_fill");
+    // The records follow the age rank: the leak first, its allocations from every tenth of the window.
+    assert_eq!(result.attributes.iter().find(|(n, _)| n == "rank").unwrap().1, memleak_artifacts::ages::RANK);
+    let first = &result.records[0];
+    assert!(first.message.contains("leak_slowly"), "{}", first.message);
+    assert_eq!(first.attributes.iter().find(|(n, _)| n == "age_shape").unwrap().1, "##########");
+    let cache = result.records.iter().find(|r| r.message.contains("steady_cache_fill")).unwrap();
+    assert_eq!(cache.attributes.iter().find(|(n, _)| n == "age_shape").unwrap().1, ".........#");
+}

@@ -1,0 +1,181 @@
+//! Capture kind `ebpf-malloc` through the capture loop on real processes
+//! (root, CI): program A traced until it exits (ground truth in the
+//! fixtures' README), the exporter's own statically linked jemalloc, the
+//! overhead governor against a malloc-heavy loop, and an exporter without
+//! CAP_BPF. The SIGKILL test is in ebpf_malloc_kill.rs (it counts the
+//! kernel's programs, so no other capture may run beside it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+mod ebpf_malloc_support;
+
+use common::{Exporter, Guard, request};
+use ebpf_malloc_support::*;
+use memleak_artifacts::pprof_decode;
+use serde_json::json;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+#[test]
+fn program_a_traced_until_it_exits_names_the_leak_in_every_output() {
+    if !privileged() {
+        return;
+    }
+    let exporter = Exporter::start(&[]);
+    let mut child = program_a(30_000); // 400 iterations of ~30 ms: 12 s
+    let pid = child.id();
+    let reaper = std::thread::spawn(move || child.wait());
+    let labels = json!({ "group": "a_cachesvc", "pid": pid.to_string() });
+    let annotations = json!({ "capture_duration": "60s", "ebpf_malloc_mode": "full" });
+    let id = start_capture(&exporter, alert("m1", labels, annotations));
+    let done = wait_for(&exporter, &id, "finished", finished);
+    reaper.join().unwrap().unwrap();
+    // It exits after its 400 iterations, long before the window's end: partial, with what it held.
+    assert_eq!(done["status"], "partial", "{done}");
+    assert!(done["reason"].as_str().unwrap().contains("exited"), "{done}");
+    let summary = &done["summary"];
+    assert_eq!(summary["top_sites"][0]["function"], "leak_request_buffer", "{summary}");
+    assert!(summary["attributes"]["allocators"].as_str().unwrap().starts_with("glibc"), "{summary}");
+    assert_eq!(summary["attributes"]["comm"], "a_cachesvc");
+
+    let (status, profile) = request(exporter.port, "GET", &format!("/api/v1/captures/{id}/profile.pb.gz"), "", "");
+    assert_eq!(status, 200);
+    let profile = pprof_decode::decode(&profile).unwrap().profile;
+    assert_eq!(profile.sample_types[0].kind, "inuse_space", "the default sample type");
+    let held = |function: &str| -> (i64, i64) {
+        profile
+            .samples
+            .iter()
+            .filter(|s| s.stack.first().is_some_and(|f| f.function == function))
+            .fold((0, 0), |(b, n), s| (b + s.values[0], n + s.values[1]))
+    };
+    let (leak_bytes, leaks) = held("leak_request_buffer");
+    let (cache_bytes, entries) = held("leaky_cache_insert");
+    // The program's own sizes, and its pace: one cache entry every iteration, a
+    // leaked request buffer every other one; the trace began after a few iterations.
+    assert_eq!((leak_bytes, cache_bytes), (1536 * leaks, 256 * entries));
+    assert!((entries - 2 * leaks).abs() <= 2 && (10..=400).contains(&entries), "{entries} entries, {leaks} leaks");
+    assert_eq!(held("handle_request").0, 0, "the scratch buffers are all freed");
+
+    let (_, svg) = request(exporter.port, "GET", &format!("/api/v1/captures/{id}/flamegraph.svg"), "", "");
+    assert!(String::from_utf8(svg).unwrap().contains("leak_request_buffer"));
+    let record = &summary["records"][0];
+    assert_eq!(record["kind"], "capture.ebpf-malloc");
+    assert_eq!(record["attributes"]["site.0.function"], "leak_request_buffer");
+}
+
+#[test]
+fn the_exporter_itself_is_traced_through_its_static_jemalloc() {
+    if !privileged() {
+        return;
+    }
+    // A second exporter as the target: Rust, jemalloc linked into the executable.
+    let target = Exporter::start(&[]);
+    let port = target.port;
+    let tracing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let scraping = std::sync::Arc::clone(&tracing);
+    let scrapes = std::thread::spawn(move || {
+        while scraping.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = request(port, "GET", "/metrics", "", "");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let mut wait = |d: Duration| -> Result<(), String> {
+        std::thread::sleep(d);
+        Ok(())
+    };
+    let options = memleak_bpf::malloc::Options { budget: 1.0, full: true };
+    let traced =
+        memleak_bpf::malloc::trace(Path::new("/proc"), target.pid(), &options, Duration::from_secs(2), &mut wait)
+            .unwrap();
+    tracing.store(false, std::sync::atomic::Ordering::Relaxed);
+    scrapes.join().unwrap();
+    let result = traced.result;
+    let allocators = &result.attributes.iter().find(|(n, _)| n == "allocators").unwrap().1;
+    assert!(allocators.starts_with("jemalloc (linked into memleak-exporter)"), "{allocators}");
+    assert!(allocators.contains("mallocx") && allocators.contains("sdallocx"), "{allocators}");
+    let profile = &result.profiles[0];
+    assert!(profile.total(3) > 0, "the scrapes allocated: {:?}", result.totals);
+    // Named from the executable's own symbols, demangled.
+    assert!(
+        profile.samples.iter().any(|s| s.stack.iter().any(|f| f.function.starts_with("memleak_signals::"))),
+        "{:?}",
+        profile.samples.iter().map(|s| &s.stack).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_malloc_heavy_loop_is_slowed_by_no_more_than_the_budget_and_ends_partial() {
+    if !privileged() {
+        return;
+    }
+    // 100 million malloc/free pairs: about ten seconds of CPU, millions of calls a second.
+    // (CPU seconds of the loop, the system part of them, the capture's id)
+    let run = |exporter: Option<&Exporter>| -> (f64, f64, Option<String>) {
+        let mut child = Command::new(churn())
+            .args(["100000000", "1000"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let id = exporter.map(|e| {
+            let labels = json!({ "group": "malloc_churn", "pid": child.id().to_string() });
+            let id = start_capture(e, alert("g1", labels, json!({ "capture_duration": "60s" })));
+            wait_for(e, &id, "in its window", |c| c["phase"] == "window" || finished(c));
+            id
+        });
+        child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        drop(child.stdin.take());
+        child.wait().unwrap();
+        let field = |n: usize| -> f64 { line.split_whitespace().nth(n).unwrap().parse::<f64>().unwrap() / 1e9 };
+        (field(4), field(6), id)
+    };
+    let (bare, bare_sys, _) = run(None);
+    let exporter = Exporter::start(&["--capture.ebpf-malloc.budget", "5"]);
+    let (traced, traced_sys, id) = run(Some(&exporter));
+    let done = wait_for(&exporter, id.as_deref().unwrap(), "finished", finished);
+    assert_eq!(done["status"], "partial", "{done}");
+    assert!(done["reason"].as_str().unwrap().contains("overhead governor"), "{done}");
+    // Its CPU time against the same loop untraced. Uprobe traps are charged to
+    // the target's system time, which the loop (no system calls) otherwise
+    // hardly uses: the added system time is what the capture cost it, at most
+    // 5 % of the loop's run. (The user part swings by more than that on a
+    // loaded 2-core host, traced or not.)
+    eprintln!(
+        "malloc_churn: untraced {bare:.3} s CPU ({bare_sys:.3} s system), under the capture {traced:.3} s ({traced_sys:.3} s system)"
+    );
+    // Past the budget: the probes trap until the kernel has unregistered them
+    // (a grace period each, in turn), which the capture measures and states.
+    let detach = done["summary"]["totals"]["detach_seconds"].as_f64().unwrap();
+    eprintln!("the capture's probes took {detach:.3} s to detach");
+    assert!(
+        traced_sys - bare_sys <= 0.05 * traced + detach,
+        "system time up {:.3} s over {traced:.3} s, {detach:.3} s of it detaching",
+        traced_sys - bare_sys
+    );
+}
+
+#[test]
+fn without_cap_bpf_the_capture_fails_clearly_and_the_exporter_goes_on() {
+    if !privileged() {
+        return;
+    }
+    let target = Guard(program_a(20_000));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let spool = dir.path().join("spool");
+    let Some(exporter) = Exporter::start_as_nobody(&["--capture.dir", spool.to_str().unwrap()]) else { return };
+    let labels = json!({ "group": "a_cachesvc", "pid": target.0.id().to_string() });
+    let id = start_capture(&exporter, alert("n1", labels, json!({ "capture_duration": "5s" })));
+    let done = wait_for(&exporter, &id, "finished", finished);
+    assert_eq!(done["status"], "failed", "{done}");
+    let reason = done["reason"].as_str().unwrap();
+    assert!(reason.contains("CAP_BPF and CAP_PERFMON"), "{reason}");
+    assert!(exporter.metrics().contains("memleak_exporter_build_info"), "the exporter goes on");
+}
