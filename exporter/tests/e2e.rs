@@ -377,6 +377,51 @@ fn a_permission_denied_file_is_reported_with_a_hint() {
     assert!(stderr.contains("meminfo") && stderr.contains("Permission denied") && stderr.contains("hint="), "{stderr}");
 }
 
+#[test]
+fn details_of_other_users_processes_denied_are_counted_and_warned_once() {
+    // As nobody, /proc/PID/maps and smaps_rollup of a root process fail the kernel's ptrace
+    // access check (proc(5)) while status stays readable; nobody's own process stays readable.
+    if !is_root() {
+        eprintln!("SKIP: needs root to run one process as root and the exporter as nobody");
+        return;
+    }
+    let Some(setpriv) = require_tool("setpriv", "util-linux") else { return };
+    let tag = std::process::id();
+    let mut roots = Command::new("sleep").arg(format!("3600.{tag}1")).spawn().unwrap();
+    let mut nobodys = Command::new(&setpriv)
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", "sleep"])
+        .arg(format!("3600.{tag}2"))
+        .spawn()
+        .unwrap();
+    let include = format!("sleep 3600\\.{tag}[12]");
+    let exporter = Exporter::start_as_nobody(&[
+        "--collector.process.group-by",
+        "pid",
+        "--collector.process.include-cmdline",
+        &include,
+    ]);
+    let Some(exporter) = exporter else { return };
+    let text = exporter.metrics();
+    let again = exporter.metrics();
+    let log = exporter.stderr_once_logged("CAP_SYS_PTRACE", Duration::from_secs(5));
+    let _ = roots.kill();
+    let _ = nobodys.kill();
+    let _ = (roots.wait(), nobodys.wait());
+    assert!(text.contains("memleak_process_details_denied 1\n"), "{text}");
+    assert!(again.contains("memleak_process_details_denied 1\n"), "{again}");
+    let (root_pid, nobody_pid) = (roots.id(), nobodys.id());
+    assert!(!text.contains(&format!("memleak_process_mappings{{group=\"sleep\",pid=\"{root_pid}\"}}")), "{text}");
+    assert!(text.contains(&format!("memleak_process_mappings{{group=\"sleep\",pid=\"{nobody_pid}\"}}")), "{text}");
+    assert!(
+        text.contains(&format!("memleak_process_anon_bytes{{group=\"sleep\",pid=\"{root_pid}\"}}")),
+        "status is still read"
+    );
+    assert!(text.contains("memleak_exporter_collector_success{collector=\"process\"} 1\n"), "{text}");
+    let warnings = log.lines().filter(|l| l.contains("CAP_SYS_PTRACE")).count();
+    assert_eq!(warnings, 1, "one warning for two scrapes, naming the fix: {log}");
+    assert!(log.contains("root"), "{log}");
+}
+
 fn chmod_tree(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let is_dir = path.is_dir();

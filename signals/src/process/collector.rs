@@ -12,6 +12,7 @@ use crate::options::Configurable;
 use crate::problem::{Problem, ProblemKind};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// Scrapes a group with no live member keeps its fault counters (a service
 /// restarting between scrapes keeps one series).
@@ -21,6 +22,9 @@ const IDLE_GROUP_SCRAPES: u64 = 40;
 const MISSING_PROCESS_SCRAPES: u64 = 2;
 /// Most processes whose fault counts are remembered (new ones past it are not counted).
 const MAX_TRACKED_PROCESSES: usize = 1 << 17;
+/// Least time between two warnings about denied details: one per hour says it
+/// without flooding the log of an exporter that is meant to run unprivileged.
+const DENIED_WARNING_EVERY: Duration = Duration::from_secs(3600);
 /// How often the deadline is checked in the walk.
 const DEADLINE_CHECK_EVERY: usize = 64;
 
@@ -52,6 +56,8 @@ pub struct ProcessCollector {
     /// minor, major faults per group, from each process's increase.
     faults: MonotonicCounters<ProcKey, GroupKey, 2>,
     refresher: Option<Refresher>,
+    /// When denied details were last logged.
+    denied_warned_at: Option<Instant>,
     buf: Vec<u8>,
 }
 
@@ -80,6 +86,7 @@ impl ProcessCollector {
             identities: HashMap::new(),
             faults,
             refresher,
+            denied_warned_at: None,
             buf: Vec::with_capacity(1024),
         })
     }
@@ -178,6 +185,7 @@ impl ProcessCollector {
     fn sum(&mut self, seen: &[Seen], boot_time: Option<f64>, out: &mut Collection) -> HashMap<GroupKey, Totals> {
         let keys: Vec<ProcKey> = seen.iter().map(|s| s.key).collect();
         let mut detail_age = None;
+        let mut denied = 0;
         let snapshot = self.refresher.as_ref().map(|refresher| {
             let never = refresher.lock().taken_at.is_none();
             if never {
@@ -189,6 +197,7 @@ impl ProcessCollector {
                 refresher.request(keys.clone());
             }
             detail_age = Some(age.as_secs_f64());
+            denied = snapshot.denied;
             out.problems.append(&mut snapshot.problems);
             snapshot
         });
@@ -210,8 +219,27 @@ impl ProcessCollector {
         drop(snapshot);
         if let Some(age) = detail_age {
             out.metrics.push(&DETAIL_AGE, &[], age);
+            out.metrics.push(&DETAILS_DENIED, &[], denied as f64);
+            self.warn_denied(denied, keys.len());
         }
         groups
+    }
+
+    /// Says once an hour that details are missing, and how to get them: silence
+    /// would leave PSS and mapping series missing with `collector_success` at 1.
+    fn warn_denied(&mut self, denied: usize, selected: usize) {
+        if denied == 0 || self.denied_warned_at.is_some_and(|at| at.elapsed() < DENIED_WARNING_EVERY) {
+            return;
+        }
+        self.denied_warned_at = Some(Instant::now());
+        tracing::warn!(
+            denied,
+            selected,
+            "the PSS and mappings (smaps_rollup, maps) of {denied} of {selected} processes could not be read: \
+             they belong to other users and reading them needs ptrace access; run the exporter as root or \
+             grant it CAP_SYS_PTRACE (e.g. AmbientCapabilities=CAP_SYS_PTRACE in its systemd unit); \
+             memleak_process_details_denied counts them on every scrape (repeated at most hourly)"
+        );
     }
 
     /// Adds each process's fault increase to the series of the group it is

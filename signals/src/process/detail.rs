@@ -33,6 +33,8 @@ pub struct Detail {
     pub pss_anon: Option<u64>,
     /// From `/proc/PID/maps`; `None` when unreadable.
     pub maps: Option<MapsSummary>,
+    /// `smaps_rollup` or `maps` was denied: the exporter may not ptrace this process.
+    pub denied: bool,
 }
 
 /// What `/proc/PID/maps` says about growth that RSS may hide.
@@ -75,7 +77,9 @@ pub fn read(dir: &Path, with_pss: bool, buf: &mut Vec<u8>) -> Result<Option<Deta
         let rollup_path = dir.join("smaps_rollup");
         // Denied (no ptrace access to that process) or absent (kernel < 4.14):
         // PSS is left out for this process; status still served the rest.
-        if fsroot::read_into(&rollup_path, buf).is_ok() {
+        let read = fsroot::read_into(&rollup_path, buf);
+        detail.denied |= matches!(read, Err(ReadError::Denied(_)));
+        if read.is_ok() {
             let text = String::from_utf8_lossy(buf);
             let [pss, pss_anon] = kv::lookup(&text, ["Pss", "Pss_Anon"])
                 .map_err(|e| Problem::new(ProblemKind::Parse, rollup_path.display(), e.to_string(), ""))?;
@@ -83,7 +87,9 @@ pub fn read(dir: &Path, with_pss: bool, buf: &mut Vec<u8>) -> Result<Option<Deta
             detail.pss_anon = pss_anon;
         }
     }
-    detail.maps = read_maps(&dir.join("maps")).ok();
+    let maps = read_maps(&dir.join("maps"));
+    detail.denied |= matches!(maps, Err(ReadError::Denied(_)));
+    detail.maps = maps.ok();
     Ok(Some(detail))
 }
 
@@ -118,6 +124,8 @@ pub struct Snapshot {
     pub taken_at: Option<Instant>,
     /// Problems met by the last refresh, reported by the next scrape.
     pub problems: Vec<Problem>,
+    /// Processes of the last refresh whose `smaps_rollup` or `maps` was denied.
+    pub denied: usize,
 }
 
 /// Owns the refresher thread; dropping it ends the thread.
@@ -174,6 +182,7 @@ fn refresh(procfs: &Path, with_pss: bool, keys: &[ProcKey]) -> Snapshot {
         dir.push(key.pid.to_string());
         match read(&dir, with_pss, &mut buf) {
             Ok(Some(detail)) => {
+                snapshot.denied += usize::from(detail.denied);
                 snapshot.details.insert(*key, detail);
             }
             Ok(None) => {}

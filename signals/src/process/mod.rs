@@ -141,6 +141,11 @@ pub static DETAIL_AGE: MetricSpec = MetricSpec::gauge(
     "Age of the anon/file/shmem/swap/data/peak/PSS/mappings values, refreshed every detail interval.",
     &[],
 );
+pub static DETAILS_DENIED: MetricSpec = MetricSpec::gauge(
+    "memleak_process_details_denied",
+    "Selected processes whose smaps_rollup or maps the last detail refresh could not read (no ptrace access: another user's process); their PSS and mapping values are missing.",
+    &[],
+);
 pub static FOLDED_GROUPS: MetricSpec = MetricSpec::gauge(
     "memleak_process_folded_groups",
     "Groups folded into group=\"__other__\" because more than the maximum number of groups exist.",
@@ -171,6 +176,7 @@ pub static SPEC: CollectorSpec = CollectorSpec {
         &HEAP,
         &ANON_MAPPED,
         &DETAIL_AGE,
+        &DETAILS_DENIED,
         &FOLDED_GROUPS,
     ],
 };
