@@ -394,13 +394,14 @@ fn details_of_other_users_processes_denied_are_counted_and_warned_once() {
         .spawn()
         .unwrap();
     let include = format!("sleep 3600\\.{tag}[12]");
+    // Root and setpriv were checked above: this starts.
     let exporter = Exporter::start_as_nobody(&[
         "--collector.process.group-by",
         "pid",
         "--collector.process.include-cmdline",
         &include,
-    ]);
-    let Some(exporter) = exporter else { return };
+    ])
+    .unwrap();
     let text = exporter.metrics();
     let again = exporter.metrics();
     let log = exporter.stderr_once_logged("CAP_SYS_PTRACE", Duration::from_secs(5));
@@ -420,6 +421,57 @@ fn details_of_other_users_processes_denied_are_counted_and_warned_once() {
     let warnings = log.lines().filter(|l| l.contains("CAP_SYS_PTRACE")).count();
     assert_eq!(warnings, 1, "one warning for two scrapes, naming the fix: {log}");
     assert!(log.contains("root"), "{log}");
+}
+
+#[test]
+fn naming_rules_split_one_interpreter_into_services() {
+    // Three real python3 processes: two scripts a rule names by their file, one left to the
+    // default grouping (by comm). Without rules all three would be group="python3".
+    let Some(python) = require_tool("python3", "python3") else { return };
+    // The interpreter itself, not a wrapper script (pyenv's shim runs bash first).
+    let out = Command::new(&python).args(["-c", "import sys; print(sys.executable)"]).output().unwrap();
+    let python = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let tag = std::process::id();
+    let mut children = Vec::new();
+    for script in ["alpha", "beta"] {
+        let path = dir.path().join(format!("{script}_{tag}.py"));
+        std::fs::write(&path, "import time\ntime.sleep(3600)\n").unwrap();
+        children.push(Command::new(&python).arg(&path).spawn().unwrap());
+    }
+    children
+        .push(Command::new(&python).args(["-c", &format!("import time; time.sleep(3600) # {tag}")]).spawn().unwrap());
+    let config = dir.path().join("memleak.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "collectors:\n  process:\n    include_cmdline: '.*(_{tag}\\.py| # {tag})'\n    names:\n      \
+             - name: 'py-{{{{.Matches.script}}}}'\n        comm: 'python3.*'\n        cmdline: '/(?P<script>[a-z]+)_{tag}\\.py'\n"
+        ),
+    )
+    .unwrap();
+    let check = Command::new(BIN).args(["--config.file", config.to_str().unwrap(), "--config.check"]).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    // The interpreter is running once its comm is python's.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while children.iter().any(|c| {
+        std::fs::read_to_string(format!("/proc/{}/comm", c.id())).map_or(true, |comm| !comm.starts_with("python3"))
+    }) && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let text = exporter.metrics();
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let processes: Vec<&str> = text.lines().filter(|l| l.starts_with("memleak_process_processes{")).collect();
+    assert!(text.contains("memleak_process_processes{group=\"py-alpha\"} 1\n"), "{processes:?}");
+    assert!(text.contains("memleak_process_processes{group=\"py-beta\"} 1\n"), "{processes:?}");
+    let unmatched: Vec<&&str> = processes.iter().filter(|l| !l.contains("py-")).collect();
+    assert_eq!(unmatched.len(), 1, "the third keeps its comm group: {processes:?}");
+    assert!(unmatched[0].contains("group=\"python3") && unmatched[0].ends_with("} 1"), "{processes:?}");
 }
 
 fn chmod_tree(path: &Path) {

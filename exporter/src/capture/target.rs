@@ -9,7 +9,7 @@
 
 use super::dir::{Dir, is_plain_name};
 use super::process::{self, Process, Stat};
-use memleak_signals::process::{GroupBy, select};
+use memleak_signals::process::{naming, select};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -218,10 +218,15 @@ impl Resolver {
         if !selection.admits_identity(&select::cmdline_text(&cmdline), cgroup) {
             return false;
         }
-        match self.process.group_by {
-            GroupBy::Comm | GroupBy::Pid => comm == group,
-            GroupBy::Cgroup => cgroup == group,
-        }
+        let exe = std::fs::read_link(dir.join("exe")).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
+        let cmdline = select::cmdline_text(&cmdline);
+        let facts = naming::Facts {
+            comm: &comm,
+            exe: exe.trim_end_matches(" (deleted)"),
+            cmdline: &cmdline,
+            cgroup_text: &cgroup_text,
+        };
+        naming::group_of(&self.process.naming, self.process.group_by, &facts, cgroup) == group
     }
 
     /// The processes the process collector would sum into `group` (at most `MAX_PIDS`, beyond the forbidden ones).

@@ -33,6 +33,8 @@ const DEADLINE_CHECK_EVERY: usize = 64;
 struct Identity {
     cmdline: String,
     cgroup: String,
+    /// The group it is summed into (naming rules, unit, container), when that needs more than `stat`.
+    group: String,
 }
 
 /// One selected process of this scrape.
@@ -93,7 +95,10 @@ impl ProcessCollector {
 
     fn needs_identity(&self) -> bool {
         let s = &self.config.selection;
-        s.needs_cmdline() || s.needs_cgroup() || self.config.group_by == GroupBy::Cgroup
+        s.needs_cmdline()
+            || s.needs_cgroup()
+            || !self.config.naming.is_empty()
+            || matches!(self.config.group_by, GroupBy::Cgroup | GroupBy::Unit | GroupBy::Container)
     }
 
     fn read_boot_time(&mut self, out: &mut Collection) -> Option<f64> {
@@ -166,19 +171,16 @@ impl ProcessCollector {
             return None;
         }
         let key = ProcKey { pid, start_ticks: stat.start_ticks };
-        let mut cgroup = String::new();
+        let mut group = stat.comm.clone();
         if self.needs_identity() {
-            let identity = identity(&mut self.identities, key, dir, &mut self.buf)?;
+            let identity = identity(&mut self.identities, &self.config, key, &stat.comm, dir, &mut self.buf)?;
             if !self.config.selection.admits_identity(&identity.cmdline, &identity.cgroup) {
                 return None;
             }
-            cgroup.clone_from(&identity.cgroup);
+            group.clone_from(&identity.group);
         }
-        let group = match self.config.group_by {
-            GroupBy::Comm => GroupKey { group: stat.comm.clone(), pid: String::new() },
-            GroupBy::Cgroup => GroupKey { group: cgroup, pid: String::new() },
-            GroupBy::Pid => GroupKey { group: stat.comm.clone(), pid: pid.to_string() },
-        };
+        let pid = if self.config.group_by == GroupBy::Pid { pid.to_string() } else { String::new() };
+        let group = GroupKey { group, pid };
         Some(Seen { key, group, stat })
     }
 
@@ -285,10 +287,12 @@ impl Collector for ProcessCollector {
     }
 }
 
-/// Reads `cmdline` and `cgroup` once per process and caches them. `None`: it exited.
+/// Reads `cmdline`, `cgroup` and `exe` once per process, names its group, and caches them. `None`: it exited.
 fn identity<'a>(
     cache: &'a mut HashMap<ProcKey, Identity>,
+    config: &Config,
     key: ProcKey,
+    comm: &str,
     dir: &mut PathBuf,
     buf: &mut Vec<u8>,
 ) -> Option<&'a Identity> {
@@ -297,16 +301,29 @@ fn identity<'a>(
         let cmdline = fsroot::read_into(dir, buf).map(|()| cmdline_text(buf));
         dir.pop();
         dir.push("cgroup");
-        let cgroup = fsroot::read_text(dir).map(|t| cgroup_of(&t).unwrap_or("").to_owned());
+        let cgroup_text = fsroot::read_text(dir);
         dir.pop();
-        let (cmdline, cgroup) = match (cmdline, cgroup) {
+        let (cmdline, cgroup_text) = match (cmdline, cgroup_text) {
             (Err(ReadError::Missing), _) | (_, Err(ReadError::Missing)) => return None,
             // Unreadable (hidepid, LSM): match against empty values rather than lose the process.
             (cmdline, cgroup) => (cmdline.unwrap_or_default(), cgroup.unwrap_or_default()),
         };
-        slot.insert(Identity { cmdline, cgroup });
+        // Another user's executable is unreadable without ptrace access: rules see it empty.
+        let exe = if config.naming.is_empty() { String::new() } else { executable(dir) };
+        let cgroup = cgroup_of(&cgroup_text).unwrap_or("").to_owned();
+        let facts = naming::Facts { comm, exe: &exe, cmdline: &cmdline, cgroup_text: &cgroup_text };
+        let group = naming::group_of(&config.naming, config.group_by, &facts, &cgroup);
+        slot.insert(Identity { cmdline, cgroup, group });
     }
     cache.get(&key)
+}
+
+/// `/proc/PID/exe`'s target, without the ` (deleted)` the kernel adds to a replaced binary.
+fn executable(dir: &mut PathBuf) -> String {
+    dir.push("exe");
+    let target = std::fs::read_link(&*dir).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
+    dir.pop();
+    target.strip_suffix(" (deleted)").map(str::to_owned).unwrap_or(target)
 }
 
 /// The groups' gauges, and the fault counters of every group that has them:

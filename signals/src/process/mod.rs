@@ -2,14 +2,15 @@
 //! scrape; anonymous/file/shmem/swap, data segment, peak RSS, PSS, mapping
 //! counts, the brk heap and anonymous mappings from a background refresh (see `detail`).
 //!
-//! Cardinality: processes are summed into groups (by comm, by cgroup, or one per
-//! pid when the user selected them), and at most `max_groups` groups are
+//! Cardinality: processes are summed into groups (named by rules, else by comm,
+//! cgroup, systemd unit, container, or one per pid when the user selected them), and at most `max_groups` groups are
 //! reported; the smallest by resident memory are folded into `group="__other__"`.
 
 mod collector;
 pub mod detail;
 pub mod group;
 pub mod maps;
+pub mod naming;
 mod options;
 pub mod select;
 pub mod stat;
@@ -40,12 +41,18 @@ pub enum GroupBy {
     /// One series per process, labelled `group` (comm) and `pid`: select the
     /// processes with the include rules, as `max_groups` still caps the output.
     Pid,
+    /// One group per systemd unit (`nginx.service`, `session-2.scope`); processes outside any by comm.
+    Unit,
+    /// One group per container (its 12-digit short id); processes outside any by comm.
+    Container,
 }
 
 /// Settings of the process collector.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub group_by: GroupBy,
+    /// Naming rules, tried before `group_by`.
+    pub naming: naming::Naming,
     pub selection: Selection,
     /// At most this many groups are reported (the rest are folded into `__other__`).
     pub max_groups: usize,
@@ -59,6 +66,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             group_by: GroupBy::Comm,
+            naming: naming::Naming::default(),
             selection: Selection::default(),
             max_groups: 500,
             detail_interval: Duration::from_secs(30),

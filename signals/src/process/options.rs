@@ -1,5 +1,6 @@
 //! The process collector's options: its flags (`--collector.process.*`) and its YAML section.
 
+use super::naming::{NameRule, Naming};
 use super::{Config, GroupBy, Selection};
 use crate::options::{OptionError, at_least_one, optional_match};
 use serde::{Deserialize, Serialize};
@@ -8,9 +9,15 @@ use std::time::Duration;
 #[derive(Debug, Default, Clone, clap::Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
-    /// How processes are summed into series: comm, cgroup or pid [default: comm].
+    /// How processes are summed into series: comm, cgroup, unit (systemd), container or pid [default: comm].
     #[arg(long, value_name = "MODE")]
     pub group_by: Option<GroupBy>,
+
+    /// Naming rules (config file only, process-exporter's `process_names`): the first rule
+    /// whose regexes match names the process's group; unmatched processes follow `group_by`.
+    #[arg(skip)]
+    #[serde(default)]
+    pub names: Vec<NameRule>,
 
     /// Only processes whose command name (comm) matches this regex (whole name).
     #[arg(long, value_name = "REGEX")]
@@ -61,6 +68,7 @@ impl crate::options::Options for Options {
         let defaults = Config::default();
         Ok(Config {
             group_by: self.group_by.unwrap_or(defaults.group_by),
+            naming: Naming::compile(&self.names)?,
             selection: Selection {
                 include_comm: optional_match("include_comm", self.include_comm.as_deref())?,
                 exclude_comm: optional_match("exclude_comm", self.exclude_comm.as_deref())?,
