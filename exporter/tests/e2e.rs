@@ -408,8 +408,8 @@ fn details_of_other_users_processes_denied_are_counted_and_warned_once() {
     let _ = roots.kill();
     let _ = nobodys.kill();
     let _ = (roots.wait(), nobodys.wait());
-    assert!(text.contains("memleak_process_details_denied 1\n"), "{text}");
-    assert!(again.contains("memleak_process_details_denied 1\n"), "{again}");
+    assert!(text.contains("memleak_process_details_denied_processes 1\n"), "{text}");
+    assert!(again.contains("memleak_process_details_denied_processes 1\n"), "{again}");
     let (root_pid, nobody_pid) = (roots.id(), nobodys.id());
     assert!(!text.contains(&format!("memleak_process_mappings{{group=\"sleep\",pid=\"{root_pid}\"}}")), "{text}");
     assert!(text.contains(&format!("memleak_process_mappings{{group=\"sleep\",pid=\"{nobody_pid}\"}}")), "{text}");

@@ -240,7 +240,7 @@ impl ProcessCollector {
             "the PSS and mappings (smaps_rollup, maps) of {denied} of {selected} processes could not be read: \
              they belong to other users and reading them needs ptrace access; run the exporter as root or \
              grant it CAP_SYS_PTRACE (e.g. AmbientCapabilities=CAP_SYS_PTRACE in its systemd unit); \
-             memleak_process_details_denied counts them on every scrape (repeated at most hourly)"
+             memleak_process_details_denied_processes counts them on every scrape (repeated at most hourly)"
         );
     }
 

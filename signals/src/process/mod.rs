@@ -150,7 +150,7 @@ pub static DETAIL_AGE: MetricSpec = MetricSpec::gauge(
     &[],
 );
 pub static DETAILS_DENIED: MetricSpec = MetricSpec::gauge(
-    "memleak_process_details_denied",
+    "memleak_process_details_denied_processes",
     "Selected processes whose smaps_rollup or maps the last detail refresh could not read (no ptrace access: another user's process); their PSS and mapping values are missing.",
     &[],
 );
