@@ -361,6 +361,32 @@ mod tests {
     }
 
     #[test]
+    fn a_group_named_by_a_rule_resolves_to_the_processes_the_rule_names() {
+        let tag = format!("3600.{}7", std::process::id());
+        let rule = memleak_signals::process::naming::NameRule {
+            name: "nap-$1".into(),
+            comm: Some("sleep".into()),
+            cmdline: Some(format!("sleep ({})", regex::escape(&tag))),
+            exe: None,
+        };
+        let naming = memleak_signals::process::naming::Naming::compile(&[rule]).unwrap();
+        let r = Resolver { process: memleak_signals::process::Config { naming, ..Default::default() }, ..resolver() };
+        let mut child = std::process::Command::new("sleep").arg(&tag).spawn().unwrap();
+        let pid = child.id();
+        let comm = || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while comm().trim() != "sleep" && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let named_by_rule = r.resolve(&named(Some(&format!("nap-{tag}")), None, None)).map(|t| t.pids());
+        let by_comm = r.resolve(&named(Some("sleep"), None, Some(&pid.to_string()))).map(|t| t.pids());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(named_by_rule.unwrap(), [pid]);
+        assert!(by_comm.is_err(), "the rule took it out of the comm group, as the collector does");
+    }
+
+    #[test]
     fn init_kernel_threads_and_the_exporter_are_never_targets() {
         let r = resolver();
         let me = std::process::id();
