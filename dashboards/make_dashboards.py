@@ -331,7 +331,7 @@ def main():
     with open(out, "w") as f:
         f.write(libsonnet())
     if not args.libsonnet:
-        subprocess.run(["jsonnet", "-S", "-m", HERE, os.path.join(MIXIN, "dashboards.jsonnet")], check=True,
+        subprocess.run(["jsonnet", "-m", HERE, os.path.join(MIXIN, "dashboards.jsonnet")], check=True,
                        stdout=subprocess.DEVNULL)
 
 
