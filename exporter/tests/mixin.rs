@@ -9,7 +9,7 @@ mod common;
 
 use common::{repo, require_tool, run_tool};
 use promql_parser::parser::{self, Expr, VectorSelector};
-use promql_parser::util::{walk_expr, ExprVisitor};
+use promql_parser::util::{ExprVisitor, walk_expr};
 use serde_json::Value as Json;
 use std::path::Path;
 use std::process::Command;
@@ -28,14 +28,21 @@ fn the_checked_in_rules_and_dashboards_are_the_mixin_rendered_with_its_defaults(
     let Some(bin) = require_tool("jsonnet", "jsonnet") else { return };
     // The YAML is jsonnet's JSON written as YAML (consistency.rs checks its bytes against make_rules.py).
     let rendered: Json = serde_json::from_str(&jsonnet(&bin, &["mixin/rules.jsonnet"])).unwrap();
-    let committed: Json = serde_norway::from_str(&std::fs::read_to_string(repo("alerts/rules/memleak.rules.yml")).unwrap()).unwrap();
-    assert!(rendered == committed, "alerts/rules/memleak.rules.yml is not the mixin's rendering: run alerts/make_rules.py");
+    let committed: Json =
+        serde_norway::from_str(&std::fs::read_to_string(repo("alerts/rules/memleak.rules.yml")).unwrap()).unwrap();
+    assert!(
+        rendered == committed,
+        "alerts/rules/memleak.rules.yml is not the mixin's rendering: run alerts/make_rules.py"
+    );
     let dir = tempfile::tempdir().unwrap();
     jsonnet(&bin, &["-m", dir.path().to_str().unwrap(), "mixin/dashboards.jsonnet"]);
     for uid in DASHBOARDS {
         let rendered = std::fs::read_to_string(dir.path().join(format!("{uid}.json"))).unwrap();
         let committed = std::fs::read_to_string(repo(&format!("dashboards/{uid}.json"))).unwrap();
-        assert!(rendered == committed, "dashboards/{uid}.json is not the mixin's rendering: run dashboards/make_dashboards.py");
+        assert!(
+            rendered == committed,
+            "dashboards/{uid}.json is not the mixin's rendering: run dashboards/make_dashboards.py"
+        );
     }
 }
 
@@ -62,7 +69,8 @@ impl ExprVisitor for ExporterSelectors {
 #[test]
 fn another_job_selector_reaches_every_exporter_series_and_promtool_accepts_the_rules() {
     let Some(bin) = require_tool("jsonnet", "jsonnet") else { return };
-    let config = r#"mixin=(import "mixin.libsonnet") + { _config+:: { memleakSelector: 'job="node-memleak", env!="dev"' } }"#;
+    let config =
+        r#"mixin=(import "mixin.libsonnet") + { _config+:: { memleakSelector: 'job="node-memleak", env!="dev"' } }"#;
     let rendered = jsonnet(&bin, &["-J", "mixin", "--tla-code", config, "mixin/rules.jsonnet"]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rules.json");
@@ -104,7 +112,9 @@ fn linked_uids(dash: &Json) -> Vec<String> {
 fn every_panel_is_described_and_every_dashboard_links_to_the_others() {
     let dashes: Vec<Json> = DASHBOARDS
         .iter()
-        .map(|uid| serde_json::from_str(&std::fs::read_to_string(repo(&format!("dashboards/{uid}.json"))).unwrap()).unwrap())
+        .map(|uid| {
+            serde_json::from_str(&std::fs::read_to_string(repo(&format!("dashboards/{uid}.json"))).unwrap()).unwrap()
+        })
         .collect();
     for (uid, dash) in DASHBOARDS.iter().zip(&dashes) {
         for panel in dash["panels"].as_array().unwrap() {
@@ -114,17 +124,27 @@ fn every_panel_is_described_and_every_dashboard_links_to_the_others() {
         let linked = linked_uids(dash);
         for other in DASHBOARDS.iter().filter(|o| *o != uid) {
             let reached = linked.iter().any(|l| l == other)
-                || linked.iter().any(|via| dashes[DASHBOARDS.iter().position(|d| d == via).unwrap()].to_string().contains(&format!("/d/{other}?")));
+                || linked.iter().any(|via| {
+                    dashes[DASHBOARDS.iter().position(|d| d == via).unwrap()]
+                        .to_string()
+                        .contains(&format!("/d/{other}?"))
+                });
             assert!(reached, "{uid}: no panel leads to {other}, directly or through one dashboard");
         }
     }
     // The fleet's growing groups open the drill-down on the group clicked.
     assert!(dashes[0].to_string().contains("var-group=${__field.labels.group}"));
     // The drill-down opens on every group and cgroup, not on whichever sorts first.
-    for var in dashes[1]["templating"]["list"].as_array().unwrap().iter().filter(|v| v["name"] == "group" || v["name"] == "cgroup") {
+    for var in dashes[1]["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["name"] == "group" || v["name"] == "cgroup")
+    {
         assert_eq!(var["current"]["value"][0], "$__all", "drill-down variable {}", var["name"]);
     }
     // Ingestion results are on a dashboard.
-    let ingest = dashes.iter().flat_map(|d| d["panels"].as_array().unwrap()).flat_map(|p| p["targets"].as_array().unwrap());
+    let ingest =
+        dashes.iter().flat_map(|d| d["panels"].as_array().unwrap()).flat_map(|p| p["targets"].as_array().unwrap());
     assert!(ingest.filter(|t| t["expr"].as_str().unwrap().contains("memleak_ingest_")).count() >= 2);
 }
