@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""Generates rules/memleak.rules.yml, the leak-detection rules: edit this script, run it, commit
-both (exporter/tests/consistency.rs checks that the file is current).
+"""Generates the leak-detection rules: the monitoring mixin's ../mixin/alerts.libsonnet (the rules with
+their _config knobs), and rules/memleak.rules.yml, jsonnet's rendering of the mixin with the default
+_config written as YAML. Edit this script, run it, commit all (exporter/tests/consistency.rs and
+mixin.rs check they are current).
 
-    python3 alerts/make_rules.py                        # rewrites alerts/rules/memleak.rules.yml
+    python3 alerts/make_rules.py                        # rewrites mixin/alerts.libsonnet and
+                                                        # alerts/rules/memleak.rules.yml
+    python3 alerts/make_rules.py --libsonnet OUT        # only the mixin's fragment, to OUT
     python3 alerts/make_rules.py --time-scale 60 OUT    # every duration divided by 60 (1 h -> 1 min),
                                                         # for the time-compressed end-to-end test
 
