@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""Generates rules/memleak.rules.yml, the leak-detection rules: edit this script, run it, commit
-both (exporter/tests/consistency.rs checks that the file is current).
+"""Generates the leak-detection rules: the monitoring mixin's ../mixin/alerts.libsonnet (the rules with
+their _config knobs), and rules/memleak.rules.yml, jsonnet's rendering of the mixin with the default
+_config written as YAML. Edit this script, run it, commit all (exporter/tests/consistency.rs and
+mixin.rs check they are current).
 
-    python3 alerts/make_rules.py                        # rewrites alerts/rules/memleak.rules.yml
+    python3 alerts/make_rules.py                        # rewrites mixin/alerts.libsonnet and
+                                                        # alerts/rules/memleak.rules.yml
+    python3 alerts/make_rules.py --libsonnet OUT        # only the mixin's fragment, to OUT
     python3 alerts/make_rules.py --time-scale 60 OUT    # every duration divided by 60 (1 h -> 1 min),
                                                         # for the time-compressed end-to-end test
 
@@ -26,7 +30,11 @@ The leak test is one statistical argument applied at several time scales (docs/d
   from zero), and steady at two consecutive floors.
 """
 import argparse
+import json
 import os
+import re
+import subprocess
+import tempfile
 
 HOUR = 3600
 MIN = 60
@@ -58,6 +66,8 @@ LOOKBACK = {FAST: 2, 15 * MIN: 2}
 OOM_WINDOW = 36 * HOUR  # repeated OOM kills count within this window
 LIMIT_HORIZON = 4 * HOUR
 RUNBOOK = "https://github.com/memleak-exporter/memleak-exporter/blob/main/alerts/runbook.md#"
+HERE = os.path.dirname(os.path.abspath(__file__))
+MIXIN = os.path.join(HERE, "..", "mixin")
 SCALE = 1  # time compression of the whole rule set (--time-scale)
 
 
@@ -232,9 +242,9 @@ def host_rules():
 
 
 def alert(name, expr, for_, keep, severity, capture, summary, description):
-    labels = {"severity": severity, **({"capture": capture} if capture else {})}
-    return {"alert": name, "expr": expr, "for": for_, "keep_firing_for": keep, "labels": labels,
-            "annotations": {"summary": summary, "description": description, "runbook_url": RUNBOOK + name.lower()}}
+    """An alerting rule; `keep` and `capture` name _config knobs (see KNOBS), None for none."""
+    return {"alert": name, "expr": expr, "for": for_, "keep_firing_for": keep, "severity": severity, "capture": capture,
+            "annotations": {"summary": summary, "description": description}}
 
 
 def alerts():
@@ -244,69 +254,50 @@ def alerts():
     slower = [f for f in every if f != FAST]
     oom = name(OOM_WINDOW)
     steady = "has grown steadily, beyond its noise and without slowing down,"
+    leak, restarts = "leakKeepFiringFor", "restartsKeepFiringFor"
+    capture, confirmed = "leakCapture", "confirmedLeakCapture"
     return [
-        alert("ProcessMemoryLeakFast", any_scale("process", [FAST]), 0, 6 * HOUR, "warning", "allocator-profile",
+        alert("ProcessMemoryLeakFast", any_scale("process", [FAST]), 0, leak, "warning", capture,
               f"Fast memory leak in {g}",
               f"The floor of {{{{ $labels.group }}}}'s anonymous memory {steady} by 3 %/h or more for 1h30m."),
-        alert("ProcessMemoryLeak", any_scale("process", slower), 0, 6 * HOUR, "warning", "allocator-profile",
+        alert("ProcessMemoryLeak", any_scale("process", slower), 0, leak, "warning", capture,
               f"Memory leak suspected in {g}",
               f"The floor of {{{{ $labels.group }}}}'s anonymous memory {steady} for 2h15m to 15h."),
         alert("ProcessMemoryLeakAcrossRestarts",
               f"count_over_time(memleak:process_start_time_seconds:oom_restarts10m[{dur(OOM_WINDOW)}]) >= 2",
-              0, 12 * HOUR, "warning", "allocator-profile", f"Memory leak across restarts in {g}",
+              0, restarts, "warning", capture, f"Memory leak across restarts in {g}",
               f"{{{{ $labels.group }}}} restarted in the same ten minutes as an OOM kill on its host twice within {oom}."),
-        alert("ProcessMemoryLeakConfirmed", any_scale("process", [CONFIRMED]), 0, 6 * HOUR, "critical", "ebpf-malloc",
+        alert("ProcessMemoryLeakConfirmed", any_scale("process", [CONFIRMED]), 0, leak, "critical", confirmed,
               f"Confirmed memory leak in {g}",
               f"The floor of {{{{ $labels.group }}}}'s anonymous memory {steady} for 15h: capture allocation stacks."),
-        alert("CgroupMemoryLeak", any_scale("cgroup", every), 0, 6 * HOUR, "warning", "allocator-profile",
+        alert("CgroupMemoryLeak", any_scale("cgroup", every), 0, leak, "warning", capture,
               f"Memory leak suspected in {c}",
               f"The floor of the cgroup's anonymous memory {steady} for 1h30m to 15h."),
         alert("CgroupMemoryLeakAcrossRestarts",
               f"count_over_time(memleak:cgroup_usage_bytes:limit_restarts10m[{dur(OOM_WINDOW)}]) >= 2",
-              0, 12 * HOUR, "warning", "allocator-profile", f"Memory leak across restarts in {c}",
+              0, restarts, "warning", capture, f"Memory leak across restarts in {c}",
               f"The cgroup was OOM-killed, or recreated at its memory limit, twice within {oom}."),
-        alert("CgroupMemoryLeakConfirmed", any_scale("cgroup", [CONFIRMED]), 0, 6 * HOUR, "critical", "ebpf-malloc",
+        alert("CgroupMemoryLeakConfirmed", any_scale("cgroup", [CONFIRMED]), 0, leak, "critical", confirmed,
               f"Confirmed memory leak in {c}",
               f"The floor of the cgroup's anonymous memory {steady} for 15h: capture allocation stacks."),
         alert("CgroupMemoryLimitApproaching", f"memleak:cgroup_usage_bytes:seconds_to_limit < {num(t(LIMIT_HORIZON))}",
-              0, 6 * HOUR, "warning", None, f"Cgroup {{{{ $labels.cgroup }}}} on {{{{ $labels.instance }}}} will reach its memory limit within 4h",
+              0, leak, "warning", None, f"Cgroup {{{{ $labels.cgroup }}}} on {{{{ $labels.instance }}}} will reach its memory limit within 4h",
               "Its anonymous memory grows steadily at a rate that reaches memory.max within 4 hours; the OOM killer follows."),
         alert("HostMemoryExhaustionPredicted",
               f"predict_linear(memleak_host_memory_available_bytes[{dur(HOUR)}], {num(t(LIMIT_HORIZON))}) < 0\n"
               f"and deriv(memleak_host_memory_available_bytes[{dur(15 * MIN)}]) < 0",
-              30 * MIN, 0, "warning", None, "{{ $labels.instance }} will run out of available memory within 4h",
+              30 * MIN, None, "warning", None, "{{ $labels.instance }} will run out of available memory within 4h",
               "MemAvailable has fallen for 30m at a rate that reaches zero within 4 hours."),
-        alert("MemoryPressureStalls", "memleak:psi_some:ratio_rate5m > 0.1", 10 * MIN, 0, "warning", None,
+        alert("MemoryPressureStalls", "memleak:psi_some:ratio_rate5m > 0.1", 10 * MIN, None, "warning", None,
               "Tasks on {{ $labels.instance }} stall on memory more than 10 % of the time",
               "PSI memory 'some' has stayed above 10 % for 10 minutes: reclaim or swap is slowing work down."),
-        alert("OOMKillsDetected", f"increase(memleak_host_memory_oom_kills_total[{dur(10 * MIN)}]) > 0", 0, 0, "warning",
+        alert("OOMKillsDetected", f"increase(memleak_host_memory_oom_kills_total[{dur(10 * MIN)}]) > 0", 0, None, "warning",
               None, "The OOM killer ran on {{ $labels.instance }}",
               "The kernel killed a process for lack of memory in the last 10 minutes."),
-        alert("CgroupOOMKills", f'increase(memleak_cgroup_events_total{{event="oom_kill"}}[{dur(10 * MIN)}]) > 0', 0, 0,
+        alert("CgroupOOMKills", f'increase(memleak_cgroup_events_total{{event="oom_kill"}}[{dur(10 * MIN)}]) > 0', 0, None,
               "warning", None, "The OOM killer ran in cgroup {{ $labels.cgroup }} on {{ $labels.instance }}",
               "A process of the cgroup was killed at its memory limit in the last 10 minutes."),
     ]
-
-
-def yaml_rule(r):
-    if isinstance(r, tuple):
-        out, expr = [f"      - record: {r[0]}"], r[1]
-    else:
-        out, expr = [f"      - alert: {r['alert']}"], r["expr"]
-    if "\n" in expr:
-        out.append("        expr: |")
-        out += [f"          {line}" for line in expr.splitlines()]
-    else:
-        out.append(f"        expr: {expr}")
-    if isinstance(r, dict):
-        for key in ("for", "keep_firing_for"):
-            if r[key]:
-                out.append(f"        {key}: {dur(r[key])}")
-        out.append("        labels:")
-        out += [f"          {k}: {v}" for k, v in r["labels"].items()]
-        out.append("        annotations:")
-        out += [f'          {k}: "{v}"' for k, v in r["annotations"].items()]
-    return out
 
 
 def groups():
@@ -319,26 +310,143 @@ def groups():
     ]
 
 
-def render():
-    lines = [f"# Generated by alerts/make_rules.py{f' --time-scale {SCALE}' if SCALE != 1 else ''}:"
-             " edit that script, not this file.", "groups:"]
-    for group, rules in groups():
-        lines += [f"  - name: {group}", f"    interval: {dur(EVAL)}", "    rules:"]
-        for r in rules:
-            lines += yaml_rule(r)
-    return "\n".join(lines) + "\n"
+# The exporter's own series: `name` or `name{matchers}` (recorded series are named `memleak:...`).
+EXPORTER_SERIES = re.compile(r"\b(memleak_[a-z0-9_]+)(?:\{([^}]*)\})?")
+
+
+def jsonnet_str(text):
+    return json.dumps(text)
+
+
+def jsonnet_expr(expr):
+    """A PromQL expression as jsonnet, with `_config.memleakSelector` in every selector of exporter series."""
+    if "\n" in expr:
+        expr += "\n"  # a YAML block scalar, as the rules have always been written
+    if not EXPORTER_SERIES.search(expr):
+        return jsonnet_str(expr)
+
+    def select(m):
+        if m.group(2) is None:
+            return f"{m.group(1)}%(memleakSelectorBraces)s"
+        return f"{m.group(1)}{{{m.group(2)}%(memleakSelectorAppended)s}}"
+
+    return f"{jsonnet_str(EXPORTER_SERIES.sub(select, expr.replace('%', '%%')))} % $._config"
+
+
+def jsonnet_rule(r, indent):
+    pad = " " * indent
+    if isinstance(r, tuple):
+        return [f"{pad}{{ record: {jsonnet_str(r[0])}, expr: {jsonnet_expr(r[1])} }},"]
+    out = [f"{pad}{{", f"{pad}  alert: {jsonnet_str(r['alert'])},", f"{pad}  expr: {jsonnet_expr(r['expr'])},"]
+    if r["for"]:
+        out.append(f"{pad}  'for': {jsonnet_str(dur(r['for']))},")
+    if r["keep_firing_for"]:
+        out.append(f"{pad}  keep_firing_for: $._config.{r['keep_firing_for']},")
+    labels = f"{{ severity: {jsonnet_str(r['severity'])} }}"
+    if r["capture"]:
+        knob = f"$._config.{r['capture']}"
+        labels += f" + (if {knob} != '' then {{ capture: {knob} }} else {{}})"
+    out.append(f"{pad}  labels: {labels},")
+    out.append(f"{pad}  annotations: {{")
+    out += [f"{pad}    {k}: {jsonnet_str(v)}," for k, v in r["annotations"].items()]
+    out.append(f"{pad}    runbook_url: $._config.runbookURLBase + {jsonnet_str(r['alert'].lower())},")
+    out += [f"{pad}  }},", f"{pad}}},"]
+    return out
+
+
+def knobs():
+    """The defaults of the rules' _config knobs (durations compressed by --time-scale)."""
+    return {
+        "leakKeepFiringFor": dur(6 * HOUR),
+        "restartsKeepFiringFor": dur(12 * HOUR),
+        "leakCapture": "allocator-profile",
+        "confirmedLeakCapture": "ebpf-malloc",
+        "runbookURLBase": RUNBOOK,
+    }
+
+
+def resolved(r):
+    """An alert's labels and annotations as the mixin renders them with the default _config."""
+    k = knobs()
+    labels = {"severity": r["severity"], **({"capture": k[r["capture"]]} if r["capture"] else {})}
+    return labels, {**r["annotations"], "runbook_url": k["runbookURLBase"] + r["alert"].lower()}
+
+
+def libsonnet():
+    """The rules as a monitoring mixin's fragment: recording rules, alerts and the defaults of their knobs."""
+    lines = [f"// Generated by alerts/make_rules.py{f' --time-scale {SCALE}' if SCALE != 1 else ''}:"
+             " edit that script, not this file.", "{", "  _config+:: {"]
+    lines += [f"    {k}: {jsonnet_str(v)}," for k, v in knobs().items()]
+    lines.append("  },")
+    kinds = {"prometheusRules": [g for g in groups() if g[0] != "memleak-alerts"],
+             "prometheusAlerts": [g for g in groups() if g[0] == "memleak-alerts"]}
+    for field, gs in kinds.items():
+        lines += [f"  {field}+:: {{", "    groups+: ["]
+        for group, rules in gs:
+            lines += ["      {", f"        name: {jsonnet_str(group)},", f"        interval: {jsonnet_str(dur(EVAL))},",
+                      "        rules: ["]
+            for r in rules:
+                lines += jsonnet_rule(r, 10)
+            lines += ["        ],", "      },"]
+        lines += ["    ],", "  },"]
+    return "\n".join(lines + ["}"]) + "\n"
+
+
+# The order of a rule's keys in the YAML, as Prometheus documents them (jsonnet sorts them).
+KEY_ORDER = ["name", "interval", "rules", "record", "alert", "expr", "for", "keep_firing_for", "labels", "annotations"]
+
+
+def yaml_lines(value, indent):
+    """`value` (a rule file as jsonnet renders it) as YAML lines; multi-line strings as block scalars."""
+    pad = " " * indent
+    if isinstance(value, list):
+        out = []
+        for item in value:
+            inner = yaml_lines(item, indent + 2)
+            out += [f"{pad}- {inner[0].lstrip()}", *inner[1:]]
+        return out
+    out = []
+    for k in sorted(value, key=lambda k: (KEY_ORDER.index(k) if k in KEY_ORDER else len(KEY_ORDER), k)):
+        v = value[k]
+        if isinstance(v, (dict, list)):
+            out += [f"{pad}{k}:", *yaml_lines(v, indent + 2)]
+        elif isinstance(v, str) and v.endswith("\n") and "\n" in v[:-1]:
+            out += [f"{pad}{k}: |", *[f"{pad}  {line}" for line in v[:-1].split("\n")]]
+        else:
+            out.append(f"{pad}{k}: {json.dumps(v, ensure_ascii=False)}")
+    return out
+
+
+def render_yaml(fragment, out):
+    """Runs jsonnet on the mixin, with `fragment` (a generated alerts.libsonnet) as its rules; writes `out`."""
+    mixin = f"(import 'config.libsonnet') + (import {jsonnet_str(os.path.abspath(fragment))})"
+    rendered = subprocess.run(["jsonnet", "-J", MIXIN, "--tla-code", f"mixin={mixin}", os.path.join(MIXIN, "rules.jsonnet")],
+                              stdout=subprocess.PIPE, check=True, text=True).stdout
+    header = (f"# Generated by alerts/make_rules.py{f' --time-scale {SCALE}' if SCALE != 1 else ''}"
+              " (jsonnet on mixin/rules.jsonnet, as YAML): edit that script, not this file.")
+    with open(out, "w") as f:
+        f.write("\n".join([header, *yaml_lines(json.loads(rendered), 0)]) + "\n")
 
 
 def main():
     global SCALE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--time-scale", type=int, default=1, help="divide every duration by this factor")
-    ap.add_argument("out", nargs="?", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "rules",
-                                                           "memleak.rules.yml"))
+    ap.add_argument("--libsonnet", help="only write the mixin's rules fragment (mixin/alerts.libsonnet) here")
+    ap.add_argument("out", nargs="?", help="the rule file to write (by default rules/memleak.rules.yml, and the mixin's "
+                                           "mixin/alerts.libsonnet with it)")
     args = ap.parse_args()
     SCALE = args.time_scale
-    with open(args.out, "w") as f:
-        f.write(render())
+    if args.libsonnet:
+        with open(args.libsonnet, "w") as f:
+            f.write(libsonnet())
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        in_place = args.out is None and SCALE == 1
+        fragment = os.path.join(MIXIN, "alerts.libsonnet") if in_place else os.path.join(tmp, "alerts.libsonnet")
+        with open(fragment, "w") as f:
+            f.write(libsonnet())
+        render_yaml(fragment, args.out or os.path.join(HERE, "rules", "memleak.rules.yml"))
 
 
 if __name__ == "__main__":

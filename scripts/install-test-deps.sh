@@ -14,6 +14,7 @@
 #   valgrind (package `valgrind`): memcheck runs whose LEAK SUMMARY the memcheck parser is checked against;
 #   openssl (package `openssl`): the OTLP TLS test makes its own certificate authority;
 #   bpftool (package `bpftool`): the ebpf-malloc kill test lists the kernel's BPF programs and links;
+#   jsonnet (package `jsonnet`): renders the monitoring mixin (mixin/) into the rule file and dashboards;
 #   zstd (package `zstd`): compresses the decompression bombs of the watched-folder budget tests;
 #   a Python venv (package `python3-venv`) with the OTLP receivers of the OTLP tests: rotel (its
 #     rotel-agent binary receives metrics and logs) and the official opentelemetry-proto and grpcio
@@ -37,6 +38,7 @@ command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 command -v heaptrack_print >/dev/null 2>&1 || missing+=(heaptrack)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v bpftool >/dev/null 2>&1 || [ -x /usr/sbin/bpftool ] || missing+=(bpftool)
+command -v jsonnet >/dev/null 2>&1 || missing+=(jsonnet)
 compgen -G '/usr/lib/*/libtcmalloc.so.4' >/dev/null || missing+=(libgoogle-perftools4)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 

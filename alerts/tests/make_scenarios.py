@@ -207,8 +207,8 @@ def render():
         if expectations:
             lines.append("    alert_rule_test:")
             for alert, (silent_at, fires_by) in expectations.items():
-                rule = rules[alert]
-                labels = {**target, "instance": INSTANCE, "job": JOB, **rule["labels"]}
+                rule_labels, annotations = make_rules.resolved(rules[alert])
+                labels = {**target, "instance": INSTANCE, "job": JOB, **rule_labels}
                 if alert == "CgroupOOMKills":
                     labels["event"] = "oom_kill"
                 lines += [f"      - eval_time: {hm(silent_at)}", f"        alertname: {alert}", "        exp_alerts: []",
@@ -217,7 +217,7 @@ def render():
                 lines += [f"              {k}: {yaml_str(v)}" for k, v in sorted(labels.items())]
                 lines.append("            exp_annotations:")
                 lines += [f"              {k}: {yaml_str(render_template(v, labels))}"
-                          for k, v in rule["annotations"].items()]
+                          for k, v in annotations.items()]
         else:
             # No alert of any kind may have fired at any time of the run.
             lines += ["    promql_expr_test:",

@@ -43,6 +43,9 @@ metadata:
   namespace: monitoring
   labels:
     app.kubernetes.io/name: memleak-exporter
+    # kube-prometheus-stack's Prometheus loads only the rules labelled with its Helm release: add
+    # `release: <release name>` (or install it with
+    # prometheus.prometheusSpec.ruleSelectorNilUsesHelmValues=false). Jsonnet users: mixin/.
 spec:
 ";
 
@@ -121,6 +124,24 @@ fn the_daemonset_is_least_privilege_and_wired_to_its_service() {
         "the ServiceMonitor selects the Service"
     );
     assert_eq!(sm["spec"]["endpoints"][0]["port"], svc["spec"]["ports"][0]["name"]);
+    // The relabeling adds `node`; `instance` stays the pod's address, which the captures links need.
+    let relabeled = &sm["spec"]["endpoints"][0]["relabelings"][0];
+    assert_eq!(
+        (relabeled["sourceLabels"][0].as_str(), relabeled["targetLabel"].as_str()),
+        (Some("__meta_kubernetes_pod_node_name"), Some("node"))
+    );
+    let text = std::fs::read_to_string(repo("deploy/kubernetes/servicemonitor.yaml")).unwrap();
+    assert!(
+        !text.contains("instance label per node"),
+        "the ServiceMonitor's comment promises an instance label it does not set"
+    );
+    for file in ["servicemonitor.yaml", "prometheusrule.yaml"] {
+        let text = std::fs::read_to_string(repo(&format!("deploy/kubernetes/{file}"))).unwrap();
+        assert!(
+            text.contains("release: <release name>"),
+            "{file}: says nothing of kube-prometheus-stack's release selector"
+        );
+    }
     let sa = yaml("deploy/kubernetes/serviceaccount.yaml");
     assert_eq!(pod["serviceAccountName"], sa["metadata"]["name"]);
     for file in strings(&yaml("deploy/kubernetes/kustomization.yaml")["resources"]) {
