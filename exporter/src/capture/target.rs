@@ -319,6 +319,23 @@ mod tests {
         }
     }
 
+    /// A `sleep` child once its exec is done: between fork and exec it carries the
+    /// test binary's name, and exec names it before its command line exists (which
+    /// group membership requires), so resolving it earlier races.
+    fn spawn_sleep(arg: &str) -> std::process::Child {
+        let child = std::process::Command::new("sleep").arg(arg).spawn().unwrap();
+        let proc_dir = format!("/proc/{}", child.id());
+        let exec_done = || {
+            std::fs::read_to_string(format!("{proc_dir}/comm")).unwrap_or_default().trim() == "sleep"
+                && !std::fs::read(format!("{proc_dir}/cmdline")).unwrap_or_default().is_empty()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !exec_done() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        child
+    }
+
     fn named(group: Option<&str>, cgroup: Option<&str>, pid: Option<&str>) -> Named {
         Named { group: group.map(Into::into), cgroup: cgroup.map(Into::into), pid: pid.map(Into::into) }
     }
@@ -326,14 +343,8 @@ mod tests {
     #[test]
     fn a_pid_only_narrows_a_group_or_cgroup() {
         let r = resolver();
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut child = spawn_sleep("30");
         let pid = child.id();
-        // Between fork and exec the child still carries the test binary's name.
-        let comm = || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while comm().trim() != "sleep" && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
         let padded = format!("00{pid}");
         let t = r.resolve(&named(Some("sleep"), None, Some(&padded))).unwrap();
         assert_eq!(t.pids(), [pid]);
@@ -371,13 +382,8 @@ mod tests {
         };
         let naming = memleak_signals::process::naming::Naming::compile(&[rule]).unwrap();
         let r = Resolver { process: memleak_signals::process::Config { naming, ..Default::default() }, ..resolver() };
-        let mut child = std::process::Command::new("sleep").arg(&tag).spawn().unwrap();
+        let mut child = spawn_sleep(&tag);
         let pid = child.id();
-        let comm = || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while comm().trim() != "sleep" && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
         let named_by_rule = r.resolve(&named(Some(&format!("nap-{tag}")), None, None)).map(|t| t.pids());
         let by_comm = r.resolve(&named(Some("sleep"), None, Some(&pid.to_string()))).map(|t| t.pids());
         child.kill().unwrap();
