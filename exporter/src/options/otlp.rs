@@ -10,6 +10,12 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Exports queued per signal at most: each holds a whole push (a metrics push of
+/// 2,000 series is ~200 KB), so this bounds the queue at a few hundred MB.
+const MAX_QUEUE_SIZE: usize = 1024;
+/// The shortest push interval: every push collects and encodes every signal.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
 #[derive(Debug, Default, Clone, clap::Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
@@ -174,8 +180,8 @@ impl Options {
             Some(i) => i,
             None => millis(env("OTEL_METRIC_EXPORT_INTERVAL".into()), "interval")?.unwrap_or(Duration::from_secs(60)),
         };
-        if interval.is_zero() {
-            return Err(OptionError::new("interval", "must be more than 0s"));
+        if interval < MIN_INTERVAL {
+            return Err(OptionError::new("interval", "must be at least 100ms (every push collects every signal)"));
         }
         let mut resource_attributes = Vec::new();
         let listed = env("OTEL_RESOURCE_ATTRIBUTES".into()).map(|f| f.value).unwrap_or_default();
@@ -194,7 +200,15 @@ impl Options {
             logs: logs?,
             profiles: profiles?,
             interval,
-            queue_size: at_least_one("queue_size", self.queue_size, 32)?,
+            queue_size: match at_least_one("queue_size", self.queue_size, 32)? {
+                n if n > MAX_QUEUE_SIZE => {
+                    return Err(OptionError::new(
+                        "queue_size",
+                        format!("at most {MAX_QUEUE_SIZE} exports per signal (each holds a whole push)"),
+                    ));
+                }
+                n => n,
+            },
             service_name,
             resource_attributes,
         }))
@@ -208,7 +222,7 @@ impl Options {
             value.clone().map(|value| Found { value, from: format!("--otlp.{name}") })
         };
         let pick = |value: &Option<String>, name: &str, setting: &str| {
-            flag(value, name).or_else(|| own(setting)).or_else(|| generic(setting))
+            own(setting).or_else(|| flag(value, name)).or_else(|| generic(setting))
         };
         let protocol = match pick(&self.protocol, "protocol", "PROTOCOL") {
             None => Protocol::Grpc,
@@ -222,9 +236,9 @@ impl Options {
             }
         };
         // Only a generic endpoint is a base that the signal's path is appended to.
-        let (endpoint, is_base) = match (flag(&self.endpoint, "endpoint"), own("ENDPOINT"), generic("ENDPOINT")) {
-            (Some(f), _, _) => (f, true),
-            (None, Some(f), _) => (f, false),
+        let (endpoint, is_base) = match (own("ENDPOINT"), flag(&self.endpoint, "endpoint"), generic("ENDPOINT")) {
+            (Some(f), _, _) => (f, false),
+            (None, Some(f), _) => (f, true),
             (None, None, Some(f)) => (f, true),
             // The specification's defaults, for a signal left without an endpoint of its own.
             (None, None, None) => {
@@ -413,15 +427,36 @@ mod tests {
         assert!(c.metrics.gzip);
         assert_eq!(c.metrics.ca_file.as_deref(), Some(std::path::Path::new("/etc/generic-ca.pem")));
         assert_eq!((c.profiles.url.as_str(), c.profiles.protocol), ("http://pyroscope:4040", Protocol::Grpc));
-        // A flag wins over the signal's own variable too.
+        // A flag is as generic as its variable: a signal's own variable wins over it, so that
+        // `--otlp.endpoint` for all and OTEL_EXPORTER_OTLP_LOGS_* for logs do not mix.
         let flags = Options {
             compression: Some("gzip".into()),
             endpoint: Some("http://flag:4318".into()),
             ..Options::default()
         };
         let c = resolve(flags, &env).unwrap().unwrap();
-        assert!(c.logs.gzip);
-        assert_eq!(c.logs.url, "http://flag:4318/v1/logs", "the flag is a base: the path is appended");
+        assert!(!c.logs.gzip, "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION=none beats --otlp.compression");
+        assert_eq!(
+            (c.logs.url.as_str(), c.logs.protocol),
+            ("https://loki-gw:3100/otlp/v1/logs", Protocol::HttpProtobuf)
+        );
+        assert!(c.metrics.gzip);
+        assert_eq!((c.metrics.url.as_str(), c.metrics.protocol), ("http://flag:4318", Protocol::Grpc));
+    }
+
+    #[test]
+    fn the_queue_and_the_interval_are_bounded() {
+        let with = |queue_size, interval| Options {
+            endpoint: Some("http://collector:4317".into()),
+            queue_size,
+            interval,
+            ..Options::default()
+        };
+        let err = resolve(with(Some(1_000_000_000), None), &[]).unwrap_err();
+        assert!(format!("{err:?}").contains("at most 1024"), "{err:?}");
+        let err = resolve(with(None, Some(Duration::from_millis(10))), &[]).unwrap_err();
+        assert!(format!("{err:?}").contains("at least 100ms"), "{err:?}");
+        assert!(resolve(with(Some(1024), Some(Duration::from_millis(100))), &[]).unwrap().is_some());
     }
 
     #[test]

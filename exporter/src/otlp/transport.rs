@@ -36,9 +36,7 @@ impl Transport {
     /// Builds one signal's client; connects lazily, so an absent receiver at start is not an error.
     pub fn new(config: &Export) -> anyhow::Result<Transport> {
         let ca = match &config.ca_file {
-            Some(path) => Some(std::fs::read(path).map_err(|e| {
-                anyhow::anyhow!("--otlp.ca-file {}: cannot read the CA certificate: {e}", path.display())
-            })?),
+            Some(path) => Some(read_ca_file(path)?),
             None => None,
         };
         match config.protocol {
@@ -281,5 +279,74 @@ mod tests {
         let failure = grpc_failure(&status);
         assert!(failure.retryable);
         assert_eq!(failure.retry_after, Some(Duration::from_millis(3500)));
+    }
+}
+
+/// A CA bundle larger than this is not one (the system's whole bundle is ~200 KB).
+const MAX_CA_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads `--otlp.ca-file`: a regular file (a FIFO would block the start, a device
+/// never end), bounded, holding at least one PEM certificate.
+fn read_ca_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |why: String| anyhow::anyhow!("--otlp.ca-file {}: {why}", path.display());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| fail(format!("cannot open the CA certificate: {e}")))?;
+    let meta = file.metadata().map_err(|e| fail(format!("cannot stat it: {e}")))?;
+    if !meta.is_file() {
+        return Err(fail("not a regular file: give a PEM file of CA certificates".into()));
+    }
+    if meta.len() > MAX_CA_FILE_BYTES {
+        return Err(fail(format!("{} bytes, more than a CA bundle's {MAX_CA_FILE_BYTES}", meta.len())));
+    }
+    let mut pem = Vec::new();
+    file.take(MAX_CA_FILE_BYTES + 1)
+        .read_to_end(&mut pem)
+        .map_err(|e| fail(format!("cannot read the CA certificate: {e}")))?;
+    if pem.len() as u64 > MAX_CA_FILE_BYTES {
+        return Err(fail(format!("more than a CA bundle's {MAX_CA_FILE_BYTES} bytes")));
+    }
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(fail("no PEM certificate in it (-----BEGIN CERTIFICATE-----)".into()));
+    }
+    Ok(pem)
+}
+
+#[cfg(test)]
+mod ca_file_tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_file_that_is_not_a_bounded_pem_file_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("ca.fifo");
+        let fifo_c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo_c.as_ptr(), 0o600) }, 0);
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, b"").unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, b"junk\n").unwrap();
+        let huge = dir.path().join("huge.pem");
+        std::fs::write(&huge, vec![b'A'; (MAX_CA_FILE_BYTES + 1) as usize]).unwrap();
+        let zero = dir.path().join("zero.pem");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        for (path, says) in [
+            (&fifo, "not a regular file"),
+            (&zero, "not a regular file"),
+            (&dir.path().to_path_buf(), "not a regular file"),
+            (&empty, "no PEM certificate"),
+            (&junk, "no PEM certificate"),
+            (&huge, "more than a CA bundle"),
+        ] {
+            let err = read_ca_file(path).unwrap_err().to_string();
+            assert!(err.contains(says) && err.contains("--otlp.ca-file"), "{}: {err}", path.display());
+        }
+        let good = dir.path().join("ca.pem");
+        std::fs::write(&good, b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").unwrap();
+        assert!(read_ca_file(&good).is_ok());
     }
 }
