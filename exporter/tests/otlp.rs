@@ -217,6 +217,13 @@ fn an_absent_or_dying_receiver_costs_drops_not_scrapes_and_delivery_resumes() {
     let rotel = Receiver::rotel(&venv, grpc, http);
     rotel.wait_for(Duration::from_secs(60), "a push after the restart", |t| t.contains("system.memory.usage"));
     wait_for_counter(&exporter, "memleak_exporter_otlp_sent_total{signal=\"metrics\"}", |v| v > sent);
+    // A receiver that flaps is warned about once a period, not once per outage.
+    let log = exporter.stderr();
+    assert_eq!(
+        log.matches("cannot reach the OTLP receiver").count(),
+        1,
+        "the second outage came within 5 minutes:\n{log}"
+    );
     eprintln!("scrape while the receiver was down: {while_down:?}");
 }
 

@@ -54,7 +54,11 @@ pub struct Health {
 #[derive(Debug, Default)]
 struct HealthState {
     failing_since: Option<Instant>,
+    /// Kept across recoveries, so that a flapping receiver is not warned about more
+    /// often than once a period either.
     last_logged: Option<Instant>,
+    /// Whether this outage was warned about (then its end is logged too).
+    warned: bool,
     failures: u64,
 }
 
@@ -65,28 +69,43 @@ impl Health {
         let now = Instant::now();
         let since = *state.failing_since.get_or_insert(now);
         if state.last_logged.is_none_or(|at| now.duration_since(at) >= FAILURE_LOG_PERIOD) {
-            let what = if failure.unreachable {
-                "cannot reach the OTLP receiver"
-            } else {
-                "the OTLP receiver refuses exports"
+            let (what, then) = match (failure.unreachable, failure.retryable) {
+                (true, _) => (
+                    "cannot reach the OTLP receiver",
+                    "retried with backoff, then dropped and counted in memleak_exporter_otlp_dropped_total \
+                     (check --otlp.endpoint and that the receiver runs)",
+                ),
+                (false, true) => (
+                    "the OTLP receiver refuses exports",
+                    "retried with backoff, then dropped and counted in memleak_exporter_otlp_dropped_total \
+                     (check the receiver's log and limits)",
+                ),
+                (false, false) => (
+                    "the OTLP receiver refuses exports",
+                    "not retryable: dropped at once and counted in memleak_exporter_otlp_dropped_total \
+                     (check --otlp.protocol: gRPC sent to an HTTP port answers 404 or Unimplemented; \
+                     a generic HTTP --otlp.endpoint is a base URL without /v1/<signal>)",
+                ),
             };
             tracing::warn!(
                 error = %failure.message,
                 failures = state.failures,
                 failing_for = ?now.duration_since(since),
-                "{what}; retried with backoff, then dropped and counted in memleak_exporter_otlp_dropped_total \
-                 (check --otlp.endpoint and that the receiver runs)"
+                "{what}; {then}"
             );
             state.last_logged = Some(now);
+            state.warned = true;
         }
     }
 
     fn succeeded(&self) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(since) = state.failing_since.take() {
-            tracing::info!(failures = state.failures, after = ?since.elapsed(), "OTLP delivery resumed");
+            if state.warned {
+                tracing::info!(failures = state.failures, after = ?since.elapsed(), "OTLP delivery resumed");
+            }
             state.failures = 0;
-            state.last_logged = None;
+            state.warned = false;
         }
     }
 }
