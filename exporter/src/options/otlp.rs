@@ -265,15 +265,23 @@ impl Options {
             Protocol::Grpc => endpoint.value.trim_end_matches('/').to_owned(),
             Protocol::HttpProtobuf => endpoint.value,
         };
-        let headers: Vec<(String, String)> = if self.headers.is_empty() {
-            let listed = own("HEADERS").or_else(|| generic("HEADERS")).map(|f| f.value).unwrap_or_default();
-            listed
+        // The variables' form: a comma-separated, percent-encoded list; an error names the variable.
+        let listed = |f: Found| -> Result<Vec<(String, String)>, OptionError> {
+            f.value
                 .split(',')
                 .filter(|p| !p.trim().is_empty())
-                .map(|p| header(p.trim(), true))
-                .collect::<Result<_, _>>()?
-        } else {
-            self.headers.iter().map(|p| header(p, false)).collect::<Result<_, _>>()?
+                .map(|p| {
+                    header(p.trim(), true)
+                        .map_err(|e| OptionError::new("header", format!("{}={:?}: {}", f.from, f.value, e.message)))
+                })
+                .collect()
+        };
+        let headers: Vec<(String, String)> = match own("HEADERS") {
+            Some(f) => listed(f)?,
+            None if !self.headers.is_empty() => {
+                self.headers.iter().map(|p| header(p, false)).collect::<Result<_, _>>()?
+            }
+            None => generic("HEADERS").map(listed).transpose()?.unwrap_or_default(),
         };
         let gzip = match pick(&self.compression, "compression", "COMPRESSION") {
             None => true,
@@ -442,6 +450,13 @@ mod tests {
         );
         assert!(c.metrics.gzip);
         assert_eq!((c.metrics.url.as_str(), c.metrics.protocol), ("http://flag:4318", Protocol::Grpc));
+    }
+
+    #[test]
+    fn a_bad_header_variable_is_named_in_the_error() {
+        let env = [("OTEL_EXPORTER_OTLP_HEADERS", "a=b,,=c")];
+        let err = resolve(Options::default(), &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"), env[0]]).unwrap_err();
+        assert!(err.message.contains("OTEL_EXPORTER_OTLP_HEADERS") && err.message.contains("=c"), "{err}");
     }
 
     #[test]
