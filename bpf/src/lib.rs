@@ -11,6 +11,7 @@ pub mod memory_syscalls;
 pub mod page_faults;
 pub mod sampler_markers;
 pub mod shared;
+mod user_frames;
 
 pub use loader::BpfObject;
 pub use memory_syscalls::MemorySyscallsCollector;

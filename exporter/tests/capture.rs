@@ -115,15 +115,7 @@ fn capture(exporter: &Exporter, id: &str) -> Value {
 
 /// Waits until `done` holds for the capture `id` (bounded: a hang fails the test).
 fn wait_for(exporter: &Exporter, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let c = capture(exporter, id);
-        if done(&c) {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "capture {id} never became {what}: {c}\n{}", exporter.stderr());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::captures::poll(exporter, id, what, || capture(exporter, id), done)
 }
 
 fn finished(c: &Value) -> bool {

@@ -9,8 +9,9 @@
 use super::probes::Probes;
 use crate::loader::typed_map;
 use crate::shared::{MallocAlloc, MallocSiteTotals};
+use crate::user_frames;
 use memleak_artifacts::ages::{self, Ages};
-use memleak_artifacts::heapprof::{self, Mapping};
+use memleak_artifacts::heapprof::Mapping;
 use memleak_artifacts::model::{ALLOC_OBJECTS, ALLOC_SPACE, INUSE_OBJECTS, INUSE_SPACE};
 use memleak_artifacts::symbolize::Symbolizer;
 use memleak_artifacts::{Frame, Profile, Sample};
@@ -159,18 +160,7 @@ fn duty_at(segments: &[Segment], time_ns: u64) -> f64 {
 /// return address (the first one into the allocating function), so the
 /// function is the one holding the byte before it.
 fn frames(ips: &[u64], maps: &[Mapping], root: &Path, symbolizer: &mut Symbolizer) -> Vec<Frame> {
-    ips.iter()
-        .map(|&ip| {
-            let mut frame = heapprof::frame(ip, maps);
-            if let (Some(module), Some(offset)) = (&frame.file, frame.address) {
-                let binary = root.join(module.trim_start_matches('/'));
-                if let Some(name) = symbolizer.function(&binary, offset, true) {
-                    frame.function = name;
-                }
-            }
-            frame
-        })
-        .collect()
+    ips.iter().map(|&ip| user_frames::frame(ip, maps, root, symbolizer, true)).collect()
 }
 
 #[cfg(test)]

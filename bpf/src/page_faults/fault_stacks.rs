@@ -129,19 +129,7 @@ pub fn frames(
     root: &Path,
     symbolizer: &mut Symbolizer,
 ) -> Vec<Frame> {
-    ips.enumerate()
-        .map(|(depth, ip)| {
-            let mut frame = heapprof::frame(ip, mappings);
-            if let (Some(module), Some(offset)) = (&frame.file, frame.address) {
-                // The module as the process sees it: under its root.
-                let binary = root.join(module.trim_start_matches('/'));
-                if let Some(name) = symbolizer.function(&binary, offset, depth > 0) {
-                    frame.function = name;
-                }
-            }
-            frame
-        })
-        .collect()
+    ips.enumerate().map(|(depth, ip)| crate::user_frames::frame(ip, mappings, root, symbolizer, depth > 0)).collect()
 }
 
 #[cfg(test)]

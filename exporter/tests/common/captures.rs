@@ -49,9 +49,20 @@ pub fn summary(exporter: &Exporter, id: &str) -> Value {
 
 /// Waits (60 s at most) until `done` holds for capture `id`.
 pub fn wait_for(exporter: &Exporter, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    poll(exporter, id, what, || capture(exporter, id), done)
+}
+
+/// Fetches capture `id` with `fetch` until `done` holds (60 s at most: a hang fails the test).
+pub fn poll(
+    exporter: &Exporter,
+    id: &str,
+    what: &str,
+    fetch: impl Fn() -> Value,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let c = capture(exporter, id);
+        let c = fetch();
         if done(&c) {
             return c;
         }

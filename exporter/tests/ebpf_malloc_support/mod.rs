@@ -8,7 +8,7 @@ use super::common::{self, Exporter, request};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// False (after saying why) when this test cannot run here; under CI=true that is a failure.
 pub fn privileged() -> bool {
@@ -77,15 +77,7 @@ pub fn capture(exporter: &Exporter, id: &str) -> Value {
 
 /// Waits (60 s at most) until `done` holds for capture `id`.
 pub fn wait_for(exporter: &Exporter, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let c = capture(exporter, id);
-        if done(&c) {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "capture {id} never became {what}: {c}\n{}", exporter.stderr());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    crate::common::captures::poll(exporter, id, what, || capture(exporter, id), done)
 }
 
 pub fn finished(c: &Value) -> bool {
