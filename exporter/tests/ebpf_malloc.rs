@@ -108,7 +108,7 @@ fn the_exporter_itself_is_traced_through_its_static_jemalloc() {
 }
 
 #[test]
-fn a_malloc_heavy_loop_ends_partial_with_the_governors_estimate_within_the_budget() {
+fn a_malloc_heavy_loop_is_stopped_early_by_the_governor_and_ends_partial() {
     if !privileged() {
         return;
     }
@@ -154,16 +154,17 @@ fn a_malloc_heavy_loop_ends_partial_with_the_governors_estimate_within_the_budge
     // (a grace period each, in turn), which the capture measures and states.
     // The loop's added system time is printed, not asserted: on a loaded 2-core
     // host it swings by more than the budget (1.48 s against a 0.54 s budget plus
-    // 0.73 s of detaching in one run), so it is a benchmark (docs/benchmarks.md);
-    // what the governor controls, its own running estimate, is asserted.
+    // 0.73 s of detaching in one run), so it is a benchmark (docs/benchmarks.md).
+    // What the governor controls is asserted: it stops a 60 s window early, when
+    // even its lowest rate would cost the loop more than the budget.
     let totals = &done["summary"]["totals"];
     let detach = totals["detach_seconds"].as_f64().unwrap();
     eprintln!(
         "the capture's probes took {detach:.3} s to detach; system time up {:.3} s over {traced:.3} s",
         traced_sys - bare_sys
     );
-    let estimated = totals["estimated_overhead_cpu_mean"].as_f64().unwrap();
-    assert!(estimated <= 0.05, "the governor's estimate {estimated} of a CPU is over the 5 % budget: {done}");
+    let elapsed = done["elapsed_seconds"].as_f64().unwrap();
+    assert!(elapsed < 30.0, "the governor let a capture over its budget run {elapsed} s of 60: {done}");
 }
 
 #[test]
