@@ -12,7 +12,10 @@ static void *churn(void *arg)
 {
     (void)arg;
     for (unsigned i = 0;; i++) {
-        char *p = malloc(64 + (i % 4096));
+        /* Volatile: a compiler may delete a malloc and free pair whose block is
+         * never seen (GCC at -O1 made this loop an empty spin); the threads must
+         * really call the allocator. */
+        char *volatile p = malloc(64 + (i % 4096));
         if (p)
             p[0] = (char)i;
         free(p);

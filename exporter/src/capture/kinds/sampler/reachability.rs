@@ -202,10 +202,16 @@ pub fn scan(
             }
         }
     }
+    // A process killed while stopped has no maps left to read (an empty file, or none): scanning
+    // nothing would "conclude" that nothing points to any block.
     let maps = read_maps(procfs, pid);
+    if maps.is_empty() || exited(procfs, pid, pid) {
+        outcome.skipped = Some(format!("process {pid} exited during the pause"));
+    }
     // Words, not bytes: aligned reads without a slice operation per word.
     let mut buffer = vec![0u64; CHUNK / 8];
-    'mappings: for line in maps.lines() {
+    let mappings = if outcome.skipped.is_none() { maps.as_str() } else { "" };
+    'mappings: for line in mappings.lines() {
         let mut fields = line.split_whitespace();
         let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
         let name = fields.nth(3).unwrap_or("");
@@ -253,6 +259,10 @@ pub fn scan(
             }
             at += 8 * len as u64;
         }
+    }
+    // Killed mid-scan, the rest of its memory may have read as nothing: not a conclusion either.
+    if outcome.skipped.is_none() && exited(procfs, pid, pid) {
+        outcome.skipped = Some(format!("process {pid} exited during the pause"));
     }
     drop(stopped);
     outcome.pause = started.elapsed();
