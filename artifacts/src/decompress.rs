@@ -192,7 +192,12 @@ impl Text {
                     match e.error_len() {
                         Some(len) => {
                             self.replace()?;
-                            bytes = &after[len..];
+                            // Bytes that can start no sequence (continuations, C0, C1, F5–FF) are
+                            // the same run: skipped at once, not one UTF-8 check each (16 MiB of
+                            // 0xff took over a minute of a debug build's time, byte by byte).
+                            let rest = &after[len..];
+                            let run = rest.iter().position(|&b| b < 0x80 || (0xc2..=0xf4).contains(&b));
+                            bytes = &rest[run.unwrap_or(rest.len())..];
                         }
                         None => {
                             self.pending = after.to_vec();
