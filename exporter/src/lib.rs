@@ -18,6 +18,7 @@ pub mod latest_profiles;
 pub mod logging;
 pub mod options;
 pub mod otlp;
+pub mod preflight;
 pub mod process_self;
 pub mod scrape;
 pub mod self_metrics;

@@ -37,7 +37,15 @@ fn main() -> ExitCode {
             let _ = writeln!(std::io::stderr(), "memleak-exporter: {err:#}");
             return ExitCode::from(2);
         }
-        let _ = writeln!(std::io::stdout(), "memleak-exporter: configuration is valid\n{}", settings.summary());
+        let warnings = memleak_exporter::preflight::warnings(&settings);
+        let verdict = match warnings.len() {
+            0 => "configuration is valid".to_owned(),
+            n => format!("configuration is valid, with {n} warning(s) on stderr: it starts without what they name"),
+        };
+        let _ = writeln!(std::io::stdout(), "memleak-exporter: {verdict}\n{}", settings.summary());
+        for warning in warnings {
+            let _ = writeln!(std::io::stderr(), "memleak-exporter: warning: {warning}");
+        }
         return ExitCode::SUCCESS;
     }
     logging::init(&settings.log);

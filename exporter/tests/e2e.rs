@@ -295,6 +295,56 @@ fn boolean_options_are_switches_with_a_no_form() {
 }
 
 #[test]
+fn config_check_warns_of_folders_start_could_not_use_and_shows_rules_as_yaml() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "not a folder").unwrap();
+    let config = dir.path().join("names.yml");
+    std::fs::write(
+        &config,
+        "collectors:\n  process:\n    names:\n      - name: \"py-{{.Matches.script}}\"\n        cmdline: 'python3 (?P<script>\\S+)'\n",
+    )
+    .unwrap();
+    let spool_under_file = file.join("spool");
+    let out = Command::new(BIN)
+        .args(["--config.check", "--config.file", config.to_str().unwrap(), "--capture.dir"])
+        .arg(&spool_under_file)
+        .args(["--ingest.dir", "/nonexistent/drop", "--ingest.dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // It would start (captures off, the folder retried), so the check passes, and says what is wrong.
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("with 2 warning(s)"), "{stdout}");
+    assert!(stderr.contains("captures would be off") && stderr.contains("is not a directory"), "{stderr}");
+    assert!(stderr.contains("/nonexistent/drop would be retried") && stderr.contains("--ingest.dir"), "{stderr}");
+    assert!(!stderr.contains(&format!("{} would", dir.path().display())), "a usable folder is not warned of: {stderr}");
+    // The naming rule as the file says it, not serde's JSON.
+    assert!(
+        stdout.contains(r#"names={cmdline: "python3 (?P<script>\\S+)", name: "py-{{.Matches.script}}"}"#),
+        "{stdout}"
+    );
+    // Nothing was created by the check.
+    assert!(!spool_under_file.exists() && !dir.path().join(".ingested").exists());
+    // What the OTLP transport could not send fails the check, as it would fail the start.
+    for (args, flag, why) in [
+        (["--otlp.endpoint", "http://localhost:99999", "--otlp.interval", "10s"], "--otlp.endpoint", "invalid port"),
+        (
+            ["--otlp.endpoint", "http://localhost:4317", "--otlp.header", "a=b\r\nInjected: yes"],
+            "--otlp.header",
+            "not a valid header value",
+        ),
+    ] {
+        let value = args[3];
+        let out = Command::new(BIN).arg("--config.check").args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{value}: {stderr}");
+        assert!(stderr.contains(why) && stderr.contains(flag), "{value}: {stderr}");
+    }
+}
+
+#[test]
 fn config_check_refuses_a_token_file_that_start_would_refuse() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.token");

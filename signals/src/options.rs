@@ -58,6 +58,15 @@ impl OptionError {
     pub fn new(key: &'static str, message: impl Into<String>) -> Self {
         OptionError { key, message: message.into() }
     }
+
+    /// A problem with an environment variable, which no flag or config key sets: the message
+    /// names the variable itself.
+    pub fn environment(message: impl Into<String>) -> Self {
+        OptionError { key: Self::ENVIRONMENT, message: message.into() }
+    }
+
+    /// The key of `environment` errors.
+    pub const ENVIRONMENT: &'static str = "";
 }
 
 /// Compiles `pattern` so that it must match the whole value; an error shows

@@ -152,18 +152,35 @@ fn in_words<O: Options>(options: &O) -> String {
             Value::String(s) => format!("{k}={s}"),
             Value::Array(items) => {
                 let items: Vec<String> =
-                    items.iter().map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned)).collect();
+                    items.iter().map(|i| i.as_str().map_or_else(|| flow(i), str::to_owned)).collect();
                 format!("{k}={}", items.join(","))
             }
-            other => format!("{k}={other}"),
+            other => format!("{k}={}", flow(other)),
         })
         .collect();
     words.sort();
     words.join(" ")
 }
 
+/// `value` as the config file would say it, in YAML's flow style (`{name: "x", cmdline: "y"}`):
+/// what the user wrote, not serde's JSON.
+fn flow(value: &Value) -> String {
+    match value {
+        Value::Object(fields) => {
+            let fields: Vec<String> = fields.iter().map(|(k, v)| format!("{k}: {}", flow(v))).collect();
+            format!("{{{}}}", fields.join(", "))
+        }
+        Value::Array(items) => format!("[{}]", items.iter().map(flow).collect::<Vec<_>>().join(", ")),
+        // JSON's string quoting is YAML's double-quoted style.
+        other => other.to_string(),
+    }
+}
+
 /// A resolve error naming the flag and the YAML key of the field.
 fn named<O: Options>(group: &Group, err: OptionError) -> anyhow::Error {
+    if err.key == OptionError::ENVIRONMENT {
+        return anyhow::anyhow!("environment: {}", err.message);
+    }
     let own = O::augment_args(Command::new("group"));
     let long = own.get_arguments().find(|a| a.get_id() == err.key).map_or(err.key, long_of);
     anyhow::anyhow!(

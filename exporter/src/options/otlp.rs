@@ -186,8 +186,11 @@ impl Options {
         let mut resource_attributes = Vec::new();
         let listed = env("OTEL_RESOURCE_ATTRIBUTES".into()).map(|f| f.value).unwrap_or_default();
         for pair in listed.split(',').filter(|p| !p.trim().is_empty()) {
-            resource_attributes.push(header(pair.trim(), true).map_err(|_| {
-                OptionError::new("resource_attributes", format!("OTEL_RESOURCE_ATTRIBUTES: {pair:?} is not KEY=VALUE"))
+            resource_attributes.push(key_value(pair.trim(), true).map_err(|_| {
+                OptionError::environment(format!(
+                    "OTEL_RESOURCE_ATTRIBUTES={listed:?}: {pair:?} is not KEY=VALUE (a comma-separated list, \
+                     e.g. deployment.environment=prod,service.namespace=shop)"
+                ))
             })?);
         }
         let service_name = self
@@ -229,8 +232,9 @@ impl Options {
             Some(f) if f.value == "grpc" => Protocol::Grpc,
             Some(f) if f.value == "http/protobuf" => Protocol::HttpProtobuf,
             Some(f) => {
-                return Err(OptionError::new(
+                return Err(invalid(
                     "protocol",
+                    &f.from,
                     format!("{}={:?}: use grpc or http/protobuf (http/json is not supported)", f.from, f.value),
                 ));
             }
@@ -250,12 +254,21 @@ impl Options {
             }
         };
         if !(endpoint.value.starts_with("http://") || endpoint.value.starts_with("https://")) {
-            return Err(OptionError::new(
+            return Err(invalid(
                 "endpoint",
+                &endpoint.from,
                 format!(
                     "{}={:?}: must start with http:// or https://, e.g. http://localhost:4317",
                     endpoint.from, endpoint.value
                 ),
+            ));
+        }
+        // A port past 65535 or a missing host would otherwise fail every push, not the start.
+        if let Err(e) = reqwest::Url::parse(&endpoint.value) {
+            return Err(invalid(
+                "endpoint",
+                &endpoint.from,
+                format!("{}={:?}: {e}, e.g. http://localhost:4317", endpoint.from, endpoint.value),
             ));
         }
         let url = match protocol {
@@ -272,7 +285,7 @@ impl Options {
                 .filter(|p| !p.trim().is_empty())
                 .map(|p| {
                     header(p.trim(), true)
-                        .map_err(|e| OptionError::new("header", format!("{}={:?}: {}", f.from, f.value, e.message)))
+                        .map_err(|e| invalid("header", &f.from, format!("{}={:?}: {}", f.from, f.value, e.message)))
                 })
                 .collect()
         };
@@ -288,7 +301,7 @@ impl Options {
             Some(f) if f.value == "gzip" => true,
             Some(f) if f.value == "none" => false,
             Some(f) => {
-                return Err(OptionError::new("compression", format!("{}={:?}: use gzip or none", f.from, f.value)));
+                return Err(invalid("compression", &f.from, format!("{}={:?}: use gzip or none", f.from, f.value)));
             }
         };
         let timeout = match self.timeout {
@@ -308,12 +321,18 @@ impl Options {
     }
 }
 
+/// An invalid setting: named by its flag when it came from one, by its variable (in `message`)
+/// when it came from the environment, which no flag sets.
+fn invalid(key: &'static str, from: &str, message: String) -> OptionError {
+    if from.starts_with("OTEL_") { OptionError::environment(message) } else { OptionError::new(key, message) }
+}
+
 /// A variable in milliseconds, as the specification has them.
 fn millis(found: Option<Found>, key: &'static str) -> Result<Option<Duration>, OptionError> {
     found
         .map(|f| {
             f.value.trim().parse::<u64>().map(Duration::from_millis).map_err(|_| {
-                OptionError::new(key, format!("{}={:?}: must be milliseconds, e.g. 10000", f.from, f.value))
+                invalid(key, &f.from, format!("{}={:?}: must be milliseconds, e.g. 10000", f.from, f.value))
             })
         })
         .transpose()
@@ -321,10 +340,31 @@ fn millis(found: Option<Found>, key: &'static str) -> Result<Option<Duration>, O
 
 /// `KEY=VALUE`; the environment's form is percent-encoded (W3C baggage style).
 fn header(pair: &str, percent_encoded: bool) -> Result<(String, String), OptionError> {
-    let (key, value) = pair
-        .split_once('=')
-        .filter(|(k, _)| !k.trim().is_empty())
-        .ok_or_else(|| OptionError::new("header", format!("{pair:?}: use KEY=VALUE")))?;
+    let (key, value) = key_value(pair, percent_encoded).map_err(|e| OptionError::new("header", e))?;
+    // Checked here, not at the first push: a header the transport cannot send would otherwise
+    // pass --config.check and stop the exporter at start.
+    if reqwest::header::HeaderName::from_bytes(key.as_bytes()).is_err() {
+        return Err(OptionError::new(
+            "header",
+            format!("{pair:?}: {key:?} is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)"),
+        ));
+    }
+    if reqwest::header::HeaderValue::from_str(&value).is_err() {
+        return Err(OptionError::new(
+            "header",
+            format!(
+                "{pair:?}: the value of {key:?} is not a valid header value (no line breaks or control characters; \
+                 percent-encode them in the OTEL_* variables)"
+            ),
+        ));
+    }
+    Ok((key, value))
+}
+
+/// `KEY=VALUE`, trimmed, percent-decoded when the form is the variables'.
+fn key_value(pair: &str, percent_encoded: bool) -> Result<(String, String), String> {
+    let (key, value) =
+        pair.split_once('=').filter(|(k, _)| !k.trim().is_empty()).ok_or_else(|| format!("{pair:?}: use KEY=VALUE"))?;
     let decode = |s: &str| if percent_encoded { percent_decode(s.trim()) } else { s.trim().to_owned() };
     Ok((decode(key), decode(value)))
 }
@@ -510,5 +550,33 @@ mod tests {
         assert!(bad(with(|o| o.protocol = Some("http/json".into()))).contains("grpc or http/protobuf"));
         assert!(bad(with(|o| o.headers = vec!["novalue".into()])).contains("KEY=VALUE"));
         assert!(bad(with(|o| o.compression = Some("zstd".into()))).contains("gzip or none"));
+    }
+
+    #[test]
+    fn what_the_transport_could_not_use_is_refused_at_start_and_environment_errors_name_the_variable() {
+        let flag = |o: Options| resolve(o, &[]).unwrap_err();
+        let endpoint = |e: &str| Options { endpoint: Some(e.into()), ..Options::default() };
+        for bad in ["http://localhost:99999", "http://", "https://[::1"] {
+            let err = flag(endpoint(bad));
+            assert_eq!(err.key, "endpoint", "{bad}: {}", err.message);
+        }
+        let header = |h: &str| Options { headers: vec![h.into()], ..endpoint("http://localhost:4317") };
+        let err = flag(header("a=b\r\nx: y"));
+        assert!(err.key == "header" && err.message.contains("not a valid header value"), "{}", err.message);
+        let err = flag(header("bad key=v"));
+        assert!(err.message.contains("not a valid header name"), "{}", err.message);
+        // From a variable: named by the variable, with no flag to blame.
+        let env = |k: &str, v: &str| resolve(endpoint("http://localhost:4317"), &[(k, v)]).unwrap_err();
+        for (variable, value) in [
+            ("OTEL_EXPORTER_OTLP_HEADERS", "k=v\nz"),
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://h:70000"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "a=1,b"),
+        ] {
+            let err = env(variable, value);
+            assert!(err.key == OptionError::ENVIRONMENT && err.message.contains(variable), "{variable}: {err:?}");
+        }
+        // Percent-encoded line breaks are values a header may not carry either.
+        assert!(env("OTEL_EXPORTER_OTLP_HEADERS", "k=a%0Db").message.contains("not a valid header value"));
     }
 }
