@@ -51,6 +51,9 @@ const fn convention(
 
 use Instrument::{Counter, UpDownCounter};
 
+/// What the exporter's own `process_*` families add: whose process they describe.
+const OWN_PROCESS: &[(&str, &str)] = &[("process.executable.name", "memleak-exporter")];
+
 /// The families with a semantic convention. Process families are sums over a
 /// group (one process with `--collector.process.group-by=pid`).
 static CONVENTIONS: &[Convention] = &[
@@ -97,6 +100,18 @@ static CONVENTIONS: &[Convention] = &[
         "{operation}",
         Counter,
         &[("system.paging.direction", "out")],
+    ),
+    // The exporter's own standard process metrics: the same conventions, its own process named
+    // (the resource says which exporter), so they never read as a monitored group's.
+    convention("process_cpu_seconds_total", "process.cpu.time", "s", Counter, OWN_PROCESS),
+    convention("process_resident_memory_bytes", "process.memory.usage", "By", UpDownCounter, OWN_PROCESS),
+    convention("process_virtual_memory_bytes", "process.memory.virtual", "By", UpDownCounter, OWN_PROCESS),
+    convention(
+        "process_open_fds",
+        "process.unix.file_descriptor.count",
+        "{file_descriptor}",
+        UpDownCounter,
+        OWN_PROCESS,
     ),
     convention("memleak_process_resident_bytes", "process.memory.usage", "By", UpDownCounter, &[]),
     convention("memleak_process_virtual_bytes", "process.memory.virtual", "By", UpDownCounter, &[]),
