@@ -237,20 +237,12 @@ fn check_profiles_push(protocol: &str) {
     let watched = tempfile::tempdir().unwrap();
     let fixture = common::repo("artifacts/tests/fixtures/heaptrack/a.zst");
     std::fs::copy(&fixture, watched.path().join("heaptrack.a.zst")).unwrap();
-    let root = fixture_root("root-v2");
     let endpoint = format!("http://127.0.0.1:{port}");
-    let _exporter = Exporter::start(&[
-        "--path.rootfs",
-        root.to_str().unwrap(),
-        "--ingest.dir",
-        watched.path().to_str().unwrap(),
-        "--ingest.interval",
+    let _exporter = Exporter::start_ingesting(
+        watched.path(),
         "500ms",
-        "--otlp.endpoint",
-        &endpoint,
-        "--otlp.protocol",
-        protocol,
-    ]);
+        &["--otlp.endpoint", &endpoint, "--otlp.protocol", protocol],
+    );
     let text = receiver.wait_for(Duration::from_secs(30), "a profiles export", |t| t.contains("resourceProfiles"));
     check_heaptrack_profiles(&text);
 }
@@ -317,20 +309,12 @@ fn check_logs_push(protocol: &str) {
     let watched = tempfile::tempdir().unwrap();
     std::fs::copy(common::repo("artifacts/tests/fixtures/memcheck/a.xml"), watched.path().join("memcheck.xml"))
         .unwrap();
-    let root = fixture_root("root-v2");
     let endpoint = format!("http://127.0.0.1:{port}");
-    let exporter = Exporter::start(&[
-        "--path.rootfs",
-        root.to_str().unwrap(),
-        "--ingest.dir",
-        watched.path().to_str().unwrap(),
-        "--ingest.interval",
+    let exporter = Exporter::start_ingesting(
+        watched.path(),
         "500ms",
-        "--otlp.endpoint",
-        &endpoint,
-        "--otlp.protocol",
-        protocol,
-    ]);
+        &["--otlp.endpoint", &endpoint, "--otlp.protocol", protocol],
+    );
     let text = rotel.wait_for(Duration::from_secs(30), "the leak records", |t| t.contains("leak_request_buffer"));
     let records: Vec<&str> = text.split("LogRecord #").skip(1).collect();
     let record = records

@@ -6,22 +6,14 @@
 
 mod common;
 
-use common::{Exporter, fixture_root, repo, require_tool};
+use common::{Exporter, repo, require_tool};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
 fn the_latest_ingested_profile_is_served_where_profilers_scrape_memory() {
     let watched = tempfile::tempdir().unwrap();
-    let root = fixture_root("root-v2");
-    let exporter = Exporter::start(&[
-        "--path.rootfs",
-        root.to_str().unwrap(),
-        "--ingest.dir",
-        watched.path().to_str().unwrap(),
-        "--ingest.interval",
-        "200ms",
-    ]);
+    let exporter = Exporter::start_ingesting(watched.path(), "200ms", &[]);
     let (status, _, body) = exporter.get("/ingested/debug/pprof/allocs", None);
     assert_eq!(status, 404, "nothing ingested yet: {}", String::from_utf8_lossy(&body));
     let (status, _, _) = exporter.get("/ingested/no-such-format/debug/pprof/allocs", None);

@@ -48,6 +48,21 @@ impl Exporter {
         ))
     }
 
+    /// Starts on the fixture root `root-v2`, watching `watched` every `interval`, with `extra` flags.
+    pub fn start_ingesting(watched: &Path, interval: &str, extra: &[&str]) -> Exporter {
+        let root = fixture_root("root-v2");
+        let mut all = vec![
+            "--path.rootfs",
+            root.to_str().unwrap(),
+            "--ingest.dir",
+            watched.to_str().unwrap(),
+            "--ingest.interval",
+            interval,
+        ];
+        all.extend_from_slice(extra);
+        Exporter::start_with(None, &[], &all)
+    }
+
     /// Starts listening on `listen` (HOST:PORT, port 0 for any) instead of a loopback port.
     pub fn start_on(listen: &str, args: &[&str]) -> Exporter {
         let mut all = vec!["--web.listen-address", listen];
