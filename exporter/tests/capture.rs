@@ -8,7 +8,8 @@
 
 mod common;
 
-use common::{Exporter, Guard, free_port, request, require_tool};
+use common::captures::post_all;
+use common::{Exporter, Guard, captures, free_port, request, require_tool};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -84,19 +85,9 @@ impl Service {
     }
 }
 
+/// An alert asking for an allocator profile.
 fn alert(fingerprint: &str, labels: Value, annotations: Value) -> Value {
-    let mut all = json!({ "alertname": "ProcessMemoryLeak", "capture": "allocator-profile", "severity": "warning" });
-    all.as_object_mut().unwrap().extend(labels.as_object().unwrap().clone());
-    json!({ "status": "firing", "labels": all, "annotations": annotations, "fingerprint": fingerprint })
-}
-
-/// POSTs alerts to the webhook; the outcomes of a 200 answer.
-fn post(exporter: &Exporter, alerts: &[Value]) -> Vec<Value> {
-    let body = json!({ "version": "4", "status": "firing", "receiver": "memleak", "alerts": alerts }).to_string();
-    let (status, reply) = request(exporter.port, "POST", "/api/v1/alerts", "", &body);
-    let reply: Value = serde_json::from_slice(&reply).unwrap();
-    assert_eq!(status, 200, "{reply}");
-    reply["outcomes"].as_array().unwrap().clone()
+    captures::alert("allocator-profile", fingerprint, labels, annotations)
 }
 
 fn api(exporter: &Exporter, path: &str) -> (u16, Vec<u8>) {
@@ -150,7 +141,7 @@ fn a_webhook_alert_ends_in_a_growth_profile_that_names_the_leak() {
     let mut unknown = alert("a3", json!({ "group": "leakysvc" }), json!({}));
     unknown["labels"]["capture"] = json!("shell");
     let no_target = alert("a4", json!({}), json!({}));
-    let outcomes = post(&exporter, &[good, outside, unknown, no_target]);
+    let outcomes = post_all(&exporter, &[good, outside, unknown, no_target]);
     let kinds: Vec<&str> = outcomes.iter().map(|o| o["outcome"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["accepted", "invalid", "invalid", "invalid"], "{outcomes:?}");
     assert!(outcomes[1]["reason"].as_str().unwrap().contains("127.0.0.2:6060 is not allowed by --capture.pprof.allow"));
@@ -257,7 +248,7 @@ fn limits_hold_concurrency_duplicates_cooldown_duration_rate_and_spool_count() {
     ]);
     let url = json!({ "pprof_url": service.heap_url(), "capture_duration": "1h" });
     let pid = service.pid().to_string();
-    let outcome = |fp: &str, labels: Value| post(&exporter, &[alert(fp, labels, url.clone())])[0].clone();
+    let outcome = |fp: &str, labels: Value| post_all(&exporter, &[alert(fp, labels, url.clone())])[0].clone();
     let first = outcome("b1", json!({ "group": "leakysvc" }));
     assert_eq!(first["outcome"], "accepted", "{first}");
     let a = first["capture"].as_str().unwrap().to_owned();
@@ -306,8 +297,10 @@ fn a_target_that_exits_mid_capture_gives_a_partial_result() {
     let service = Service::start(&binary);
     let exporter = Exporter::start(&["--capture.pprof.allow", "127.0.0.1:*"]);
     let labels = json!({ "group": "leakysvc", "pid": service.pid().to_string() });
-    let outcomes =
-        post(&exporter, &[alert("c1", labels, json!({ "pprof_url": service.heap_url(), "capture_duration": "10m" }))]);
+    let outcomes = post_all(
+        &exporter,
+        &[alert("c1", labels, json!({ "pprof_url": service.heap_url(), "capture_duration": "10m" }))],
+    );
     let id = outcomes[0]["capture"].as_str().unwrap().to_owned();
     wait_for(&exporter, &id, "in its window", window_open);
     drop(service);
@@ -403,7 +396,8 @@ fn a_gperftools_dump_is_signalled_picked_up_and_diffed() {
     let guard = Guard(child);
     let mapping = format!("group=tcleak,heap_profile={},signal=12", prefix.display());
     let exporter = Exporter::start(&["--capture.target", &mapping]);
-    let outcomes = post(&exporter, &[alert("d1", json!({ "group": "tcleak" }), json!({ "capture_duration": "2s" }))]);
+    let outcomes =
+        post_all(&exporter, &[alert("d1", json!({ "group": "tcleak" }), json!({ "capture_duration": "2s" }))]);
     let id = outcomes[0]["capture"].as_str().unwrap_or_else(|| panic!("{outcomes:?}")).to_owned();
     wait_for(&exporter, &id, "in its window", window_open);
     // The truth: 500 blocks of 4096 bytes retained by leak_block; the heap profiler records every one.
@@ -454,7 +448,7 @@ impl Alertmanager {
     }
 
     /// Posts (or re-posts) an alert; `resolved` sets its end in the past.
-    fn post(&self, labels: &Value, annotations: &Value, resolved: bool) {
+    fn post_all(&self, labels: &Value, annotations: &Value, resolved: bool) {
         let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         let mut alert = json!({ "labels": labels, "annotations": annotations });
         if resolved {
@@ -478,7 +472,7 @@ fn alertmanager_delivers_an_alert_through_the_webhook_and_the_capture_is_served(
     );
     let alertmanager = Alertmanager::start(&am, &config);
     let labels = json!({ "alertname": "ProcessMemoryLeak", "capture": "allocator-profile", "group": "leakysvc", "instance": format!("127.0.0.1:{}", exporter.port) });
-    alertmanager.post(&labels, &json!({ "pprof_url": service.heap_url(), "capture_duration": "2s" }), false);
+    alertmanager.post_all(&labels, &json!({ "pprof_url": service.heap_url(), "capture_duration": "2s" }), false);
     let deadline = Instant::now() + Duration::from_secs(60);
     let listed = loop {
         if let Some(c) = captures(&exporter).into_iter().next() {
@@ -518,10 +512,10 @@ fn two_exporters_poll_alertmanager_only_the_named_one_captures_and_resolving_can
     };
     let (a, b) = (start("node-a:9487"), start("node-b:9487"));
     let labels = json!({ "alertname": "ProcessMemoryLeak", "capture": "allocator-profile", "group": "leakysvc", "instance": "node-a:9487" });
-    alertmanager.post(&labels, &json!({ "pprof_url": service.heap_url(), "capture_duration": "10m" }), false);
+    alertmanager.post_all(&labels, &json!({ "pprof_url": service.heap_url(), "capture_duration": "10m" }), false);
     // A loopback instance names every host alike: no poller takes it as its own.
     let loopback = json!({ "alertname": "LoopbackLeak", "capture": "allocator-profile", "group": "leakysvc", "instance": format!("127.0.0.1:{}", a.port) });
-    alertmanager.post(&loopback, &json!({ "pprof_url": service.heap_url(), "capture_duration": "10m" }), false);
+    alertmanager.post_all(&loopback, &json!({ "pprof_url": service.heap_url(), "capture_duration": "10m" }), false);
     let deadline = Instant::now() + Duration::from_secs(60);
     let listed = loop {
         if let Some(c) = captures(&a).into_iter().next() {
@@ -556,7 +550,7 @@ fn two_exporters_poll_alertmanager_only_the_named_one_captures_and_resolving_can
         std::thread::sleep(Duration::from_millis(50));
     }
     // Resolving the alert cancels the running capture; the first profile is kept.
-    alertmanager.post(&labels, &json!({ "pprof_url": service.heap_url(), "capture_duration": "10m" }), true);
+    alertmanager.post_all(&labels, &json!({ "pprof_url": service.heap_url(), "capture_duration": "10m" }), true);
     let done = wait_for(&a, &id, "finished", finished);
     assert_eq!(done["status"], "cancelled", "{done}");
     assert!(done["reason"].as_str().unwrap().contains("no longer active"), "{done}");

@@ -9,7 +9,8 @@
 
 mod common;
 
-use common::{Exporter, Guard, request, require_tool};
+use common::captures::post_all;
+use common::{Exporter, Guard, captures, request, require_tool};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -17,18 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// An alert asking for an allocator profile.
 fn alert(fingerprint: &str, labels: Value, annotations: Value) -> Value {
-    let mut all = json!({ "alertname": "ProcessMemoryLeak", "capture": "allocator-profile" });
-    all.as_object_mut().unwrap().extend(labels.as_object().unwrap().clone());
-    json!({ "status": "firing", "labels": all, "annotations": annotations, "fingerprint": fingerprint })
-}
-
-fn post(exporter: &Exporter, alerts: &[Value]) -> Vec<Value> {
-    let body = json!({ "version": "4", "status": "firing", "receiver": "memleak", "alerts": alerts }).to_string();
-    let (status, reply) = request(exporter.port, "POST", "/api/v1/alerts", "", &body);
-    let reply: Value = serde_json::from_slice(&reply).unwrap();
-    assert_eq!(status, 200, "{reply}");
-    reply["outcomes"].as_array().unwrap().clone()
+    captures::alert("allocator-profile", fingerprint, labels, annotations)
 }
 
 fn comm(pid: u32) -> String {
@@ -76,14 +68,14 @@ fn a_pid_label_never_reaches_a_process_outside_the_alerts_group() {
         ("p11", json!({ "group": "hvictim", "pid": "+1" }), "invalid"),
     ];
     let alerts: Vec<Value> = cases.iter().map(|(fp, labels, _)| alert(fp, labels.clone(), json!({}))).collect();
-    let outcomes = post(&exporter, &alerts);
+    let outcomes = post_all(&exporter, &alerts);
     for ((fp, labels, want), got) in cases.iter().zip(&outcomes) {
         assert_eq!(got["outcome"], *want, "{fp} {labels}: {got}");
     }
     // The canonical pid of the victim (written with leading zeros) resolves, but the victim
     // does not catch signal 12: nothing is signalled and it lives.
     let padded = format!("000{}", victim.0.id());
-    let refused = post(&exporter, &[alert("p12", json!({ "group": "hvictim", "pid": padded }), json!({}))]);
+    let refused = post_all(&exporter, &[alert("p12", json!({ "group": "hvictim", "pid": padded }), json!({}))]);
     assert_eq!(refused[0]["outcome"], "unavailable", "{refused:?}");
     assert!(refused[0]["reason"].as_str().unwrap().contains("catches signal 12"), "{refused:?}");
     std::thread::sleep(Duration::from_millis(300));
@@ -137,7 +129,7 @@ fn the_dump_signal_goes_only_to_processes_that_catch_it() {
     let mapping = format!("group=tchostile,heap_profile={},signal=12", prefix.display());
     let exporter = Exporter::start(&["--capture.target", &mapping]);
     let outcomes =
-        post(&exporter, &[alert("s1", json!({ "group": "tchostile" }), json!({ "capture_duration": "1s" }))]);
+        post_all(&exporter, &[alert("s1", json!({ "group": "tchostile" }), json!({ "capture_duration": "1s" }))]);
     assert_eq!(outcomes[0]["outcome"], "accepted", "{outcomes:?}");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !exporter.stderr().contains("capture finished") {
@@ -218,7 +210,7 @@ fn a_hostile_pprof_endpoint_is_bounded_in_memory_paths_and_reasons() {
     ]);
     let url = |path: &str| json!({ "pprof_url": format!("http://127.0.0.1:{port}{path}"), "capture_duration": "1s" });
     let group = json!({ "group": "hpprof" });
-    let outcomes = post(
+    let outcomes = post_all(
         &exporter,
         &[
             alert("h1", group.clone(), url("/debug/pprof/heap?gc=1")),
@@ -283,6 +275,6 @@ fn an_exporter_without_cap_kill_still_resolves_other_users_processes() {
     let annotations =
         json!({ "pprof_url": format!("http://127.0.0.1:{port}/debug/pprof/allocs"), "capture_duration": "1s" });
     let labels = json!({ "group": "hrootsvc", "pid": target.0.id().to_string() });
-    let outcomes = post(&exporter, &[alert("n1", labels, annotations)]);
+    let outcomes = post_all(&exporter, &[alert("n1", labels, annotations)]);
     assert_eq!(outcomes[0]["outcome"], "accepted", "{outcomes:?}\n{}", exporter.stderr());
 }

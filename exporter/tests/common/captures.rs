@@ -19,11 +19,16 @@ pub fn state(pid: u32) -> Option<char> {
 
 /// POSTs one alert to the webhook; its outcome.
 pub fn post(exporter: &Exporter, alert: Value) -> Value {
-    let body = json!({ "version": "4", "status": "firing", "receiver": "memleak", "alerts": [alert] }).to_string();
+    post_all(exporter, &[alert])[0].clone()
+}
+
+/// POSTs alerts to the webhook in one notification; the outcomes of its 200 answer.
+pub fn post_all(exporter: &Exporter, alerts: &[Value]) -> Vec<Value> {
+    let body = json!({ "version": "4", "status": "firing", "receiver": "memleak", "alerts": alerts }).to_string();
     let (status, reply) = request(exporter.port, "POST", "/api/v1/alerts", "", &body);
     let reply: Value = serde_json::from_slice(&reply).unwrap();
     assert_eq!(status, 200, "{reply}");
-    reply["outcomes"][0].clone()
+    reply["outcomes"].as_array().unwrap().clone()
 }
 
 /// The capture's entry in the captures list (status, phase, short summary).
