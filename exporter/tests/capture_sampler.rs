@@ -256,6 +256,8 @@ fn a_pause_past_its_bound_is_abandoned_and_the_target_runs_on() {
     assert_eq!(done["status"], "done", "{done}");
     let summary = summary(&exporter, &id);
     let left_out = summary["left_out"].to_string();
+    // Past the bound while stopping four busy threads (a loaded host) or while scanning 512 MiB:
+    // either way the bound is what ended it, and says so.
     assert!(left_out.contains("reachability not concluded") && left_out.contains("max-pause"), "{summary}");
     assert!(summary["totals"].get("definitely_leaked_blocks").is_none_or(|b| b == 0.0), "nothing concluded: {summary}");
     // Resumed: its threads run (R) or wait (S), none is left in a tracing stop.

@@ -83,7 +83,7 @@ fn exited(procfs: &Path, pid: i32, tid: i32) -> bool {
 }
 
 /// Stops every thread of `pid` before `deadline`.
-fn stop(procfs: &Path, pid: i32, deadline: Instant) -> Result<Stopped, (Stopped, String)> {
+fn stop(procfs: &Path, pid: i32, deadline: Instant, max_pause: Duration) -> Result<Stopped, (Stopped, String)> {
     let mut stopped = Stopped { tids: Vec::new(), stopped: Vec::new() };
     loop {
         let new: Vec<i32> = threads(procfs, pid).into_iter().filter(|t| !stopped.tids.contains(t)).collect();
@@ -113,7 +113,12 @@ fn stop(procfs: &Path, pid: i32, deadline: Instant) -> Result<Stopped, (Stopped,
                     // waits for its parent to reap it): its state says it is gone.
                     Wait::NotYet if exited(procfs, pid, tid) => break,
                     Wait::NotYet if Instant::now() >= deadline => {
-                        return Err((stopped, "its threads did not all stop within the pause allowed".into()));
+                        return Err((
+                            stopped,
+                            format!(
+                                "its threads did not all stop within --capture.reachability.max-pause ({max_pause:?})"
+                            ),
+                        ));
                     }
                     Wait::NotYet => std::thread::sleep(Duration::from_micros(100)),
                 }
@@ -166,7 +171,7 @@ pub fn scan(
     let started = Instant::now();
     let deadline = started + max_pause;
     let mut outcome = Outcome { referenced: None, pause: Duration::ZERO, scanned_bytes: 0, threads: 0, skipped: None };
-    let stopped = match stop(procfs, pid, deadline) {
+    let stopped = match stop(procfs, pid, deadline, max_pause) {
         Ok(s) => s,
         Err((s, why)) => {
             drop(s);
