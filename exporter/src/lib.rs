@@ -25,4 +25,5 @@ pub mod self_metrics;
 pub mod server;
 pub mod unix_signals;
 pub mod watch;
+pub mod web_config;
 pub mod webhook;

@@ -1,6 +1,6 @@
 //! `memleak-exporter`: memory-leak signals for Prometheus.
 
-use memleak_exporter::{cli, ingest, logging, server, webhook};
+use memleak_exporter::{cli, ingest, logging, server, web_config, webhook};
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -33,7 +33,15 @@ fn main() -> ExitCode {
     let settings = invocation.settings;
     if invocation.check_only {
         // What start-up reads besides the flags: a check that passes must not fail at start.
-        if let Err(err) = webhook::Access::from_settings(settings.webhook.token_file.as_deref(), settings.web.listen) {
+        let web = match settings.web.config_file.as_deref().map(web_config::WebConfig::load).transpose() {
+            Ok(web) => web,
+            Err(err) => {
+                let _ = writeln!(std::io::stderr(), "memleak-exporter: {err:#}");
+                return ExitCode::from(2);
+            }
+        };
+        let access = webhook::Access::from_settings(settings.webhook.token_file.as_deref(), settings.web.listen, web.as_ref());
+        if let Err(err) = access {
             let _ = writeln!(std::io::stderr(), "memleak-exporter: {err:#}");
             return ExitCode::from(2);
         }
@@ -42,7 +50,11 @@ fn main() -> ExitCode {
             0 => "configuration is valid".to_owned(),
             n => format!("configuration is valid, with {n} warning(s) on stderr: it starts without what they name"),
         };
-        let _ = writeln!(std::io::stdout(), "memleak-exporter: {verdict}\n{}", settings.summary());
+        let mut summary = settings.summary();
+        if let Some(web) = &web {
+            summary.push_str(&format!("\nweb config: {}", web.describe()));
+        }
+        let _ = writeln!(std::io::stdout(), "memleak-exporter: {verdict}\n{summary}");
         for warning in warnings {
             let _ = writeln!(std::io::stderr(), "memleak-exporter: warning: {warning}");
         }

@@ -12,6 +12,7 @@ use crate::http::{self, Limits};
 use crate::latest_profiles::LatestProfiles;
 use crate::scrape::Scraper;
 use crate::self_metrics::Counters;
+use crate::web_config::{Source, WebConfig};
 use crate::webhook::{self, Access, Webhook};
 use anyhow::Context;
 use axum::Router;
@@ -51,6 +52,10 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let signals = crate::unix_signals::install().context("installing the signal handlers")?;
     let Settings { web, webhook, capture, alertmanager, process, ingest, roots, collectors, otlp, .. } = settings;
+    let web_config = match &web.config_file {
+        Some(path) => Some((path.clone(), WebConfig::load(path)?)),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(web.listen).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot listen on {}: {e}; is another exporter running there? choose another address with --web.listen-address",
@@ -68,7 +73,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         built.collectors.push(Box::new(collector));
     }
     let scraper = Arc::new(Scraper::new(built.collectors, web.scrape_timeout, Arc::clone(&counters)));
-    let access = Arc::new(Access::from_settings(webhook.token_file.as_deref(), web.listen)?);
+    let access = Arc::new(Access::from_settings(
+        webhook.token_file.as_deref(),
+        web.listen,
+        web_config.as_ref().map(|(_, loaded)| loaded),
+    )?);
+    let web_described = web_config.as_ref().map_or_else(|| "plain HTTP".to_owned(), |(_, loaded)| loaded.describe());
+    let web_authenticates = web_config.as_ref().is_some_and(|(_, loaded)| loaded.authenticates());
+    let web_config = web_config.map(|(path, loaded)| Arc::new(Source::new(&path, loaded)));
     // The bound address: with port 0 the kernel picked one, and this line says which.
     let address = listener.local_addr().map_or_else(|_| web.listen.to_string(), |a| a.to_string());
     tracing::info!(
@@ -78,11 +90,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         procfs = %roots.procfs.display(),
         cgroupfs = %roots.cgroupfs.display(),
         webhook = access.describe(),
+        web = web_described,
         "memleak-exporter listening"
     );
-    if matches!(*access, Access::Disabled) {
+    if matches!(*access, Access::WebConfigOnly) && !web_authenticates {
         tracing::warn!(
-            "POST /api/v1/alerts refuses every request: set --webhook.token-file, or listen on loopback only"
+            "POST /api/v1/alerts refuses every request: set --webhook.token-file, basic_auth_users or \
+             RequireAndVerifyClientCert in --web.config.file, or listen on loopback only"
         );
     }
     let resolver = Resolver { procfs: roots.procfs.clone(), cgroupfs: roots.cgroupfs.clone(), process };
@@ -123,7 +137,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let telemetry_path = Arc::from(web.telemetry_path.as_str());
     let state = AppState { scraper, profiles: Arc::new(built.profiles), latest, telemetry_path };
     let app = router(state, hook, Api { access, captures: Arc::clone(&captures) }, webhook.max_body_bytes);
-    http::serve(listener, app, Limits::from_config(&web), signals.shutdown()).await;
+    http::serve(listener, app, Limits::from_config(&web), web_config, signals.shutdown()).await;
     captures.stop();
     tracing::info!("memleak-exporter stopped");
     Ok(())

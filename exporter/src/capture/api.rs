@@ -2,11 +2,13 @@
 //! alert's), `/api/v1/captures/{id}`
 //! (one capture with its full summary) and its files (`profile.pb.gz`,
 //! `end.pb.gz`, `flamegraph.svg`, `folded`, `summary.json`). Profiles reveal
-//! code paths, so the webhook's authentication applies: a bearer token unless
-//! the exporter listens on loopback only.
+//! code paths, so the webhook's authentication applies: a bearer token (or the
+//! web configuration's authentication) unless the exporter listens on loopback only.
 
 use super::Captures;
+use crate::web_config::Authenticated;
 use crate::webhook::Access;
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -40,8 +42,8 @@ fn error(status: StatusCode, message: String) -> Response {
 }
 
 /// The spool, once the caller is allowed; the error is the answer's status and message.
-fn spool(api: &Api, headers: &HeaderMap) -> Result<Arc<super::spool::Spool>, (StatusCode, String)> {
-    api.access.check(headers)?;
+fn spool(api: &Api, headers: &HeaderMap, web: Option<Extension<Authenticated>>) -> Result<Arc<super::spool::Spool>, (StatusCode, String)> {
+    api.access.check(headers, web.is_some())?;
     match &api.captures.scheduler {
         Ok(s) => Ok(Arc::clone(s.spool())),
         Err(why) => Err((StatusCode::SERVICE_UNAVAILABLE, why.clone())),
@@ -49,8 +51,11 @@ fn spool(api: &Api, headers: &HeaderMap) -> Result<Arc<super::spool::Spool>, (St
 }
 
 /// `GET /api/v1/captures[?fingerprint=FP]`: every capture in the spool (or the alert's), newest first.
-pub async fn list(State(api): State<Api>, headers: HeaderMap, Query(query): Query<ListQuery>) -> Response {
-    match spool(&api, &headers) {
+pub async fn list(State(api): State<Api>,
+    headers: HeaderMap,
+    web: Option<Extension<Authenticated>>,
+    Query(query): Query<ListQuery>) -> Response {
+    match spool(&api, &headers, web) {
         Ok(spool) => {
             let mut captures = spool.list();
             if let Some(fingerprint) = &query.fingerprint {
@@ -64,8 +69,11 @@ pub async fn list(State(api): State<Api>, headers: HeaderMap, Query(query): Quer
 }
 
 /// `GET /api/v1/captures/{id}`: the capture and its full summary.
-pub async fn one(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let spool = match spool(&api, &headers) {
+pub async fn one(State(api): State<Api>,
+    headers: HeaderMap,
+    web: Option<Extension<Authenticated>>,
+    Path(id): Path<String>) -> Response {
+    let spool = match spool(&api, &headers, web) {
         Ok(s) => s,
         Err((status, message)) => return error(status, message),
     };
@@ -78,8 +86,11 @@ pub async fn one(State(api): State<Api>, headers: HeaderMap, Path(id): Path<Stri
 }
 
 /// `GET /api/v1/captures/{id}/{file}`: one output file.
-pub async fn file(State(api): State<Api>, headers: HeaderMap, Path((id, name)): Path<(String, String)>) -> Response {
-    let spool = match spool(&api, &headers) {
+pub async fn file(State(api): State<Api>,
+    headers: HeaderMap,
+    web: Option<Extension<Authenticated>>,
+    Path((id, name)): Path<(String, String)>) -> Response {
+    let spool = match spool(&api, &headers, web) {
         Ok(s) => s,
         Err((status, message)) => return error(status, message),
     };

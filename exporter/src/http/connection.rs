@@ -2,10 +2,13 @@
 //! busy for the length of each request (idle connections are the first to
 //! give way, see `admission`), gives each request body its deadline, and turns
 //! a body that missed it into 408 with the connection closed, whatever the
-//! route answered.
+//! route answered. With `--web.config.file` it authenticates every request
+//! before any route sees it (401 with `WWW-Authenticate: Basic` when basic
+//! auth fails) and adds the configured response headers to every answer.
 
 use super::admission::{Busy, Ticket};
 use super::body::TimedBody;
+use crate::web_config::{Authenticated, Source};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
@@ -27,6 +30,10 @@ pub struct ConnectionService {
     pub ticket: Arc<Ticket>,
     pub body_timeout: Duration,
     pub peer: SocketAddr,
+    /// The web configuration, when `--web.config.file` is given.
+    pub web: Option<Arc<Source>>,
+    /// The connection's client certificate was verified against the web config's client CA.
+    pub client_verified: bool,
 }
 
 type Reply = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -48,8 +55,39 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         };
         let app = self.app.clone();
         let (peer, limit) = (self.peer, self.body_timeout);
+        let (web, client_verified) = (self.web.clone(), self.client_verified);
         Box::pin(async move {
-            let Ok(mut response) = app.oneshot(Request::from_parts(parts, body)).await;
+            let mut request = Request::from_parts(parts, body);
+            let config = web.as_ref().map(|w| w.current());
+            let refused = match (&web, &config) {
+                (Some(web), Some(config)) if !config.users.is_empty() => {
+                    let given = request.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+                    if web.verifier.check(&config.users, given).await {
+                        request.extensions_mut().insert(Authenticated);
+                        None
+                    } else {
+                        Some(unauthorized())
+                    }
+                }
+                _ => {
+                    if client_verified {
+                        request.extensions_mut().insert(Authenticated);
+                    }
+                    None
+                }
+            };
+            let mut response = match refused {
+                Some(refused) => refused,
+                None => {
+                    let Ok(answer) = app.oneshot(request).await;
+                    answer
+                }
+            };
+            if let Some(config) = &config {
+                for (name, value) in &config.headers {
+                    response.headers_mut().insert(name.clone(), value.clone());
+                }
+            }
             if expired.is_some_and(|e| e.load(Ordering::Relaxed)) {
                 if response.status() != StatusCode::REQUEST_TIMEOUT {
                     tracing::warn!(
@@ -67,6 +105,15 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             Ok(response.map(|body| Body::new(UntilSent { body, busy: Some(busy) })))
         })
     }
+}
+
+/// What the exporter-toolkit answers to missing or wrong credentials.
+fn unauthorized() -> Response<Body> {
+    let mut response = Response::new(Body::from("Unauthorized\n"));
+    *response.status_mut() = StatusCode::UNAUTHORIZED;
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
 }
 
 /// A response body that keeps its connection busy until it has been sent.

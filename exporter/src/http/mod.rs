@@ -14,6 +14,10 @@
 //! - body (`--web.body-timeout`): `body::TimedBody`, 408 and close.
 //! - writes (`--web.write-timeout`): `stall::WriteStall`, a response the client
 //!   stops reading.
+//! - TLS handshake (with `--web.config.file`): the header timeout too, counted
+//!   from the accept, so a client that opens a connection and sends nothing
+//!   is closed like a slow-loris head; meanwhile its connection counts in
+//!   `admission` (idle) like any other.
 
 mod accept;
 pub mod admission;
@@ -22,6 +26,7 @@ mod connection;
 mod stall;
 
 use crate::options::web;
+use crate::web_config::Source;
 use admission::{Admission, Decision};
 use axum::Router;
 use connection::ConnectionService;
@@ -33,7 +38,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 /// Bytes of a request's head (request line and headers) read before answering 431.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -60,8 +67,15 @@ impl Limits {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then drains within the deadline.
-pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown: impl Future<Output = ()>) {
+/// Serves `app` on `listener` (under the web configuration `web`, when given) until `shutdown`
+/// completes, then drains within the deadline.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    web: Option<Arc<Source>>,
+    shutdown: impl Future<Output = ()>,
+) {
     let cap = accept::fit_to_open_files(limits.max_connections);
     let admission = Admission::new(cap);
     let (stop, stopping) = watch::channel(false);
@@ -77,7 +91,14 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
                 Ok((stream, peer)) => {
                     pause.clear();
                     if let Some(ticket) = admit(&admission, peer, &stream) {
-                        let service = ConnectionService { app: app.clone(), ticket, body_timeout: limits.body_timeout, peer };
+                        let service = ConnectionService {
+                            app: app.clone(),
+                            ticket,
+                            body_timeout: limits.body_timeout,
+                            peer,
+                            web: web.clone(),
+                            client_verified: false,
+                        };
                         connections.spawn(serve_connection(stream, service, limits, stopping.clone()));
                     }
                 }
@@ -123,12 +144,44 @@ fn admit(admission: &Arc<Admission>, peer: SocketAddr, stream: &TcpStream) -> Op
     }
 }
 
+/// Serves one connection, after its TLS handshake when the web configuration asks for TLS.
 async fn serve_connection(
     stream: TcpStream,
-    service: ConnectionService,
+    mut service: ConnectionService,
     limits: Limits,
     mut stopping: watch::Receiver<bool>,
 ) {
+    let config = service.web.as_ref().map(|web| web.current());
+    let Some(tls) = config.as_ref().and_then(|c| c.tls.as_ref()) else {
+        return serve_io(stream, service, limits, stopping).await;
+    };
+    let ticket = Arc::clone(&service.ticket);
+    let peer = service.peer;
+    let handshake = tokio::time::timeout(limits.header_timeout, TlsAcceptor::from(Arc::clone(&tls.config)).accept(stream));
+    let stream = tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => {
+                tracing::debug!(peer = %peer, error = %err, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(peer = %peer, "TLS handshake not done within --web.header-timeout; closed");
+                return;
+            }
+        },
+        () = ticket.evicted() => return,
+        () = async { drop(stopping.wait_for(|stop| *stop).await) } => return,
+    };
+    service.client_verified = tls.verifies_clients && stream.get_ref().1.peer_certificates().is_some();
+    drop(config);
+    serve_io(stream, service, limits, stopping).await;
+}
+
+async fn serve_io<S>(stream: S, service: ConnectionService, limits: Limits, mut stopping: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let ticket = Arc::clone(&service.ticket);
     let peer = service.peer;
     let io = TokioIo::new(stall::WriteStall::new(stream, limits.write_timeout));

@@ -4,6 +4,7 @@ use memleak_signals::OptionError;
 use memleak_signals::options::at_least_one;
 use serde::{Deserialize, Serialize};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Open connections served at once unless `--web.max-connections` says otherwise; the systemd
@@ -16,6 +17,11 @@ pub struct Options {
     /// Address to listen on for HTTP [default: :9487, i.e. every interface].
     #[arg(long, value_name = "HOST:PORT")]
     pub listen_address: Option<String>,
+
+    /// Prometheus exporter-toolkit web configuration file: TLS, client certificates, basic auth
+    /// (bcrypt), response headers; as node_exporter's flag. Re-read when it or a file it names changes.
+    #[arg(long = "config.file", value_name = "PATH")]
+    pub config_file: Option<PathBuf>,
 
     /// Path under which the metrics are served [default: /metrics].
     #[arg(long, value_name = "PATH")]
@@ -60,6 +66,8 @@ pub struct Options {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The exporter-toolkit web configuration file, when given.
+    pub config_file: Option<PathBuf>,
     pub telemetry_path: String,
     pub scrape_timeout: Duration,
     pub header_timeout: Duration,
@@ -76,6 +84,7 @@ impl memleak_signals::Options for Options {
         let listen = parse_listen(self.listen_address.as_deref().unwrap_or(":9487"))?;
         Ok(Config {
             listen,
+            config_file: self.config_file,
             telemetry_path: telemetry_path(self.telemetry_path.as_deref().unwrap_or("/metrics"))?,
             scrape_timeout: positive("scrape_timeout", self.scrape_timeout, Duration::from_secs(10))?,
             header_timeout: positive("header_timeout", self.header_timeout, Duration::from_secs(5))?,

@@ -1,6 +1,7 @@
 //! `POST /api/v1/alerts`: Alertmanager's webhook receiver, where alerts ask for
 //! captures. Every request is authenticated (a bearer token from
-//! `--webhook.token-file`) unless the exporter listens on loopback only, and
+//! `--webhook.token-file`, or else the web configuration's basic auth or
+//! verified client certificate) unless the exporter listens on loopback only, and
 //! must declare a JSON body (`Content-Type: application/json`: a web page can
 //! send text or form bodies to a loopback exporter without the browser asking
 //! first, but not JSON); both are checked before the body is read. The body
@@ -15,6 +16,7 @@ pub mod payload;
 use crate::capture::Captures;
 use crate::capture::kinds::metric_label;
 use crate::capture::plan::{Outcome, Via};
+use crate::web_config::{Authenticated, WebConfig};
 use crate::self_metrics::{CAPTURE_REJECTIONS, CAPTURE_REQUESTS, Counters, WEBHOOK_REQUESTS};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
@@ -36,13 +38,30 @@ pub enum Access {
     Token(Vec<u8>),
     /// The exporter listens on loopback only: local callers need no token.
     LoopbackOnly,
-    /// Listening beyond loopback without a token: the webhook refuses everything.
-    Disabled,
+    /// Listening beyond loopback without a token: only requests that `--web.config.file`
+    /// authenticated (a basic-auth user, a verified client certificate) are answered.
+    WebConfigOnly,
 }
 
 impl Access {
-    /// Decides from the flags; a token file that cannot be read is a start-up error.
-    pub fn from_settings(token_file: Option<&Path>, listen: SocketAddr) -> anyhow::Result<Access> {
+    /// Decides from the flags; a token file that cannot be read is a start-up error, and so is a
+    /// token file beside basic-auth users (both need the Authorization header, which a request has once).
+    pub fn from_settings(
+        token_file: Option<&Path>,
+        listen: SocketAddr,
+        web: Option<&WebConfig>,
+    ) -> anyhow::Result<Access> {
+        if let (Some(path), Some(web)) = (token_file, web)
+            && !web.users.is_empty()
+        {
+            anyhow::bail!(
+                "--webhook.token-file {} and basic_auth_users of --web.config.file both need the request's \
+                 Authorization header, and a request (Alertmanager's too) carries one: remove the token file \
+                 (the webhook then takes the basic-auth users: set basic_auth in Alertmanager's webhook \
+                 http_config), or the users",
+                path.display()
+            );
+        }
         match token_file {
             Some(path) => {
                 let text = crate::bounded_file::read_text(path, MAX_TOKEN_FILE_BYTES, "--webhook.token-file")?;
@@ -53,7 +72,7 @@ impl Access {
                 Ok(Access::Token(token.as_bytes().to_vec()))
             }
             None if listen.ip().is_loopback() => Ok(Access::LoopbackOnly),
-            None => Ok(Access::Disabled),
+            None => Ok(Access::WebConfigOnly),
         }
     }
 
@@ -61,17 +80,20 @@ impl Access {
         match self {
             Access::Token(_) => "bearer token",
             Access::LoopbackOnly => "loopback only, no token",
-            Access::Disabled => "disabled: listening beyond loopback without --webhook.token-file",
+            Access::WebConfigOnly => "beyond loopback without --webhook.token-file: requests --web.config.file authenticated",
         }
     }
 
-    /// Whether the request may be answered (the webhook and the captures API share this).
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
+    /// Whether the request may be answered (the webhook and the captures API share this);
+    /// `authenticated`: the web configuration authenticated it (see `web_config::Authenticated`).
+    pub fn check(&self, headers: &HeaderMap, authenticated: bool) -> Result<(), (StatusCode, String)> {
         match self {
             Access::LoopbackOnly => Ok(()),
-            Access::Disabled => Err((
+            Access::WebConfigOnly if authenticated => Ok(()),
+            Access::WebConfigOnly => Err((
                 StatusCode::FORBIDDEN,
-                "the webhook is disabled: the exporter listens beyond loopback and no --webhook.token-file is set"
+                "the webhook is disabled: the exporter listens beyond loopback, no --webhook.token-file is set and \
+                 --web.config.file authenticated no one (basic_auth_users, or RequireAndVerifyClientCert)"
                     .into(),
             )),
             Access::Token(expected) => {
@@ -145,7 +167,7 @@ pub async fn receive(State(hook): State<Webhook>, request: Request) -> Response 
 /// DefaultBodyLimit, the connection's body deadline and the memory budget
 /// (whose reservation is held as long as the body is).
 async fn read(hook: &Webhook, request: Request) -> Result<(Bytes, SemaphorePermit<'static>), (StatusCode, String)> {
-    hook.access.check(request.headers())?;
+    hook.access.check(request.headers(), request.extensions().get::<Authenticated>().is_some())?;
     crate::headers::require_json(request.headers()).map_err(|why| (StatusCode::UNSUPPORTED_MEDIA_TYPE, why))?;
     let room = bodies::reserve(request.headers(), hook.max_body_bytes)?;
     let body = Bytes::from_request(request, &()).await.map_err(|rejection| {
