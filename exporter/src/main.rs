@@ -40,7 +40,8 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let access = webhook::Access::from_settings(settings.webhook.token_file.as_deref(), settings.web.listen, web.as_ref());
+        let access =
+            webhook::Access::from_settings(settings.webhook.token_file.as_deref(), settings.web.listen, web.as_ref());
         if let Err(err) = access {
             let _ = writeln!(std::io::stderr(), "memleak-exporter: {err:#}");
             return ExitCode::from(2);

@@ -42,7 +42,11 @@ fn error(status: StatusCode, message: String) -> Response {
 }
 
 /// The spool, once the caller is allowed; the error is the answer's status and message.
-fn spool(api: &Api, headers: &HeaderMap, web: Option<Extension<Authenticated>>) -> Result<Arc<super::spool::Spool>, (StatusCode, String)> {
+fn spool(
+    api: &Api,
+    headers: &HeaderMap,
+    web: Option<Extension<Authenticated>>,
+) -> Result<Arc<super::spool::Spool>, (StatusCode, String)> {
     api.access.check(headers, web.is_some())?;
     match &api.captures.scheduler {
         Ok(s) => Ok(Arc::clone(s.spool())),
@@ -51,10 +55,12 @@ fn spool(api: &Api, headers: &HeaderMap, web: Option<Extension<Authenticated>>) 
 }
 
 /// `GET /api/v1/captures[?fingerprint=FP]`: every capture in the spool (or the alert's), newest first.
-pub async fn list(State(api): State<Api>,
+pub async fn list(
+    State(api): State<Api>,
     headers: HeaderMap,
     web: Option<Extension<Authenticated>>,
-    Query(query): Query<ListQuery>) -> Response {
+    Query(query): Query<ListQuery>,
+) -> Response {
     match spool(&api, &headers, web) {
         Ok(spool) => {
             let mut captures = spool.list();
@@ -69,10 +75,12 @@ pub async fn list(State(api): State<Api>,
 }
 
 /// `GET /api/v1/captures/{id}`: the capture and its full summary.
-pub async fn one(State(api): State<Api>,
+pub async fn one(
+    State(api): State<Api>,
     headers: HeaderMap,
     web: Option<Extension<Authenticated>>,
-    Path(id): Path<String>) -> Response {
+    Path(id): Path<String>,
+) -> Response {
     let spool = match spool(&api, &headers, web) {
         Ok(s) => s,
         Err((status, message)) => return error(status, message),
@@ -86,10 +94,12 @@ pub async fn one(State(api): State<Api>,
 }
 
 /// `GET /api/v1/captures/{id}/{file}`: one output file.
-pub async fn file(State(api): State<Api>,
+pub async fn file(
+    State(api): State<Api>,
     headers: HeaderMap,
     web: Option<Extension<Authenticated>>,
-    Path((id, name)): Path<(String, String)>) -> Response {
+    Path((id, name)): Path<(String, String)>,
+) -> Response {
     let spool = match spool(&api, &headers, web) {
         Ok(s) => s,
         Err((status, message)) => return error(status, message),

@@ -36,9 +36,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
@@ -157,7 +157,8 @@ async fn serve_connection(
     };
     let ticket = Arc::clone(&service.ticket);
     let peer = service.peer;
-    let handshake = tokio::time::timeout(limits.header_timeout, TlsAcceptor::from(Arc::clone(&tls.config)).accept(stream));
+    let handshake =
+        tokio::time::timeout(limits.header_timeout, TlsAcceptor::from(Arc::clone(&tls.config)).accept(stream));
     let stream = tokio::select! {
         done = handshake => match done {
             Ok(Ok(stream)) => stream,

@@ -6,14 +6,17 @@
 //! of user, hash and password (the password itself is never kept), at most
 //! `CACHE_ENTRIES` of them, oldest forgotten first. Only successes are kept,
 //! so guessing cannot evict a scraper's entry. Checks that miss the cache run
-//! one at a time on a blocking thread: a flood of wrong passwords costs one
-//! core and never holds the threads scrapes run on.
+//! one at a time on a blocking thread, which holds the turn and fills the
+//! cache itself: a client that hangs up mid-check (Prometheus at its scrape
+//! timeout) neither loses the result nor lets a second check start, so a
+//! flood of wrong passwords costs one core and never holds the other
+//! blocking threads, where scrapes run.
 
 use base64::Engine;
 use bcrypt::HashParts;
 use std::collections::{BTreeMap, VecDeque};
 use std::str::FromStr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use subtle::ConstantTimeEq;
 
 /// Successful checks remembered.
@@ -63,8 +66,8 @@ impl Users {
 /// makes other keys, so nothing stale is honoured).
 #[derive(Debug, Default)]
 pub struct Verifier {
-    cache: Mutex<VecDeque<[u8; 32]>>,
-    turn: tokio::sync::Mutex<()>,
+    cache: Arc<Mutex<VecDeque<[u8; 32]>>>,
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Verifier {
@@ -75,33 +78,39 @@ impl Verifier {
         // An unknown user costs a bcrypt too, so timing does not tell which users exist.
         let Some(hash) = known.or_else(|| users.0.values().next().map(String::as_str)) else { return false };
         let key = cache_key(&user, hash, &password);
-        if known.is_some() && self.cached(&key) {
+        if known.is_some() && cached(&self.cache, &key) {
             return true;
         }
-        let _turn = self.turn.lock().await;
-        let hash = hash.to_owned();
-        let matched = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-            .await
-            .unwrap_or(false);
-        let ok = matched && known.is_some();
-        if ok {
-            self.remember(key);
+        let turn = Arc::clone(&self.turn).lock_owned().await;
+        // Another request may have checked the same credentials while this one waited.
+        if known.is_some() && cached(&self.cache, &key) {
+            return true;
         }
-        ok
-    }
-
-    fn cached(&self, key: &[u8; 32]) -> bool {
-        self.cache.lock().unwrap_or_else(PoisonError::into_inner).contains(key)
-    }
-
-    fn remember(&self, key: [u8; 32]) {
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if !cache.contains(&key) {
-            if cache.len() >= CACHE_ENTRIES {
-                cache.pop_front();
+        let (hash, cache, known) = (hash.to_owned(), Arc::clone(&self.cache), known.is_some());
+        tokio::task::spawn_blocking(move || {
+            let ok = bcrypt::verify(password, &hash).unwrap_or(false) && known;
+            if ok {
+                remember(&cache, key);
             }
-            cache.push_back(key);
+            drop(turn);
+            ok
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
+fn cached(cache: &Mutex<VecDeque<[u8; 32]>>, key: &[u8; 32]) -> bool {
+    cache.lock().unwrap_or_else(PoisonError::into_inner).contains(key)
+}
+
+fn remember(cache: &Mutex<VecDeque<[u8; 32]>>, key: [u8; 32]) {
+    let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    if !cache.contains(&key) {
+        if cache.len() >= CACHE_ENTRIES {
+            cache.pop_front();
         }
+        cache.push_back(key);
     }
 }
 
@@ -131,6 +140,7 @@ fn cache_key(user: &str, hash: &str, password: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn basic(user: &str, password: &str) -> Vec<u8> {
         format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))).into_bytes()
@@ -155,13 +165,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_cache_is_bounded() {
+    async fn a_check_whose_client_hung_up_still_fills_the_cache() {
+        let hash = bcrypt::hash("pw", 8).unwrap();
+        let users = Users::parse(BTreeMap::from([("prometheus".to_owned(), hash)])).unwrap();
+        let verifier = Verifier::default();
+        let header = basic("prometheus", "pw");
+        // A scrape timeout far shorter than a bcrypt check: the request is dropped mid-check.
+        let gave_up = tokio::time::timeout(Duration::from_millis(1), verifier.check(&users, Some(&header))).await;
+        assert!(gave_up.is_err(), "a cost-8 bcrypt took under 1 ms");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while verifier.cache.lock().unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the abandoned check never filled the cache");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(verifier.check(&users, Some(&header)).await);
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
         let verifier = Verifier::default();
         for i in 0..CACHE_ENTRIES + 10 {
-            verifier.remember(cache_key("u", "h", i.to_string().as_bytes()));
+            remember(&verifier.cache, cache_key("u", "h", i.to_string().as_bytes()));
         }
         assert_eq!(verifier.cache.lock().unwrap().len(), CACHE_ENTRIES);
-        assert!(!verifier.cached(&cache_key("u", "h", b"0")), "the oldest went first");
+        assert!(!cached(&verifier.cache, &cache_key("u", "h", b"0")), "the oldest went first");
     }
 
     #[test]

@@ -17,8 +17,8 @@ mod tls;
 
 use anyhow::Context;
 use axum::http::{HeaderName, HeaderValue};
-pub use basic_auth::Verifier;
 use basic_auth::Users;
+pub use basic_auth::Verifier;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -60,7 +60,8 @@ impl WebConfig {
         if file.http_server_config.as_ref().and_then(|h| h.http2) == Some(true) {
             return Err(invalid("http_server_config.http2: the exporter serves HTTP/1.1 only; set it to false".into()));
         }
-        let headers = file.http_server_config.map(|h| response_headers::parse(&h.headers)).transpose().map_err(invalid)?;
+        let headers =
+            file.http_server_config.map(|h| response_headers::parse(&h.headers)).transpose().map_err(invalid)?;
         let users = Users::parse(file.basic_auth_users.unwrap_or_default()).map_err(invalid)?;
         let mut files = vec![path.to_owned()];
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -78,15 +79,17 @@ impl WebConfig {
 
     /// `TLS, client certificates verified, 2 basic-auth users`: for the start-up line and --config.check.
     pub fn describe(&self) -> String {
-        let mut parts = vec![match &self.tls {
-            Some(t) if t.requires_verified_client => "TLS, client certificates required and verified",
-            Some(t) if t.verifies_clients => "TLS, client certificates verified when given",
-            Some(_) => "TLS",
-            None => "plain HTTP",
-        }
-        .to_owned()];
+        let mut parts = vec![
+            match &self.tls {
+                Some(t) if t.requires_verified_client => "TLS, client certificates required and verified",
+                Some(t) if t.verifies_clients => "TLS, client certificates verified when given",
+                Some(_) => "TLS",
+                None => "plain HTTP",
+            }
+            .to_owned(),
+        ];
         if !self.users.is_empty() {
-            parts.push(format!("{} basic-auth users", self.users.len()));
+            parts.push(format!("basic auth ({} users)", self.users.len()));
         }
         if !self.headers.is_empty() {
             parts.push(format!("{} response headers", self.headers.len()));

@@ -33,8 +33,9 @@ pub fn parse(headers: &BTreeMap<String, String>) -> Result<Vec<(HeaderName, Head
             // The toolkit's "unset if blank".
             continue;
         }
-        let header_value = HeaderValue::from_str(value)
-            .map_err(|_| format!("http_server_config.headers.{name}: not a valid header value (control characters?)"))?;
+        let header_value = HeaderValue::from_str(value).map_err(|_| {
+            format!("http_server_config.headers.{name}: not a valid header value (control characters?)")
+        })?;
         let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("{name}: {e}"))?;
         parsed.push((header_name, header_value));
     }

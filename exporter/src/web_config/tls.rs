@@ -37,7 +37,9 @@ pub fn build(tls: &TlsServer, dir: &Path, files: &mut Vec<PathBuf>) -> Result<Op
     let (cert, key) = match (cert, key) {
         (None, None) => return refuse_without_certificate(tls).map(|()| None),
         (Some(_), None) => return Err("key_file is missing: give the certificate's private key (PEM)".into()),
-        (None, Some(_)) => return Err("cert_file is missing: give the certificate (PEM) that goes with key_file".into()),
+        (None, Some(_)) => {
+            return Err("cert_file is missing: give the certificate (PEM) that goes with key_file".into());
+        }
         (Some(cert), Some(key)) => (cert, key),
     };
     let chain = CertificateDer::pem_slice_iter(cert.1.as_bytes())
@@ -51,7 +53,8 @@ pub fn build(tls: &TlsServer, dir: &Path, files: &mut Vec<PathBuf>) -> Result<Op
     let provider = Arc::new(provider(tls)?);
     let versions = versions(tls.min_version.as_deref(), tls.max_version.as_deref())?;
     let auth = ClientAuth::parse(tls.client_auth_type.as_deref())?;
-    let ca = pem_source("client_ca", tls.client_ca.as_deref(), "client_ca_file", tls.client_ca_file.as_deref(), dir, files)?;
+    let ca =
+        pem_source("client_ca", tls.client_ca.as_deref(), "client_ca_file", tls.client_ca_file.as_deref(), dir, files)?;
     if tls.client_allowed_sans.as_ref().is_some_and(|s| !s.is_empty()) {
         return Err("client_allowed_sans is not supported: give each client its own CA, or terminate TLS in a proxy that checks SANs".into());
     }
@@ -66,7 +69,9 @@ pub fn build(tls: &TlsServer, dir: &Path, files: &mut Vec<PathBuf>) -> Result<Op
     config.ignore_client_order = tls.prefer_server_cipher_suites.unwrap_or(true);
     // HTTP/1.1 only: a client offering h2 and http/1.1 (Prometheus) gets http/1.1.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Some(Tls { config: Arc::new(config), verifies_clients: auth.verifies(),
+    Ok(Some(Tls {
+        config: Arc::new(config),
+        verifies_clients: auth.verifies(),
         requires_verified_client: auth == ClientAuth::RequireAndVerify,
     }))
 }

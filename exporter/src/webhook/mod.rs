@@ -16,8 +16,8 @@ pub mod payload;
 use crate::capture::Captures;
 use crate::capture::kinds::metric_label;
 use crate::capture::plan::{Outcome, Via};
-use crate::web_config::{Authenticated, WebConfig};
 use crate::self_metrics::{CAPTURE_REJECTIONS, CAPTURE_REQUESTS, Counters, WEBHOOK_REQUESTS};
+use crate::web_config::{Authenticated, WebConfig};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -80,7 +80,9 @@ impl Access {
         match self {
             Access::Token(_) => "bearer token",
             Access::LoopbackOnly => "loopback only, no token",
-            Access::WebConfigOnly => "beyond loopback without --webhook.token-file: requests --web.config.file authenticated",
+            Access::WebConfigOnly => {
+                "beyond loopback without --webhook.token-file: requests --web.config.file authenticated"
+            }
         }
     }
 
