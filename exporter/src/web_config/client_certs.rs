@@ -51,7 +51,7 @@ pub struct AnyClientCert {
 }
 
 impl AnyClientCert {
-    pub fn new(provider: &CryptoProvider, mandatory: bool) -> Arc<dyn ClientCertVerifier> {
+    pub fn verifier(provider: &CryptoProvider, mandatory: bool) -> Arc<dyn ClientCertVerifier> {
         Arc::new(AnyClientCert { mandatory, algorithms: provider.signature_verification_algorithms })
     }
 }

@@ -146,8 +146,8 @@ fn client_verifier(
     };
     let verifier = match auth {
         ClientAuth::None => return Ok(WebPkiClientVerifier::no_client_auth()),
-        ClientAuth::Request => AnyClientCert::new(provider, false),
-        ClientAuth::RequireAny => AnyClientCert::new(provider, true),
+        ClientAuth::Request => AnyClientCert::verifier(provider, false),
+        ClientAuth::RequireAny => AnyClientCert::verifier(provider, true),
         ClientAuth::VerifyIfGiven => WebPkiClientVerifier::builder_with_provider(roots, Arc::clone(provider))
             .allow_unauthenticated()
             .build()
