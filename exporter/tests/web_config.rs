@@ -400,6 +400,9 @@ fn clients_that_open_tls_and_send_nothing_do_not_stop_scrapes_and_are_closed() {
     for _ in 0..3 {
         assert_eq!(curl(&["--cacert", ca, &exporter.url("/metrics")]).0, 200, "{}", exporter.stderr());
     }
+    // Plain HTTP on the TLS port is told what is wrong.
+    let plain = format!("http://127.0.0.1:{}/metrics", exporter.port);
+    assert_eq!(curl(&[&plain]).0, 400);
     // Each one is closed by the server: evicted for a newcomer, or at the handshake deadline.
     for stream in &mut held {
         stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();

@@ -157,13 +157,16 @@ async fn serve_connection(
     };
     let ticket = Arc::clone(&service.ticket);
     let peer = service.peer;
-    let handshake =
-        tokio::time::timeout(limits.header_timeout, TlsAcceptor::from(Arc::clone(&tls.config)).accept(stream));
+    let acceptor = TlsAcceptor::from(Arc::clone(&tls.config));
+    let handshake = tokio::time::timeout(limits.header_timeout, async move {
+        refuse_plain_http(&stream).await?;
+        acceptor.accept(stream).await.map_err(|e| e.to_string())
+    });
     let stream = tokio::select! {
         done = handshake => match done {
             Ok(Ok(stream)) => stream,
-            Ok(Err(err)) => {
-                tracing::debug!(peer = %peer, error = %err, "TLS handshake failed");
+            Ok(Err(why)) => {
+                tracing::debug!(peer = %peer, error = why, "TLS handshake failed");
                 return;
             }
             Err(_) => {
@@ -177,6 +180,34 @@ async fn serve_connection(
     service.client_verified = tls.verifies_clients && stream.get_ref().1.peer_certificates().is_some();
     drop(config);
     serve_io(stream, service, limits, stopping).await;
+}
+
+/// A request in plain HTTP on the TLS port (a scrape config without `scheme: https`) is answered
+/// 400 saying so, as Go's servers do, instead of a TLS alert the client cannot read.
+async fn refuse_plain_http(stream: &TcpStream) -> Result<(), String> {
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first).await {
+        Ok(1) if first[0].is_ascii_uppercase() => {
+            let body = "Client sent an HTTP request to an HTTPS server.\n";
+            let answer = format!(
+                "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            // Best effort, never waiting: the connection closes either way.
+            let _ = stream.try_write(answer.as_bytes());
+            // What the client sent is taken first (64 KiB at most, never waiting): a close with
+            // unread bytes is a reset, which can discard the answer before the client reads it.
+            let mut sink = [0u8; 16 * 1024];
+            for _ in 0..4 {
+                if !matches!(stream.try_read(&mut sink), Ok(n) if n > 0) {
+                    break;
+                }
+            }
+            Err("plain HTTP on the TLS port; answered 400".into())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 async fn serve_io<S>(stream: S, service: ConnectionService, limits: Limits, mut stopping: watch::Receiver<bool>)
