@@ -12,7 +12,9 @@
 #     glibc version the library needs;
 #   heaptrack_print (package `heaptrack`): its report without -l, which ingest answers with a hint;
 #   valgrind (package `valgrind`): memcheck runs whose LEAK SUMMARY the memcheck parser is checked against;
-#   openssl (package `openssl`): the OTLP TLS test makes its own certificate authority;
+#   openssl (package `openssl`): the OTLP TLS test makes its own certificate authority, and so does
+#     the --web.config.file test (whose bcrypt hashes come from python3's crypt, i.e. libxcrypt);
+#   curl (package `curl`): the --web.config.file test's HTTPS client with and without certificates;
 #   bpftool (package `bpftool`): the ebpf-malloc kill test lists the kernel's BPF programs and links;
 #   jsonnet (package `jsonnet`): renders the monitoring mixin (mixin/) into the rule file and dashboards;
 #   zstd (package `zstd`): compresses the decompression bombs of the watched-folder budget tests;
@@ -37,6 +39,7 @@ command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 command -v heaptrack_print >/dev/null 2>&1 || missing+=(heaptrack)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v bpftool >/dev/null 2>&1 || [ -x /usr/sbin/bpftool ] || missing+=(bpftool)
 command -v jsonnet >/dev/null 2>&1 || missing+=(jsonnet)
 compgen -G '/usr/lib/*/libtcmalloc.so.4' >/dev/null || missing+=(libgoogle-perftools4)
