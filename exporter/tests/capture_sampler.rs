@@ -295,3 +295,146 @@ fn a_target_killed_during_the_pause_ends_the_capture_cleanly() {
     // The exporter goes on serving.
     assert_eq!(request(exporter.port, "GET", "/-/ready", "", "").0, 200);
 }
+
+/// tests/helpers/fork_realloc.c, compiled into `dir` (at -O1: its calls stay, see its header).
+fn fork_realloc(dir: &Path) -> Option<PathBuf> {
+    require_tool("cc", "gcc")?;
+    let binary = dir.join("fork_realloc");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/fork_realloc.c");
+    let status = Command::new("cc").args(["-O1", "-Wall", "-Werror", "-o"]).arg(&binary).arg(source).status();
+    assert!(status.is_ok_and(|s| s.success()), "cc failed on tests/helpers/fork_realloc.c");
+    Some(binary)
+}
+
+/// A FIFO at `path`.
+fn fifo(path: &Path) {
+    let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+}
+
+/// `program args` with the sampler at mean 1 byte (every block sampled: the truth is exact)
+/// and the gate, held before main; its stderr, line by line.
+fn gated(dir: &Path, program: &Path, args: &[&str]) -> Option<(Held, BufReader<std::process::ChildStderr>)> {
+    let library = library()?;
+    let gate = gate(dir)?;
+    let gate_fifo = dir.join("gate");
+    fifo(&gate_fifo);
+    let child = Command::new(program)
+        .args(args)
+        .env("LD_PRELOAD", format!("{} {}", library.display(), gate.display()))
+        .env("MEMLEAK_SAMPLER_MEAN_BYTES", "1")
+        .env("MEMLEAK_TEST_GATE", &gate_fifo)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut held = Held { child, gate: None };
+    let stderr = BufReader::new(held.child.stderr.take().unwrap());
+    held.gate = Some(std::fs::OpenOptions::new().write(true).open(&gate_fifo).unwrap());
+    Some((held, stderr))
+}
+
+/// Starts a sampler capture of process `pid` and waits until its window is open; its id.
+fn capture_in_window(exporter: &Exporter, fingerprint: &str, pid: u32, duration: &str) -> String {
+    let labels = json!({ "group": "fork_realloc", "pid": pid.to_string() });
+    let outcome = post(exporter, alert("sampler", fingerprint, labels, json!({ "capture_duration": duration })));
+    assert_eq!(outcome["outcome"], "accepted", "{outcome}");
+    let id = outcome["capture"].as_str().unwrap().to_owned();
+    wait_for(exporter, &id, "in its window", |c| c["phase"] == "window");
+    id
+}
+
+/// Estimated bytes and blocks of each innermost function of capture `id`'s served profile.
+fn bytes_and_blocks(exporter: &Exporter, id: &str) -> Vec<(String, i64, i64)> {
+    let (status, profile) = request(exporter.port, "GET", &format!("/api/v1/captures/{id}/profile.pb.gz"), "", "");
+    assert_eq!(status, 200);
+    let decoded = memleak_artifacts::pprof_decode::decode(&profile).unwrap().profile;
+    memleak_artifacts::sites::top(&decoded, 0, 20)
+        .into_iter()
+        .map(|s| (s.frame.function, s.values[0], s.values[1]))
+        .collect()
+}
+
+fn read_line(from: &mut impl BufRead) -> String {
+    let mut line = String::new();
+    from.read_line(&mut line).unwrap();
+    line
+}
+
+#[test]
+fn a_forked_child_is_its_own_process_its_blocks_and_frees_are_not_the_parents() {
+    if !privileged("the sampler capture") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(program) = fork_realloc(dir.path()) else { return };
+    let child_gate = dir.path().join("child-gate");
+    fifo(&child_gate);
+    let Some((mut held, mut stderr)) = gated(dir.path(), &program, &["fork", child_gate.to_str().unwrap()]) else {
+        return;
+    };
+    let parent = held.child.id();
+    let exporter = Exporter::start(&["--capture.cooldown", "0s"]);
+    let of_parent = capture_in_window(&exporter, "p", parent, "8s");
+    held.gate.as_mut().unwrap().write_all(b"g").unwrap();
+    // The parent has kept its blocks and forked; the child waits for its own capture.
+    let forked = read_line(&mut stderr);
+    let child: u32 = forked.strip_prefix("forked ").and_then(|p| p.trim().parse().ok()).expect(&forked);
+    let of_child = capture_in_window(&exporter, "c", child, "4s");
+    std::fs::OpenOptions::new().write(true).open(&child_gate).unwrap().write_all(b"g").unwrap();
+    assert_eq!(read_line(&mut stderr), "done\n", "the child freed its copies and kept its own blocks");
+    let parent_done = wait_for(&exporter, &of_parent, "finished", |c| c["status"] != "running");
+    let child_done = wait_for(&exporter, &of_child, "finished", |c| c["status"] != "running");
+    drop(held);
+    // SAFETY: a plain kill of the test's own grandchild (it also dies with its parent).
+    unsafe { libc::kill(child as i32, libc::SIGKILL) };
+    assert_eq!((&parent_done["status"], &child_done["status"]), (&json!("done"), &json!("done")));
+
+    // The truth (fork_realloc.c): the parent keeps 64 x 3000 B from parent_keeps; its child frees
+    // its copies of those (same addresses, its own memory) and keeps 64 x 7000 B from child_keeps.
+    // With every block sampled, each weighs its size: the estimates are exact.
+    let (parent_sites, child_sites) = (bytes_and_blocks(&exporter, &of_parent), bytes_and_blocks(&exporter, &of_child));
+    let site = |sites: &[(String, i64, i64)], f: &str| sites.iter().find(|s| s.0 == f).map(|s| (s.1, s.2));
+    assert_eq!(site(&parent_sites, "parent_keeps"), Some((64 * 3000, 64)), "{parent_sites:?}");
+    assert_eq!(
+        site(&parent_sites, "child_keeps"),
+        None,
+        "the child's blocks in the parent's capture: {parent_sites:?}"
+    );
+    assert_eq!(site(&child_sites, "child_keeps"), Some((64 * 7000, 64)), "{child_sites:?}");
+    assert_eq!(site(&child_sites, "parent_keeps"), None, "{child_sites:?}");
+    // The child's 64 frees of sampled blocks (its copies of the parent's) are the child's alone.
+    let (parent_totals, child_totals) =
+        (summary(&exporter, &of_parent)["totals"].clone(), summary(&exporter, &of_child)["totals"].clone());
+    assert_eq!(parent_totals["sampled_frees"], 0.0, "{parent_totals}");
+    assert_eq!(child_totals["sampled_frees"], 64.0, "{child_totals}");
+}
+
+#[test]
+fn a_reallocated_block_is_one_block_of_its_new_size() {
+    if !privileged("the sampler capture") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(program) = fork_realloc(dir.path()) else { return };
+    let Some((mut held, mut stderr)) = gated(dir.path(), &program, &["realloc"]) else { return };
+    let pid = held.child.id();
+    let exporter = Exporter::start(&[]);
+    let id = capture_in_window(&exporter, "r", pid, "4s");
+    held.gate.as_mut().unwrap().write_all(b"g").unwrap();
+    assert_eq!(read_line(&mut stderr), "done\n");
+    let done = wait_for(&exporter, &id, "finished", |c| c["status"] != "running");
+    drop(held);
+    assert_eq!(done["status"], "done", "{done}");
+    // The truth (fork_realloc.c): 64 blocks malloc'd (first_size) at 1000 B and grown to 50,000 B
+    // by grow (moved), 64 at 4000 B shrunk to 100 B by shrink (in place: the same address freed
+    // then allocated again). Each is one block of its new size, at the site that reallocated it;
+    // first_size holds nothing.
+    let sites = bytes_and_blocks(&exporter, &id);
+    let site = |f: &str| sites.iter().find(|s| s.0 == f).map(|s| (s.1, s.2));
+    assert_eq!(site("grow"), Some((64 * 50_000, 64)), "{sites:?}");
+    assert_eq!(site("shrink"), Some((64 * 100, 64)), "{sites:?}");
+    assert_eq!(site("first_size"), None, "{sites:?}");
+    let totals = summary(&exporter, &id)["totals"].clone();
+    assert_eq!(totals["sampled_outstanding_blocks"], 128.0, "{totals}");
+}
