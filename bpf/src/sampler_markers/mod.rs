@@ -10,7 +10,7 @@ use crate::shared::MAX_STACK_DEPTH;
 use aya::Ebpf;
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
 use aya::programs::UProbe;
-use aya::programs::uprobe::{UProbeLinkId, UProbeScope};
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope};
 use memleak_signals::{Problem, ProblemKind};
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -94,8 +94,9 @@ pub struct MarkerProbes {
 
 impl MarkerProbes {
     /// Attaches to the markers of `binary` (a path the kernel resolves to the mapped file, such as
-    /// one under `/proc/PID/root`) for each of `pids`; at least one must succeed.
-    pub fn attach(binary: &Path, pids: &[u32]) -> Result<MarkerProbes, Problem> {
+    /// one under `/proc/PID/root`), `offset` bytes into each, for each of `pids`; at least one
+    /// must succeed.
+    pub fn attach(binary: &Path, offset: u64, pids: &[u32]) -> Result<MarkerProbes, Problem> {
         let object = &crate::SAMPLER_MARKERS;
         let mut bpf = object.load(&[])?;
         let mut links = Vec::new();
@@ -105,7 +106,11 @@ impl MarkerProbes {
             let mut attached = 0;
             let mut last_error = None;
             for pid in pids.iter().filter_map(|&p| NonZeroU32::new(p)) {
-                match probe.attach(marker, binary, UProbeScope::OneProcess(pid)) {
+                match probe.attach(
+                    UProbeAttachLocation::SymbolOffset(marker, offset),
+                    binary,
+                    UProbeScope::OneProcess(pid),
+                ) {
                     Ok(link) => {
                         links.push((program, link));
                         attached += 1;

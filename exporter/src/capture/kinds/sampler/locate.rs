@@ -30,6 +30,8 @@ pub struct Markers {
     pub mean_source: String,
     /// Where the sampler's table of sampled pointers is in the process (not a root for reachability).
     pub table: Option<(u64, u64)>,
+    /// Both markers have the five-byte `nop` (`probe_offset`).
+    pub nop5: bool,
 }
 
 /// The markers of process `pid`, or why it has none.
@@ -43,13 +45,13 @@ pub fn markers(procfs: &Path, pid: u32) -> Result<Markers, String> {
     for (range, path) in candidates(&maps, exe.as_deref()) {
         let binary = proc_dir.join("root").join(path.trim_start_matches('/'));
         match check(&binary, &proc_dir.join("map_files").join(&range)) {
-            Ok(table) => {
+            Ok(Found { table, nop5 }) => {
                 let (mean, mean_source) = mean(&proc_dir.join("environ"));
                 let table = table.and_then(|(min_vaddr, address, size)| {
                     let base = load_address(&maps, &path)?.checked_sub(min_vaddr & !0xfff)?;
                     Some((base.checked_add(address)?, base.checked_add(address)?.checked_add(size)?))
                 });
-                return Ok(Markers { pid, binary, mapped_path: path, mean, mean_source, table });
+                return Ok(Markers { pid, binary, mapped_path: path, mean, mean_source, table, nop5 });
             }
             Err(e) => why.push(format!("{path}: {e}")),
         }
@@ -112,16 +114,76 @@ fn table_symbol(file: &object::File) -> Option<(u64, u64, u64)> {
     Some((min_vaddr, symbol.address(), symbol.size()))
 }
 
+/// The five-byte `nop` (`nopl 0x0(%rax,%rax,1)`) that a kernel optimising uprobes turns into a call.
+const NOP5: [u8; 5] = [0x0f, 0x1f, 0x44, 0x00, 0x00];
+/// Where the sampler's markers have it (sampler/src/markers.rs: after a one-byte `nop`).
+const NOP5_OFFSET: u64 = 1;
+
+/// Bytes into each of `markers` where the probes go (the kernel is asked on the first call, on
+/// the capture's thread, not the webhook's).
+pub fn probe_offset(markers: &Markers) -> u64 {
+    offset_for(markers.nop5, markers.nop5 && kernel_optimises_nop5())
+}
+
+/// Where to probe the markers: their five-byte `nop` where the kernel optimises a probe on one
+/// (a call into a trampoline and a syscall instead of a trap); else the entry, a one-byte `nop`
+/// that every x86-64 kernel emulates (a library from before the five-byte `nop` has only that).
+fn offset_for(markers_have_nop5: bool, kernel_optimises: bool) -> u64 {
+    if markers_have_nop5 && kernel_optimises { NOP5_OFFSET } else { 0 }
+}
+
+/// Whether this kernel optimises uprobes on five-byte `nop`s (x86-64 from Linux 6.18 has
+/// `arch_uprobe_optimize`), looked up once in `/proc/kallsyms`.
+fn kernel_optimises_nop5() -> bool {
+    static OPTIMISES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OPTIMISES.get_or_init(|| {
+        use std::io::BufRead;
+        let Ok(file) = std::fs::File::open("/proc/kallsyms") else { return false };
+        // The kernel's own list; a few MiB, read a line at a time.
+        std::io::BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.split_whitespace().nth(2) == Some("arch_uprobe_optimize"))
+    })
+}
+
+/// What `check` finds in the sampler's file.
+struct Found {
+    /// The lowest load address, the table's address and size (`table_symbol`).
+    table: Option<(u64, u64, u64)>,
+    /// Both markers have the five-byte `nop` at `NOP5_OFFSET`.
+    nop5: bool,
+}
+
+/// The file bytes of `symbol`'s code at `offset`, `len` of them.
+fn code_at<'a>(
+    file: &object::File,
+    bytes: &'a [u8],
+    symbol: &object::Symbol,
+    offset: u64,
+    len: u64,
+) -> Option<&'a [u8]> {
+    use object::ObjectSegment;
+    let address = symbol.address().checked_add(offset)?;
+    let segment = file.segments().find(|s| (s.address()..s.address().saturating_add(s.size())).contains(&address))?;
+    let start = address.checked_sub(segment.address())?.checked_add(segment.file_range().0)?;
+    bytes.get(usize::try_from(start).ok()?..usize::try_from(start.checked_add(len)?).ok()?)
+}
+
 /// The file at `binary` defines both markers and is the mapped one (`mapped`, its `map_files`
-/// entry): same build id. Returns where its table of sampled pointers is, when it says.
-fn check(binary: &Path, mapped: &Path) -> Result<Option<(u64, u64, u64)>, String> {
+/// entry): same build id. Returns where its table of sampled pointers is, when it says, and
+/// whether its markers have the five-byte `nop`.
+fn check(binary: &Path, mapped: &Path) -> Result<Found, String> {
     let bytes = read_bounded(binary, MAX_BINARY_BYTES).map_err(|e| format!("cannot read {}: {e}", binary.display()))?;
     let file = object::File::parse(&*bytes).map_err(|e| format!("not an ELF file: {e}"))?;
+    let mut nop5 = true;
     for marker in [ALLOC_MARKER, FREE_MARKER] {
-        let defined = file.dynamic_symbols().chain(file.symbols()).any(|s| s.name() == Ok(marker) && s.is_definition());
-        if !defined {
+        let Some(symbol) =
+            file.dynamic_symbols().chain(file.symbols()).find(|s| s.name() == Ok(marker) && s.is_definition())
+        else {
             return Err(format!("defines no {marker}"));
-        }
+        };
+        nop5 &= code_at(&file, &bytes, &symbol, NOP5_OFFSET, NOP5.len() as u64) == Some(&NOP5[..]);
     }
     let id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
     let mapped_bytes = read_bounded(mapped, MAX_BINARY_BYTES)
@@ -129,7 +191,7 @@ fn check(binary: &Path, mapped: &Path) -> Result<Option<(u64, u64, u64)>, String
     let mapped_id =
         object::File::parse(&*mapped_bytes).ok().and_then(|f| f.build_id().ok().flatten().map(<[u8]>::to_vec));
     match (id, mapped_id) {
-        (Some(a), Some(b)) if a == b => Ok(table_symbol(&file)),
+        (Some(a), Some(b)) if a == b => Ok(Found { table: table_symbol(&file), nop5 }),
         (None, _) | (_, None) => {
             Err("has no build id to check it against the mapped file: build it with --build-id".into())
         }
@@ -192,6 +254,13 @@ mod tests {
         let without: String = maps.lines().filter(|l| !l.contains("sampler")).map(|l| format!("{l}\n")).collect();
         assert_eq!(candidates(&without, exe), vec![("5600-5700".to_owned(), "/srv/app".to_owned())]);
         assert!(candidates(&without, None).is_empty());
+    }
+
+    #[test]
+    fn the_five_byte_nop_is_probed_only_where_both_the_markers_and_the_kernel_have_it() {
+        assert_eq!(offset_for(true, true), 1);
+        assert_eq!(offset_for(false, true), 0);
+        assert_eq!(offset_for(true, false), 0);
     }
 
     #[test]

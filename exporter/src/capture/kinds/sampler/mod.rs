@@ -80,7 +80,7 @@ impl Run for Capture {
         let mut probed = Vec::new();
         let mut left_out = self.left_out;
         for m in self.markers {
-            match MarkerProbes::attach(&m.binary, &[m.pid]) {
+            match MarkerProbes::attach(&m.binary, locate::probe_offset(&m), &[m.pid]) {
                 Ok(probes) => probed.push((m, probes)),
                 Err(problem) => left_out.push(format!("process {}: {problem}", m.pid)),
             }
@@ -165,6 +165,7 @@ impl Run for Capture {
             means.push(m.mean);
             out.attributes.push((format!("process.{}.mean", m.pid), m.mean_source.clone()));
             out.attributes.push((format!("process.{}.markers", m.pid), m.mapped_path.clone()));
+            out.attributes.push((format!("process.{}.probe_offset", m.pid), locate::probe_offset(m).to_string()));
         }
         // One mean for the profile: processes sampled with different means are each weighted by
         // the first's (said in the attributes); services of one group share their environment.
