@@ -12,7 +12,7 @@
 //! probed `ret` must be single-stepped out of line, a second trap per hit: 5.9 µs per hit here
 //! instead of 1.3), and a kernel that optimises uprobes (x86-64, `arch_uprobe_optimize`, Linux
 //! 6.18) turns a probed five-byte `nop` into a call to a trampoline that enters the kernel by a
-//! syscall instead of a trap (3.5 µs an alloc hit here through the trap, 2.9 through the call;
+//! syscall instead of a trap (3.5 µs an alloc hit here through the trap, 3.0 through the call;
 //! `benches/sampler_hit_cost.sh`). Older kernels may single-step the five-byte one: there the
 //! one-byte `nop` is probed. The five bytes start at offset 1.
 
