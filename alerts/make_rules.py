@@ -135,8 +135,8 @@ def scale(target, f, rho, guard):
     # The span's first floor begins at least a floor after the last start: the floor that holds a start holds
     # the warm-up's lowest point, a slope no leak test should see (and the highest earlier slope would keep
     # it for the lookback). At the fast scale the 2 h deadline leaves no room for that floor.
-    g = guard(span + (f if f == FAST else 2 * f))
-    guard_previous = guard(3 * span + f)
+    g = guard(span + 2 * f)
+    guard_previous = guard(2 * span + 2 * f)
     back = LOOKBACK.get(f, 4)
     return [
         # Slopes only of spans within one incarnation: the highest recent one is compared with the current.
