@@ -27,7 +27,9 @@ The leak test is one statistical argument applied at several time scales (docs/d
 * Rate: the span's slope is at least the scale's lowest rate, relative to the floor.
 * History: ten floors present, no restart within the span or the floor before it (the process
   start time; for a cgroup, a reset of its page-fault counter, which a recreated cgroup starts again
-  from zero), and steady at two consecutive floors.
+  from zero), and steady at two consecutive floors. The span before is compared under the same guard.
+* Values: a leak alert's value is the slope of the finest scale that holds, in bytes per hour; its
+  description shows it humanized.
 """
 import argparse
 import json
@@ -133,9 +135,11 @@ def scale(target, f, rho, guard):
     z = {k: num(Z * (2 / sxx[k]) ** 0.5) for k in sxx}  # Z standard errors of a difference of two slopes
     b = at_boundary(f)
     # The span's first floor begins at least a floor after the last start: the floor that holds a start holds
-    # the warm-up's lowest point, a slope no leak test should see (and the highest earlier slope would keep
-    # it for the lookback). At the fast scale the 2 h deadline leaves no room for that floor.
+    # the warm-up's lowest point, a slope no leak test should see (its earlier half failed the halves test and
+    # the highest earlier slope kept it for the lookback, so that a fast leak after a start was reported late).
     g = guard(span + 2 * f)
+    # The span before likewise, from the moment its own first floor began a floor after the start: a warm-up
+    # that rose faster then than now is slowing down, which is what tells it from a leak.
     guard_previous = guard(2 * span + 2 * f)
     back = LOOKBACK.get(f, 4)
     return [
@@ -145,8 +149,7 @@ def scale(target, f, rho, guard):
         (earlier, f"deriv({F}[{dur(4 * f)}] offset {dur(5 * f)})\nand {b}"),
         (first, f"deriv({F}[{dur(3 * f)}] offset {dur(6 * f)})\nand {b}"),
         (middle, f"deriv({F}[{dur(3 * f)}] offset {dur(3 * f)})\nand {b}"),
-        # The slope of the span before, only where that span began a span after the last start: a restart's
-        # warm-up is the fastest growth of an incarnation, and no evidence that growth is slowing.
+        # The slope of the span before, within the same incarnation.
         (previous, f"{slope} offset {dur(span)}\nand {guard_previous}\nand {b}"),
         (resid, f"sqrt(clamp_min(stdvar_over_time({F}[{dur(span)}]) - {slope} ^ 2 * {num(var_t)}, 0) * {num(n / (n - 2))})"),
         (steady, "\nand ".join([
