@@ -27,7 +27,9 @@ The leak test is one statistical argument applied at several time scales (docs/d
 * Rate: the span's slope is at least the scale's lowest rate, relative to the floor.
 * History: ten floors present, no restart within the span or the floor before it (the process
   start time; for a cgroup, a reset of its page-fault counter, which a recreated cgroup starts again
-  from zero), and steady at two consecutive floors.
+  from zero), and steady at two consecutive floors. The span before is compared under the same guard.
+* Values: a leak alert's value is the slope of the finest scale that holds, in bytes per hour; its
+  description shows it humanized.
 """
 import argparse
 import json
@@ -133,10 +135,12 @@ def scale(target, f, rho, guard):
     z = {k: num(Z * (2 / sxx[k]) ** 0.5) for k in sxx}  # Z standard errors of a difference of two slopes
     b = at_boundary(f)
     # The span's first floor begins at least a floor after the last start: the floor that holds a start holds
-    # the warm-up's lowest point, a slope no leak test should see (and the highest earlier slope would keep
-    # it for the lookback). At the fast scale the 2 h deadline leaves no room for that floor.
-    g = guard(span + (f if f == FAST else 2 * f))
-    guard_previous = guard(3 * span + f)
+    # the warm-up's lowest point, a slope no leak test should see (its earlier half failed the halves test and
+    # the highest earlier slope kept it for the lookback, so that a fast leak after a start was reported late).
+    g = guard(span + 2 * f)
+    # The span before likewise, from the moment its own first floor began a floor after the start: a warm-up
+    # that rose faster then than now is slowing down, which is what tells it from a leak.
+    guard_previous = guard(2 * span + 2 * f)
     back = LOOKBACK.get(f, 4)
     return [
         # Slopes only of spans within one incarnation: the highest recent one is compared with the current.
@@ -145,8 +149,7 @@ def scale(target, f, rho, guard):
         (earlier, f"deriv({F}[{dur(4 * f)}] offset {dur(5 * f)})\nand {b}"),
         (first, f"deriv({F}[{dur(3 * f)}] offset {dur(6 * f)})\nand {b}"),
         (middle, f"deriv({F}[{dur(3 * f)}] offset {dur(3 * f)})\nand {b}"),
-        # The slope of the span before, only where that span began a span after the last start: a restart's
-        # warm-up is the fastest growth of an incarnation, and no evidence that growth is slowing.
+        # The slope of the span before, within the same incarnation.
         (previous, f"{slope} offset {dur(span)}\nand {guard_previous}\nand {b}"),
         (resid, f"sqrt(clamp_min(stdvar_over_time({F}[{dur(span)}]) - {slope} ^ 2 * {num(var_t)}, 0) * {num(n / (n - 2))})"),
         (steady, "\nand ".join([
@@ -181,18 +184,38 @@ def any_scale(target, scales):
     return "\nor\n".join(held(target, f) for f in scales)
 
 
+def per_hour(target, scales):
+    """The evidence as an alert's value: the growth of the finest scale that holds, in bytes per hour."""
+    return f"(\n{any_scale(target, scales)}\n)\n* {num(t(HOUR))}"
+
+
+def last_differs(series, op):
+    """The last value of the current ten-minute window `op` the last of the previous one."""
+    w = dur(10 * MIN)
+    return f"last_over_time({series}[{w}]) {op} last_over_time({series}[{w}] offset {w})"
+
+
+def window_increase(counter, pad=""):
+    """A counter rose within the ten-minute window, or between the previous window's last sample and this
+    window's first (a pair of samples that neither window's increase() sees)."""
+    return (f"(\n{pad}  increase({counter}[{dur(10 * MIN)}]) > 0\n{pad}  or\n{pad}  {last_differs(counter, '>')}"
+            f"\n{pad})")
+
+
 def process_rules():
     rules = floors("process", "memleak_process_anon_bytes")
     for f, rho in SCALES:
         rules += scale("process", f, rho, process_guard)
     return rules + [
-        # Restarts, recorded only at the ten-minute boundary after them.
+        # Restarts, recorded only at the ten-minute boundary after them. A change between the window's first
+        # sample and the previous window's last lies in neither window: it shows as a last value that differs.
         ("memleak:process_start_time_seconds:changes10m",
-         f"changes(memleak_process_start_time_seconds[{dur(10 * MIN)}]) > 0\nand {at_boundary(10 * MIN)}"),
+         f"(\n  changes(memleak_process_start_time_seconds[{dur(10 * MIN)}]) > 0\n  or\n"
+         f"  {last_differs('memleak_process_start_time_seconds', '!=')}\n)\nand {at_boundary(10 * MIN)}"),
         # A restart in the same ten minutes as an OOM kill on the host: the group was the victim.
         ("memleak:process_start_time_seconds:oom_restarts10m",
          "memleak:process_start_time_seconds:changes10m\n"
-         f"and on (instance, job) increase(memleak_host_memory_oom_kills_total[{dur(10 * MIN)}]) > 0"),
+         f"and on (instance, job) {window_increase('memleak_host_memory_oom_kills_total')}"),
         # Growth of RSS, PSS, VmData, the brk heap and anonymous mappings, for the drill-down dashboard.
         *[(f"memleak:process_{m}_bytes:deriv1h", f"deriv(memleak_process_{m}_bytes[{dur(HOUR)}])")
           for m in ("resident", "pss", "data", "heap", "anon_mapped")],
@@ -201,6 +224,9 @@ def process_rules():
         ("memleak:process_minor_faults:rate5m_to_baseline_ratio",
          f"memleak:process_minor_faults:rate5m / (avg_over_time(memleak:process_minor_faults:rate5m[{dur(24 * HOUR)}]) > 0)"),
     ]
+
+
+OOM_KILLS = 'memleak_cgroup_events_total{event="oom_kill"}'
 
 
 def cgroup_rules():
@@ -220,7 +246,7 @@ def cgroup_rules():
     return rules + [
         # An OOM kill in the cgroup, or the cgroup recreated while at its limit (within 3 %).
         ("memleak:cgroup_usage_bytes:limit_restarts10m",
-         f'(\n  sum without (event) (increase(memleak_cgroup_events_total{{event="oom_kill"}}[{dur(10 * MIN)}])) > 0\n'
+         f"(\n  sum without (event) {window_increase(OOM_KILLS, '  ')}\n"
          "  or\n  memleak:cgroup_page_faults:resets10m > 0\n"
          f"  and max_over_time(memleak_cgroup_usage_bytes[{dur(20 * MIN)}]) >= 0.97 * memleak_cgroup_limit_bytes\n)\n"
          f"and {at_boundary(10 * MIN)}"),
@@ -254,35 +280,38 @@ def alerts():
     slower = [f for f in every if f != FAST]
     oom = name(OOM_WINDOW)
     steady = "has grown steadily, beyond its noise and without slowing down,"
+    rate = "by {{ $value | humanize1024 }}B/h"
     leak, restarts = "leakKeepFiringFor", "restartsKeepFiringFor"
     capture, confirmed = "leakCapture", "confirmedLeakCapture"
     return [
-        alert("ProcessMemoryLeakFast", any_scale("process", [FAST]), 0, leak, "warning", capture,
+        alert("ProcessMemoryLeakFast", per_hour("process", [FAST]), 0, leak, "warning", capture,
               f"Fast memory leak in {g}",
-              f"The floor of {{{{ $labels.group }}}}'s anonymous memory {steady} by 3 %/h or more for 1h30m."),
-        alert("ProcessMemoryLeak", any_scale("process", slower), 0, leak, "warning", capture,
+              f"The floor of {{{{ $labels.group }}}}'s anonymous memory {steady} {rate} (3 %/h or more) for 1h30m."),
+        alert("ProcessMemoryLeak", per_hour("process", slower), 0, leak, "warning", capture,
               f"Memory leak suspected in {g}",
-              f"The floor of {{{{ $labels.group }}}}'s anonymous memory {steady} for 2h15m to 15h."),
+              f"The floor of {{{{ $labels.group }}}}'s anonymous memory {steady} {rate} for 2h15m to 15h."),
         alert("ProcessMemoryLeakAcrossRestarts",
               f"count_over_time(memleak:process_start_time_seconds:oom_restarts10m[{dur(OOM_WINDOW)}]) >= 2",
               0, restarts, "warning", capture, f"Memory leak across restarts in {g}",
-              f"{{{{ $labels.group }}}} restarted in the same ten minutes as an OOM kill on its host twice within {oom}."),
-        alert("ProcessMemoryLeakConfirmed", any_scale("process", [CONFIRMED]), 0, leak, "critical", confirmed,
+              f"{{{{ $labels.group }}}} restarted in the same ten minutes as an OOM kill on its host {{{{ $value }}}} times"
+              f" within {oom}."),
+        alert("ProcessMemoryLeakConfirmed", per_hour("process", [CONFIRMED]), 0, leak, "critical", confirmed,
               f"Confirmed memory leak in {g}",
-              f"The floor of {{{{ $labels.group }}}}'s anonymous memory {steady} for 15h: capture allocation stacks."),
-        alert("CgroupMemoryLeak", any_scale("cgroup", every), 0, leak, "warning", capture,
+              f"The floor of {{{{ $labels.group }}}}'s anonymous memory {steady} {rate} for 15h: capture allocation stacks."),
+        alert("CgroupMemoryLeak", per_hour("cgroup", every), 0, leak, "warning", capture,
               f"Memory leak suspected in {c}",
-              f"The floor of the cgroup's anonymous memory {steady} for 1h30m to 15h."),
+              f"The floor of the cgroup's anonymous memory {steady} {rate} for 1h30m to 15h."),
         alert("CgroupMemoryLeakAcrossRestarts",
               f"count_over_time(memleak:cgroup_usage_bytes:limit_restarts10m[{dur(OOM_WINDOW)}]) >= 2",
               0, restarts, "warning", capture, f"Memory leak across restarts in {c}",
-              f"The cgroup was OOM-killed, or recreated at its memory limit, twice within {oom}."),
-        alert("CgroupMemoryLeakConfirmed", any_scale("cgroup", [CONFIRMED]), 0, leak, "critical", confirmed,
+              f"The cgroup was OOM-killed, or recreated at its memory limit, {{{{ $value }}}} times within {oom}."),
+        alert("CgroupMemoryLeakConfirmed", per_hour("cgroup", [CONFIRMED]), 0, leak, "critical", confirmed,
               f"Confirmed memory leak in {c}",
-              f"The floor of the cgroup's anonymous memory {steady} for 15h: capture allocation stacks."),
+              f"The floor of the cgroup's anonymous memory {steady} {rate} for 15h: capture allocation stacks."),
         alert("CgroupMemoryLimitApproaching", f"memleak:cgroup_usage_bytes:seconds_to_limit < {num(t(LIMIT_HORIZON))}",
               0, leak, "warning", None, f"Cgroup {{{{ $labels.cgroup }}}} on {{{{ $labels.instance }}}} will reach its memory limit within 4h",
-              "Its anonymous memory grows steadily at a rate that reaches memory.max within 4 hours; the OOM killer follows."),
+              "Its anonymous memory grows steadily at a rate that reaches memory.max in {{ $value | humanizeDuration }};"
+              " the OOM killer follows."),
         alert("HostMemoryExhaustionPredicted",
               f"predict_linear(memleak_host_memory_available_bytes[{dur(HOUR)}], {num(t(LIMIT_HORIZON))}) < 0\n"
               f"and deriv(memleak_host_memory_available_bytes[{dur(15 * MIN)}]) < 0",
@@ -290,7 +319,8 @@ def alerts():
               "MemAvailable has fallen for 30m at a rate that reaches zero within 4 hours."),
         alert("MemoryPressureStalls", "memleak:psi_some:ratio_rate5m > 0.1", 10 * MIN, None, "warning", None,
               "Tasks on {{ $labels.instance }} stall on memory more than 10 % of the time",
-              "PSI memory 'some' has stayed above 10 % for 10 minutes: reclaim or swap is slowing work down."),
+              "PSI memory 'some' has stayed above 10 % for 10 minutes, now {{ $value | humanizePercentage }}:"
+              " reclaim or swap is slowing work down."),
         alert("OOMKillsDetected", f"increase(memleak_host_memory_oom_kills_total[{dur(10 * MIN)}]) > 0", 0, None, "warning",
               None, "The OOM killer ran on {{ $labels.instance }}",
               "The kernel killed a process for lack of memory in the last 10 minutes."),

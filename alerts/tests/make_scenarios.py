@@ -23,6 +23,8 @@ INSTANCE = "host-a:9487"
 JOB = "memleak"
 MB = 1_000_000
 GB = 1_000_000_000
+MiB = 1 << 20
+GiB = 1 << 30
 LONG_AGO = -3 * 24 * 3600  # start time of a process running since before the test (seconds since 0)
 # The rules record their floors at multiples of their windows (10m, 15m, ... 1h40m), all multiples of
 # five minutes: evaluating every five minutes (as the randomized test does) sees every boundary at a
@@ -62,10 +64,18 @@ def encode(values):
     return " ".join(out)
 
 
-def series(name, labels, fn, minutes):
+def series(name, labels, fn, minutes, per_minute=1):
+    """A series sampled `per_minute` times a minute (promtool's input interval is a minute over that)."""
     lbl = ",".join(f'{k}="{v}"' for k, v in {**labels, "instance": INSTANCE, "job": JOB}.items())
-    values = [fn(t) for t in range(minutes + 1)]
-    return {"series": f"{name}{{{lbl}}}", "values": encode([None if v is None else round(v) for v in values])}
+    values = [fn(i / per_minute) for i in range(minutes * per_minute + 1)]
+    return {"series": f"{name}{{{lbl}}}", "values": encode([None if v is None else round(v) for v in values]),
+            "per_minute": per_minute}
+
+
+def interval(inputs):
+    """promtool's input interval of one test: its series are all sampled alike."""
+    (per_minute,) = {s["per_minute"] for s in inputs}
+    return "1m" if per_minute == 1 else f"{60 // per_minute}s"
 
 
 def hm(minutes):
@@ -97,6 +107,32 @@ def linear(base, per_hour, onset, n):
     return lambda t: base + per_hour * max(0, t - onset) / 60 + n()
 
 
+def ramp(base, per_hour, onset):
+    """A noise-free leak whose floors all lie on one line, so that the slope an alert shows is exactly
+    `per_hour` (choose it a multiple of 15 MiB/h, so that every per-minute sample is a whole byte)."""
+    assert per_hour % 60 == 0
+    return lambda t: base + per_hour * max(0, t - onset) // 60
+
+
+def straddling_oom_restarts(group, every, minutes):
+    """A group OOM-killed and restarted every `every` minutes, scraped at half past each minute (every
+    other sample of a 30 s input missing): each kill and restart falls between the last sample of one
+    ten-minute window and the first of the next, where neither window's changes() or increase() sees it."""
+    def scraped(fn):
+        return lambda t: fn(t) if t % 1 == 0.5 else None
+
+    def restarts(t):
+        return int(t // every)
+
+    labels = {"group": group}
+    return labels, [
+        series("memleak_process_anon_bytes", labels, scraped(lambda t: 200 * MB + (t % every) * 4 * MB), minutes, 2),
+        series("memleak_process_start_time_seconds", labels,
+               scraped(lambda t: LONG_AGO if t < every else restarts(t) * every * 60), minutes, 2),
+        series("memleak_host_memory_oom_kills_total", {}, scraped(restarts), minutes, 2),
+    ]
+
+
 def recreated_cgroup(cg, every, minutes):
     """A cgroup that leaks into its 2 GB limit and is recreated every `every` minutes: no sample for the
     first two minutes of each new one (the last sample of the old one falls in the window before), its
@@ -124,39 +160,51 @@ n1, n2, n3, n4, n5, n6 = (noise(i, a) for i, a in enumerate([2 * MB, 300_000, 20
 
 
 def scenarios():
-    """(name, truth, minutes, target labels, input series, {alert: (silent_at, fires_by)})"""
+    """(name, truth, minutes, target labels, input series, {alert: (silent_at, fires_by[, $value as shown])})
+
+    The leaks whose alerts show their rate are noise-free ramps, so that the text is known by hand: a
+    ramp's floors lie on one line, whose slope is the leak's rate (humanize1024: 120 MiB/h -> "120Mi")."""
     restart_every = 150  # minutes between OOM kills of the restarting leaker
+    # 172 MiB of headroom at 2 MiB/min is 86 min; 17476 B more is 0.49999 s at 120 MiB/h (humanizeDuration
+    # truncates to whole seconds: a headroom of a whole number of seconds would sit on a rounding edge).
+    headroom_at_2h = 2 * GiB + 17476
     return [
-        ("fast leak: 1 GB + 100 MB/h from 1h", "leak", 240,
-         *process("fast-leak", linear(GB, 100 * MB, 60, n1), 240),
-         {"ProcessMemoryLeakFast": (60 + FAST_SPAN - 10, 60 + 120)}),
-        ("moderate leak: 1 GB + 20 MB/h from 1h", "leak", 360,
-         *process("moderate-leak", linear(GB, 20 * MB, 60, n2), 360),
-         {"ProcessMemoryLeak": (60 + 9 * 15, 60 + 240)}),
-        ("slow leak: 1 GB + 2 MB/h from 1h", "leak", 25 * 60,
-         *process("slow-leak", linear(GB, 2 * MB, 60, n2), 25 * 60),
-         {"ProcessMemoryLeakConfirmed": (60 + 9 * 100, 60 + 24 * 60)}),
+        ("fast leak: 1 GiB + 120 MiB/h from 1h, noise-free", "leak", 240,
+         *process("fast-leak", ramp(GiB, 120 * MiB, 60), 240),
+         {"ProcessMemoryLeakFast": (60 + FAST_SPAN - 10, 60 + 120, "120Mi")}),
+        ("moderate leak: 1 GiB + 30 MiB/h from 1h, noise-free", "leak", 360,
+         *process("moderate-leak", ramp(GiB, 30 * MiB, 60), 360),
+         # The 15-minute floors are minima of the 10-minute ones, so they lag their time by 15 and 20 minutes in
+         # turn: a line through ten of them, the first lagging 15, has a slope of 98/99 of the rate (29.70 MiB/h).
+         {"ProcessMemoryLeak": (60 + 9 * 15, 60 + 240, "29.7Mi")}),
+        ("slow leak: 8 GiB + 15 MiB/h from 1h, noise-free", "leak", 25 * 60,
+         *process("slow-leak", ramp(8 * GiB, 15 * MiB, 60), 25 * 60),
+         {"ProcessMemoryLeakConfirmed": (60 + 9 * 100, 60 + 24 * 60, "15Mi")}),
         ("leak through OOM restarts: 200 MB -> 1.2 GB in 2h30m, killed, again", "leak", 8 * 60,
          *process("oom-leak", lambda t: 200 * MB + (t % restart_every) * 1000 * MB / restart_every + n4(), 8 * 60,
                   start=lambda t: LONG_AGO if t < restart_every else (t // restart_every) * restart_every * 60,
                   oom=lambda t: t // restart_every),
-         {"ProcessMemoryLeakAcrossRestarts": (restart_every, 3 * restart_every)}),
-        ("cgroup leak: anon 1 GB + 100 MB/h from 1h, limit 8 GB", "leak", 240,
-         *cgroup("/system.slice/leaky.service", linear(GB, 100 * MB, 60, n1), 240, limit=8 * GB),
-         {"CgroupMemoryLeak": (60 + FAST_SPAN - 10, 60 + 120)}),
-        ("cgroup leak towards its limit: 1.5 GB + 100 MB/h, limit 2 GB", "leak", 240,
-         *cgroup("/system.slice/filling.service", linear(1500 * MB, 100 * MB, 0, n6), 240, limit=2 * GB),
-         {"CgroupMemoryLimitApproaching": (FAST_SPAN - 10, 120)}),
-        ("slow cgroup leak: anon 1 GB + 2 MB/h from 1h", "leak", 25 * 60,
-         *cgroup("/system.slice/slow.service", linear(GB, 2 * MB, 60, n2), 25 * 60),
-         {"CgroupMemoryLeakConfirmed": (60 + 9 * 100, 60 + 24 * 60)}),
+         {"ProcessMemoryLeakAcrossRestarts": (restart_every, 3 * restart_every - 10, "2")}),
+        ("OOM kills and restarts every 2h30m between two scrapes that straddle a 10-minute boundary", "leak", 6 * 60,
+         *straddling_oom_restarts("straddling-oom-leak", restart_every, 6 * 60),
+         {"ProcessMemoryLeakAcrossRestarts": (2 * restart_every, 2 * restart_every + 20, "2")}),
+        ("cgroup leak: anon 1 GiB + 120 MiB/h from 1h, limit 8 GiB, noise-free", "leak", 240,
+         *cgroup("/system.slice/leaky.service", ramp(GiB, 120 * MiB, 60), 240, limit=8 * GiB),
+         {"CgroupMemoryLeak": (60 + FAST_SPAN - 10, 60 + 120, "120Mi")}),
+        ("cgroup leak towards its limit: 1.5 GiB + 120 MiB/h, page cache 100 MiB, limit 2 GiB, noise-free", "leak", 240,
+         *cgroup("/system.slice/filling.service", ramp(3 * GiB // 2, 120 * MiB, 0), 240, limit=headroom_at_2h,
+                 cache=100 * MiB),
+         {"CgroupMemoryLimitApproaching": (FAST_SPAN - 10, 120, "1h 26m 0s")}),
+        ("slow cgroup leak: anon 8 GiB + 15 MiB/h from 1h, noise-free", "leak", 25 * 60,
+         *cgroup("/system.slice/slow.service", ramp(8 * GiB, 15 * MiB, 60), 25 * 60),
+         {"CgroupMemoryLeakConfirmed": (60 + 9 * 100, 60 + 24 * 60, "15Mi")}),
         ("cgroup OOM-killed twice: oom_kill at 2h and 4h", "leak", 6 * 60,
          *cgroup("/system.slice/oom.service", lambda t: GB + n4(), 6 * 60, limit=2 * GB,
                  kills=lambda t: 0 if t < 120 else 1 if t < 240 else 2),
-         {"CgroupMemoryLeakAcrossRestarts": (200, 250), "CgroupOOMKills": (110, 120)}),
+         {"CgroupMemoryLeakAcrossRestarts": (200, 250, "2"), "CgroupOOMKills": (110, 120)}),
         ("cgroup recreated at its limit every 2h, each time across a 10-minute boundary", "leak", 6 * 60,
          *recreated_cgroup("/system.slice/recreated.service", 120, 6 * 60),
-         {"CgroupMemoryLeakAcrossRestarts": (200, 250)}),
+         {"CgroupMemoryLeakAcrossRestarts": (200, 250, "2")}),
         ("GC sawtooth over a flat floor: 500 MB + 0..300 MB every 7 min", "no leak", 24 * 60,
          *process("gc-sawtooth", lambda t: 500 * MB + (t % 7) * 300 * MB / 7 + n4(), 24 * 60), {}),
         ("cache warm-up: 200 MB -> 1.2 GB, tau 1 h, from 1h", "no leak", 24 * 60,
@@ -182,13 +230,18 @@ def host_scenarios():
         ("host memory running out: MemAvailable 8 GB - 1 GB/h", "exhaustion", 720, {}, avail,
          {"HostMemoryExhaustionPredicted": (230, 285)}),
         ("memory pressure: PSI some at 20 % for 1h", "pressure", 720, {"kind": "some"}, psi,
-         {"MemoryPressureStalls": (65, 80)}),
+         {"MemoryPressureStalls": (65, 80, "20%")}),
         ("one OOM kill at 1h40m", "oom", 720, {}, oom, {"OOMKillsDetected": (99, 101)}),
     ]
 
 
-def render_template(text, labels):
-    return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m.group(1), ""), text)
+def render_template(text, labels, value=None):
+    """An annotation as Prometheus renders it: labels filled in, and `{{ $value ... }}` (with or without a
+    humanizing function) as `value`, the text worked out by hand for the scenario."""
+    text = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m.group(1), ""), text)
+    shown = re.sub(r"\{\{ \$value( \| \w+)? \}\}", lambda m: value, text) if value is not None else text
+    assert "$value" not in shown, f"the scenario does not say how {text!r} shows its value"
+    return shown
 
 
 def yaml_str(s):
@@ -201,12 +254,12 @@ def render():
              "  - ../rules/memleak.rules.yml", f"evaluation_interval: {STEP}", "group_eval_order:",
              *[f"  - {g}" for g in GROUP_ORDER], "tests:"]
     for name, truth, minutes, target, inputs, expectations in scenarios() + host_scenarios():
-        lines += [f"  - name: {yaml_str(name + ' (' + truth + ')')}", "    interval: 1m", "    input_series:"]
+        lines += [f"  - name: {yaml_str(name + ' (' + truth + ')')}", f"    interval: {interval(inputs)}", "    input_series:"]
         for s in inputs:
             lines += [f"      - series: {yaml_str(s['series'])}", f"        values: {yaml_str(s['values'])}"]
         if expectations:
             lines.append("    alert_rule_test:")
-            for alert, (silent_at, fires_by) in expectations.items():
+            for alert, (silent_at, fires_by, *value) in expectations.items():
                 rule_labels, annotations = make_rules.resolved(rules[alert])
                 labels = {**target, "instance": INSTANCE, "job": JOB, **rule_labels}
                 if alert == "CgroupOOMKills":
@@ -216,7 +269,7 @@ def render():
                           "          - exp_labels:"]
                 lines += [f"              {k}: {yaml_str(v)}" for k, v in sorted(labels.items())]
                 lines.append("            exp_annotations:")
-                lines += [f"              {k}: {yaml_str(render_template(v, labels))}"
+                lines += [f"              {k}: {yaml_str(render_template(v, labels, *value))}"
                           for k, v in annotations.items()]
         else:
             # No alert of any kind may have fired at any time of the run.
