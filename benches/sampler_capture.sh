@@ -7,21 +7,25 @@
 #   idle       plus libmemleak_sampler.so, default mean (512 KiB), no capture
 #   captured   plus a sampler capture of the process over its whole run
 #   heaptrack  heaptrack 1.4 on the load, against a plain run timed the same way
+#   massif     valgrind --tool=massif on the load, timed the same way
+# then plain, idle and captured again on a service-like load: a Python JSON encode/decode loop
+# (CPython's small objects come from its own arenas, so most of its calls never reach malloc).
 # The gate holds each process before main and at exit, so the capture is in its window before the
 # load starts; CPU is the process's utime + stime (/proc/PID/stat, 10 ms ticks) read at the exit
 # gate. Each round runs plain, idle and captured in a rotating order, then heaptrack and plain
 # under `time` (user + sys, children included). Reported: median ratio over rounds (range).
 # Then a reachability pause: one capture with reachability on a process holding MIB MiB.
 #
-# Usage: benches/sampler_capture.sh [ROUNDS=5] [PAIRS=2000000] [MIB=1024]
+# Usage: benches/sampler_capture.sh [ROUNDS=5] [PAIRS=2000000] [MIB=1024] [PY_LOOPS=200000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
 pairs=${2:-2000000}
 mib=${3:-1024}
+py_loops=${4:-200000}
 [ "$(id -u)" = 0 ] || { echo "run as root (uprobes, ptrace)" >&2; exit 1; }
-for tool in heaptrack cc curl python3; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (Debian packages heaptrack, gcc, curl, python3)" >&2; exit 1; }
+for tool in heaptrack valgrind cc curl python3; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (Debian packages heaptrack, valgrind, gcc, curl, python3)" >&2; exit 1; }
 done
 cargo build --release -q -p memleak-sampler
 sampler=$PWD/target/release/libmemleak_sampler.so
@@ -53,23 +57,26 @@ wait_phase() {   # capture-id python-condition
 }
 cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 
+# The load the gated runs use, and the name its process is grouped by.
+load=("$work/mallocbench" "$pairs")
+load_group=mallocbench
 n=0
 gated() {   # config → CPU ticks of one run
   local preload=$work/libgate.so id pid
   [ "$1" != plain ] && preload="$sampler $preload"
-  LD_PRELOAD="$preload" MEMLEAK_TEST_GATE="$work/gate" "$work/mallocbench" "$pairs" &
+  LD_PRELOAD="$preload" MEMLEAK_TEST_GATE="$work/gate" "${load[@]}" &
   pid=$!
   exec 3>"$work/gate"
   if [ "$1" = captured ]; then
     n=$((n + 1))
-    id=$(alert firing "b$n" "$pid" mallocbench '{"capture_duration":"10m"}' | field "d['outcomes'][0]['capture']")
+    id=$(alert firing "b$n" "$pid" "$load_group" '{"capture_duration":"10m"}' | field "d['outcomes'][0]['capture']")
     wait_phase "$id" "c['phase'] == 'window'"
   fi
   printf g >&3
   until [ "$(awk '{ sub(/.*\) /, ""); print $1 }' "/proc/$pid/stat")" = S ]; do sleep 0.01; done
   cpu_ticks "$pid"
   if [ "$1" = captured ]; then
-    alert resolved "b$n" "$pid" mallocbench '{}' >/dev/null
+    alert resolved "b$n" "$pid" "$load_group" '{}' >/dev/null
     wait_phase "$id" "c['status'] != 'running'"
     curl -sf "http://127.0.0.1:$port/api/v1/captures/$id" | field "d['summary']['totals']['sampled_allocations']" >>"$work/hits"
   fi
@@ -91,13 +98,14 @@ for round in $(seq "$rounds"); do
   done
   plain_s=$(timed "$work/mallocbench" "$pairs")
   heaptrack_s=$(timed heaptrack -o "$work/ht" "$work/mallocbench" "$pairs")
-  rm -f "$work"/ht*
-  echo "${t[idle]} ${t[plain]} ${t[captured]} $heaptrack_s $plain_s" >>"$work/rounds"
-  echo "  round $round: plain ${t[plain]} idle ${t[idle]} captured ${t[captured]} ticks; plain ${plain_s}s heaptrack ${heaptrack_s}s" >&2
+  massif_s=$(timed valgrind --tool=massif --massif-out-file="$work/massif.out" "$work/mallocbench" "$pairs")
+  rm -f "$work"/ht* "$work/massif.out"
+  echo "${t[idle]} ${t[plain]} ${t[captured]} $heaptrack_s $plain_s $massif_s" >>"$work/rounds"
+  echo "  round $round: plain ${t[plain]} idle ${t[idle]} captured ${t[captured]} ticks; plain ${plain_s}s heaptrack ${heaptrack_s}s massif ${massif_s}s" >&2
 done
 
-ratio() {   # awk expression over a round's fields → median (min-max)
-  awk "{ print $1 }" "$work/rounds" | sort -g |
+ratio() {   # awk expression over a round's fields [file] → median (min-max)
+  awk "{ print $1 }" "${2:-$work/rounds}" | sort -g |
     awk '{ v[NR] = $1 } END { printf "%.2fx (%.2f-%.2f)", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, v[1], v[NR] }'
 }
 echo
@@ -106,6 +114,33 @@ echo "  idle / plain          $(ratio '$1 / $2')"
 echo "  captured / plain      $(ratio '$3 / $2')"
 echo "  captured / idle       $(ratio '$3 / $1')"
 echo "  heaptrack / plain     $(ratio '$4 / $5')"
+echo "  massif / plain        $(ratio '$6 / $5')"
+echo "  sampled allocations per captured run: $(sort -g "$work/hits" | tr '\n' ' ')"
+
+# The service-like load: the same three configurations on a Python JSON loop.
+cat >"$work/service.py" <<'PY'
+import json, sys
+doc = {"id": 7, "name": "x" * 200, "tags": ["alpha", "beta", "gamma"] * 20,
+       "items": [{"sku": "s%d" % i, "price": i * 1.5, "note": "n" * (i % 90)} for i in range(40)]}
+for _ in range(int(sys.argv[1])):
+    json.loads(json.dumps(doc))
+PY
+load=(python3 "$work/service.py" "$py_loops")
+load_group=python3
+: >"$work/hits"
+for round in $(seq "$rounds"); do
+  declare -A t=()
+  for i in 0 1 2; do
+    c=${configs[$(((i + round) % 3))]}
+    t[$c]=$(gated "$c")
+  done
+  echo "${t[idle]} ${t[plain]} ${t[captured]}" >>"$work/service_rounds"
+  echo "  service round $round: plain ${t[plain]} idle ${t[idle]} captured ${t[captured]} ticks" >&2
+done
+echo
+echo "service load (Python JSON loop, $py_loops iterations), $rounds rounds: median CPU ratio (range)"
+echo "  idle / plain          $(ratio '$1 / $2' "$work/service_rounds")"
+echo "  captured / plain      $(ratio '$3 / $2' "$work/service_rounds")"
 echo "  sampled allocations per captured run: $(sort -g "$work/hits" | tr '\n' ' ')"
 
 # The reachability pause on a process holding $mib MiB (written) and four threads allocating.
