@@ -38,14 +38,21 @@ fn writable(dir: &Path) -> Result<(), String> {
 
 /// The spool: an existing directory of the exporter's user, or one it can create.
 fn usable_or_creatable(dir: &Path) -> Result<(), String> {
-    match std::fs::metadata(dir) {
+    // Opened without following a link at its last component, as start-up opens it.
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            Err("is a symbolic link, which the spool is never opened through: give the folder itself".into())
+        }
         Ok(meta) if !meta.is_dir() => Err("exists and is not a directory".into()),
         Ok(meta) if meta.uid() != euid() => Err(format!(
             "belongs to uid {}, not to the exporter (uid {}): give it to the exporter's user",
             meta.uid(),
             euid()
         )),
-        Ok(_) => writable(dir),
+        Ok(meta) => match crate::capture::dir::shared(meta.mode()) {
+            Some(why) => Err(format!("{why}: the spool needs a folder of its own")),
+            None => writable(dir),
+        },
         Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
             // Created at start with its missing parents: the nearest existing one must take them.
             let ancestor = dir.ancestors().skip(1).find(|a| a.as_os_str().is_empty() || a.exists());
@@ -108,6 +115,13 @@ mod tests {
         assert_eq!(usable_or_creatable(&file), Err("exists and is not a directory".into()));
         let under_file = usable_or_creatable(&file.join("spool")).unwrap_err();
         assert!(under_file.contains("is not a directory"), "{under_file}");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+        assert!(usable_or_creatable(&link).unwrap_err().contains("symbolic link"));
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(usable_or_creatable(&shared).unwrap_err().contains("writable by other users (mode 1777)"));
     }
 
     #[test]

@@ -17,6 +17,12 @@ pub struct Dir {
     shown: PathBuf,
 }
 
+/// Why a folder of mode `mode` is shared with other users, if it is (writable by them, or sticky
+/// as /tmp is).
+pub fn shared(mode: u32) -> Option<String> {
+    (mode & (0o022 | libc::S_ISVTX) != 0).then(|| format!("is writable by other users (mode {:o})", mode & 0o7777))
+}
+
 impl Dir {
     /// Opens `path` as a directory without following a symlink at its last component.
     pub fn open(path: &Path) -> io::Result<Dir> {
@@ -29,7 +35,9 @@ impl Dir {
     }
 
     /// Creates `path` (and its parents) mode 0700 when missing, then opens it; refuses a
-    /// folder that another user owns or that others may enter.
+    /// folder that another user owns or that others may write. An existing folder's mode is
+    /// never changed (`--capture.dir /tmp` must not make /tmp private): what others may read
+    /// there is the captures' names, each capture's own folder being 0700.
     pub fn create_private(path: &Path) -> io::Result<Dir> {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -50,8 +58,14 @@ impl Dir {
                 ),
             ));
         }
-        if meta.mode() & 0o077 != 0 {
-            dir.handle.set_permissions(std::fs::Permissions::from_mode(0o700))?;
+        if let Some(why) = shared(meta.mode()) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} {why}: the spool needs a folder of its own, e.g. /var/lib/memleak-exporter/captures",
+                    path.display()
+                ),
+            ));
         }
         Ok(dir)
     }
@@ -179,5 +193,21 @@ mod tests {
         assert_eq!(names, ["a", "link"]);
         let meta = std::fs::metadata(tmp.path().join("spool")).unwrap();
         assert_eq!(meta.mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_shared_folder_is_refused_and_left_as_it_was() {
+        let tmp = tempfile::tempdir().unwrap();
+        for mode in [0o1777, 0o777, 0o770] {
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = Dir::create_private(tmp.path()).unwrap_err().to_string();
+            assert!(err.contains("writable by other users") && err.contains("a folder of its own"), "{err}");
+            let now = std::fs::metadata(tmp.path()).unwrap().mode() & 0o7777;
+            assert_eq!(now, mode, "the mode of an existing folder is never changed");
+        }
+        // Readable by others, its own: used as it is.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(Dir::create_private(tmp.path()).is_ok());
+        assert_eq!(std::fs::metadata(tmp.path()).unwrap().mode() & 0o7777, 0o755);
     }
 }

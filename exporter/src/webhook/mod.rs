@@ -90,7 +90,7 @@ impl Access {
     /// `authenticated`: the web configuration authenticated it (see `web_config::Authenticated`).
     pub fn check(&self, headers: &HeaderMap, authenticated: bool) -> Result<(), (StatusCode, String)> {
         match self {
-            Access::LoopbackOnly => Ok(()),
+            Access::LoopbackOnly => addressed_to_loopback(headers),
             Access::WebConfigOnly if authenticated => Ok(()),
             Access::WebConfigOnly => Err((
                 StatusCode::FORBIDDEN,
@@ -114,6 +114,47 @@ impl Access {
             }
         }
     }
+}
+
+/// A loopback exporter answers only requests addressed to a loopback name: a web page whose
+/// domain an attacker rebinds to 127.0.0.1 (DNS rebinding) is same-origin with it and could post
+/// JSON, but its requests name the attacker's domain in `Host` (and `Origin`).
+fn addressed_to_loopback(headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
+    for name in [header::HOST, header::ORIGIN] {
+        let Some(value) = headers.get(&name) else { continue };
+        let text = value.to_str().unwrap_or("");
+        let authority = if name == header::ORIGIN {
+            text.strip_prefix("http://").or_else(|| text.strip_prefix("https://")).unwrap_or("")
+        } else {
+            text
+        };
+        if !is_loopback_authority(authority) {
+            return Err((
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{name} {:?} is not a loopback name: this exporter listens on loopback only and answers requests \
+                     addressed to localhost, 127.0.0.1 or [::1] (a rebound domain must not reach it)",
+                    text.chars().take(100).collect::<String>()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `HOST[:PORT]` whose host is `localhost` (or a name under it, RFC 6761) or a loopback address.
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or("", |(h, _)| h),
+        None => match authority.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => authority,
+        },
+    };
+    let host = host.to_ascii_lowercase();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// What the webhook handler needs.
@@ -216,5 +257,37 @@ pub fn plan(hook: &Webhook, request: &Result<payload::CaptureRequest, payload::I
                 capture: None,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.insert(name.clone(), HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn a_loopback_exporter_answers_only_requests_addressed_to_loopback() {
+        let access = Access::LoopbackOnly;
+        for host in ["127.0.0.1:9487", "localhost", "LOCALHOST:1", "[::1]:9487", "127.1.2.3", "app.localhost:80"] {
+            assert!(access.check(&with(&[(header::HOST, host)]), false).is_ok(), "{host}");
+        }
+        assert!(access.check(&HeaderMap::new(), false).is_ok(), "HTTP/1.0 without a Host");
+        for host in
+            ["attacker.example", "attacker.example:9487", "127.0.0.1.attacker.example", "[::2]:1", "", "10.0.0.1"]
+        {
+            let (status, why) = access.check(&with(&[(header::HOST, host)]), false).unwrap_err();
+            assert!(status == StatusCode::FORBIDDEN && why.contains("not a loopback name"), "{host}: {why}");
+        }
+        let rebound = with(&[(header::HOST, "127.0.0.1:9487"), (header::ORIGIN, "http://attacker.example")]);
+        assert!(access.check(&rebound, false).is_err(), "a foreign Origin");
+        assert!(access.check(&with(&[(header::ORIGIN, "null")]), false).is_err());
+        assert!(access.check(&with(&[(header::ORIGIN, "http://localhost:3000")]), false).is_ok());
     }
 }
