@@ -106,9 +106,11 @@ def run(load, tracer):
     bt, cid, p = None, None, None
     if tracer == "bpftrace":
         log = open(f"{work}/bpftrace.out", "w")
-        bt = subprocess.Popen(["bpftrace", "-p", str(target.pid), "benches/ebpf_malloc.bt", libc, str(target.pid)],
+        bt = subprocess.Popen(["bpftrace", "-B", "none", "-p", str(target.pid), "benches/ebpf_malloc.bt", libc, str(target.pid)],
                               stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, BPFTRACE_MAP_KEYS_MAX="262144"))
+        deadline = time.time() + 60
         while "Attaching" not in open(f"{work}/bpftrace.out").read():
+            assert time.time() < deadline and bt.poll() is None, open(f"{work}/bpftrace.out").read()
             time.sleep(0.05)
         time.sleep(1.0)  # "Attaching" comes before the probes are in
     elif tracer != "none":
