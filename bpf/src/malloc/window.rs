@@ -18,8 +18,6 @@ use std::time::{Duration, Instant};
 const CYCLE: Duration = Duration::from_secs(5);
 /// Every probe is attached this long first, to measure the rates.
 const MEASURE: Duration = Duration::from_millis(10);
-/// Frees counted in the first `MEASURE` that make a rate, not a burst.
-const MEASURED_FREES: f64 = 100.0;
 /// How often hits are counted: a target whose rate jumps pays at most this
 /// long at the old share (plus the time its probes take to detach).
 const TICK: Duration = Duration::from_millis(100);
@@ -203,17 +201,21 @@ fn measure(
     }
     // 10 ms of a slow target's calls is noise: over budget, start at the
     // lowest share; the ticks (over the cycle so far) stop it if it lasts.
-    // Unless the frees alone, which no share samples, cost more than twice the
-    // budget over enough of them to be a rate: then the next 100 ms tick would
-    // spend the budget of seconds to find the same (with that tick, a 1 s
-    // malloc loop paid 11 % of a CPU over its run for a 5 % budget).
+    // Unless the frees alone, which no share samples, cost more than the
+    // budget over enough of them to be a rate (and they were slowed by the
+    // allocation probes meanwhile: alone they come faster): then the first
+    // tick would only spend the budget of seconds to find the same (with that
+    // tick, a 1 s malloc loop paid 11 % of a CPU over its run for a 5 % budget).
     let frees = rates.frees_per_s * begun.elapsed().as_secs_f64();
-    let frees_cost = governor::cost(costs, Rates { allocations_per_attached_s: 0.0, ..rates }, 0.0);
-    let frees_over = frees >= MEASURED_FREES && frees_cost > 2.0 * options.budget;
+    let frees_over = governor::frees_alone_over(costs, rates, frees, options.budget);
     let lowest = governor::DUTIES[governor::DUTIES.len() - 1];
     Ok(match governor::choose(costs, rates, options.budget, options.full) {
         Some(duty) => (duty, None),
-        None if options.full || frees_over => (0.0, Some(over_budget(costs, rates, options))),
+        None if options.full => (0.0, Some(over_budget(costs, rates, options))),
+        None if frees_over => {
+            let reason = over_budget_reason(costs, rates, options);
+            (0.0, Some(Ending::OverBudget(format!("{reason} (the frees alone, measured in the first 10 ms)"))))
+        }
         None => (lowest, None),
     })
 }
@@ -239,8 +241,12 @@ fn finish(
 }
 
 fn over_budget(costs: Costs, rates: Rates, options: &Options) -> Ending {
+    Ending::OverBudget(over_budget_reason(costs, rates, options))
+}
+
+fn over_budget_reason(costs: Costs, rates: Rates, options: &Options) -> String {
     let lowest = if options.full { 1.0 } else { governor::DUTIES[governor::DUTIES.len() - 1] };
-    Ending::OverBudget(format!(
+    format!(
         "stopped by the overhead governor: at {:.0} allocations/s and {:.0} frees/s, {} would cost the target {:.2} % of a CPU, over the budget of {:.2} %",
         rates.allocations_per_attached_s,
         rates.frees_per_s,
@@ -251,7 +257,7 @@ fn over_budget(costs: Costs, rates: Rates, options: &Options) -> Ending {
         },
         governor::cost(costs, rates, lowest) * 100.0,
         options.budget * 100.0
-    ))
+    )
 }
 
 /// Hits since the last reading, as rates.
