@@ -16,6 +16,7 @@
 #     the --web.config.file test (whose bcrypt hashes come from python3's crypt, i.e. libxcrypt);
 #   curl (package `curl`): the --web.config.file test's HTTPS client with and without certificates;
 #   bpftool (package `bpftool`): the ebpf-malloc kill test lists the kernel's BPF programs and links;
+#   bpftrace (package `bpftrace`): the peer of the ebpf-malloc capture in benches/ebpf_malloc.sh;
 #   jsonnet (package `jsonnet`): renders the monitoring mixin (mixin/) into the rule file and dashboards;
 #   zstd (package `zstd`): compresses the decompression bombs of the watched-folder budget tests;
 #   a Python venv (package `python3-venv`) with the OTLP receivers of the OTLP tests: rotel (its
@@ -41,6 +42,7 @@ command -v heaptrack_print >/dev/null 2>&1 || missing+=(heaptrack)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v bpftool >/dev/null 2>&1 || [ -x /usr/sbin/bpftool ] || missing+=(bpftool)
+command -v bpftrace >/dev/null 2>&1 || missing+=(bpftrace)
 command -v jsonnet >/dev/null 2>&1 || missing+=(jsonnet)
 compgen -G '/usr/lib/*/libtcmalloc.so.4' >/dev/null || missing+=(libgoogle-perftools4)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)

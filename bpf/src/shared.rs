@@ -164,6 +164,13 @@ pub const MALLOC_OUTSTANDING_FULL: u32 = 4;
 pub const MALLOC_STACK_LOST: u32 = 5;
 pub const MALLOC_SITES_FULL: u32 = 6;
 
+/// Cookies of the allocation entry probes (`MALLOC_SHAPE_*`): where the arguments are.
+pub const MALLOC_SHAPE_SIZE_FIRST: u64 = 0;
+pub const MALLOC_SHAPE_CALLOC: u64 = 1;
+pub const MALLOC_SHAPE_REALLOC: u64 = 2;
+pub const MALLOC_SHAPE_SIZE_SECOND: u64 = 3;
+pub const MALLOC_SHAPE_POSIX_MEMALIGN: u64 = 4;
+
 const _: () = assert!(size_of::<MallocAlloc>() == 24);
 const _: () = assert!(size_of::<MallocSiteTotals>() == 16);
 // SAFETY: plain integers, no padding (asserted above).

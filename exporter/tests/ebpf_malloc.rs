@@ -150,19 +150,22 @@ fn a_malloc_heavy_loop_is_stopped_early_by_the_governor_and_ends_partial() {
     eprintln!(
         "malloc_churn: untraced {bare:.3} s CPU ({bare_sys:.3} s system), under the capture {traced:.3} s ({traced_sys:.3} s system)"
     );
-    // Past the budget: the probes trap until the kernel has unregistered them
-    // (a grace period each, in turn), which the capture measures and states.
-    // The loop's added system time is printed, not asserted: on a loaded 2-core
-    // host it swings by more than the budget (1.48 s against a 0.54 s budget plus
-    // 0.73 s of detaching in one run), so it is a benchmark (docs/benchmarks.md).
-    // What the governor controls is asserted: it stops a 60 s window early, when
-    // even its lowest rate would cost the loop more than the budget.
+    // The probes stop trapping as soon as their links are closed (one
+    // uprobe_multi link per program: the breakpoints go first, then one grace
+    // period), so the budget covers the whole capture: the loop's added system
+    // time is at most the budget's share of its run. The tolerance is the
+    // untraced run's own system time (page faults, timer ticks), which varies
+    // by up to that much between two runs on a loaded host.
     let totals = &done["summary"]["totals"];
     let detach = totals["detach_seconds"].as_f64().unwrap();
-    eprintln!(
-        "the capture's probes took {detach:.3} s to detach; system time up {:.3} s over {traced:.3} s",
-        traced_sys - bare_sys
+    let added = traced_sys - bare_sys;
+    eprintln!("the capture's probes took {detach:.3} s to detach; system time up {added:.3} s over {traced:.3} s");
+    assert!(
+        added <= 0.05 * traced + bare_sys,
+        "the capture added {added:.3} s of system time to a {traced:.3} s loop: over 5 % plus {bare_sys:.3} s"
     );
+    // What the governor controls: it stops a 60 s window early, when even its
+    // lowest rate would cost the loop more than the budget.
     let elapsed = done["elapsed_seconds"].as_f64().unwrap();
     assert!(elapsed < 30.0, "the governor let a capture over its budget run {elapsed} s of 60: {done}");
 }

@@ -1,5 +1,5 @@
 //! The exporter killed (SIGKILL) in the middle of an `ebpf-malloc` capture
-//! leaves no probe behind: its uprobes are perf-event links held by its file
+//! leaves no probe behind: its uprobes are uprobe_multi links held by its file
 //! descriptors, which the kernel releases with the process. Alone in its test
 //! binary: it counts the tracer's programs in the whole kernel.
 

@@ -4,10 +4,15 @@
  * time, and free-like entries remove it. What is left at the end is what is
  * outstanding. The stack is taken at the return, where the frame pointer is
  * the caller's again: at the entry it would still skip the direct caller.
- * Only `target_tgid` is traced (the probes are also attached with its pid).
- * Sampling is done by user space attaching the allocation probes for part of
- * each second (a trap costs the same whether or not the program does work). */
+ * Each program is attached to all its entry points by one uprobe_multi link
+ * (one RCU wait to detach them all); an entry's cookie says where its
+ * arguments are (MALLOC_SHAPE_*). Only `target_tgid` is traced (the links
+ * also name its pid). Sampling is done by user space attaching the allocation
+ * probes for part of each second (a trap costs the same whether or not the
+ * program does work). */
 #include "memleak.h"
+
+static long (*bpf_probe_read_user)(void *dst, __u32 size, const void *src) = (void *)112;
 
 const volatile __u64 target_tgid = 0;
 
@@ -15,7 +20,7 @@ struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __uint(max_entries, 4096);
     __type(key, __u64);   /* pid_tgid of the calling thread */
-    __type(value, __u64); /* the size asked for, until the return */
+    __type(value, struct malloc_pending);
 } malloc_pending SEC(".maps");
 
 struct {
@@ -71,54 +76,55 @@ static __always_inline void forget(__u64 address)
         bump(&malloc_counters, MALLOC_FREES_MATCHED, 1);
 }
 
-static __always_inline int pending(__u64 size)
+static __always_inline int pending(__u64 size, __u64 out)
 {
     __u64 thread = bpf_get_current_pid_tgid();
+    struct malloc_pending call = {.size = size, .out = out};
     bump(&malloc_counters, MALLOC_ALLOC_CALLS, 1);
-    bpf_map_update_elem(&malloc_pending, &thread, &size, BPF_ANY);
+    bpf_map_update_elem(&malloc_pending, &thread, &call, BPF_ANY);
     return 0;
 }
 
-/* malloc(size), jemalloc's mallocx(size, flags), mimalloc's mi_malloc_aligned(size, alignment). */
+/* The entry of every allocation function; its cookie is its MALLOC_SHAPE_*. */
 SEC("uprobe")
-int malloc_enter(struct pt_regs *ctx)
+int alloc_enter(struct pt_regs *ctx)
 {
     if (!traced())
         return 0;
-    return pending(ctx->di);
+    switch (bpf_get_attach_cookie(ctx)) {
+    case MALLOC_SHAPE_CALLOC:
+        return pending(ctx->di * ctx->si, 0);
+    case MALLOC_SHAPE_REALLOC:
+        forget(ctx->di);
+        return pending(ctx->si, 0);
+    case MALLOC_SHAPE_SIZE_SECOND:
+        return pending(ctx->si, 0);
+    case MALLOC_SHAPE_POSIX_MEMALIGN:
+        return pending(ctx->dx, ctx->di);
+    default:
+        return pending(ctx->di, 0);
+    }
 }
 
-/* calloc(count, size) */
-SEC("uprobe")
-int calloc_enter(struct pt_regs *ctx)
-{
-    if (!traced())
-        return 0;
-    return pending(ctx->di * ctx->si);
-}
-
-/* realloc(ptr, size), jemalloc's rallocx(ptr, size, flags): the old block goes, a new one comes. */
-SEC("uprobe")
-int realloc_enter(struct pt_regs *ctx)
-{
-    if (!traced())
-        return 0;
-    forget(ctx->di);
-    return pending(ctx->si);
-}
-
-/* The return of every allocation entry above. */
+/* The return of every allocation function. */
 SEC("uretprobe")
 int alloc_return(struct pt_regs *ctx)
 {
     if (!traced())
         return 0;
     __u64 thread = bpf_get_current_pid_tgid();
-    __u64 *size = bpf_map_lookup_elem(&malloc_pending, &thread);
-    if (!size)
+    struct malloc_pending *call = bpf_map_lookup_elem(&malloc_pending, &thread);
+    if (!call)
         return 0;
     __u64 address = ctx->ax;
-    struct malloc_alloc alloc = {.size = *size, .time_ns = bpf_ktime_get_ns(), .stack_id = 0, .pad = 0};
+    struct malloc_alloc alloc = {.size = call->size, .time_ns = bpf_ktime_get_ns(), .stack_id = 0, .pad = 0};
+    if (call->out) {
+        /* posix_memalign returns 0 and writes the block, or an error and nothing. */
+        void *out = (void *)call->out;
+        address = 0;
+        if (ctx->ax == 0 && bpf_probe_read_user(&address, sizeof address, out) != 0)
+            address = 0;
+    }
     bpf_map_delete_elem(&malloc_pending, &thread);
     bump(&malloc_counters, MALLOC_ALLOC_RETURNS, 1);
     if (!address)

@@ -37,6 +37,7 @@ static long (*bpf_get_stack)(void *ctx, void *buf, __u32 size, __u64 flags) = (v
 static __u64 (*bpf_get_current_cgroup_id)(void) = (void *)80;
 static void *(*bpf_ringbuf_reserve)(void *ringbuf, __u64 size, __u64 flags) = (void *)131;
 static void (*bpf_ringbuf_submit)(void *data, __u64 flags) = (void *)132;
+static __u64 (*bpf_get_attach_cookie)(void *ctx) = (void *)174;
 
 /* struct bpf_perf_event_data on x86_64: the user registers, then these. */
 struct bpf_perf_event_data {
@@ -138,5 +139,18 @@ struct malloc_site_totals {
 #define MALLOC_STACK_LOST 5        /* allocations recorded without a stack (collision, no frame) */
 #define MALLOC_SITES_FULL 6        /* allocations not added to per-stack totals: that map was full */
 #define MALLOC_COUNTERS 7
+
+/* Where an allocation entry finds its arguments: the cookie of its probe. */
+#define MALLOC_SHAPE_SIZE_FIRST 0     /* malloc(size), mallocx(size, flags), valloc(size), pvalloc(size) */
+#define MALLOC_SHAPE_CALLOC 1         /* calloc(count, size) */
+#define MALLOC_SHAPE_REALLOC 2        /* realloc(ptr, size), rallocx(ptr, size, flags) */
+#define MALLOC_SHAPE_SIZE_SECOND 3    /* aligned_alloc(alignment, size), memalign(alignment, size) */
+#define MALLOC_SHAPE_POSIX_MEMALIGN 4 /* posix_memalign(&ptr, alignment, size): the block is written to ptr */
+
+/* An allocation between its entry and its return. */
+struct malloc_pending {
+    __u64 size;
+    __u64 out; /* posix_memalign's result pointer, or 0: the block is the return value */
+};
 
 #endif

@@ -5,12 +5,13 @@
 //! entry points a Rust allocator crate links in (`_rjem_*`, `mi_*`), which sit
 //! beside the libc allocator the process's C code still uses.
 
+use crate::shared;
 use memleak_artifacts::heapprof::{self, Mapping};
 use memleak_artifacts::symbolize;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// Which BPF program an entry point gets.
+/// Where an allocator entry point takes its arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
     /// `malloc(size)`-like: the size in the first argument.
@@ -19,18 +20,24 @@ pub enum Shape {
     Calloc,
     /// `realloc(ptr, size)`-like.
     Realloc,
+    /// `aligned_alloc(alignment, size)`-like: the size in the second argument.
+    SizeSecond,
+    /// `posix_memalign(&ptr, alignment, size)`: the block is written to `ptr`.
+    PosixMemalign,
     /// `free(ptr)`-like.
     Free,
 }
 
 impl Shape {
-    /// The entry program of the object for this shape.
-    pub fn program(self) -> &'static str {
+    /// The cookie of an allocation entry's probe (`MALLOC_SHAPE_*`), None for a free.
+    pub fn cookie(self) -> Option<u64> {
         match self {
-            Shape::Malloc => "malloc_enter",
-            Shape::Calloc => "calloc_enter",
-            Shape::Realloc => "realloc_enter",
-            Shape::Free => "free_enter",
+            Shape::Malloc => Some(shared::MALLOC_SHAPE_SIZE_FIRST),
+            Shape::Calloc => Some(shared::MALLOC_SHAPE_CALLOC),
+            Shape::Realloc => Some(shared::MALLOC_SHAPE_REALLOC),
+            Shape::SizeSecond => Some(shared::MALLOC_SHAPE_SIZE_SECOND),
+            Shape::PosixMemalign => Some(shared::MALLOC_SHAPE_POSIX_MEMALIGN),
+            Shape::Free => None,
         }
     }
 }
@@ -40,9 +47,11 @@ const STANDARD: &[(&str, Shape)] = &[
     ("malloc", Shape::Malloc),
     ("calloc", Shape::Calloc),
     ("realloc", Shape::Realloc),
-    // aligned_alloc, memalign, posix_memalign, valloc and pvalloc are left
-    // out: rare, and each probe adds a grace period to detaching (the
-    // target traps until the last one is gone).
+    ("aligned_alloc", Shape::SizeSecond),
+    ("memalign", Shape::SizeSecond),
+    ("posix_memalign", Shape::PosixMemalign),
+    ("valloc", Shape::Malloc),
+    ("pvalloc", Shape::Malloc),
     ("free", Shape::Free),
     // jemalloc's own API, which Rust's jemalloc allocator calls (unprefixed build).
     ("mallocx", Shape::Malloc),

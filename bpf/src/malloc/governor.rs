@@ -38,6 +38,15 @@ pub fn choose(costs: Costs, rates: Rates, budget: f64, full: bool) -> Option<f64
     allowed.iter().copied().find(|d| cost(costs, rates, *d) <= budget)
 }
 
+/// Frees counted that make a rate, not a burst.
+pub const RATE_FREES: f64 = 100.0;
+
+/// Whether the frees alone, traced at every duty, cost more than `budget`,
+/// from at least `RATE_FREES` of them (`counted`).
+pub fn frees_alone_over(costs: Costs, rates: Rates, counted: f64, budget: f64) -> bool {
+    counted >= RATE_FREES && cost(costs, Rates { allocations_per_attached_s: 0.0, ..rates }, 0.0) > budget
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +66,8 @@ mod tests {
         // Frees alone cost 10 %: no duty fits a 5 % budget.
         let frees = Rates { allocations_per_attached_s: 100_000.0, frees_per_s: 100_000.0 };
         assert_eq!(choose(COSTS, frees, 0.05, false), None);
+        assert!(frees_alone_over(COSTS, frees, 1_000.0, 0.05), "100,000 frees/s cost 10 %");
+        assert!(!frees_alone_over(COSTS, frees, 99.0, 0.05), "99 frees are a burst, not a rate");
+        assert!(!frees_alone_over(COSTS, busy, 1_000.0, 0.05), "100 frees/s cost 0.01 %, whatever the allocations");
     }
 }

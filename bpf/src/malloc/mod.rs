@@ -15,6 +15,7 @@
 mod allocator;
 pub mod calibrate;
 pub mod governor;
+mod multi;
 mod probes;
 mod report;
 mod window;
@@ -88,7 +89,9 @@ pub fn trace(
         _ => (start_maps, Path::new("/").to_path_buf()),
     };
     let (attached, elapsed) = (window.attached, window.elapsed);
-    let allocated_scale = elapsed.as_secs_f64() / attached.as_secs_f64().max(1e-6);
+    // Full mode does not sample: the allocated totals are counts, not estimates
+    // (the time the links took to attach would otherwise scale them up).
+    let allocated_scale = if options.full { 1.0 } else { elapsed.as_secs_f64() / attached.as_secs_f64().max(1e-6) };
     let report = report::read(&probes, &window.segments, end_ns, allocated_scale, &maps, &root);
     drop(probes);
 
