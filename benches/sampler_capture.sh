@@ -125,8 +125,11 @@ doc = {"id": 7, "name": "x" * 200, "tags": ["alpha", "beta", "gamma"] * 20,
 for _ in range(int(sys.argv[1])):
     json.loads(json.dumps(doc))
 PY
-load=(python3 "$work/service.py" "$py_loops")
-load_group=python3
+# The interpreter itself, not a launcher script (pyenv's python3 is a shell script that would be
+# the gated, sampled and captured process instead).
+python=$(python3 -c 'import sys; print(sys.executable)')
+load=("$python" "$work/service.py" "$py_loops")
+load_group=$(basename "$python" | cut -c1-15)
 : >"$work/hits"
 for round in $(seq "$rounds"); do
   declare -A t=()
