@@ -45,7 +45,7 @@ fn make_it_log(port: u16) {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         stream
-            .write_all(b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .write_all(b"POST /api/v1/alerts HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             .unwrap();
         let mut answer = String::new();
         stream.read_to_string(&mut answer).unwrap();

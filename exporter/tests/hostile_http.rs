@@ -57,7 +57,7 @@ fn a_slow_loris_head_and_idle_connections_are_closed_at_the_header_timeout() {
     // A head trickled a byte at a time, never finished.
     let mut loris = connect(exporter.port);
     let trickle = std::thread::spawn(move || {
-        for b in b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ".iter().cycle().take(200) {
+        for b in b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nX-Slow: ".iter().cycle().take(200) {
             if loris.write_all(&[*b]).is_err() {
                 return loris;
             }
@@ -69,7 +69,7 @@ fn a_slow_loris_head_and_idle_connections_are_closed_at_the_header_timeout() {
     let mut silent = connect(exporter.port);
     // A kept-alive connection after a complete exchange.
     let mut kept = connect(exporter.port);
-    kept.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    kept.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     let mut answer = [0; 512];
     let n = kept.read(&mut answer).unwrap();
     let answered = Instant::now();
@@ -94,7 +94,7 @@ fn a_body_shorter_than_its_content_length_gets_408_and_the_connection_closes() {
     let exporter = start(&["--web.body-timeout", "1s"]);
     let mut half = connect(exporter.port);
     half.write_all(
-        b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"vers",
+        b"POST /api/v1/alerts HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"vers",
     )
     .unwrap();
     let (answer, took) = until_closed(&mut half, Duration::from_secs(5));
@@ -127,7 +127,7 @@ fn a_client_that_stops_reading_is_disconnected_at_the_write_timeout() {
         )
     };
     assert_eq!(set, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
-    let requests = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(400);
+    let requests = "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(400);
     greedy.write_all(requests.as_bytes()).unwrap();
     // Long enough for the buffers to fill and the write timeout to pass even when scrapes are slow
     // on a loaded machine (a client reading before the server stalls would get every answer).
@@ -142,10 +142,10 @@ fn a_client_that_stops_reading_is_disconnected_at_the_write_timeout() {
 fn sigterm_with_requests_half_sent_exits_within_the_shutdown_timeout() {
     let exporter = start(&["--web.shutdown-timeout", "1s", "--web.header-timeout", "60s", "--web.body-timeout", "60s"]);
     let mut head = connect(exporter.port);
-    head.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+    head.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n").unwrap();
     let mut body = connect(exporter.port);
     body.write_all(
-        b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        b"POST /api/v1/alerts HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
     )
     .unwrap();
     let idle = connect(exporter.port);
@@ -197,7 +197,7 @@ fn timed_scrape(port: u16) -> Duration {
     let started = Instant::now();
     let mut stream = connect(port);
     stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).unwrap_or_else(|e| panic!("scrape failed after {:?}: {e}", started.elapsed()));
     let text = String::from_utf8_lossy(&answer);
@@ -220,7 +220,7 @@ fn metrics_answer_while_an_attacker_holds_more_connections_than_the_open_file_li
     // From another address (127.0.0.2), then from the scraper's own: idle and half-sent heads.
     for attacker in ["127.0.0.2", "127.0.0.1"] {
         let mut held = hold_connections(attacker, port, 600, b"");
-        held.extend(hold_connections(attacker, port, 600, b"GET /metrics HTTP/1.1\r\nHost: x\r\n"));
+        held.extend(hold_connections(attacker, port, 600, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n"));
         assert!(held.len() >= 1100, "the attack opened {} connections", held.len());
         let attacked: Vec<Duration> = (0..5).map(|_| timed_scrape(port)).collect();
         eprintln!("scrape times: calm {calm:?}; attacked from {attacker}: {attacked:?}");
@@ -239,7 +239,7 @@ fn at_the_cap_busy_connections_are_kept_and_a_newcomer_from_their_address_is_ref
     let port = exporter.port;
     // Two requests in progress (bodies half sent) from 127.0.0.2.
     let busy_head =
-        b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
+        b"POST /api/v1/alerts HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
     let busy = hold_connections("127.0.0.2", port, 2, busy_head);
     std::thread::sleep(Duration::from_millis(300));
     let mut refused = hold_connections("127.0.0.2", port, 1, b"").pop().unwrap();
@@ -267,7 +267,7 @@ fn scrape_timeout_announcements_that_once_panicked_are_ignored() {
         let mut stream = connect(exporter.port);
         write!(
             stream,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Prometheus-Scrape-Timeout-Seconds: {value}\r\nConnection: close\r\n\r\n"
+            "GET /metrics HTTP/1.1\r\nHost: localhost\r\nX-Prometheus-Scrape-Timeout-Seconds: {value}\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let (answer, _) = until_closed(&mut stream, Duration::from_secs(20));
@@ -285,7 +285,7 @@ fn post(port: u16, headers: &str, body: &[u8]) -> (u16, String) {
     let mut stream = connect(port);
     write!(
         stream,
-        "POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /api/v1/alerts HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .unwrap();
@@ -362,7 +362,7 @@ fn flood(format: &str) {
         let mut batch = Vec::new();
         for _ in 0..20 {
             for (content_type, body) in [("application/json", escaping.as_str()), ("text/plain", "")] {
-                write!(batch, "POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+                write!(batch, "POST /api/v1/alerts HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
                 sent += 1;
             }
         }
@@ -372,7 +372,7 @@ fn flood(format: &str) {
         while stream.read(&mut buf).is_ok_and(|n| n > 0) {}
     }
     // The last request closes the connection once every answer before it is out: the flood is over.
-    stream.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    stream.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
     until_closed(&mut stream, Duration::from_secs(60));
     let flood_lasted = started.elapsed();
     // The suppressed counts come once the flood is over.
@@ -406,7 +406,7 @@ fn webhook_bodies_arriving_together_stay_within_their_memory_budget() {
     let exporter = start(&["--web.body-timeout", "60s"]);
     let port = exporter.port;
     // Sixteen bodies of 1 MiB announced and slowly coming fill the 16 MiB budget.
-    let announced = b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1048576\r\n\r\n{";
+    let announced = b"POST /api/v1/alerts HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1048576\r\n\r\n{";
     let slow = hold_connections("127.0.0.1", port, 16, announced);
     std::thread::sleep(Duration::from_millis(300));
     let (status, answer) = post(port, "Content-Type: application/json\r\n", ALERT.as_bytes());
