@@ -115,7 +115,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         sink.push_metrics_every(otlp.interval, Arc::clone(&scraper), web.scrape_timeout);
         crate::otlp::events::start(sink, &scraper, &roots);
         sink.push_collector_profiles_every(otlp.interval, crate::otlp::collector_profiles::of(&built.profiles));
-        tracing::info!(metrics = %otlp.metrics.url, logs = %otlp.logs.url, profiles = %otlp.profiles.url, interval = ?otlp.interval, "pushing over OTLP");
+        let shown = |url: &str| crate::options::otlp::redacted_url(url);
+        tracing::info!(metrics = shown(&otlp.metrics.url), logs = shown(&otlp.logs.url), profiles = shown(&otlp.profiles.url), interval = ?otlp.interval, "pushing over OTLP");
     }
     // The start-up probe runs beside serving: a collector slow to start (eBPF naming the frames of
     // its first samples) must not hold up /-/ready; a scrape meanwhile waits for that collector.

@@ -464,7 +464,8 @@ fn a_web_config_that_cannot_serve_stops_the_start_naming_the_file_and_the_key() 
         (format!("{tls}  cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA]\n"), "not implemented by rustls"),
         (format!("{tls}  curve_preferences: [CurveP521]\n"), "CurveP521"),
         (format!("{tls}  client_auth_type: RequireAndVerifyClientCert\n"), "set client_ca_file"),
-        (format!("{tls}  client_auth_type: Sometimes\n"), "Sometimes"),
+        (format!("{tls}  client_auth_type: Sometimes\n"), "client_auth_type: unknown value"),
+        ("basic_auth_users:\n  a: x\n  a: y\n".into(), "user `a` is listed twice"),
         (format!("{tls}  client_allowed_sans: [a]\n"), "client_allowed_sans is not supported"),
         ("http_server_config:\n  headers:\n    Server: x\n".into(), "cannot be set; the headers that can are"),
         ("http_server_config:\n  http2: true\n".into(), "HTTP/1.1 only"),
@@ -480,7 +481,33 @@ fn a_web_config_that_cannot_serve_stops_the_start_naming_the_file_and_the_key() 
         assert_eq!(code, 2, "{yaml:?}: {stderr}");
         assert!(stderr.contains(needle), "--config.check {yaml:?}: {stderr}");
     }
+    // Secrets put where they do not belong are named by their key, never echoed.
+    let Some(hash) = bcrypt("pw", 4) else { return };
+    let key = std::fs::read_to_string(pki.path("server.key")).unwrap();
+    let key_line = key.lines().nth(1).unwrap();
+    let pem = key.lines().collect::<Vec<_>>().join("\n    ");
+    for (yaml, needle) in [
+        (format!("basic_auth_users:\n  prom:{hash}\n"), "basic_auth_users"),
+        (format!("{tls}  client_auth_type: |\n    {pem}\n"), "client_auth_type: unknown value"),
+        (
+            format!("{tls}  prefer_server_cipher_suites: \"{}\"\n", key.replace('\n', "\\n")),
+            "prefer_server_cipher_suites",
+        ),
+    ] {
+        let (code, stderr, _) = run_with(&pki, &yaml, &["--config.check"]);
+        assert_eq!(code, 2, "{yaml:?}: {stderr}");
+        assert!(stderr.contains(needle), "{yaml:?}: {stderr}");
+        assert!(!stderr.contains(&hash[7..]) && !stderr.contains(key_line), "a secret was echoed: {stderr}");
+    }
     let (code, stderr, _) = run_with(&pki, tls, &["--config.check"]);
+    assert_eq!(code, 0, "{stderr}");
+    // Cost 3: libxcrypt's hash with the cost bcrypt refuses to check (so no password would match).
+    let low = hash.replacen("$04$", "$03$", 1);
+    let (code, stderr, _) = run_with(&pki, &format!("basic_auth_users:\n  a: '{low}'\n"), &["--config.check"]);
+    assert!(code == 2 && stderr.contains("basic_auth_users.a: bcrypt cost 3 is outside 4..=31"), "{stderr}");
+    // The toolkit's older name of RequireAnyClientCert.
+    let (code, stderr, _) =
+        run_with(&pki, &format!("{tls}  client_auth_type: RequireClientCert\n"), &["--config.check"]);
     assert_eq!(code, 0, "{stderr}");
     // The shipped example, with the files it names.
     std::fs::copy(pki.path("ca.crt"), pki.path("clients-ca.crt")).unwrap();

@@ -142,14 +142,25 @@ fn is_set(value: &Value) -> bool {
     !(value.is_null() || value.as_array().is_some_and(Vec::is_empty))
 }
 
-/// `group_by=cgroup max_groups=7`: the set options as the user wrote them, by key.
+/// `group_by=cgroup max_groups=7`: the set options as the user wrote them, by key, without
+/// secrets: URLs lose their user and password, `headers` their values.
 fn in_words<O: Options>(options: &O) -> String {
     let Ok(Value::Object(fields)) = serde_json::to_value(options) else { return String::new() };
     let mut words: Vec<String> = fields
         .iter()
         .filter(|(_, v)| is_set(v))
         .map(|(k, v)| match v {
-            Value::String(s) => format!("{k}={s}"),
+            Value::String(s) => format!("{k}={}", otlp::redacted_url(s)),
+            Value::Array(items) if k == "headers" => {
+                let names: Vec<String> = items
+                    .iter()
+                    .map(|i| {
+                        let name = i.as_str().and_then(|h| h.split_once('=')).map_or("", |(name, _)| name.trim());
+                        format!("{name}=<redacted>")
+                    })
+                    .collect();
+                format!("{k}={}", names.join(","))
+            }
             Value::Array(items) => {
                 let items: Vec<String> =
                     items.iter().map(|i| i.as_str().map_or_else(|| flow(i), str::to_owned)).collect();
@@ -242,6 +253,16 @@ mod tests {
         let cmd = augment::<Sample>(Command::new("t").no_binary_name(true), &group());
         let matches = cmd.try_get_matches_from(args)?;
         settle::<Sample>(&matches, &ConfigFile::from_text(yaml), &group())
+    }
+
+    #[test]
+    fn the_summary_shows_no_password_and_no_header_value() {
+        let given = in_words(&otlp::Options {
+            endpoint: Some("http://u:pw@host:4317".into()),
+            headers: vec!["authorization=Bearer s3cr3t".into(), "tenant=a".into()],
+            ..otlp::Options::default()
+        });
+        assert_eq!(given, "endpoint=http://host:4317 headers=authorization=<redacted>,tenant=<redacted>");
     }
 
     #[test]

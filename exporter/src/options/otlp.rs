@@ -185,10 +185,10 @@ impl Options {
         }
         let mut resource_attributes = Vec::new();
         let listed = env("OTEL_RESOURCE_ATTRIBUTES".into()).map(|f| f.value).unwrap_or_default();
-        for pair in listed.split(',').filter(|p| !p.trim().is_empty()) {
-            resource_attributes.push(key_value(pair.trim(), true).map_err(|_| {
+        for (n, pair) in listed.split(',').filter(|p| !p.trim().is_empty()).enumerate() {
+            resource_attributes.push(key_value(pair.trim(), true, n + 1).map_err(|why| {
                 OptionError::environment(format!(
-                    "OTEL_RESOURCE_ATTRIBUTES={listed:?}: {pair:?} is not KEY=VALUE (a comma-separated list, \
+                    "OTEL_RESOURCE_ATTRIBUTES: {why} (a comma-separated list of KEY=VALUE, \
                      e.g. deployment.environment=prod,service.namespace=shop)"
                 ))
             })?);
@@ -253,24 +253,7 @@ impl Options {
                 (Found { value: value.to_owned(), from: "the default".to_owned() }, true)
             }
         };
-        if !(endpoint.value.starts_with("http://") || endpoint.value.starts_with("https://")) {
-            return Err(invalid(
-                "endpoint",
-                &endpoint.from,
-                format!(
-                    "{}={:?}: must start with http:// or https://, e.g. http://localhost:4317",
-                    endpoint.from, endpoint.value
-                ),
-            ));
-        }
-        // A port past 65535 or a missing host would otherwise fail every push, not the start.
-        if let Err(e) = reqwest::Url::parse(&endpoint.value) {
-            return Err(invalid(
-                "endpoint",
-                &endpoint.from,
-                format!("{}={:?}: {e}, e.g. http://localhost:4317", endpoint.from, endpoint.value),
-            ));
-        }
+        check_endpoint(&endpoint)?;
         let url = match protocol {
             Protocol::HttpProtobuf if is_base => {
                 format!("{}{}", endpoint.value.trim_end_matches('/'), signal.http_path())
@@ -279,20 +262,22 @@ impl Options {
             Protocol::HttpProtobuf => endpoint.value,
         };
         // The variables' form: a comma-separated, percent-encoded list; an error names the variable.
+        // Header values are credentials: errors name the variable and the key, never a value.
         let listed = |f: Found| -> Result<Vec<(String, String)>, OptionError> {
             f.value
                 .split(',')
                 .filter(|p| !p.trim().is_empty())
-                .map(|p| {
-                    header(p.trim(), true)
-                        .map_err(|e| invalid("header", &f.from, format!("{}={:?}: {}", f.from, f.value, e.message)))
+                .enumerate()
+                .map(|(n, p)| {
+                    header(p.trim(), true, n + 1)
+                        .map_err(|e| invalid("header", &f.from, format!("{}: {}", f.from, e.message)))
                 })
                 .collect()
         };
         let headers: Vec<(String, String)> = match own("HEADERS") {
             Some(f) => listed(f)?,
             None if !self.headers.is_empty() => {
-                self.headers.iter().map(|p| header(p, false)).collect::<Result<_, _>>()?
+                self.headers.iter().enumerate().map(|(n, p)| header(p, false, n + 1)).collect::<Result<_, _>>()?
             }
             None => generic("HEADERS").map(listed).transpose()?.unwrap_or_default(),
         };
@@ -338,58 +323,101 @@ fn millis(found: Option<Found>, key: &'static str) -> Result<Option<Duration>, O
         .transpose()
 }
 
-/// `KEY=VALUE`; the environment's form is percent-encoded (W3C baggage style).
-fn header(pair: &str, percent_encoded: bool) -> Result<(String, String), OptionError> {
-    let (key, value) = key_value(pair, percent_encoded).map_err(|e| OptionError::new("header", e))?;
+/// Refuses an endpoint the transport could not use, so that it fails the start, not every push.
+/// The value is shown without its userinfo, which may hold a password.
+fn check_endpoint(endpoint: &Found) -> Result<(), OptionError> {
+    let refuse = |why: String| {
+        Err(invalid(
+            "endpoint",
+            &endpoint.from,
+            format!("{}={:?}: {why}", endpoint.from, redacted_url(&endpoint.value)),
+        ))
+    };
+    if !(endpoint.value.starts_with("http://") || endpoint.value.starts_with("https://")) {
+        return refuse("must start with http:// or https://, e.g. http://localhost:4317".into());
+    }
+    let url = match reqwest::Url::parse(&endpoint.value) {
+        Ok(url) => url,
+        Err(e) => return refuse(format!("{e}, e.g. http://localhost:4317")),
+    };
+    // The signal's path is appended to the endpoint: a query or fragment would swallow it.
+    if url.query().is_some() || url.fragment().is_some() {
+        return refuse("must not have a query (?...) or a fragment (#...), e.g. http://collector:4318/base".into());
+    }
+    if url.port() == Some(0) {
+        return refuse("port 0 is not a port a receiver listens on, e.g. http://localhost:4317".into());
+    }
+    Ok(())
+}
+
+/// `url` without the user and password of its authority, for logs and messages.
+pub fn redacted_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..scheme_end], &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// The `n`th `KEY=VALUE` pair; the environment's form is percent-encoded (W3C baggage style).
+/// Errors name the pair by its key (or position), never by its value.
+fn header(pair: &str, percent_encoded: bool, n: usize) -> Result<(String, String), OptionError> {
+    let (key, value) = key_value(pair, percent_encoded, n).map_err(|e| OptionError::new("header", e))?;
     // Checked here, not at the first push: a header the transport cannot send would otherwise
     // pass --config.check and stop the exporter at start.
     if reqwest::header::HeaderName::from_bytes(key.as_bytes()).is_err() {
         return Err(OptionError::new(
             "header",
-            format!("{pair:?}: {key:?} is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)"),
+            format!("{key:?} is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)"),
         ));
     }
     if reqwest::header::HeaderValue::from_str(&value).is_err() {
-        return Err(OptionError::new(
-            "header",
-            format!(
-                "{pair:?}: the value of {key:?} is not a valid header value (no line breaks or control characters; \
-                 percent-encode them in the OTEL_* variables)"
-            ),
-        ));
+        let fix = if percent_encoded {
+            "it decodes to a line break or control character, which no header may carry: remove it"
+        } else {
+            "a header may not carry line breaks or control characters"
+        };
+        return Err(OptionError::new("header", format!("the value of {key:?} is not a valid header value ({fix})")));
     }
     Ok((key, value))
 }
 
-/// `KEY=VALUE`, trimmed, percent-decoded when the form is the variables'.
-fn key_value(pair: &str, percent_encoded: bool) -> Result<(String, String), String> {
-    let (key, value) =
-        pair.split_once('=').filter(|(k, _)| !k.trim().is_empty()).ok_or_else(|| format!("{pair:?}: use KEY=VALUE"))?;
-    let decode = |s: &str| if percent_encoded { percent_decode(s.trim()) } else { s.trim().to_owned() };
-    Ok((decode(key), decode(value)))
+/// The `n`th `KEY=VALUE`, trimmed, percent-decoded when the form is the variables'.
+fn key_value(pair: &str, percent_encoded: bool, n: usize) -> Result<(String, String), String> {
+    let Some((key, value)) = pair.split_once('=').filter(|(k, _)| !k.trim().is_empty()) else {
+        return Err(format!("pair {n} is not KEY=VALUE"));
+    };
+    if !percent_encoded {
+        return Ok((key.trim().to_owned(), value.trim().to_owned()));
+    }
+    let key = percent_decode(key.trim()).map_err(|why| format!("the key of pair {n} {why}"))?;
+    let value = percent_decode(value.trim()).map_err(|why| format!("the value of {key:?} {why}"))?;
+    Ok((key, value))
 }
 
-fn percent_decode(text: &str) -> String {
+/// Decodes `%XX`; a `%` without two hex digits, or bytes that are not UTF-8, are errors.
+fn percent_decode(text: &str) -> Result<String, &'static str> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
+        if bytes[i] != b'%' {
+            out.push(bytes[i]);
+            i += 1;
+            continue;
+        }
         let hex = bytes
             .get(i + 1..i + 3)
             .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
+            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .ok_or("has a '%' not followed by two hex digits (write a literal '%' as %25)")?;
+        out.push(hex);
+        i += 3;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).map_err(|_| "percent-decodes to bytes that are not UTF-8")
 }
 
 #[cfg(test)]
@@ -493,10 +521,61 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_header_variable_is_named_in_the_error() {
-        let env = [("OTEL_EXPORTER_OTLP_HEADERS", "a=b,,=c")];
-        let err = resolve(Options::default(), &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"), env[0]]).unwrap_err();
-        assert!(err.message.contains("OTEL_EXPORTER_OTLP_HEADERS") && err.message.contains("=c"), "{err}");
+    fn a_bad_header_variable_is_named_in_the_error_with_the_pair_but_never_a_value() {
+        let bad = |headers: &str| {
+            let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"), ("OTEL_EXPORTER_OTLP_HEADERS", headers)];
+            resolve(Options::default(), &env).unwrap_err().to_string()
+        };
+        let err = bad("a=b,,=c");
+        assert!(err.contains("OTEL_EXPORTER_OTLP_HEADERS") && err.contains("pair 2"), "{err}");
+        let err = bad("authorization=Bearer%20s3cr3t,bad key=1");
+        assert!(err.contains("OTEL_EXPORTER_OTLP_HEADERS") && err.contains("\"bad key\""), "{err}");
+        assert!(!err.contains("s3cr3t") && !err.contains("=1"), "a value leaked: {err}");
+        let err = bad("authorization=s3cr3t%0D%0Ax: y");
+        assert!(err.contains("decodes to a line break") && !err.contains("s3cr3t"), "{err}");
+        let flag = Options {
+            endpoint: Some("http://c:4317".into()),
+            headers: vec!["a=s3cr\n3t".into()],
+            ..Options::default()
+        };
+        let err = resolve(flag, &[]).unwrap_err().to_string();
+        assert!(err.contains("\"a\"") && !err.contains("s3cr") && !err.contains("percent-encode"), "{err}");
+    }
+
+    #[test]
+    fn bad_percent_encoding_is_refused_in_headers_and_resource_attributes() {
+        for variable in ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_LOGS_HEADERS", "OTEL_RESOURCE_ATTRIBUTES"] {
+            for (value, why) in [("a=%ZZ", "two hex digits"), ("b=%FF", "not UTF-8"), ("c=50%", "two hex digits")] {
+                let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"), (variable, value)];
+                let err = resolve(Options::default(), &env).unwrap_err().to_string();
+                assert!(err.contains(variable) && err.contains(why), "{variable}={value}: {err}");
+            }
+        }
+        let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"), ("OTEL_RESOURCE_ATTRIBUTES", "k=%C3%A9%25")];
+        assert_eq!(
+            resolve(Options::default(), &env).unwrap().unwrap().resource_attributes,
+            vec![("k".into(), "é%".into())]
+        );
+    }
+
+    #[test]
+    fn an_endpoint_with_a_query_a_fragment_or_port_0_is_refused_and_never_shown_with_its_password() {
+        for bad in ["http://h:4318/base?x=1", "http://h:4318/base#frag", "http://h:0", "https://u:pw@h:0/x"] {
+            let err = resolve(Options { endpoint: Some(bad.into()), ..Options::default() }, &[]).unwrap_err();
+            assert_eq!(err.key, "endpoint", "{bad}: {}", err.message);
+            assert!(!err.message.contains("pw"), "{}", err.message);
+        }
+        let env = [("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://h:4318/v1/metrics?x")];
+        assert!(resolve(Options::default(), &env).unwrap_err().message.contains("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"));
+    }
+
+    #[test]
+    fn redacted_urls_lose_user_and_password_only() {
+        assert_eq!(redacted_url("http://u:pw@host:4317"), "http://host:4317");
+        assert_eq!(redacted_url("https://u@h/p@q"), "https://h/p@q");
+        assert_eq!(redacted_url("http://a:b@c@h:1/x"), "http://h:1/x");
+        assert_eq!(redacted_url("http://host:4317/v1/logs"), "http://host:4317/v1/logs");
+        assert_eq!(redacted_url("collector:4317"), "collector:4317");
     }
 
     #[test]

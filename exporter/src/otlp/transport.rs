@@ -42,7 +42,12 @@ impl Transport {
         match config.protocol {
             Protocol::Grpc => {
                 let mut endpoint = Endpoint::from_shared(config.url.clone())
-                    .map_err(|e| anyhow::anyhow!("--otlp.endpoint {}: not a URL: {e}", config.url))?
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "--otlp.endpoint {}: not a URL: {e}",
+                            crate::options::otlp::redacted_url(&config.url)
+                        )
+                    })?
                     .timeout(config.timeout)
                     .connect_timeout(config.timeout);
                 if config.url.starts_with("https://") {
@@ -222,11 +227,13 @@ async fn http(
     } else {
         body
     };
+    // The URL may carry a password: shown without it, and reqwest's error is kept from repeating it.
+    let shown = crate::options::otlp::redacted_url(url);
     let response = request.body(body).send().await.map_err(|e| Failure {
-        message: format!("POST {url}: {}", error_chain(&e)),
+        unreachable: e.is_connect() || e.is_timeout(),
+        message: format!("POST {shown}: {}", error_chain(&e.without_url())),
         retryable: true,
         retry_after: None,
-        unreachable: e.is_connect() || e.is_timeout(),
     })?;
     let status = response.status();
     if status.is_success() {
@@ -239,7 +246,7 @@ async fn http(
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
     Err(Failure {
-        message: format!("POST {url}: HTTP {status}"),
+        message: format!("POST {shown}: HTTP {status}"),
         retryable: http_retryable(status.as_u16()),
         retry_after,
         unreachable: false,

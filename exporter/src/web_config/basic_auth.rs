@@ -21,6 +21,12 @@ use subtle::ConstantTimeEq;
 
 /// Successful checks remembered.
 const CACHE_ENTRIES: usize = 128;
+/// The bcrypt costs that bcrypt checks at all.
+const MIN_COST: u32 = 4;
+const MAX_COST: u32 = 31;
+/// Above it a check takes long enough (2^cost rounds, checks one at a time) that a client
+/// sending wrong passwords delays every scrape that misses the cache by seconds.
+pub const SLOW_COST: u32 = 12;
 
 /// The users of the file, hashes validated.
 #[derive(Debug, Default)]
@@ -33,13 +39,23 @@ impl Users {
             if user.is_empty() || user.contains(':') {
                 return Err(format!("basic_auth_users: user name {user:?} must be non-empty and without ':'"));
             }
-            HashParts::from_str(hash).map_err(|e| {
-                format!(
-                    "basic_auth_users.{user}: not a bcrypt hash ({e}); make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`"
-                )
-            })?;
+            let make_one = "make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`";
+            let parts = HashParts::from_str(hash)
+                .map_err(|e| format!("basic_auth_users.{user}: not a bcrypt hash ({e}); {make_one}"))?;
+            // Outside 4..=31 bcrypt (and Go) refuse to check: no password would ever match.
+            let cost = parts.get_cost();
+            if !(MIN_COST..=MAX_COST).contains(&cost) {
+                return Err(format!(
+                    "basic_auth_users.{user}: bcrypt cost {cost} is outside {MIN_COST}..={MAX_COST}; {make_one}"
+                ));
+            }
         }
         Ok(Users(users))
+    }
+
+    /// The highest bcrypt cost of the users' hashes (0 without users).
+    pub fn highest_cost(&self) -> u32 {
+        self.0.values().filter_map(|h| HashParts::from_str(h).ok()).map(|p| p.get_cost()).max().unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -195,5 +211,21 @@ mod tests {
     fn bad_hashes_name_the_user() {
         let err = Users::parse(BTreeMap::from([("bob".to_owned(), "plaintext".to_owned())])).unwrap_err();
         assert!(err.contains("basic_auth_users.bob") && err.contains("bcrypt") && !err.contains("plaintext"), "{err}");
+    }
+
+    #[test]
+    fn costs_bcrypt_cannot_check_are_refused() {
+        let real = bcrypt::hash("x", 4).unwrap();
+        let with_cost = |cost: &str| format!("$2b${cost}{}", &real[6..]);
+        for cost in ["03", "00", "32", "99"] {
+            let err = Users::parse(BTreeMap::from([("bob".to_owned(), with_cost(cost))])).unwrap_err();
+            assert!(err.contains("basic_auth_users.bob") && err.contains("outside 4..=31"), "{cost}: {err}");
+        }
+        // bcrypt itself agrees: below 4 it refuses to check at all.
+        assert!(bcrypt::verify("x", &with_cost("03")).is_err());
+        let users =
+            Users::parse(BTreeMap::from([("a".to_owned(), with_cost("04")), ("b".to_owned(), with_cost("13"))]))
+                .unwrap();
+        assert_eq!(users.highest_cost(), 13);
     }
 }

@@ -23,14 +23,17 @@ impl ClientAuth {
         Ok(match name.unwrap_or("NoClientCert") {
             "" | "NoClientCert" => ClientAuth::None,
             "RequestClientCert" => ClientAuth::Request,
-            "RequireAnyClientCert" => ClientAuth::RequireAny,
+            // RequireClientCert: the toolkit's older name, which it still accepts.
+            "RequireAnyClientCert" | "RequireClientCert" => ClientAuth::RequireAny,
             "VerifyClientCertIfGiven" => ClientAuth::VerifyIfGiven,
             "RequireAndVerifyClientCert" => ClientAuth::RequireAndVerify,
-            other => {
-                return Err(format!(
-                    "client_auth_type {other:?}: unknown; use NoClientCert, RequestClientCert, RequireAnyClientCert, \
+            // Not echoed: a value pasted into the wrong key may be a key or a password.
+            _ => {
+                return Err(
+                    "client_auth_type: unknown value; use NoClientCert, RequestClientCert, RequireAnyClientCert, \
                      VerifyClientCertIfGiven or RequireAndVerifyClientCert"
-                ));
+                        .into(),
+                );
             }
         })
     }

@@ -15,7 +15,6 @@ mod format;
 mod response_headers;
 mod tls;
 
-use anyhow::Context;
 use axum::http::{HeaderName, HeaderValue};
 use basic_auth::Users;
 pub use basic_auth::Verifier;
@@ -47,10 +46,8 @@ impl WebConfig {
     pub fn load(path: &Path) -> anyhow::Result<WebConfig> {
         let text = crate::bounded_file::read_text(path, MAX_BYTES, "--web.config.file")?;
         let shown = path.display();
-        let file: format::File = serde_norway::from_str::<Option<format::File>>(&text)
-            .with_context(|| format!("--web.config.file {shown}"))?
-            .unwrap_or_default();
         let invalid = |why: String| anyhow::anyhow!("--web.config.file {shown}: {why}");
+        let file = format::parse(&text).map_err(invalid)?;
         if file.rate_limit.is_some() {
             return Err(invalid(
                 "rate_limit is not supported: the exporter bounds clients with --web.max-connections and its timeouts"
@@ -63,6 +60,15 @@ impl WebConfig {
         let headers =
             file.http_server_config.map(|h| response_headers::parse(&h.headers)).transpose().map_err(invalid)?;
         let users = Users::parse(file.basic_auth_users.unwrap_or_default()).map_err(invalid)?;
+        if users.highest_cost() > basic_auth::SLOW_COST {
+            tracing::warn!(
+                file = %shown,
+                cost = users.highest_cost(),
+                "basic_auth_users: a bcrypt cost above {} makes each password check slow, and checks run one at a time: \
+                 wrong passwords sent in a loop delay scrapes by seconds; use cost 10 or less (see docs/web-config.md)",
+                basic_auth::SLOW_COST
+            );
+        }
         let mut files = vec![path.to_owned()];
         let dir = path.parent().unwrap_or(Path::new("."));
         let tls = match &file.tls_server_config {
