@@ -18,14 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=${1:-3}
 cargo build --release -q -p memleak-exporter
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. benches/scratch.sh
 
 GOCACHE="$work/go" HOME="$work/go" GO111MODULE=off go build -o "$work/leakysvc" exporter/tests/helpers/leakysvc.go
 "$work/leakysvc" > "$work/svc.addr" 2>/dev/null & pids+=($!)

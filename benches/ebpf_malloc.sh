@@ -30,14 +30,7 @@ service=${2:-100000}
 command -v bpftrace >/dev/null || { echo "ebpf_malloc.sh: needs bpftrace (Debian package bpftrace)" >&2; exit 1; }
 exporter=${EXPORTER:-target/release/memleak-exporter}
 [ -n "${EXPORTER:-}" ] || cargo build --release -q -p memleak-exporter
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. benches/scratch.sh
 
 cc -O2 -fno-omit-frame-pointer -fno-optimize-sibling-calls -o "$work/malloc_churn" bpf/tests/helpers/malloc_churn.c
 mkdir "$work/lib"

@@ -21,14 +21,7 @@ if [ -z "$bin" ]; then
   cargo build --release -q -p memleak-exporter
   bin=target/release/memleak-exporter
 fi
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. benches/scratch.sh
 
 # 1,000 sleeping processes under 100 command names (comm is the name of the path executed).
 mkdir -p "$work/bin"
