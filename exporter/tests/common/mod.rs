@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod captures;
+pub mod prometheus;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
