@@ -118,17 +118,10 @@ echo "  massif / plain        $(ratio '$6 / $5')"
 echo "  sampled allocations per captured run: $(sort -g "$work/hits" | tr '\n' ' ')"
 
 # The service-like load: the same three configurations on a Python JSON loop.
-cat >"$work/service.py" <<'PY'
-import json, sys
-doc = {"id": 7, "name": "x" * 200, "tags": ["alpha", "beta", "gamma"] * 20,
-       "items": [{"sku": "s%d" % i, "price": i * 1.5, "note": "n" * (i % 90)} for i in range(40)]}
-for _ in range(int(sys.argv[1])):
-    json.loads(json.dumps(doc))
-PY
 # The interpreter itself, not a launcher script (pyenv's python3 is a shell script that would be
 # the gated, sampled and captured process instead).
 python=$(python3 -c 'import sys; print(sys.executable)')
-load=("$python" "$work/service.py" "$py_loops")
+load=("$python" benches/workload/json_service.py "$py_loops")
 load_group=$(basename "$python" | cut -c1-15)
 : >"$work/hits"
 for round in $(seq "$rounds"); do

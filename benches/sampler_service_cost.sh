@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark (not a test), as root: the sampler's cost on the issue's service-like load (a CPython
-# JSON encode/decode loop), where the effect (~1 %) is ten times smaller than the spread of CPU time
-# between identical runs on a shared VM (±15 %), so a timed ratio (benches/sampler_capture.sh) can
-# neither show nor refute it. Composed instead from quantities that can be measured precisely:
+# JSON encode/decode loop, benches/workload/json_service.py), where the effect (~1 %) is ten times
+# smaller than the spread of CPU time between identical runs on a shared VM (±15 %), so a timed
+# ratio (benches/sampler_capture.sh) can neither show nor refute it. Composed instead from quantities that can be measured precisely:
 #   idle      instructions executed with the sampler preloaded / without (valgrind's cachegrind,
 #             exact and repeatable with PYTHONHASHSEED fixed); the same ratio for mallocbench is
 #             printed next to it to compare with the timed ratios of benches/sampler_overhead.sh
@@ -25,13 +25,6 @@ source benches/scratch.sh
 cargo build --release -q -p memleak-sampler
 sampler=$PWD/target/release/libmemleak_sampler.so
 cc -O2 -o "$work/mallocbench" benches/workload/mallocbench.c
-cat >"$work/service.py" <<'PY'
-import json, sys
-doc = {"id": 7, "name": "x" * 200, "tags": ["alpha", "beta", "gamma"] * 20,
-       "items": [{"sku": "s%d" % i, "price": i * 1.5, "note": "n" * (i % 90)} for i in range(40)]}
-for _ in range(int(sys.argv[1])):
-    json.loads(json.dumps(doc))
-PY
 # The interpreter itself: pyenv's python3 is a launcher script.
 python=$(python3 -c 'import sys; print(sys.executable)')
 export PYTHONHASHSEED=0
@@ -44,17 +37,17 @@ ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2
 
 # Instructions of the loop alone: a run of 0 iterations is subtracted from each.
 py_loops=$((loops / 10))
-py_plain=$(($(instructions "" "$python" "$work/service.py" "$py_loops") - $(instructions "" "$python" "$work/service.py" 0)))
-py_idle=$(($(instructions "$sampler" "$python" "$work/service.py" "$py_loops") - $(instructions "$sampler" "$python" "$work/service.py" 0)))
+py_plain=$(($(instructions "" "$python" benches/workload/json_service.py "$py_loops") - $(instructions "" "$python" benches/workload/json_service.py 0)))
+py_idle=$(($(instructions "$sampler" "$python" benches/workload/json_service.py "$py_loops") - $(instructions "$sampler" "$python" benches/workload/json_service.py 0)))
 mb_plain=$(instructions "" "$work/mallocbench" 200000)
 mb_idle=$(instructions "$sampler" "$work/mallocbench" 200000)
 idle=$(ratio "$py_idle" "$py_plain")
 
 hits=$(bpftrace -e "uprobe:$sampler:memleak_sampler_alloc { @a = count(); } uprobe:$sampler:memleak_sampler_free { @f = count(); }" \
-  -c "/usr/bin/env LD_PRELOAD=$sampler $python $work/service.py $loops" 2>/dev/null | sed -n 's/^@[af]: //p' | tr '\n' ' ')
+  -c "/usr/bin/env LD_PRELOAD=$sampler $python benches/workload/json_service.py $loops" 2>/dev/null | sed -n 's/^@[af]: //p' | tr '\n' ' ')
 read -r alloc_hits free_hits <<<"$hits"
 cpu_ns=$(for _ in 1 2 3; do
-  /usr/bin/time -f '%U %S' "$python" "$work/service.py" "$loops" 2>&1 >/dev/null | awk '{ printf "%.0f\n", ($1 + $2) * 1e9 }'
+  /usr/bin/time -f '%U %S' "$python" benches/workload/json_service.py "$loops" 2>&1 >/dev/null | awk '{ printf "%.0f\n", ($1 + $2) * 1e9 }'
 done | sort -g | head -1)
 
 benches/sampler_hit_cost.sh "$hit_runs" 50 >"$work/hit_cost" 2>/dev/null
