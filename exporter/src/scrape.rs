@@ -3,7 +3,7 @@
 
 use crate::self_metrics::{
     BUILD_INFO, CAPTURE_DURATION, CAPTURE_REJECTIONS, CAPTURE_REQUESTS, CAPTURES, COLLECTOR_DURATION,
-    COLLECTOR_SUCCESS, Counters, ERRORS, OTLP_DROPPED, OTLP_SENT, WEBHOOK_REQUESTS,
+    COLLECTOR_SUCCESS, Counters, ERRORS, HTTP_REFUSED, OTLP_DROPPED, OTLP_SENT, WEBHOOK_REQUESTS,
 };
 use memleak_signals::{Collection, Collector, MetricSet, Problem, ProblemKind, ScrapeContext};
 use std::collections::HashSet;
@@ -129,9 +129,16 @@ impl Scraper {
             self.log_problems(id, &out.problems);
             set.append(out.metrics);
         }
-        for spec in
-            [&ERRORS, &WEBHOOK_REQUESTS, &CAPTURE_REQUESTS, &CAPTURES, &CAPTURE_REJECTIONS, &OTLP_SENT, &OTLP_DROPPED]
-        {
+        for spec in [
+            &ERRORS,
+            &WEBHOOK_REQUESTS,
+            &CAPTURE_REQUESTS,
+            &CAPTURES,
+            &CAPTURE_REJECTIONS,
+            &OTLP_SENT,
+            &OTLP_DROPPED,
+            &HTTP_REFUSED,
+        ] {
             self.counters.emit(spec, &mut set);
         }
         self.counters.emit_histogram(&CAPTURE_DURATION, &mut set);

@@ -66,6 +66,14 @@ pub static OTLP_DROPPED: MetricSpec = MetricSpec::counter(
      limit: past the bound on one export).",
     &["signal", "reason"],
 );
+pub static HTTP_REFUSED: MetricSpec = MetricSpec::counter(
+    "memleak_exporter_http_refused_total",
+    "Connections and requests the HTTP server refused before any route, by reason (unauthorized: basic auth \
+     failed, answered 401; tls_handshake: the TLS handshake failed; tls_timeout: no handshake within \
+     --web.header-timeout; plain_http: plain HTTP on the TLS port, answered 400; connection_limit: refused \
+     at --web.max-connections, answered 503; evicted: closed at the limit to admit another address).",
+    &["reason"],
+);
 
 /// Every self metric, for the README table and the naming test (`collectors::metric_families`).
 pub static ALL: &[&MetricSpec] = &[
@@ -80,6 +88,7 @@ pub static ALL: &[&MetricSpec] = &[
     &CAPTURE_DURATION,
     &OTLP_SENT,
     &OTLP_DROPPED,
+    &HTTP_REFUSED,
 ];
 
 /// A series of the counters: its metric name and label values.

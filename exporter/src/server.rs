@@ -8,6 +8,7 @@ use crate::capture::{Captures, poller};
 use crate::cli::Settings;
 use crate::collectors::{self, COLLECTORS};
 use crate::heap_profile;
+use crate::http::refusals::Refusals;
 use crate::http::{self, Limits};
 use crate::latest_profiles::LatestProfiles;
 use crate::scrape::Scraper;
@@ -126,7 +127,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     drop(tokio::task::spawn_blocking(move || probing.probe(budget)));
     let hook = Webhook {
         access: Arc::clone(&access),
-        counters,
+        counters: Arc::clone(&counters),
         captures: Arc::clone(&captures),
         max_body_bytes: webhook.max_body_bytes,
     };
@@ -138,7 +139,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let telemetry_path = Arc::from(web.telemetry_path.as_str());
     let state = AppState { scraper, profiles: Arc::new(built.profiles), latest, telemetry_path };
     let app = router(state, hook, Api { access, captures: Arc::clone(&captures) }, webhook.max_body_bytes);
-    http::serve(listener, app, Limits::from_config(&web), web_config, signals.shutdown()).await;
+    let refusals = Arc::new(Refusals::new(Arc::clone(&counters)));
+    http::serve(listener, app, Limits::from_config(&web), web_config, refusals, signals.shutdown()).await;
     captures.stop();
     tracing::info!("memleak-exporter stopped");
     Ok(())

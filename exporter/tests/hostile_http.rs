@@ -254,9 +254,14 @@ fn at_the_cap_busy_connections_are_kept_and_a_newcomer_from_their_address_is_ref
     );
     // Another address still gets through.
     assert_eq!(http_get(port, "/-/healthy", None).0, 200);
-    let log = exporter.stderr_once_logged("closed_was=", Duration::from_secs(5));
-    assert!(log.contains("connection refused") && log.contains("peer=127.0.0.2:"), "{log}");
-    assert!(log.contains("closed_was=mid-request"), "the newcomer took a busy slot of the heaviest: {log}");
+    let log = exporter.stderr_once_logged("closed a mid-request connection of 127.0.0.2:", Duration::from_secs(5));
+    assert!(log.contains("connection refused with 503") && log.contains("peer=127.0.0.2:"), "{log}");
+    // Both counted, by reason.
+    let metrics = String::from_utf8_lossy(&http_get(port, "/metrics", None).2).into_owned();
+    for reason in ["connection_limit", "evicted"] {
+        let series = format!("memleak_exporter_http_refused_total{{reason=\"{reason}\"}} 1");
+        assert!(metrics.lines().any(|l| l == series), "{series} in {metrics}");
+    }
     drop(busy);
 }
 

@@ -180,6 +180,17 @@ fn curl(args: &[&str]) -> (u16, i32, String) {
     (status, out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// The exporter's count of refusals for `reason` (`memleak_exporter_http_refused_total`), read with
+/// curl and the extra arguments `auth` (CA, credentials); 0 when the series is not there yet.
+fn refused(exporter: &Served, auth: &[&str], reason: &str) -> f64 {
+    let curl = require_tool("curl", "curl").expect("curl");
+    let out =
+        Command::new(curl).args(["-sS", "--max-time", "20"]).args(auth).arg(exporter.url("/metrics")).output().unwrap();
+    let series = format!("memleak_exporter_http_refused_total{{reason=\"{reason}\"}} ");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().find_map(|l| l.strip_prefix(series.as_str())).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
+}
+
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
@@ -245,6 +256,13 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_a_wrong_password_is_a_401() {
         curl(&[&["--cacert", ca, "-u", "prometheus:scrape-pass"][..], &post, &[alerts.as_str()]].concat());
     assert_eq!(status, 400, "past authentication, the webhook reads the (invalid) body");
     assert!(!exporter.stderr().contains("refuses every request"), "{}", exporter.stderr());
+    // Seven 401s at least: the six curls above and Prometheus' bad job. Counted each, logged at
+    // most once a minute (the test may outlast a minute on a loaded host: one line a minute more).
+    let auth = ["--cacert", ca, "-u", "prometheus:scrape-pass"];
+    let count = refused(&exporter, &auth, "unauthorized");
+    assert!(count >= 7.0, "{count} refusals counted");
+    let lines = exporter.stderr().lines().filter(|l| l.contains("request refused with 401")).count();
+    assert!(lines >= 1 && (lines as f64) < count, "{lines} log lines for {count} refusals: {}", exporter.stderr());
 }
 
 #[test]
@@ -277,6 +295,9 @@ fn with_client_certificates_required_prometheus_scrapes_and_curl_without_one_fai
     assert_eq!(curl(&["--cacert", ca, "--cert", cert, "--key", key, &url]).0, 200);
     // TLS 1.2 and 1.3 are both served (min_version TLS12).
     assert_eq!(curl(&["--tls-max", "1.2", "--cacert", ca, "--cert", cert, "--key", key, &url]).0, 200);
+    // The two refused handshakes are counted, and said at warn with the TLS library's reason.
+    assert!(refused(&exporter, &["--cacert", ca, "--cert", cert, "--key", key], "tls_handshake") >= 2.0);
+    assert!(exporter.stderr().contains("TLS handshake failed"), "{}", exporter.stderr());
 }
 
 #[test]
@@ -367,6 +388,11 @@ fn clients_that_open_tls_and_send_nothing_do_not_stop_scrapes_and_are_closed() {
             }
         }
     }
+    // Each silent connection was counted once, as evicted or as past the handshake deadline.
+    let count = |reason| refused(&exporter, &["--cacert", ca], reason);
+    assert_eq!(count("plain_http"), 1.0);
+    let closed = count("evicted") + count("tls_timeout") + count("tls_handshake");
+    assert!(closed >= 32.0, "{closed} closes counted for 32 silent connections: {}", exporter.stderr());
 }
 
 /// Runs the binary with `web.yml` holding `yaml` in a folder with the test PKI: (exit code, stderr).

@@ -8,6 +8,7 @@
 
 use super::admission::{Busy, Ticket};
 use super::body::TimedBody;
+use super::refusals::{Reason, Refusals};
 use crate::web_config::{Authenticated, Source};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -34,6 +35,7 @@ pub struct ConnectionService {
     pub web: Option<Arc<Source>>,
     /// The connection's client certificate was verified against the web config's client CA.
     pub client_verified: bool,
+    pub refusals: Arc<Refusals>,
 }
 
 type Reply = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -56,6 +58,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         let app = self.app.clone();
         let (peer, limit) = (self.peer, self.body_timeout);
         let (web, client_verified) = (self.web.clone(), self.client_verified);
+        let refusals = Arc::clone(&self.refusals);
         Box::pin(async move {
             let mut request = Request::from_parts(parts, body);
             let config = web.as_ref().map(|w| w.current());
@@ -66,6 +69,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
                         request.extensions_mut().insert(Authenticated);
                         None
                     } else {
+                        refusals.refused(Reason::Unauthorized, peer, "");
                         Some(unauthorized())
                     }
                 }

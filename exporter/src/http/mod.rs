@@ -23,6 +23,7 @@ mod accept;
 pub mod admission;
 pub mod body;
 mod connection;
+pub mod refusals;
 mod stall;
 
 use crate::options::web;
@@ -32,6 +33,7 @@ use axum::Router;
 use connection::ConnectionService;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use refusals::{Reason, Refusals};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,12 +70,14 @@ impl Limits {
 }
 
 /// Serves `app` on `listener` (under the web configuration `web`, when given) until `shutdown`
-/// completes, then drains within the deadline.
+/// completes, then drains within the deadline. What is refused before any route is told to
+/// `refusals`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
     web: Option<Arc<Source>>,
+    refusals: Arc<Refusals>,
     shutdown: impl Future<Output = ()>,
 ) {
     let cap = accept::fit_to_open_files(limits.max_connections);
@@ -90,7 +94,7 @@ pub async fn serve(
             accepted = listener.accept(), if !pause.active() => match accepted {
                 Ok((stream, peer)) => {
                     pause.clear();
-                    if let Some(ticket) = admit(&admission, peer, &stream) {
+                    if let Some(ticket) = admit(&admission, &refusals, peer, &stream) {
                         let service = ConnectionService {
                             app: app.clone(),
                             ticket,
@@ -98,6 +102,7 @@ pub async fn serve(
                             peer,
                             web: web.clone(),
                             client_verified: false,
+                            refusals: Arc::clone(&refusals),
                         };
                         connections.spawn(serve_connection(stream, service, limits, stopping.clone()));
                     }
@@ -111,27 +116,24 @@ pub async fn serve(
 }
 
 /// Decides on a new connection; a refused one is told why and closed.
-fn admit(admission: &Arc<Admission>, peer: SocketAddr, stream: &TcpStream) -> Option<Arc<admission::Ticket>> {
+fn admit(
+    admission: &Arc<Admission>,
+    refusals: &Refusals,
+    peer: SocketAddr,
+    stream: &TcpStream,
+) -> Option<Arc<admission::Ticket>> {
     match admission.admit(peer.ip()) {
         Decision::Admitted { ticket, replaced } => {
             if let Some(replaced) = replaced {
-                tracing::warn!(
-                    peer = %peer,
-                    closed_for = %replaced.peer,
-                    closed_was = if replaced.was_idle { "idle" } else { "mid-request" },
-                    max_connections = admission.cap(),
-                    "connection limit reached; closed a connection of the address holding the most to admit a new one"
-                );
+                let was = if replaced.was_idle { "idle" } else { "mid-request" };
+                let detail = format!("closed a {was} connection of {} (cap {})", replaced.peer, admission.cap());
+                refusals.refused(Reason::Evicted, peer, &detail);
             }
             Some(Arc::new(ticket))
         }
         Decision::Refused { held } => {
-            tracing::warn!(
-                peer = %peer,
-                held,
-                max_connections = admission.cap(),
-                "connection refused: the connection limit is reached and every connection of this address is mid-request"
-            );
+            let detail = format!("this address holds {held} connections (cap {})", admission.cap());
+            refusals.refused(Reason::ConnectionLimit, peer, &detail);
             // Best effort, never waiting: the client learns why before the close.
             let body = "too many connections from your address; retry later\n";
             let answer = format!(
@@ -160,17 +162,17 @@ async fn serve_connection(
     let acceptor = TlsAcceptor::from(Arc::clone(&tls.config));
     let handshake = tokio::time::timeout(limits.header_timeout, async move {
         refuse_plain_http(&stream).await?;
-        acceptor.accept(stream).await.map_err(|e| e.to_string())
+        acceptor.accept(stream).await.map_err(|e| (Reason::TlsHandshake, e.to_string()))
     });
     let stream = tokio::select! {
         done = handshake => match done {
             Ok(Ok(stream)) => stream,
-            Ok(Err(why)) => {
-                tracing::debug!(peer = %peer, error = why, "TLS handshake failed");
+            Ok(Err((reason, why))) => {
+                service.refusals.refused(reason, peer, &why);
                 return;
             }
             Err(_) => {
-                tracing::debug!(peer = %peer, "TLS handshake not done within --web.header-timeout; closed");
+                service.refusals.refused(Reason::TlsTimeout, peer, "");
                 return;
             }
         },
@@ -184,7 +186,7 @@ async fn serve_connection(
 
 /// A request in plain HTTP on the TLS port (a scrape config without `scheme: https`) is answered
 /// 400 saying so, as Go's servers do, instead of a TLS alert the client cannot read.
-async fn refuse_plain_http(stream: &TcpStream) -> Result<(), String> {
+async fn refuse_plain_http(stream: &TcpStream) -> Result<(), (Reason, String)> {
     let mut first = [0u8; 1];
     match stream.peek(&mut first).await {
         Ok(1) if first[0].is_ascii_uppercase() => {
@@ -203,10 +205,10 @@ async fn refuse_plain_http(stream: &TcpStream) -> Result<(), String> {
                     break;
                 }
             }
-            Err("plain HTTP on the TLS port; answered 400".into())
+            Err((Reason::PlainHttp, String::new()))
         }
         Ok(_) => Ok(()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err((Reason::TlsHandshake, e.to_string())),
     }
 }
 
