@@ -98,6 +98,9 @@ impl Captures {
         if let Some(why) = scheduler.duplicate(&request.fingerprint) {
             return reject("duplicate", "duplicate", why);
         }
+        if let Some(why) = foreign_option(request, kind.id) {
+            return reject("invalid", "invalid", why);
+        }
         let duration = match duration(request, kind.default_duration, scheduler.limits().max_duration) {
             Ok(d) => d,
             Err(why) => return reject("invalid", "invalid", why),
@@ -151,6 +154,22 @@ impl Captures {
     }
 }
 
+/// Annotations that are options of one kind only.
+const KIND_OPTIONS: &[(&str, &str)] =
+    &[("reachability", "sampler"), ("ebpf_malloc_mode", "ebpf-malloc"), ("pprof_url", "allocator-profile")];
+
+/// Why the request names an option of another kind: asked of a kind that would ignore it, it would
+/// not do what the alert's author meant.
+fn foreign_option(request: &CaptureRequest, kind: &str) -> Option<String> {
+    KIND_OPTIONS.iter().find(|(annotation, of)| *of != kind && request.annotations.contains_key(*annotation)).map(
+        |(annotation, of)| {
+            format!(
+                "annotation {annotation} is an option of {of} captures, which a {kind} capture would ignore: remove it, or ask for capture={of}"
+            )
+        },
+    )
+}
+
 /// The window: the `capture_duration` annotation (cut to the maximum), or the kind's default.
 fn duration(request: &CaptureRequest, default: Duration, max: Duration) -> Result<Duration, String> {
     let Some(text) = request.annotations.get("capture_duration") else { return Ok(default.min(max)) };
@@ -160,4 +179,38 @@ fn duration(request: &CaptureRequest, default: Duration, max: Duration) -> Resul
         return Err("capture_duration must be more than 0s".into());
     }
     Ok(d.min(max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn asking(kind: &str, annotations: &[(&str, &str)]) -> CaptureRequest {
+        CaptureRequest {
+            alertname: "A".into(),
+            kind: kind.into(),
+            status: AlertStatus::Firing,
+            group: Some("svc".into()),
+            cgroup: None,
+            pid: None,
+            instance: None,
+            fingerprint: "0123456789abcdef".into(),
+            labels: BTreeMap::new(),
+            annotations: annotations.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        }
+    }
+
+    #[test]
+    fn an_option_of_another_kind_is_refused_naming_the_kind_it_belongs_to() {
+        let why = foreign_option(&asking("staleness", &[("reachability", "true")]), "staleness").unwrap();
+        assert!(why.contains("annotation reachability is an option of sampler captures"), "{why}");
+        assert!(foreign_option(&asking("sampler", &[("reachability", "true")]), "sampler").is_none());
+        assert!(foreign_option(&asking("sampler", &[("pprof_url", "http://x")]), "sampler").is_some());
+        assert!(foreign_option(&asking("ebpf-malloc", &[("ebpf_malloc_mode", "full")]), "ebpf-malloc").is_none());
+        // Annotations no kind owns (a summary, a runbook URL) are the alert's business.
+        assert!(
+            foreign_option(&asking("sampler", &[("summary", "x"), ("capture_duration", "1m")]), "sampler").is_none()
+        );
+    }
 }

@@ -44,7 +44,7 @@ impl Stat {
 /// Why a process is never a capture's target, whatever the alert says.
 pub fn forbidden(pid: u32, stat: &Stat) -> Option<&'static str> {
     if pid == 1 {
-        Some("pid 1 (init) is never signalled")
+        Some("pid 1 (init) is never a capture's target (a capture may signal, trace or pause its process)")
     } else if pid == std::process::id() {
         Some("the exporter does not capture itself")
     } else if stat.is_kernel_thread() {

@@ -163,7 +163,7 @@ pub fn request(alert: &Alert) -> Result<CaptureRequest, String> {
         || !fingerprint.chars().all(|c| c.is_ascii_alphanumeric())
     {
         return Err(format!(
-            "fingerprint {} is not Alertmanager's (hex digits, at most {MAX_FINGERPRINT})",
+            "fingerprint {} is not Alertmanager's (letters and digits only, at most {MAX_FINGERPRINT}; Alertmanager sends 16 hex digits)",
             quoted(&alert.fingerprint)
         ));
     }
