@@ -66,6 +66,8 @@ PERSIST = 2  # consecutive floors at which the growth was steady
 # the 2 h and 4 h deadlines only two, so that a leak that follows a warm-up is reported in time.
 LOOKBACK = {FAST: 2, 15 * MIN: 2}
 OOM_WINDOW = 36 * HOUR  # repeated OOM kills count within this window
+LATE = 30 * MIN  # the end of an incarnation judged by late_growth_rules
+RHO_LATE = 0.03  # its lowest rate, relative to the level per hour: incarnations of up to ~2h growing 10 % or more
 LIMIT_HORIZON = 4 * HOUR
 RUNBOOK = "https://github.com/memleak-exporter/memleak-exporter/blob/main/alerts/runbook.md#"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -202,6 +204,43 @@ def window_increase(counter, pad=""):
             f"\n{pad})")
 
 
+def late_growth_rules():
+    """Leaks whose incarnations are too short for a span (restarted every 1-2 h): the last LATE of each
+    incarnation, in three equal parts, still grows in every part beyond K standard errors of the samples'
+    own noise, as fast at the end as at the start (C, give or take Z), at RHO_LATE of the level or more.
+    A restart warm-up that reaches its plateau within its incarnation (the interval at least four tau)
+    fails: with tau under LATE * 2/3 / ln(1/C) (1h10m) its last part rises below C times its first; with a
+    longer tau its rate after four tau is at most e^-4 of its amplitude per tau, under RHO_LATE. The
+    verdict of an incarnation is taken at the restart that ends it; two in a row are the evidence."""
+    x = "memleak_process_anon_bytes"
+    part = LATE // 3
+    late, resid, se = "memleak:process_anon_bytes:late_growth30m", "memleak:process_anon_bytes:resid30m", \
+        "memleak:process_anon_bytes:deriv10m_se"
+    at_restart = "memleak:process_anon_bytes:late_growth_at_restart"
+    slopes = [f"deriv({x}[{dur(part)}]{f' offset {dur(k * part)}' if k else ''})" for k in (2, 1, 0)]
+    n = f"count_over_time({x}[{dur(LATE)}])"
+    return [
+        # Residual standard deviation of the samples around their line over the last LATE.
+        (resid, f"sqrt(\n  clamp_min(stdvar_over_time({x}[{dur(LATE)}]) - deriv({x}[{dur(LATE)}]) ^ 2 * "
+                f"{num(t(LATE) ** 2 / 12)}, 0)\n  * {n} / ({n} - 2)\n)"),
+        # The standard error of one part's slope (its samples spread evenly over the part).
+        (se, f"{resid} / sqrt(count_over_time({x}[{dur(part)}]) * {num(t(part) ** 2 / 12)})"),
+        (late, "\nand ".join([
+            f"deriv({x}[{dur(LATE)}])",
+            *[f"{s} >= {num(K)} * {se}" for s in slopes],
+            f"{slopes[-1]} >= {C} * {slopes[0]} - {num(Z * 2 ** 0.5)} * {se}",
+            f"deriv({x}[{dur(LATE)}]) * {num(t(HOUR))} >= {RHO_LATE} * {x}",
+            process_guard(LATE * 3 // 2),
+        ])),
+        # At the ten-minute boundary that records a restart: the slope if the verdict held in the last
+        # ten to twenty minutes of the incarnation that ended, else 0.
+        (at_restart, f"max_over_time({late}[{dur(20 * MIN)}]) and memleak:process_start_time_seconds:changes10m\n"
+                     "or memleak:process_start_time_seconds:changes10m * 0"),
+        ("memleak:process_anon_bytes:late_growth_two_incarnations",
+         f"{at_restart} > 0\nand last_over_time({at_restart}[{dur(OOM_WINDOW)}] offset {dur(10 * MIN)}) > 0"),
+    ]
+
+
 def process_rules():
     rules = floors("process", "memleak_process_anon_bytes")
     for f, rho in SCALES:
@@ -216,6 +255,7 @@ def process_rules():
         ("memleak:process_start_time_seconds:oom_restarts10m",
          "memleak:process_start_time_seconds:changes10m\n"
          f"and on (instance, job) {window_increase('memleak_host_memory_oom_kills_total')}"),
+        *late_growth_rules(),
         # Growth of RSS, PSS, VmData, the brk heap and anonymous mappings, for the drill-down dashboard.
         *[(f"memleak:process_{m}_bytes:deriv1h", f"deriv(memleak_process_{m}_bytes[{dur(HOUR)}])")
           for m in ("resident", "pss", "data", "heap", "anon_mapped")],
@@ -295,6 +335,11 @@ def alerts():
               0, restarts, "warning", capture, f"Memory leak across restarts in {g}",
               f"{{{{ $labels.group }}}} restarted in the same ten minutes as an OOM kill on its host {{{{ $value }}}} times"
               f" within {oom}."),
+        alert("ProcessMemoryLeakBetweenRestarts",
+              f"last_over_time(memleak:process_anon_bytes:late_growth_two_incarnations[{dur(OOM_WINDOW)}])\n"
+              f"* {num(t(HOUR))}", 0, restarts, "warning", capture, f"Memory leak between restarts in {g}",
+              f"{{{{ $labels.group }}}} still grew steadily, without slowing down, {rate} in the last 30 minutes"
+              " of each of its last two incarnations: a leak that its restarts keep resetting."),
         alert("ProcessMemoryLeakConfirmed", per_hour("process", [CONFIRMED]), 0, leak, "critical", confirmed,
               f"Confirmed memory leak in {g}",
               f"The floor of {{{{ $labels.group }}}}'s anonymous memory {steady} {rate} for 15h: capture allocation stacks."),

@@ -30,7 +30,7 @@ TARGET_DETECTED = 0.98
 TARGET_FALSE_POSITIVES = 0.01
 MAX_EPISODES = 2  # fired, resolved, fired again: one flap
 # The alerts that say "leak"; any other alert (OOM kills, pressure, limits) does not count as detecting one.
-LEAK_ALERTS = {"ProcessMemoryLeakFast", "ProcessMemoryLeak", "ProcessMemoryLeakAcrossRestarts",
+LEAK_ALERTS = {"ProcessMemoryLeakFast", "ProcessMemoryLeak", "ProcessMemoryLeakAcrossRestarts", "ProcessMemoryLeakBetweenRestarts",
                "ProcessMemoryLeakConfirmed", "CgroupMemoryLeak", "CgroupMemoryLeakAcrossRestarts",
                "CgroupMemoryLeakConfirmed"}
 # Alerts about one event each (an OOM kill): every kill is its own incident, so they fire once per kill.

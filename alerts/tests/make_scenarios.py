@@ -165,6 +165,7 @@ def scenarios():
     The leaks whose alerts show their rate are noise-free ramps, so that the text is known by hand: a
     ramp's floors lie on one line, whose slope is the leak's rate (humanize1024: 120 MiB/h -> "120Mi")."""
     restart_every = 150  # minutes between OOM kills of the restarting leaker
+    redeploy_every = 80  # minutes between redeploys of the leaker no OOM kill reveals
     # 172 MiB of headroom at 2 MiB/min is 86 min; 17476 B more is 0.49999 s at 120 MiB/h (humanizeDuration
     # truncates to whole seconds: a headroom of a whole number of seconds would sit on a rounding edge).
     headroom_at_2h = 2 * GiB + 17476
@@ -188,6 +189,11 @@ def scenarios():
         ("OOM kills and restarts every 2h30m between two scrapes that straddle a 10-minute boundary", "leak", 6 * 60,
          *straddling_oom_restarts("straddling-oom-leak", restart_every, 6 * 60),
          {"ProcessMemoryLeakAcrossRestarts": (2 * restart_every, 2 * restart_every + 20, "2")}),
+        ("leak through redeploys every 1h20m: 200 MB + 240 MiB/h from each start, noise-free", "leak", 5 * 60,
+         *process("redeployed-leak", lambda t: 200 * MB + ramp(0, 240 * MiB, 0)(t % redeploy_every), 5 * 60,
+                  start=lambda t: LONG_AGO if t < redeploy_every else (t // redeploy_every) * redeploy_every * 60),
+         # Silent after one restart (one incarnation judged), firing at the boundary after the second.
+         {"ProcessMemoryLeakBetweenRestarts": (redeploy_every + 20, 2 * redeploy_every + 10, "240Mi")}),
         ("cgroup leak: anon 1 GiB + 120 MiB/h from 1h, limit 8 GiB, noise-free", "leak", 240,
          *cgroup("/system.slice/leaky.service", ramp(GiB, 120 * MiB, 60), 240, limit=8 * GiB),
          {"CgroupMemoryLeak": (60 + FAST_SPAN - 10, 60 + 120, "120Mi")}),
@@ -214,6 +220,9 @@ def scenarios():
         ("restart every 5h with a 20-minute warm-up", "no leak", 24 * 60,
          *process("restarts", lambda t: 150 * MB + 850 * MB * (1 - math.exp(-(t % 300) / 20)) + n4(), 24 * 60,
                   start=lambda t: LONG_AGO if t < 300 else (t // 300) * 300 * 60), {}),
+        ("redeployed every 1h20m with a 20-minute warm-up (the shortest interval for its tau: four tau)", "no leak",
+         24 * 60, *process("redeploys", lambda t: 150 * MB + 850 * MB * (1 - math.exp(-(t % 80) / 20)) + n6(), 24 * 60,
+                           start=lambda t: LONG_AGO if t < 80 else (t // 80) * 80 * 60), {}),
         ("noisy flat usage: 1 GB +- 20 MB", "no leak", 24 * 60, *process("noisy-flat", lambda t: GB + n3(), 24 * 60), {}),
         ("cgroup filling to 92 % of its limit in 20 min, then flat", "no leak", 24 * 60,
          *cgroup("/system.slice/busy.service", lambda t: GB + min(max(t - 60, 0), 20) * 740 * MB / 20 + n5(), 24 * 60,
