@@ -168,8 +168,13 @@ impl Run for Capture {
                     Space::default()
                 }
             };
-            let mut names = ElfNames { space: &space, root: at_open.root(m.pid), symbolizer: Symbolizer::default() };
-            let follows_call = |ip: u64| stacks::bytes_before(m.pid, ip).is_some_and(|b| stacks::ends_with_call(&b));
+            let root = at_open.root(m.pid);
+            let mut names = ElfNames { space: &space, root: root.clone(), symbolizer: Symbolizer::default() };
+            let follows_call = |ip: u64| {
+                stacks::bytes_before(m.pid, ip)
+                    .or_else(|| stacks::bytes_before_in_file(&space, &root, ip))
+                    .is_some_and(|b| stacks::ends_with_call(&b))
+            };
             for (i, (_, block)) in outstanding.iter().enumerate() {
                 let addresses = stacks::addresses(block.stack(), block.words(), &space, &follows_call);
                 blocks.push(Block {

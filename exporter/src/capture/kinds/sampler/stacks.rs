@@ -116,6 +116,21 @@ pub fn bytes_before(pid: u32, ip: u64) -> Option<[u8; 7]> {
     (read == 7).then_some(out)
 }
 
+/// Reads the 7 bytes before `ip` from the file mapped there (read through `root`): for a process
+/// gone by the end of the window, whose memory is no longer readable. Code is mapped from its
+/// file unchanged, so these are the bytes the process ran (a `.text` the process patched itself
+/// is not: such code is rare and only costs the caller's frame).
+pub fn bytes_before_in_file(space: &Space, root: &Path, ip: u64) -> Option<[u8; 7]> {
+    use std::io::{Read, Seek, SeekFrom};
+    let frame = heapprof::frame(ip, &space.files);
+    let (path, offset) = (frame.file?, frame.address?);
+    let mut file = std::fs::File::open(root.join(path.trim_start_matches('/'))).ok()?;
+    file.seek(SeekFrom::Start(offset.checked_sub(7)?)).ok()?;
+    let mut out = [0u8; 7];
+    file.read_exact(&mut out).ok()?;
+    Some(out)
+}
+
 /// `root` of process `pid` under `procfs`.
 pub fn root(procfs: &Path, pid: u32) -> PathBuf {
     procfs.join(pid.to_string()).join("root")
