@@ -124,10 +124,8 @@ fn table_symbol(file: &object::File) -> Option<(u64, u64)> {
 /// The address of the sampler's counters in the file (exported: in the dynamic symbols of the
 /// library, in the symbol table of an executable with the `GlobalAlloc` wrapper).
 fn stats_symbol(file: &object::File) -> Option<u64> {
-    let symbol = file
-        .dynamic_symbols()
-        .chain(file.symbols())
-        .find(|s| s.name() == Ok(STATS_SYMBOL) && s.is_definition())?;
+    let symbol =
+        file.dynamic_symbols().chain(file.symbols()).find(|s| s.name() == Ok(STATS_SYMBOL) && s.is_definition())?;
     Some(symbol.address())
 }
 

@@ -220,7 +220,10 @@ impl Run for Capture {
             let longest = pauses.iter().map(|o| o.pause).max().unwrap_or_default();
             let longest_wait = pauses.iter().map(|o| o.detach_wait).max().unwrap_or_default();
             out.totals.extend([
-                ("reachability_concluded_processes".to_owned(), pauses.iter().filter(|o| o.referenced.is_some()).count() as f64),
+                (
+                    "reachability_concluded_processes".to_owned(),
+                    pauses.iter().filter(|o| o.referenced.is_some()).count() as f64,
+                ),
                 ("reachability_pause_seconds".to_owned(), longest.as_secs_f64()),
                 ("reachability_detach_wait_seconds".to_owned(), longest_wait.as_secs_f64()),
                 ("reachability_scanned_bytes".to_owned(), pauses.iter().map(|o| o.scanned_bytes).sum::<u64>() as f64),
