@@ -58,9 +58,14 @@ pub type CallCheck<'a> = &'a dyn Fn(u64) -> bool;
 /// The return addresses of a sampled allocation, innermost first, without the sampler's frames.
 /// When the sampler's own code is the process's executable (the `GlobalAlloc` wrapper), the raw
 /// words cannot tell its frames from the caller's: the walk alone is used.
+///
+/// The walk ends at its first address outside executable code: a hook that uses `rbp` as a
+/// plain register (the library's `realloc` does) leaves data there when it calls the marker,
+/// and the kernel's walk from it returns that data (`0x1a00000000000042`) and whatever follows.
 pub fn addresses(walk: &[u64], words: &[u64], space: &Space, follows_call: CallCheck) -> Vec<u64> {
     let outside = |ip: &u64| !space.in_sampler(*ip);
-    let walked: Vec<u64> = walk.iter().copied().skip_while(|ip| !outside(ip)).collect();
+    let walked: Vec<u64> =
+        walk.iter().copied().skip_while(|ip| !outside(ip)).take_while(|&ip| space.in_code(ip)).collect();
     let caller = words.iter().copied().find(|&w| outside(&w) && space.in_code(w) && follows_call(w));
     match caller {
         Some(caller) if walked.first() != Some(&caller) => std::iter::once(caller).chain(walked).collect(),
@@ -156,6 +161,15 @@ mod tests {
         let walk = [0x7f11, 0x7f18, 0x400150, 0x400200];
         assert_eq!(addresses(&walk, &words, &space, &calls), vec![0x400150, 0x400200]);
         assert_eq!(addresses(&[0x7f11], &[], &space, &calls), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn a_walk_from_a_clobbered_frame_pointer_ends_at_its_first_address_outside_code() {
+        let space = Space::parse(MAPS, "/opt/libmemleak_sampler.so");
+        let calls = |_: u64| true;
+        // The marker, then what `rbp` held as data in the hook, then more of the same.
+        let walk = [0x7f11, 0x1a00_0000_0000_0042, 0x400200];
+        assert_eq!(addresses(&walk, &[0x400150], &space, &calls), vec![0x400150]);
     }
 
     #[test]
