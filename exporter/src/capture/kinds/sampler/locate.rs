@@ -1,5 +1,10 @@
-//! Finding the cooperative sampler in a process: the mapped `libmemleak_sampler.so` (preloaded or linked) or, for the `GlobalAlloc` wrapper, the process's own executable; opened relative to `/proc/PID/root` and checked to be the mapped file by its build id; and the sampling mean the process runs with.
+//! Finding the cooperative sampler in a process: the mapped `libmemleak_sampler.so` (preloaded or linked) or, for the `GlobalAlloc` wrapper, the process's own executable; opened as the mapped inode itself (`/proc/PID/map_files/START-END`); and the sampling mean the process runs with.
+//!
+//! Why the mapped inode and not the path in the maps: a package upgrade replaces the file at that
+//! path (a new inode, often the same build id) while the process keeps the old one mapped, and
+//! probes on the new inode never fire in it. `map_files` resolves to the mapped inode, deleted or not.
 
+use super::library_stats;
 use memleak_bpf::sampler_markers::{ALLOC_MARKER, FREE_MARKER};
 use object::{Object, ObjectSymbol};
 use std::io::Read;
@@ -20,7 +25,7 @@ pub const MEAN_VARIABLE: &str = "MEMLEAK_SAMPLER_MEAN_BYTES";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Markers {
     pub pid: u32,
-    /// The path to attach to: the mapped file as the process sees it, under `/proc/PID/root`.
+    /// The path to attach to: the mapped inode, `/proc/PID/map_files/START-END`.
     pub binary: PathBuf,
     /// The path in the process's maps (frames in this file are the sampler's own).
     pub mapped_path: String,
@@ -30,6 +35,8 @@ pub struct Markers {
     pub mean_source: String,
     /// Where the sampler's table of sampled pointers is in the process (not a root for reachability).
     pub table: Option<(u64, u64)>,
+    /// Where the sampler's counters (`memleak_sampler_stats`) are in the process.
+    pub stats: Option<u64>,
     /// Both markers have the five-byte `nop` (`probe_offset`).
     pub nop5: bool,
 }
@@ -43,15 +50,17 @@ pub fn markers(procfs: &Path, pid: u32) -> Result<Markers, String> {
     let exe = std::fs::read_link(proc_dir.join("exe")).ok();
     let mut why = Vec::new();
     for (range, path) in candidates(&maps, exe.as_deref()) {
-        let binary = proc_dir.join("root").join(path.trim_start_matches('/'));
-        match check(&binary, &proc_dir.join("map_files").join(&range)) {
-            Ok(Found { table, nop5 }) => {
-                let (mean, mean_source) = mean(&proc_dir.join("environ"));
-                let table = table.and_then(|(min_vaddr, address, size)| {
-                    let base = load_address(&maps, &path)?.checked_sub(min_vaddr & !0xfff)?;
-                    Some((base.checked_add(address)?, base.checked_add(address)?.checked_add(size)?))
+        let binary = proc_dir.join("map_files").join(&range);
+        match check(&binary) {
+            Ok(Found { min_vaddr, table, stats, nop5 }) => {
+                let base = load_address(&maps, &path).and_then(|a| a.checked_sub(min_vaddr & !0xfff));
+                let table = table.and_then(|(address, size)| {
+                    let start = base?.checked_add(address)?;
+                    Some((start, start.checked_add(size)?))
                 });
-                return Ok(Markers { pid, binary, mapped_path: path, mean, mean_source, table, nop5 });
+                let stats = stats.and_then(|address| base?.checked_add(address));
+                let (mean, mean_source) = mean(pid, stats, &proc_dir.join("environ"));
+                return Ok(Markers { pid, binary, mapped_path: path, mean, mean_source, table, stats, nop5 });
             }
             Err(e) => why.push(format!("{path}: {e}")),
         }
@@ -105,14 +114,23 @@ fn load_address(maps: &str, path: &str) -> Option<u64> {
     })
 }
 
-/// The sampler's table (`memleak_sampler::sampling::SAMPLED`) in the file: the lowest load
-/// address, its address and size; `None` in a file without a symbol table.
-fn table_symbol(file: &object::File) -> Option<(u64, u64, u64)> {
-    use object::ObjectSegment;
-    let min_vaddr = file.segments().map(|s| s.address()).min()?;
+/// The sampler's table (`memleak_sampler::sampling::SAMPLED`) in the file: its address and
+/// size; `None` in a file without a symbol table.
+fn table_symbol(file: &object::File) -> Option<(u64, u64)> {
     let symbol = file.symbols().find(|s| s.name().is_ok_and(|n| n.contains("15memleak_sampler8sampling7SAMPLED")))?;
-    Some((min_vaddr, symbol.address(), symbol.size()))
+    Some((symbol.address(), symbol.size()))
 }
+
+/// The address of the sampler's counters in the file (exported: in the dynamic symbols of the
+/// library, in the symbol table of an executable with the `GlobalAlloc` wrapper).
+fn stats_symbol(file: &object::File) -> Option<u64> {
+    let symbol =
+        file.dynamic_symbols().chain(file.symbols()).find(|s| s.name() == Ok(STATS_SYMBOL) && s.is_definition())?;
+    Some(symbol.address())
+}
+
+/// The sampler's exported counters (sampler/src/stats.rs).
+const STATS_SYMBOL: &str = "memleak_sampler_stats";
 
 /// The five-byte `nop` (`nopl 0x0(%rax,%rax,1)`) that a kernel optimising uprobes turns into a call.
 const NOP5: [u8; 5] = [0x0f, 0x1f, 0x44, 0x00, 0x00];
@@ -149,8 +167,12 @@ fn kernel_optimises_nop5() -> bool {
 
 /// What `check` finds in the sampler's file.
 struct Found {
-    /// The lowest load address, the table's address and size (`table_symbol`).
-    table: Option<(u64, u64, u64)>,
+    /// The lowest load address (what the addresses below are relative to, less the load bias).
+    min_vaddr: u64,
+    /// The table's address and size (`table_symbol`).
+    table: Option<(u64, u64)>,
+    /// The counters' address (`stats_symbol`).
+    stats: Option<u64>,
     /// Both markers have the five-byte `nop` at `NOP5_OFFSET`.
     nop5: bool,
 }
@@ -170,11 +192,12 @@ fn code_at<'a>(
     bytes.get(usize::try_from(start).ok()?..usize::try_from(start.checked_add(len)?).ok()?)
 }
 
-/// The file at `binary` defines both markers and is the mapped one (`mapped`, its `map_files`
-/// entry): same build id. Returns where its table of sampled pointers is, when it says, and
-/// whether its markers have the five-byte `nop`.
-fn check(binary: &Path, mapped: &Path) -> Result<Found, String> {
-    let bytes = read_bounded(binary, MAX_BINARY_BYTES).map_err(|e| format!("cannot read {}: {e}", binary.display()))?;
+/// The mapped file `binary` defines both markers: where its table of sampled pointers and its
+/// counters are, when it says, and whether its markers have the five-byte `nop`.
+fn check(binary: &Path) -> Result<Found, String> {
+    use object::ObjectSegment;
+    let bytes = read_bounded(binary, MAX_BINARY_BYTES)
+        .map_err(|e| format!("cannot read the mapped file {} (needs CAP_SYS_ADMIN): {e}", binary.display()))?;
     let file = object::File::parse(&*bytes).map_err(|e| format!("not an ELF file: {e}"))?;
     let mut nop5 = true;
     for marker in [ALLOC_MARKER, FREE_MARKER] {
@@ -185,25 +208,28 @@ fn check(binary: &Path, mapped: &Path) -> Result<Found, String> {
         };
         nop5 &= code_at(&file, &bytes, &symbol, NOP5_OFFSET, NOP5.len() as u64) == Some(&NOP5[..]);
     }
-    let id = file.build_id().ok().flatten().map(<[u8]>::to_vec);
-    let mapped_bytes = read_bounded(mapped, MAX_BINARY_BYTES)
-        .map_err(|e| format!("cannot read the mapped file {} (needs CAP_SYS_ADMIN): {e}", mapped.display()))?;
-    let mapped_id =
-        object::File::parse(&*mapped_bytes).ok().and_then(|f| f.build_id().ok().flatten().map(<[u8]>::to_vec));
-    match (id, mapped_id) {
-        (Some(a), Some(b)) if a == b => Ok(Found { table: table_symbol(&file), nop5 }),
-        (None, _) | (_, None) => {
-            Err("has no build id to check it against the mapped file: build it with --build-id".into())
-        }
-        _ => Err(
-            "the file at this path is not the one mapped (its build id differs: replaced since the process started?)"
-                .into(),
-        ),
-    }
+    let min_vaddr = file.segments().map(|s| s.address()).min().ok_or("an ELF file without segments")?;
+    Ok(Found { min_vaddr, table: table_symbol(&file), stats: stats_symbol(&file), nop5 })
 }
 
-/// The mean from the process's environment (what the sampler read at its start), or the default.
-fn mean(environ: &Path) -> (u64, String) {
+/// The mean the sampler of process `pid` samples with: from its counters at `stats` (what it
+/// really uses), else from its environment (`environ_mean`); and where it came from.
+fn mean(pid: u32, stats: Option<u64>, environ: &Path) -> (u64, String) {
+    let why_not = match stats.map(|address| library_stats::read(pid, address)) {
+        Some(Ok(library_stats::LibraryStats { mean: Some(mean), .. })) => {
+            return (mean, format!("{mean}, read from the sampler's memory ({STATS_SYMBOL})"));
+        }
+        Some(Ok(_)) => format!("{STATS_SYMBOL} has no mean yet (no allocation since the start)"),
+        Some(Err(e)) => e,
+        None => format!("no {STATS_SYMBOL} symbol (a sampler from before it)"),
+    };
+    let (mean, source) = environ_mean(environ);
+    (mean, format!("{source}; not from the sampler's memory: {why_not}"))
+}
+
+/// The mean from the process's environment (what the sampler read at its start, unless the
+/// process rewrote that area since), or the default.
+fn environ_mean(environ: &Path) -> (u64, String) {
     let Ok(bytes) = read_bounded(environ, MAX_ENVIRON_BYTES) else {
         return (DEFAULT_MEAN, format!("default ({DEFAULT_MEAN}): the environment is unreadable"));
     };

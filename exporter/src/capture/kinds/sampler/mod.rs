@@ -4,11 +4,15 @@
 //! window for a conservative scan (`reachability`, bounded by `--capture.reachability.max-pause`)
 //! that marks the blocks nothing points to as definitely leaked.
 //!
-//! The mean comes from each process's environment (`MEMLEAK_SAMPLER_MEAN_BYTES` in
-//! `/proc/PID/environ`, as the sampler read it when it started; the default otherwise). At most
+//! The mean is the one the sampler uses, read from its counters in the process's memory
+//! (`library_stats`); from its environment only for a sampler without them. At most
 //! `MAX_PROCESSES` processes are probed (each probe set has its own table).
+//!
+//! What naming the stacks needs (the maps, the process's root) is taken when the window opens and
+//! used when the process is gone at its end (the usual end of a leaking service: an OOM kill).
 
 mod estimate;
+mod library_stats;
 mod locate;
 mod reachability;
 mod stacks;
@@ -88,6 +92,7 @@ impl Run for Capture {
         if probed.is_empty() {
             return Finished::failed(format!("no probe could be attached: {}", left_out.join("; ")));
         }
+        let at_open: Vec<AtOpen> = probed.iter().map(|(m, _)| AtOpen::take(m)).collect();
         (job.window_open)();
         let window = job.window();
         for (_, probes) in &mut probed {
@@ -96,10 +101,20 @@ impl Run for Capture {
         let now = boot_ns();
         let mut blocks = Vec::new();
         let mut out = Ingested::new("sampler");
-        let (mut allocs, mut frees, mut table_full) = (0, 0, 0);
+        let (mut allocs, mut frees, mut table_full, mut library_dropped) = (0, 0, 0, 0);
         let mut means = Vec::new();
         let mut pauses = Vec::new();
-        for (m, probes) in &probed {
+        for ((m, probes), at_open) in probed.iter().zip(&at_open) {
+            match (at_open.dropped, m.stats.map(|address| library_stats::read(m.pid, address))) {
+                (Some(before), Some(Ok(now))) => library_dropped += now.dropped.saturating_sub(before),
+                (None, _) | (_, None) => left_out.push(format!(
+                    "process {}: the samples its sampler dropped are unknown (its counters were unreadable at the window's opening)",
+                    m.pid
+                )),
+                (_, Some(Err(e))) => {
+                    left_out.push(format!("process {}: the samples its sampler dropped are unknown: {e}", m.pid))
+                }
+            }
             let counters = probes.counters();
             allocs += counters.allocs;
             frees += counters.frees;
@@ -138,21 +153,28 @@ impl Run for Capture {
                     continue;
                 }
             };
-            let maps = std::fs::File::open(procfs().join(m.pid.to_string()).join("maps")).and_then(|f| {
-                use std::io::Read;
-                let mut text = String::new();
-                f.take(MAX_MAPS_BYTES).read_to_string(&mut text).map(|_| text)
-            });
-            let space = match maps {
-                Ok(text) => Space::parse(&text, &m.mapped_path),
-                Err(e) => {
+            // A process gone (or a zombie) has no maps left: those of the window's opening name it.
+            let space = match (read_maps(m.pid), &at_open.maps) {
+                (Ok(text), _) if !text.is_empty() => Space::parse(&text, &m.mapped_path),
+                (_, Ok(text)) => {
+                    left_out.push(format!(
+                        "process {}: its stacks are named with its maps of the window's opening (it is gone)",
+                        m.pid
+                    ));
+                    Space::parse(text, &m.mapped_path)
+                }
+                (_, Err(e)) => {
                     left_out.push(format!("process {}: its stacks are unnamed, its maps are unreadable ({e})", m.pid));
                     Space::default()
                 }
             };
-            let mut names =
-                ElfNames { space: &space, root: stacks::root(procfs(), m.pid), symbolizer: Symbolizer::default() };
-            let follows_call = |ip: u64| stacks::bytes_before(m.pid, ip).is_some_and(|b| stacks::ends_with_call(&b));
+            let root = at_open.root(m.pid);
+            let mut names = ElfNames { space: &space, root: root.clone(), symbolizer: Symbolizer::default() };
+            let follows_call = |ip: u64| {
+                stacks::bytes_before(m.pid, ip)
+                    .or_else(|| stacks::bytes_before_in_file(&space, &root, ip))
+                    .is_some_and(|b| stacks::ends_with_call(&b))
+            };
             for (i, (_, block)) in outstanding.iter().enumerate() {
                 let addresses = stacks::addresses(block.stack(), block.words(), &space, &follows_call);
                 blocks.push(Block {
@@ -182,16 +204,28 @@ impl Run for Capture {
             ("sampled_allocations".to_owned(), allocs as f64),
             ("sampled_frees".to_owned(), frees as f64),
             ("table_full_drops".to_owned(), table_full as f64),
+            ("library_table_full_drops".to_owned(), library_dropped as f64),
             ("mean_bytes".to_owned(), mean as f64),
         ]);
-        if !pauses.is_empty() {
-            let longest = pauses.iter().map(|o| o.pause).max().unwrap_or_default();
+        // Totals of a scan only where one concluded: a 0 there would read as measured.
+        if pauses.iter().any(|o| o.referenced.is_some()) {
             out.totals.extend([
                 ("definitely_leaked_bytes".to_owned(), totals.definitely_leaked.bytes.round()),
                 ("definitely_leaked_blocks".to_owned(), totals.definitely_leaked.blocks.round()),
                 ("referenced_bytes".to_owned(), totals.referenced.bytes.round()),
                 ("referenced_blocks".to_owned(), totals.referenced.blocks.round()),
+            ]);
+        }
+        if !pauses.is_empty() {
+            let longest = pauses.iter().map(|o| o.pause).max().unwrap_or_default();
+            let longest_wait = pauses.iter().map(|o| o.detach_wait).max().unwrap_or_default();
+            out.totals.extend([
+                (
+                    "reachability_concluded_processes".to_owned(),
+                    pauses.iter().filter(|o| o.referenced.is_some()).count() as f64,
+                ),
                 ("reachability_pause_seconds".to_owned(), longest.as_secs_f64()),
+                ("reachability_detach_wait_seconds".to_owned(), longest_wait.as_secs_f64()),
                 ("reachability_scanned_bytes".to_owned(), pauses.iter().map(|o| o.scanned_bytes).sum::<u64>() as f64),
                 ("reachability_threads".to_owned(), pauses.iter().map(|o| o.threads).sum::<usize>() as f64),
             ]);
@@ -203,6 +237,12 @@ impl Run for Capture {
         if table_full > 0 {
             left_out.push(format!("{table_full} sampled allocations were not kept: the probe's table was full"));
         }
+        if library_dropped > 0 {
+            left_out.push(format!(
+                "{library_dropped} sampled allocations were never reported: the sampler's own table of live sampled \
+                 pointers was full (estimates miss them; a larger MEMLEAK_SAMPLER_MEAN_BYTES samples fewer)"
+            ));
+        }
         out.left_out = left_out;
         out.profiles.push(profile);
         let (status, reason) = match window {
@@ -212,6 +252,42 @@ impl Run for Capture {
         };
         Finished { status, reason, result: Some(out) }
     }
+}
+
+/// What is taken of a process when the window opens: its library's drop count so far, and what
+/// naming its stacks needs if it is gone at the end.
+struct AtOpen {
+    dropped: Option<u64>,
+    maps: Result<String, std::io::Error>,
+    /// `/proc/PID/root`, held open: `/proc/self/fd/N` reaches its files after the process exits.
+    root: Option<std::fs::File>,
+}
+
+impl AtOpen {
+    fn take(m: &Markers) -> AtOpen {
+        AtOpen {
+            dropped: m.stats.and_then(|address| library_stats::read(m.pid, address).ok()).map(|s| s.dropped),
+            maps: read_maps(m.pid),
+            root: std::fs::File::open(stacks::root(procfs(), m.pid)).ok(),
+        }
+    }
+
+    fn root(&self, pid: u32) -> std::path::PathBuf {
+        use std::os::fd::AsRawFd;
+        match &self.root {
+            Some(root) => Path::new("/proc/self/fd").join(root.as_raw_fd().to_string()),
+            None => stacks::root(procfs(), pid),
+        }
+    }
+}
+
+/// `/proc/PID/maps`, at most `MAX_MAPS_BYTES`.
+fn read_maps(pid: u32) -> std::io::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(procfs().join(pid.to_string()).join("maps"))?;
+    let mut text = String::new();
+    file.take(MAX_MAPS_BYTES).read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// `CLOCK_BOOTTIME` in nanoseconds (the probe's clock).

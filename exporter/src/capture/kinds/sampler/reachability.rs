@@ -21,8 +21,13 @@ const CHUNK: usize = 1 << 20;
 pub struct Outcome {
     /// Per block (in the order given): whether anything points into it; `None` when not concluded.
     pub referenced: Option<Vec<bool>>,
-    /// How long the process was stopped, from the first seize to the last detach.
+    /// How long the process was stopped: from the first seize until every thread seen stopped
+    /// was detached (bounded by the deadline, give or take a check).
     pub pause: Duration,
+    /// After the pause, the wait for threads seized but not yet stopped (interrupts pending,
+    /// such as a thread in `vfork`) to stop so they can be detached too (at most 500 ms): they
+    /// were running meanwhile, but may stop briefly when their interrupt lands.
+    pub detach_wait: Duration,
     pub scanned_bytes: u64,
     pub threads: usize,
     /// Why nothing was concluded.
@@ -36,19 +41,38 @@ struct Stopped {
     stopped: Vec<i32>,
 }
 
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        // Detach needs a stopped tracee: wait for pending interrupts to land, 500 ms in all.
-        let until = Instant::now() + Duration::from_millis(500);
-        for &tid in &self.tids {
-            if !self.stopped.contains(&tid) {
-                while Instant::now() < until && !matches!(wait_stop(tid), Wait::Stopped | Wait::Gone) {
-                    std::thread::sleep(Duration::from_micros(200));
-                }
-            }
+/// When `Stopped::release` resumed the stopped threads, and how long it then waited for the others.
+struct Released {
+    resumed: Instant,
+    waited: Duration,
+}
+
+impl Stopped {
+    /// Resumes the threads seen stopped at once; then, since detach needs a stopped tracee, waits
+    /// for the interrupts still pending on the others to land (500 ms in all) and detaches them.
+    fn release(&mut self) -> Released {
+        let stopped: Vec<i32> = self.stopped.drain(..).collect();
+        for &tid in &stopped {
             // SAFETY: plain ptrace request on a thread id; failures (ESRCH: gone) are harmless.
             unsafe { libc::ptrace(libc::PTRACE_DETACH, tid, 0, 0) };
         }
+        let resumed = Instant::now();
+        let until = resumed + Duration::from_millis(500);
+        let stragglers: Vec<i32> = self.tids.drain(..).filter(|t| !stopped.contains(t)).collect();
+        for tid in stragglers {
+            while Instant::now() < until && !matches!(wait_stop(tid), Wait::Stopped | Wait::Gone) {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            // SAFETY: as above.
+            unsafe { libc::ptrace(libc::PTRACE_DETACH, tid, 0, 0) };
+        }
+        Released { resumed, waited: resumed.elapsed() }
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -170,12 +194,19 @@ pub fn scan(
     let pid = pid as i32;
     let started = Instant::now();
     let deadline = started + max_pause;
-    let mut outcome = Outcome { referenced: None, pause: Duration::ZERO, scanned_bytes: 0, threads: 0, skipped: None };
-    let stopped = match stop(procfs, pid, deadline, max_pause) {
+    let mut outcome = Outcome {
+        referenced: None,
+        pause: Duration::ZERO,
+        detach_wait: Duration::ZERO,
+        scanned_bytes: 0,
+        threads: 0,
+        skipped: None,
+    };
+    let mut stopped = match stop(procfs, pid, deadline, max_pause) {
         Ok(s) => s,
-        Err((s, why)) => {
-            drop(s);
-            outcome.pause = started.elapsed();
+        Err((mut s, why)) => {
+            let released = s.release();
+            (outcome.pause, outcome.detach_wait) = (released.resumed - started, released.waited);
             outcome.skipped = Some(why);
             return (outcome, Vec::new());
         }
@@ -269,8 +300,8 @@ pub fn scan(
     if outcome.skipped.is_none() && exited(procfs, pid, pid) {
         outcome.skipped = Some(format!("process {pid} exited during the pause"));
     }
-    drop(stopped);
-    outcome.pause = started.elapsed();
+    let released = stopped.release();
+    (outcome.pause, outcome.detach_wait) = (released.resumed - started, released.waited);
     if outcome.skipped.is_none() {
         outcome.referenced = Some(referenced);
     }

@@ -58,9 +58,14 @@ pub type CallCheck<'a> = &'a dyn Fn(u64) -> bool;
 /// The return addresses of a sampled allocation, innermost first, without the sampler's frames.
 /// When the sampler's own code is the process's executable (the `GlobalAlloc` wrapper), the raw
 /// words cannot tell its frames from the caller's: the walk alone is used.
+///
+/// The walk ends at its first address outside executable code: a hook that uses `rbp` as a
+/// plain register (the library's `realloc` does) leaves data there when it calls the marker,
+/// and the kernel's walk from it returns that data (`0x1a00000000000042`) and whatever follows.
 pub fn addresses(walk: &[u64], words: &[u64], space: &Space, follows_call: CallCheck) -> Vec<u64> {
     let outside = |ip: &u64| !space.in_sampler(*ip);
-    let walked: Vec<u64> = walk.iter().copied().skip_while(|ip| !outside(ip)).collect();
+    let walked: Vec<u64> =
+        walk.iter().copied().skip_while(|ip| !outside(ip)).take_while(|&ip| space.in_code(ip)).collect();
     let caller = words.iter().copied().find(|&w| outside(&w) && space.in_code(w) && follows_call(w));
     match caller {
         Some(caller) if walked.first() != Some(&caller) => std::iter::once(caller).chain(walked).collect(),
@@ -116,6 +121,21 @@ pub fn bytes_before(pid: u32, ip: u64) -> Option<[u8; 7]> {
     (read == 7).then_some(out)
 }
 
+/// Reads the 7 bytes before `ip` from the file mapped there (read through `root`): for a process
+/// gone by the end of the window, whose memory is no longer readable. Code is mapped from its
+/// file unchanged, so these are the bytes the process ran (a `.text` the process patched itself
+/// is not: such code is rare and only costs the caller's frame).
+pub fn bytes_before_in_file(space: &Space, root: &Path, ip: u64) -> Option<[u8; 7]> {
+    use std::io::{Read, Seek, SeekFrom};
+    let frame = heapprof::frame(ip, &space.files);
+    let (path, offset) = (frame.file?, frame.address?);
+    let mut file = std::fs::File::open(root.join(path.trim_start_matches('/'))).ok()?;
+    file.seek(SeekFrom::Start(offset.checked_sub(7)?)).ok()?;
+    let mut out = [0u8; 7];
+    file.read_exact(&mut out).ok()?;
+    Some(out)
+}
+
 /// `root` of process `pid` under `procfs`.
 pub fn root(procfs: &Path, pid: u32) -> PathBuf {
     procfs.join(pid.to_string()).join("root")
@@ -141,6 +161,15 @@ mod tests {
         let walk = [0x7f11, 0x7f18, 0x400150, 0x400200];
         assert_eq!(addresses(&walk, &words, &space, &calls), vec![0x400150, 0x400200]);
         assert_eq!(addresses(&[0x7f11], &[], &space, &calls), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn a_walk_from_a_clobbered_frame_pointer_ends_at_its_first_address_outside_code() {
+        let space = Space::parse(MAPS, "/opt/libmemleak_sampler.so");
+        let calls = |_: u64| true;
+        // The marker, then what `rbp` held as data in the hook, then more of the same.
+        let walk = [0x7f11, 0x1a00_0000_0000_0042, 0x400200];
+        assert_eq!(addresses(&walk, &[0x400150], &space, &calls), vec![0x400150]);
     }
 
     #[test]
