@@ -71,7 +71,6 @@ static __always_inline int traced(void)
 
 static __always_inline void forget(__u64 address)
 {
-    bump(&malloc_counters, MALLOC_FREE_CALLS, 1);
     if (address && bpf_map_delete_elem(&malloc_outstanding, &address) == 0)
         bump(&malloc_counters, MALLOC_FREES_MATCHED, 1);
 }
@@ -154,6 +153,9 @@ int free_enter(struct pt_regs *ctx)
 {
     if (!traced())
         return 0;
+    /* Only here: realloc's frees come with the allocation probes, and the free
+     * count measures the activity that goes on whether those are attached or not. */
+    bump(&malloc_counters, MALLOC_FREE_CALLS, 1);
     forget(ctx->di);
     return 0;
 }

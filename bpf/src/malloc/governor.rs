@@ -4,6 +4,9 @@
 //! that every sampled block that is freed is forgotten). Detaching is what
 //! saves the target's time: a trap costs the same whether or not the BPF
 //! program then does anything, so sampling inside BPF would save nothing.
+//! The share is planned per cycle; the `Allowance` enforces the budget over
+//! a tenth of a second, so that a burst (a loop that starts mid-cycle) pays
+//! for milliseconds, not for a cycle's worth of budget.
 
 /// Shares of each second with the allocation probes attached, highest first.
 pub const DUTIES: [f64; 8] = [1.0, 0.5, 0.25, 0.1, 0.05, 0.02, 0.01, 0.005];
@@ -47,9 +50,68 @@ pub fn frees_alone_over(costs: Costs, rates: Rates, counted: f64, budget: f64) -
     counted >= RATE_FREES && cost(costs, Rates { allocations_per_attached_s: 0.0, ..rates }, 0.0) > budget
 }
 
+/// The span over which a rate may be spent ahead: a burst is charged at most
+/// its `Allowance`'s rate times this before the allowance is overdrawn.
+pub const HORIZON: f64 = 0.1;
+
+/// The rate an attached (`duty` 1) or detached (0) part of a cycle may cost
+/// over a `HORIZON` before it ends: twice what the rates it was planned from
+/// cost, and never less than the budget. The part is planned to cost more
+/// than the budget while attached (the detached part makes up for it); twice
+/// the plan lets bursts through and catches a target whose rate jumped (a
+/// loop that starts after a quiet measurement) within one tick.
+pub fn ceiling(costs: Costs, planned: Rates, duty: f64, budget: f64) -> f64 {
+    (2.0 * cost(costs, planned, duty)).max(budget)
+}
+
+/// A rate as a bucket: it fills at `rate` CPU-seconds per second up to
+/// `rate * HORIZON`, and every tick's estimated cost is taken out of it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Allowance {
+    budget: f64,
+    left: f64,
+}
+
+impl Allowance {
+    /// A full bucket for `budget` (a share of one CPU: the rate it fills at).
+    pub fn new(budget: f64) -> Allowance {
+        Allowance { budget, left: budget * HORIZON }
+    }
+
+    /// Takes `spent` CPU-seconds over `elapsed` seconds; false once overdrawn.
+    pub fn charge(&mut self, spent: f64, elapsed: f64) -> bool {
+        self.left = (self.left + self.budget * elapsed).min(self.budget * HORIZON) - spent;
+        self.left >= 0.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_allowance_lets_a_steady_cost_within_the_budget_run_and_stops_a_burst_at_once() {
+        let mut steady = Allowance::new(0.05);
+        // 4 % of a CPU, in 10 ms ticks, for 10 s: never overdrawn.
+        assert!((0..1000).all(|_| steady.charge(0.04 * 0.01, 0.01)));
+        // Bursty at 4 % on average: 6.5 % in one tick, 1.5 % in the next.
+        let mut bursty = Allowance::new(0.05);
+        assert!((0..1000).all(|i| bursty.charge(if i % 2 == 0 { 0.065 } else { 0.015 } * 0.01, 0.01)));
+        // A whole CPU from the start: the first 10 ms tick overdraws 5 ms of allowance.
+        let mut burst = Allowance::new(0.05);
+        assert!(!burst.charge(0.01, 0.01));
+        // 6 % sustained: overdrawn within a second (0.005 s ahead, 0.0001 s more a tick).
+        let mut over = Allowance::new(0.05);
+        let ticks = (0..1000).take_while(|_| over.charge(0.06 * 0.01, 0.01)).count();
+        // The first tick takes 0.6 ms from the full 5 ms, each next one 0.1 ms more than refills.
+        assert!((44..=46).contains(&ticks), "overdrawn after {ticks} ticks, not about 45");
+        // Planned quiet: a jump is held to the budget; planned busy: to twice the plan.
+        let quiet = Rates { allocations_per_attached_s: 0.0, frees_per_s: 0.0 };
+        assert_eq!(ceiling(COSTS, quiet, 1.0, 0.05), 0.05);
+        let planned = Rates { allocations_per_attached_s: 20_000.0, frees_per_s: 100.0 };
+        assert!((ceiling(COSTS, planned, 1.0, 0.05) - 0.2002).abs() < 1e-9, "2 x (10 % + 0.01 %)");
+        assert_eq!(ceiling(COSTS, planned, 0.0, 0.05), 0.05, "detached: the frees' 0.02 % is under the budget");
+    }
 
     const COSTS: Costs = Costs { allocation_ns: 5_000.0, free_ns: 1_000.0 };
 

@@ -91,7 +91,15 @@ pub fn trace(
     let (attached, elapsed) = (window.attached, window.elapsed);
     // Full mode does not sample: the allocated totals are counts, not estimates
     // (the time the links took to attach would otherwise scale them up).
-    let allocated_scale = if options.full { 1.0 } else { elapsed.as_secs_f64() / attached.as_secs_f64().max(1e-6) };
+    let (frees_attached, frees_all) = window.activity;
+    let activity_share = if frees_attached >= 100 { frees_attached as f64 / frees_all as f64 } else { f64::NAN };
+    let allocated_scale = if options.full {
+        1.0
+    } else if activity_share.is_finite() {
+        1.0 / activity_share
+    } else {
+        elapsed.as_secs_f64() / attached.as_secs_f64().max(1e-6)
+    };
     let report = report::read(&probes, &window.segments, end_ns, allocated_scale, &maps, &root);
     drop(probes);
 
@@ -112,6 +120,9 @@ pub fn trace(
         ("truncated_stacks".to_owned(), report.truncated_stacks as f64),
         ("stacks".to_owned(), report.stacks as f64),
         ("allocation_probe_share".to_owned(), mean_duty),
+        ("allocation_probe_activity_share".to_owned(), activity_share),
+        ("attach_seconds".to_owned(), window.attaching.as_secs_f64()),
+        ("longest_tick_seconds".to_owned(), window.longest_tick.as_secs_f64()),
         ("window_seconds".to_owned(), elapsed.as_secs_f64()),
         ("profiled_seconds".to_owned(), report.window_ns as f64 / 1e9),
         ("detach_seconds".to_owned(), window.detach.as_secs_f64()),
@@ -191,7 +202,7 @@ fn sampling_note(options: &Options, mean_duty: f64) -> String {
         return "full: every allocation traced".to_owned();
     }
     format!(
-        "allocation probes attached {:.1} % of the time on average (time-window sampling, the share set each cycle by the overhead governor from hits counted every 100 ms within {:.1} % of one CPU); in cycles of 5 s; each sampled allocation weighs the inverse of its cycle's share; frees traced throughout",
+        "allocation probes attached {:.1} % of the time on average (time-window sampling, the share set each cycle by the overhead governor within {:.1} % of one CPU, hits counted every 10 ms); in cycles of 5 s; each sampled allocation weighs the inverse of the share of its cycle's frees made while they were attached (of its time, when too few); frees traced throughout",
         mean_duty * 100.0,
         options.budget * 100.0
     )
