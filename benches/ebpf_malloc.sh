@@ -129,8 +129,10 @@ def run(load, tracer):
         sites = {s["function"]: s["values"].get("inuse_space", 0) for s in summary.get("top_sites", [])}
         estimate = sites.get("leak_slowly", 0)
         totals = summary.get("totals", {})
+        activity = totals.get("allocation_probe_activity_share")
+        activity = f'{100 * activity:.1f} %' if isinstance(activity, (int, float)) else "unmeasured"
         note = (f'{c["status"]}: {(c.get("reason") or "")[:90]}; probes attached {100 * totals.get("allocation_probe_share", 0):.1f} % '
-                f'of the window, detached in {totals.get("detach_seconds", 0):.3f} s')
+                f'of the time, {activity} of the frees; detached in {totals.get("detach_seconds", 0):.3f} s')
     return {"wall": wall, "cpu": cpu, "sys": sys_cpu, "truth": truth, "estimate": estimate, "note": note}
 
 for load in ("mallocbench", "service"):

@@ -244,3 +244,108 @@ fn the_aligned_family_is_traced_with_the_programs_own_sizes() {
     let (churned, _) = held("churn_aligned");
     assert!(churned <= 5100, "churn_aligned frees what it allocates: {churned} B in use");
 }
+
+/// The C++ helper (tests/helpers/malloc_cxx_new.cpp) built with g++ one of
+/// its ways: "plain", "ARENA_NEW" or "MALLOC_NEW".
+fn cxx_new(dir: &Path, variant: &str) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/malloc_cxx_new.cpp");
+    let binary = dir.join(format!("malloc_cxx_new_{variant}"));
+    let mut command = Command::new("c++");
+    command.args(["-O0", "-fno-omit-frame-pointer", "-o"]).arg(&binary).arg(&source);
+    if variant != "plain" {
+        command.arg(format!("-D{variant}"));
+    }
+    let status = command.status();
+    assert!(status.is_ok_and(|s| s.success()), "c++ {} failed (Debian package g++)", source.display());
+    binary
+}
+
+/// Traces `binary` in full mode from before its loop of `iterations` to its
+/// exit: the result, and the bytes and objects it says it leaked.
+fn trace_cxx(binary: &Path, iterations: u32) -> (Traced, i64, i64) {
+    use std::io::{BufRead, Write};
+    let mut child = Command::new(binary)
+        .args([&iterations.to_string(), "2000"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200)); // the dynamic loader maps libc and libstdc++
+    let mut stdin = child.stdin.take().unwrap();
+    let mut started = false;
+    let pid = child.id();
+    // Its loop starts at the trace's first wait, every probe attached: the window sees all of it.
+    let mut wait = |d: Duration| -> Result<(), String> {
+        if !std::mem::replace(&mut started, true) {
+            stdin.write_all(b"go\n").unwrap();
+            stdin.flush().unwrap();
+        }
+        let until = Instant::now() + d;
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return Err("the target exited".into());
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            std::thread::sleep(left.min(Duration::from_millis(5)));
+        }
+    };
+    let options = Options { budget: 1.0, full: true };
+    let traced = trace(Path::new("/proc"), pid, &options, Duration::from_secs(30), &mut wait).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    child.wait().unwrap();
+    let field = |n: usize| -> i64 { line.split_whitespace().nth(n).unwrap().parse().unwrap() };
+    (traced, field(1), field(2))
+}
+
+/// (in-use bytes, in-use objects) of the stacks through `function`, wherever in them.
+fn held_through(profile: &Profile, function: &str) -> (i64, i64) {
+    profile
+        .samples
+        .iter()
+        .filter(|s| s.stack.iter().any(|f| f.function == function))
+        .fold((0, 0), |(b, o), s| (b + s.values[0], o + s.values[1]))
+}
+
+#[test]
+fn a_replaced_operator_new_is_probed_and_nothing_is_counted_twice() {
+    if !common::can_run_privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for variant in ["ARENA_NEW", "MALLOC_NEW", "plain"] {
+        let binary = cxx_new(dir.path(), variant);
+        let (traced, truth_bytes, truth_objects) = trace_cxx(&binary, 60);
+        assert_eq!(traced.ending, Ending::Interrupted("the target exited".into()), "{variant}");
+        let result = &traced.result;
+        let allocators = &result.attributes.iter().find(|(n, _)| n == "allocators").unwrap().1;
+        let replaced = format!("C++ operator new/delete replaced in malloc_cxx_new_{variant} at {}: _Znwm, _ZdlPv, _ZdlPvm;", binary.display());
+        // libstdc++'s own operator new is not probed: it calls malloc, which is.
+        assert_eq!(allocators.contains(&replaced), variant != "plain", "{variant}: {allocators}");
+        assert!(!allocators.contains("libstdc++"), "{allocators}");
+        let profile = &result.profiles[0];
+        assert_eq!(truth_bytes, 200 * 60);
+        if variant == "plain" {
+            // libstdc++'s operator new has no frame pointer: the stack taken at
+            // malloc's return goes from it to main, its caller's frame skipped.
+            // Counted once all the same: the leaked Requests, and nothing of the deleted ones.
+            let through_new = profile
+                .samples
+                .iter()
+                .filter(|s| s.stack.first().is_some_and(|f| f.function.starts_with("operator new")))
+                .fold((0, 0), |(b, o), s| (b + s.values[0], o + s.values[1]));
+            assert_eq!(through_new, (truth_bytes, truth_objects), "{variant}: {allocators}");
+            continue;
+        }
+        // Every leaked Request once, with its 200 B (the program's count): the
+        // arena's never reach malloc; the others reach it once per new.
+        assert_eq!(held_through(profile, "leak_request"), (truth_bytes, truth_objects), "{variant}: {allocators}");
+        // Every churned one deleted: forgotten, arena or not.
+        assert_eq!(held_through(profile, "churn_request"), (0, 0), "{variant}");
+        let top = sites::top(profile, 0, 1);
+        assert_eq!(top[0].frame.function, "leak_request", "{variant}: {top:?}");
+    }
+}

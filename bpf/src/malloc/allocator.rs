@@ -3,7 +3,8 @@
 //! binary), then a shared allocator library that interposes libc's (jemalloc,
 //! tcmalloc, mimalloc loaded or preloaded), then libc; plus the prefixed
 //! entry points a Rust allocator crate links in (`_rjem_*`, `mi_*`), which sit
-//! beside the libc allocator the process's C code still uses.
+//! beside the libc allocator the process's C code still uses, and a C++
+//! `operator new`/`delete` that a program or library replaces.
 
 use crate::shared;
 use memleak_artifacts::heapprof::{self, Mapping};
@@ -80,6 +81,35 @@ const RUST_MIMALLOC: &[(&str, Shape)] = &[
     ("mi_free", Shape::Free),
 ];
 
+/// C++'s `operator new` and `delete`, every variant (array, nothrow, aligned,
+/// sized; the size or the block always in the first argument), probed only
+/// where an object other than libstdc++ defines them: a replacement, which
+/// may never reach malloc. libstdc++'s own call malloc and free, probed
+/// already; a replacement that calls malloc is counted once too (the inner
+/// call's return takes the pending call, the outer return finds none).
+const CXX_REPLACED: &[(&str, Shape)] = &[
+    ("_Znwm", Shape::Malloc),
+    ("_Znam", Shape::Malloc),
+    ("_ZnwmRKSt9nothrow_t", Shape::Malloc),
+    ("_ZnamRKSt9nothrow_t", Shape::Malloc),
+    ("_ZnwmSt11align_val_t", Shape::Malloc),
+    ("_ZnamSt11align_val_t", Shape::Malloc),
+    ("_ZnwmSt11align_val_tRKSt9nothrow_t", Shape::Malloc),
+    ("_ZnamSt11align_val_tRKSt9nothrow_t", Shape::Malloc),
+    ("_ZdlPv", Shape::Free),
+    ("_ZdaPv", Shape::Free),
+    ("_ZdlPvm", Shape::Free),
+    ("_ZdaPvm", Shape::Free),
+    ("_ZdlPvRKSt9nothrow_t", Shape::Free),
+    ("_ZdaPvRKSt9nothrow_t", Shape::Free),
+    ("_ZdlPvSt11align_val_t", Shape::Free),
+    ("_ZdaPvSt11align_val_t", Shape::Free),
+    ("_ZdlPvmSt11align_val_t", Shape::Free),
+    ("_ZdaPvmSt11align_val_t", Shape::Free),
+    ("_ZdlPvSt11align_val_tRKSt9nothrow_t", Shape::Free),
+    ("_ZdaPvSt11align_val_tRKSt9nothrow_t", Shape::Free),
+];
+
 /// One entry point to probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryPoint {
@@ -134,7 +164,7 @@ pub fn find(procfs: &Path, pid: u32) -> Result<Vec<Allocator>, String> {
     for module in modules {
         let binary = root.join(module.trim_start_matches('/'));
         let wanted: Vec<&str> =
-            STANDARD.iter().chain(RUST_JEMALLOC).chain(RUST_MIMALLOC).map(|(name, _)| *name).collect();
+            STANDARD.iter().chain(RUST_JEMALLOC).chain(RUST_MIMALLOC).chain(CXX_REPLACED).map(|(name, _)| *name).collect();
         let Ok(offsets) = symbolize::function_offsets(&binary, &wanted, TABLE_BYTES) else { continue };
         let has = |name: &str| offsets.iter().any(|(n, _)| n == name);
         let mut add = |table: &[(&'static str, Shape)], name: String| {
@@ -159,6 +189,9 @@ pub fn find(procfs: &Path, pid: u32) -> Result<Vec<Allocator>, String> {
         }
         if has("mi_malloc_aligned") && has("mi_free") {
             add(RUST_MIMALLOC, format!("mimalloc (Rust) in {}", file_name(module)));
+        }
+        if !file_name(module).starts_with("libstdc++") && CXX_REPLACED.iter().any(|(name, _)| has(name)) {
+            add(CXX_REPLACED, format!("C++ operator new/delete replaced in {}", file_name(module)));
         }
     }
     if found.is_empty() {

@@ -92,13 +92,12 @@ pub fn trace(
     // Full mode does not sample: the allocated totals are counts, not estimates
     // (the time the links took to attach would otherwise scale them up).
     let (frees_attached, frees_all) = window.activity;
-    let activity_share = if frees_attached >= 100 { frees_attached as f64 / frees_all as f64 } else { f64::NAN };
-    let allocated_scale = if options.full {
-        1.0
-    } else if activity_share.is_finite() {
-        1.0 / activity_share
-    } else {
-        elapsed.as_secs_f64() / attached.as_secs_f64().max(1e-6)
+    // The share of the target's activity (its frees) sampled, when enough were counted (see `window`).
+    let activity_share = (!options.full && frees_attached >= 100).then(|| frees_attached as f64 / frees_all as f64);
+    let allocated_scale = match activity_share {
+        _ if options.full => 1.0,
+        Some(share) => 1.0 / share,
+        None => elapsed.as_secs_f64() / attached.as_secs_f64().max(1e-6),
     };
     let report = report::read(&probes, &window.segments, end_ns, allocated_scale, &maps, &root);
     drop(probes);
@@ -120,7 +119,6 @@ pub fn trace(
         ("truncated_stacks".to_owned(), report.truncated_stacks as f64),
         ("stacks".to_owned(), report.stacks as f64),
         ("allocation_probe_share".to_owned(), mean_duty),
-        ("allocation_probe_activity_share".to_owned(), activity_share),
         ("attach_seconds".to_owned(), window.attaching.as_secs_f64()),
         ("longest_tick_seconds".to_owned(), window.longest_tick.as_secs_f64()),
         ("window_seconds".to_owned(), elapsed.as_secs_f64()),
@@ -132,6 +130,7 @@ pub fn trace(
         ("calibrated_allocation_ns".to_owned(), costs.allocation_ns),
         ("calibrated_free_ns".to_owned(), costs.free_ns),
     ]);
+    out.totals.extend(activity_share.map(|share| ("allocation_probe_activity_share".to_owned(), share)));
     let probed: Vec<String> = allocators
         .iter()
         .map(|a| {
