@@ -125,6 +125,7 @@ fn sampled_trace(budget: f64) -> Result<(), String> {
     let traced = trace_child(&mut child, Options { budget, full: false }, Duration::from_secs(7));
     child.wait().unwrap();
     let result = &traced.result;
+    eprintln!("sampled trace of program A: {:?}", result.totals);
     assert_eq!(traced.ending, Ending::Elapsed);
     let share = result.total("allocation_probe_share").unwrap();
     assert!(share > 0.0 && share < 0.6, "the governor sampled: probes attached {share} of the time");
@@ -322,7 +323,10 @@ fn a_replaced_operator_new_is_probed_and_nothing_is_counted_twice() {
         assert_eq!(traced.ending, Ending::Interrupted("the target exited".into()), "{variant}");
         let result = &traced.result;
         let allocators = &result.attributes.iter().find(|(n, _)| n == "allocators").unwrap().1;
-        let replaced = format!("C++ operator new/delete replaced in malloc_cxx_new_{variant} at {}: _Znwm, _ZdlPv, _ZdlPvm;", binary.display());
+        let replaced = format!(
+            "C++ operator new/delete replaced in malloc_cxx_new_{variant} at {}: _Znwm, _ZdlPv, _ZdlPvm;",
+            binary.display()
+        );
         // libstdc++'s own operator new is not probed: it calls malloc, which is.
         assert_eq!(allocators.contains(&replaced), variant != "plain", "{variant}: {allocators}");
         assert!(!allocators.contains("libstdc++"), "{allocators}");

@@ -151,7 +151,11 @@ fn a_malloc_heavy_loop_is_stopped_early_by_the_governor_and_ends_partial() {
 /// Runs the churn helper for `iterations` malloc/free pairs (16 B to 4 KiB),
 /// under a capture of `exporter` opened before the loop starts when there is
 /// one: the loop's CPU seconds, the system part of them, and the finished capture.
-fn churn_loop(exporter: Option<&Exporter>, iterations: u64, fingerprint: &str) -> (f64, f64, Option<serde_json::Value>) {
+fn churn_loop(
+    exporter: Option<&Exporter>,
+    iterations: u64,
+    fingerprint: &str,
+) -> (f64, f64, Option<serde_json::Value>) {
     let mut child = Command::new(churn())
         .args([&iterations.to_string(), "1000"])
         .stdin(Stdio::piped())

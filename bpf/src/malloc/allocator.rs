@@ -163,8 +163,13 @@ pub fn find(procfs: &Path, pid: u32) -> Result<Vec<Allocator>, String> {
     let mut standard = false;
     for module in modules {
         let binary = root.join(module.trim_start_matches('/'));
-        let wanted: Vec<&str> =
-            STANDARD.iter().chain(RUST_JEMALLOC).chain(RUST_MIMALLOC).chain(CXX_REPLACED).map(|(name, _)| *name).collect();
+        let wanted: Vec<&str> = STANDARD
+            .iter()
+            .chain(RUST_JEMALLOC)
+            .chain(RUST_MIMALLOC)
+            .chain(CXX_REPLACED)
+            .map(|(name, _)| *name)
+            .collect();
         let Ok(offsets) = symbolize::function_offsets(&binary, &wanted, TABLE_BYTES) else { continue };
         let has = |name: &str| offsets.iter().any(|(n, _)| n == name);
         let mut add = |table: &[(&'static str, Shape)], name: String| {

@@ -122,8 +122,12 @@ pub fn run(
             let rates = tick.rates;
             let spent = charge(&mut out, costs, &tick, 1.0);
             cycle_spent += spent;
-            let within =
-                allowance.charge(spent, tick.took.as_secs_f64()) && (options.full || cycle_spent <= cycle_budget);
+            // What the frees will cost over the rest of the cycle is kept for them.
+            let frees = meter.last.free_calls.saturating_sub(at_attach.free_calls) as f64;
+            let frees_per_s = (frees / attached_at.elapsed().as_secs_f64().max(1e-3)).max(planned.frees_per_s);
+            let frees_ahead = frees_per_s * costs.free_ns / 1e9 * cycle.saturating_sub(begun.elapsed()).as_secs_f64();
+            let within = allowance.charge(spent, tick.took.as_secs_f64())
+                && (options.full || cycle_spent + frees_ahead <= cycle_budget);
             if let Err(reason) = waited {
                 stop = Some(Ending::Interrupted(reason));
                 break;
@@ -151,12 +155,18 @@ pub fn run(
         let allocations = at_detach.allocation_calls.saturating_sub(at_attach.allocation_calls);
         let allocation_rate = allocations as f64 / on_time.as_secs_f64().max(1e-3);
         out.attached += on_time;
+        // Ended early by the allowance, the cycle lasts only until its cost is
+        // back within the budget: the next one is planned from what this one
+        // measured, rather than sampling the rest of the cycle at a sliver.
+        let early = !options.full && on_time < on_for.saturating_sub(attached_at.duration_since(begun));
         if stop.is_none() {
             // Detached: frees only, charged every tick; over their allowance and the budget, the trace stops.
             let mut allowance = Allowance::new(governor::ceiling(costs, planned, 0.0, options.budget));
-            while begun.elapsed() < cycle {
+            while begun.elapsed() < cycle && !(early && cycle_spent <= options.budget * begun.elapsed().as_secs_f64()) {
                 let (tick, waited) = tick(probes, &mut meter, &mut out, cycle - begun.elapsed(), false, wait);
-                let within = allowance.charge(charge(&mut out, costs, &tick, 0.0), tick.took.as_secs_f64());
+                let spent = charge(&mut out, costs, &tick, 0.0);
+                cycle_spent += spent;
+                let within = allowance.charge(spent, tick.took.as_secs_f64());
                 if let Err(reason) = waited {
                     stop = Some(Ending::Interrupted(reason));
                     break;
@@ -273,17 +283,16 @@ fn measure(
     probes.attach_allocations()?;
     let waited = wait(MEASURE);
     let took = begun.elapsed();
-    let frees_before = meter.last.free_calls;
+    let before = meter.last;
     let rates = meter.rates(probes.counters(), took, took);
-    let frees = meter.last.free_calls.saturating_sub(frees_before);
+    let frees = meter.last.free_calls.saturating_sub(before.free_calls);
     charge(out, costs, &Tick { rates, took, frees }, 1.0);
     // Its allocations count in the allocated totals (scaled by the time attached), not in the in-use profile.
     out.attached += begun.elapsed();
     if let Err(reason) = waited {
         return Ok((0.0, rates, Some(Ending::Interrupted(reason))));
     }
-    // 10 ms of a slow target's calls is noise: over budget, start at the
-    // lowest share; its allowance stops it if it lasts.
+    // Over budget, start at the lowest share; its allowance stops it if it lasts.
     // Unless the frees alone, which no share samples, cost more than the
     // budget over enough of them to be a rate (and they were slowed by the
     // allocation probes meanwhile: alone they come faster): then the first
@@ -291,6 +300,13 @@ fn measure(
     // tick, a 1 s malloc loop paid 11 % of a CPU over its run for a 5 % budget).
     let frees_over = governor::frees_alone_over(costs, rates, frees as f64, options.budget);
     let lowest = governor::DUTIES[governor::DUTIES.len() - 1];
+    // A few calls in 10 ms are no rate (one iteration of a slow target read
+    // as hundreds a second): attached throughout, planned as quiet, until the
+    // allowance ends the attached part and the next cycle is planned from it.
+    let calls = meter.last.allocation_calls.saturating_sub(before.allocation_calls) + frees;
+    if !options.full && (calls as f64) < governor::RATE_FREES {
+        return Ok((1.0, Rates { allocations_per_attached_s: 0.0, frees_per_s: 0.0 }, None));
+    }
     Ok(match governor::choose(costs, rates, options.budget, options.full) {
         Some(duty) => (duty, rates, None),
         None if options.full => (0.0, rates, Some(over_budget(costs, rates, options))),
