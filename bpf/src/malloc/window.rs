@@ -24,6 +24,10 @@ const MEASURE: Duration = Duration::from_millis(10);
 /// breakpoints take to go. (At 100 ms, a 0.3 s malloc loop that started
 /// after the capture paid 9 to 16 % of a CPU for a 5 % budget.)
 const TICK: Duration = Duration::from_millis(10);
+/// The shortest cycle whose attached part the allowance ended early: its
+/// rates plan the next, and a burst of a paced load (a hundred calls in 20
+/// ms, then a sleep) read over less would stop the trace as over budget.
+const EARLY_CYCLE: Duration = Duration::from_secs(1);
 /// Frees in each part of a cycle that make its activity a measure.
 const ACTIVITY_FREES: u64 = 100;
 
@@ -162,7 +166,10 @@ pub fn run(
         if stop.is_none() {
             // Detached: frees only, charged every tick; over their allowance and the budget, the trace stops.
             let mut allowance = Allowance::new(governor::ceiling(costs, planned, 0.0, options.budget));
-            while begun.elapsed() < cycle && !(early && cycle_spent <= options.budget * begun.elapsed().as_secs_f64()) {
+            let recovered = |spent: f64| {
+                early && begun.elapsed() >= EARLY_CYCLE && spent <= options.budget * begun.elapsed().as_secs_f64()
+            };
+            while begun.elapsed() < cycle && !recovered(cycle_spent) {
                 let (tick, waited) = tick(probes, &mut meter, &mut out, cycle - begun.elapsed(), false, wait);
                 let spent = charge(&mut out, costs, &tick, 0.0);
                 cycle_spent += spent;
