@@ -299,28 +299,23 @@ fn measure(
     if let Err(reason) = waited {
         return Ok((0.0, rates, Some(Ending::Interrupted(reason))));
     }
-    // Over budget, start at the lowest share; its allowance stops it if it lasts.
-    // Unless the frees alone, which no share samples, cost more than the
-    // budget over enough of them to be a rate (and they were slowed by the
-    // allocation probes meanwhile: alone they come faster): then the first
-    // tick would only spend the budget of seconds to find the same (with that
-    // tick, a 1 s malloc loop paid 11 % of a CPU over its run for a 5 % budget).
-    let frees_over = governor::frees_alone_over(costs, rates, frees as f64, options.budget);
-    let lowest = governor::DUTIES[governor::DUTIES.len() - 1];
     // A few calls in 10 ms are no rate (one iteration of a slow target read
     // as hundreds a second): attached throughout, planned as quiet, until the
     // allowance ends the attached part and the next cycle is planned from it.
+    // Over the budget, they may be a burst (a paced service's hundred calls
+    // in its first 10 ms stopped the trace): the lowest share, planned as
+    // quiet, so that the allowances (at the budget) tell within a tick
+    // whether it lasts, and the frees' one stops the trace if so.
+    let quiet = Rates { allocations_per_attached_s: 0.0, frees_per_s: 0.0 };
     let calls = meter.last.allocation_calls.saturating_sub(before.allocation_calls) + frees;
     if !options.full && (calls as f64) < governor::RATE_FREES {
-        return Ok((1.0, Rates { allocations_per_attached_s: 0.0, frees_per_s: 0.0 }, None));
+        return Ok((1.0, quiet, None));
     }
+    let lowest = governor::DUTIES[governor::DUTIES.len() - 1];
     Ok(match governor::choose(costs, rates, options.budget, options.full) {
         Some(duty) => (duty, rates, None),
         None if options.full => (0.0, rates, Some(over_budget(costs, rates, options))),
-        None if frees_over => {
-            (0.0, rates, Some(frees_over_ending(costs, rates, options, "measured in the first 10 ms")))
-        }
-        None => (lowest, rates, None),
+        None => (lowest, quiet, None),
     })
 }
 
