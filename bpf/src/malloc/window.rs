@@ -116,8 +116,8 @@ pub fn run(
         let mut cycle_spent = 0.0;
         // Attached: every tick charged to an allowance at twice the planned
         // cost (the budget in full mode) and to the cycle's budget; either
-        // overdrawn, the allocation probes go for the rest of the cycle (or the
-        // trace stops, when the frees alone are over the budget or nothing may be sampled).
+        // overdrawn, the allocation probes go for the rest of the cycle (in full
+        // mode, where nothing may be sampled, the trace stops).
         let ceiling =
             if options.full { options.budget } else { governor::ceiling(costs, planned, 1.0, options.budget) };
         let mut allowance = Allowance::new(ceiling);
@@ -128,7 +128,9 @@ pub fn run(
             cycle_spent += spent;
             // What the frees will cost over the rest of the cycle is kept for them.
             let frees = meter.last.free_calls.saturating_sub(at_attach.free_calls) as f64;
-            let frees_per_s = (frees / attached_at.elapsed().as_secs_f64().max(1e-3)).max(planned.frees_per_s);
+            // (Over at least the allowance's horizon: a burst in the first tick is no rate.)
+            let span = attached_at.elapsed().as_secs_f64().max(governor::HORIZON);
+            let frees_per_s = (frees / span).max(planned.frees_per_s);
             let frees_ahead = frees_per_s * costs.free_ns / 1e9 * cycle.saturating_sub(begun.elapsed()).as_secs_f64();
             let within = allowance.charge(spent, tick.took.as_secs_f64())
                 && (options.full || cycle_spent + frees_ahead <= cycle_budget);
@@ -139,10 +141,10 @@ pub fn run(
             if within {
                 continue;
             }
+            // The frees alone are judged once detached, by their own allowance:
+            // one tick of a paced service's burst here reads as over the budget.
             if options.full {
                 stop = Some(over_budget(costs, rates, options));
-            } else if frees_alone_over(costs, &tick, options) {
-                stop = Some(frees_over_ending(costs, rates, options, "while the allocation probes were attached"));
             }
             break;
         }
