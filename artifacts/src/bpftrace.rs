@@ -107,7 +107,7 @@ fn stack_frame(text: &str) -> Frame {
         Some((f, off)) if !f.is_empty() && off.trim_start_matches("0x").bytes().all(|b| b.is_ascii_hexdigit()) => f,
         _ => symbol,
     };
-    Frame { function: crate::demangle::demangle(function), file: module.map(str::to_owned), line: None, address: None }
+    Frame { file: module.map(str::to_owned), ..Frame::function(crate::demangle::demangle(function)) }
 }
 
 fn malformed(line: usize, message: &str) -> ArtifactError {

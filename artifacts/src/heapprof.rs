@@ -106,9 +106,10 @@ pub fn frame(address: u64, maps: &[Mapping]) -> Frame {
                 file: Some(m.path.clone()),
                 line: None,
                 address: Some(offset),
+                inlined: false,
             }
         }
-        None => Frame { function: format!("0x{address:x}"), file: None, line: None, address: None },
+        None => Frame::function(format!("0x{address:x}")),
     }
 }
 

@@ -12,11 +12,14 @@ pub struct Frame {
     pub file: Option<String>,
     pub line: Option<u32>,
     pub address: Option<u64>,
+    /// Inlined into the next frame (its caller): both are one machine address,
+    /// which pprof writes as one location with a line per function.
+    pub inlined: bool,
 }
 
 impl Frame {
     pub fn function(name: impl Into<String>) -> Frame {
-        Frame { function: name.into(), file: None, line: None, address: None }
+        Frame { function: name.into(), file: None, line: None, address: None, inlined: false }
     }
 }
 

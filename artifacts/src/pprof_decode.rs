@@ -169,7 +169,9 @@ impl<'a> Frames<'a> {
         spent: &mut u64,
     ) -> Result<Vec<Frame>, ArtifactError> {
         let mut named = Vec::new();
-        for line in location.line.iter().take(MAX_DEPTH) {
+        let lines = location.line.iter().take(MAX_DEPTH);
+        let last = lines.len().saturating_sub(1);
+        for (i, line) in lines.enumerate() {
             let Some(function) = self.functions.get(&line.function_id) else { continue };
             let (name, file) = (text(function.name), text(function.filename));
             charge(spent, std::mem::size_of::<Frame>() + name.len() + file.len())?;
@@ -178,6 +180,8 @@ impl<'a> Frames<'a> {
                 file: Some(file).filter(|f| !f.is_empty()).map(str::to_owned),
                 line: u32::try_from(line.line).ok().filter(|l| *l > 0),
                 address: Some(location.address).filter(|a| *a != 0),
+                // pprof lists a location's inlined functions first, the caller last.
+                inlined: i < last,
             });
         }
         if !named.is_empty() {
@@ -195,11 +199,12 @@ impl<'a> Frames<'a> {
                     file: Some(path.to_owned()).filter(|p| !p.is_empty()),
                     line: None,
                     address: Some(offset),
+                    inlined: false,
                 }
             }
             _ => {
                 charge(spent, std::mem::size_of::<Frame>() + 18)?;
-                Frame { function: format!("0x{:x}", location.address), file: None, line: None, address: None }
+                Frame::function(format!("0x{:x}", location.address))
             }
         };
         Ok(vec![frame])
@@ -218,7 +223,13 @@ mod tests {
     #[test]
     fn reads_back_what_the_encoder_writes() {
         let mut p = Profile::new("leaks", vec![INUSE_SPACE, INUSE_OBJECTS]);
-        let leaf = Frame { function: "leak".into(), file: Some("a.c".into()), line: Some(69), address: Some(0x10) };
+        let leaf = Frame {
+            function: "leak".into(),
+            file: Some("a.c".into()),
+            line: Some(69),
+            address: Some(0x10),
+            inlined: false,
+        };
         p.samples.push(Sample {
             stack: vec![leaf.clone(), Frame::function("main")],
             values: vec![300, 2],

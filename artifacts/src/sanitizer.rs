@@ -25,6 +25,7 @@ pub fn frame(line: &str) -> Option<Frame> {
             file: (!module.is_empty()).then(|| module.to_owned()),
             line: None,
             address,
+            inlined: false,
         });
     };
     if body.ends_with(')')
@@ -35,6 +36,7 @@ pub fn frame(line: &str) -> Option<Frame> {
             file: Some(body[open + 2..body.len() - 1].to_owned()),
             line: None,
             address,
+            inlined: false,
         });
     }
     let (function, location) = match body.rsplit_once(' ') {
@@ -45,7 +47,7 @@ pub fn frame(line: &str) -> Option<Frame> {
         Some(loc) => split_location(loc),
         None => (None, None),
     };
-    Some(Frame { function: function.to_owned(), file, line, address })
+    Some(Frame { function: function.to_owned(), file, line, address, inlined: false })
 }
 
 fn strip_build_id(text: &str) -> &str {

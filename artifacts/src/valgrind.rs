@@ -23,7 +23,7 @@ pub fn frame(desc: &str) -> Frame {
         },
         None => (None, None),
     };
-    Frame { function: function.to_owned(), file, line, address }
+    Frame { function: function.to_owned(), file, line, address, inlined: false }
 }
 
 #[cfg(test)]

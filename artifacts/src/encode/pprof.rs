@@ -115,7 +115,8 @@ struct Tables<'a> {
     functions: Vec<PbFunction>,
     function_ids: HashMap<(&'a str, Option<&'a str>), u64>,
     locations: Vec<PbLocation>,
-    location_ids: HashMap<&'a Frame, u64>,
+    /// Keyed by the frames of one address: the inlined ones, then their caller.
+    location_ids: HashMap<&'a [Frame], u64>,
 }
 
 impl<'a> Tables<'a> {
@@ -129,33 +130,45 @@ impl<'a> Tables<'a> {
         id
     }
 
-    fn location(&mut self, frame: &'a Frame) -> u64 {
-        if let Some(id) = self.location_ids.get(frame) {
+    fn function(&mut self, frame: &'a Frame) -> u64 {
+        let key = (frame.function.as_str(), frame.file.as_deref());
+        if let Some(id) = self.function_ids.get(&key) {
             return *id;
         }
-        let key = (frame.function.as_str(), frame.file.as_deref());
-        let function_id = match self.function_ids.get(&key) {
-            Some(id) => *id,
-            None => {
-                let id = self.functions.len() as u64 + 1;
-                let name = self.string(&frame.function);
-                let filename = frame.file.as_deref().map_or(0, |f| self.string(f));
-                self.functions.push(PbFunction { id, name, system_name: name, filename });
-                self.function_ids.insert(key, id);
-                id
-            }
-        };
+        let id = self.functions.len() as u64 + 1;
+        let name = self.string(&frame.function);
+        let filename = frame.file.as_deref().map_or(0, |f| self.string(f));
+        self.functions.push(PbFunction { id, name, system_name: name, filename });
+        self.function_ids.insert(key, id);
+        id
+    }
+
+    /// The location of `frames`: one address, with a line per function,
+    /// innermost first and the caller they were inlined into last (as pprof specifies).
+    fn location(&mut self, frames: &'a [Frame]) -> u64 {
+        if let Some(id) = self.location_ids.get(frames) {
+            return *id;
+        }
+        let line = frames
+            .iter()
+            .map(|f| PbLine { function_id: self.function(f), line: f.line.map_or(0, i64::from) })
+            .collect();
         let id = self.locations.len() as u64 + 1;
         self.locations.push(PbLocation {
             id,
             // One synthetic mapping: symbols are already resolved.
             mapping_id: 1,
-            address: frame.address.unwrap_or(0),
-            line: vec![PbLine { function_id, line: frame.line.map_or(0, i64::from) }],
+            address: frames.last().and_then(|f| f.address).unwrap_or(0),
+            line,
         });
-        self.location_ids.insert(frame, id);
+        self.location_ids.insert(frames, id);
         id
     }
+}
+
+/// `stack` cut into the frames of each address: a run of inlined frames with the caller that ends it.
+fn addresses(stack: &[Frame]) -> impl Iterator<Item = &[Frame]> {
+    stack.split_inclusive(|f| !f.inlined)
 }
 
 /// Builds the pprof message of `profile`.
@@ -166,7 +179,7 @@ pub fn to_message(profile: &Profile, source: &str) -> PbProfile {
         profile.sample_types.iter().map(|v| PbValueType { r#type: t.string(v.kind), unit: t.string(v.unit) }).collect();
     let mut samples = Vec::with_capacity(profile.samples.len());
     for s in &profile.samples {
-        let location_id = s.stack.iter().map(|f| t.location(f)).collect();
+        let location_id = addresses(&s.stack).map(|frames| t.location(frames)).collect();
         let label = s.labels.iter().map(|(k, v)| PbLabel { key: t.string(k), str: t.string(v) }).collect();
         samples.push(PbSample { location_id, value: s.values.clone(), label });
     }
@@ -215,7 +228,13 @@ mod tests {
     #[test]
     fn round_trips_through_protobuf() {
         let mut p = Profile::new("leaks", vec![INUSE_SPACE, INUSE_OBJECTS]);
-        let leaf = Frame { function: "leak".into(), file: Some("a.c".into()), line: Some(69), address: Some(0x10) };
+        let leaf = Frame {
+            function: "leak".into(),
+            file: Some("a.c".into()),
+            line: Some(69),
+            address: Some(0x10),
+            inlined: false,
+        };
         let main = Frame::function("main");
         p.samples.push(Sample { stack: vec![leaf.clone(), main.clone()], values: vec![300, 2], labels: vec![] });
         p.samples.push(Sample { stack: vec![main], values: vec![5, 1], labels: vec![("kind".into(), "x".into())] });

@@ -211,6 +211,7 @@ impl Data {
                         file: self.string(file).map(str::to_owned).or_else(|| Some(module.to_owned())),
                         line: (line > 0).then_some(line),
                         address: None,
+                        inlined: true,
                     })
                     .collect();
                 if ip_frames.is_empty() {
@@ -219,10 +220,11 @@ impl Data {
                         file: Some(module.to_owned()),
                         line: None,
                         address: None,
+                        inlined: false,
                     });
                 }
                 // The first triple is the real frame, the rest are inlined into it (innermost last).
-                let real = ip_frames.remove(0);
+                let real = Frame { inlined: false, ..ip_frames.remove(0) };
                 for frame in ip_frames.into_iter().rev().chain([real]) {
                     meter.push_frame(&mut frames, frame);
                 }

@@ -63,10 +63,15 @@ impl Symbols {
         (offset < end).then_some(offset)
     }
 
+    /// The virtual address (as symbols and debug info name it) of file offset `offset`.
+    pub fn address_of(&self, offset: u64) -> Option<u64> {
+        let &(start, _, vaddr) = self.segments.iter().find(|(s, e, _)| *s <= offset && offset < *e)?;
+        Some(offset - start + vaddr)
+    }
+
     /// The (demangled) function holding file offset `offset`.
     pub fn lookup(&self, offset: u64) -> Option<String> {
-        let &(start, _, vaddr) = self.segments.iter().find(|(s, e, _)| *s <= offset && offset < *e)?;
-        let address = offset - start + vaddr;
+        let address = self.address_of(offset)?;
         let i = self.functions.partition_point(|f| f.0 <= address).checked_sub(1)?;
         let &(function, size, from, to) = self.functions.get(i)?;
         if size != 0 && address >= function.saturating_add(size) {
@@ -74,6 +79,28 @@ impl Symbols {
         }
         let name = self.names.get(from as usize..to as usize)?;
         Some(crate::demangle::demangle(&String::from_utf8_lossy(name)))
+    }
+}
+
+/// The DWARF sections of an ELF file (name without the leading dot, bytes,
+/// decompressed), and whether it is little-endian.
+#[derive(Debug, Default)]
+pub struct DebugSections {
+    pub little_endian: bool,
+    pub sections: Vec<(String, Vec<u8>)>,
+}
+
+/// The DWARF sections of `file` (`size` bytes) that `wanted` names (`debug_info`, …),
+/// holding at most `budget` bytes of them; none when the file has no debug info.
+pub fn debug_sections(file: &File, size: u64, budget: u64, wanted: &[&str]) -> Result<DebugSections, Refusal> {
+    let mut head = [0u8; 64];
+    let len = head.len().min(size as usize);
+    file.read_exact_at(&mut head[..len], 0).map_err(|_| "cannot be read")?;
+    let reader = Reader { file, size, budget, spent: 0 };
+    match head.get(4) {
+        Some(&elf::ELFCLASS32) => reader.debug_sections::<elf::FileHeader32<Endianness>>(&head[..len], wanted),
+        Some(&elf::ELFCLASS64) => reader.debug_sections::<elf::FileHeader64<Endianness>>(&head[..len], wanted),
+        _ => Err("not an ELF file"),
     }
 }
 
@@ -105,6 +132,72 @@ impl Reader<'_> {
         Ok(())
     }
 
+    /// The section headers of the file whose header is `head` (and its endianness).
+    fn section_headers<H: FileHeader<Endian = Endianness>>(
+        &mut self,
+        header: &H,
+        endian: Endianness,
+    ) -> Result<Vec<H::SectionHeader>, Refusal> {
+        let count = usize::from(header.e_shnum(endian));
+        if count > 0 && usize::from(header.e_shentsize(endian)) != size_of::<H::SectionHeader>() {
+            return Err("not a well-formed ELF file");
+        }
+        let bytes = self.take(header.e_shoff(endian).into(), (count * size_of::<H::SectionHeader>()) as u64)?;
+        let (sections, _) = pod::slice_from_bytes::<H::SectionHeader>(&bytes, count).map_err(|_| "not an ELF file")?;
+        Ok(sections.to_vec())
+    }
+
+    fn debug_sections<H: FileHeader<Endian = Endianness>>(
+        mut self,
+        head: &[u8],
+        wanted: &[&str],
+    ) -> Result<DebugSections, Refusal> {
+        let header = H::parse(head).map_err(|_| "not an ELF file")?;
+        let endian = header.endian().map_err(|_| "not an ELF file")?;
+        let sections = self.section_headers(header, endian)?;
+        let mut out = DebugSections { little_endian: endian == Endianness::Little, sections: Vec::new() };
+        let Some(names) = sections.get(usize::from(header.e_shstrndx(endian))) else { return Ok(out) };
+        let names = self.take(names.sh_offset(endian).into(), names.sh_size(endian).into())?;
+        for section in &sections {
+            let Some(name) = names.get(section.sh_name(endian) as usize..) else { continue };
+            let name = &name[..name.iter().position(|b| *b == 0).unwrap_or(name.len())];
+            let Some(name) = name.strip_prefix(b".").and_then(|n| std::str::from_utf8(n).ok()) else { continue };
+            if !wanted.contains(&name) || section.sh_type(endian) == elf::SHT_NOBITS {
+                continue;
+            }
+            let bytes = self.take(section.sh_offset(endian).into(), section.sh_size(endian).into())?;
+            let flags: u64 = section.sh_flags(endian).into();
+            let bytes =
+                if flags & u64::from(elf::SHF_COMPRESSED) != 0 { self.inflate::<H>(&bytes, endian)? } else { bytes };
+            out.sections.push((name.to_owned(), bytes));
+        }
+        Ok(out)
+    }
+
+    /// A `SHF_COMPRESSED` section's bytes, inflated (zlib only), its stated size charged first.
+    fn inflate<H: FileHeader<Endian = Endianness>>(
+        &mut self,
+        bytes: &[u8],
+        endian: Endianness,
+    ) -> Result<Vec<u8>, Refusal> {
+        use object::read::elf::CompressionHeader;
+        use std::io::Read;
+        let (header, data) =
+            pod::from_bytes::<H::CompressionHeader>(bytes).map_err(|_| "not a well-formed ELF file")?;
+        if header.ch_type(endian) != elf::ELFCOMPRESS_ZLIB {
+            return Err("debug sections compressed other than with zlib");
+        }
+        let stated: u64 = header.ch_size(endian).into();
+        self.charge(stated)?;
+        let mut out = Vec::new();
+        // The stated size bounds what is inflated, whatever the stream holds.
+        flate2::read::ZlibDecoder::new(data)
+            .take(stated)
+            .read_to_end(&mut out)
+            .map_err(|_| "a compressed debug section that does not inflate")?;
+        Ok(out)
+    }
+
     fn symbols<H: FileHeader<Endian = Endianness>>(mut self, head: &[u8]) -> Result<Symbols, Refusal> {
         let header = H::parse(head).map_err(|_| "not an ELF file")?;
         let endian = header.endian().map_err(|_| "not an ELF file")?;
@@ -123,12 +216,7 @@ impl Reader<'_> {
             }
         }
 
-        let count = usize::from(header.e_shnum(endian));
-        if count > 0 && usize::from(header.e_shentsize(endian)) != size_of::<H::SectionHeader>() {
-            return Err("not a well-formed ELF file");
-        }
-        let bytes = self.take(header.e_shoff(endian).into(), (count * size_of::<H::SectionHeader>()) as u64)?;
-        let (sections, _) = pod::slice_from_bytes::<H::SectionHeader>(&bytes, count).map_err(|_| "not an ELF file")?;
+        let sections = self.section_headers(header, endian)?;
         for table in sections.iter().filter(|s| matches!(s.sh_type(endian), elf::SHT_SYMTAB | elf::SHT_DYNSYM)) {
             let strings = sections.get(table.sh_link(endian) as usize).ok_or("not a well-formed ELF file")?;
             let data = self.take(table.sh_offset(endian).into(), table.sh_size(endian).into())?;

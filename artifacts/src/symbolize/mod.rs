@@ -1,12 +1,16 @@
 //! Resolving `module+0xoffset` frames to function names from the ELF symbol
-//! tables of the binaries, found under search folders or at their recorded
-//! path, opened only when safe (`open`) and read within a budget (`elf`).
-//! (I/O lives here, not in the parsers.)
+//! tables of the binaries, and to source files, lines and inlined calls from
+//! their DWARF debug info when they have it; binaries found under search
+//! folders or at their recorded path, opened only when safe (`open`), read
+//! within a budget (`elf`, `dwarf`). (I/O lives here, not in the parsers.)
 
+mod binary;
+mod dwarf;
 mod elf;
 mod open;
 
-use crate::model::Profile;
+use crate::model::{Frame, Profile};
+use binary::Binary;
 use elf::Symbols;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -17,6 +21,15 @@ pub use open::MAX_BINARY_BYTES;
 /// Binaries read for one artifact at most (a process maps a few hundred);
 /// the frames of the others stay `module+0xoffset`.
 pub const MAX_BINARIES: usize = 512;
+
+/// Inlined calls named at one address at most (the innermost are kept): real
+/// chains are a few deep, a dozen in heavily generic code.
+pub const MAX_INLINED: usize = 32;
+
+/// Inlined frames added to one artifact's stacks at most: each costs a frame's
+/// memory beyond what the parse was budgeted for. Past it, addresses get their
+/// function and line without the calls inlined there.
+pub const MAX_INLINED_FRAMES: usize = 1 << 20;
 
 /// Where to look for the binaries named in a dump, and whose eyes they are read for.
 #[derive(Debug, Clone, Default)]
@@ -32,17 +45,23 @@ pub struct SymbolPath {
     pub readable_by: Option<u32>,
 }
 
-/// A module whose frames stay unresolved, and why.
+/// A module whose frames stay unresolved, or resolved to functions without
+/// source lines because its debug info is unusable, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsymbolized {
     pub module: String,
     pub reason: &'static str,
 }
 
+/// The frames one frame of a stack (at this depth) became.
+type Named = (usize, Vec<Frame>);
+
 /// Finds binaries and resolves the frames of `profiles` that are still
-/// `module+0xoffset`, one binary at a time (only its symbols in memory, at
-/// most `table_bytes` of them), until `deadline`. Returns the modules left
-/// unresolved with the reason.
+/// `module+0xoffset`, one binary at a time (only its symbols and debug info in
+/// memory, at most `table_bytes` of each), until `deadline`: a frame becomes
+/// the calls inlined at its address and the function holding it, with source
+/// files and lines where the binary has debug info. Returns the modules left
+/// unresolved, or without lines, with the reason.
 pub fn symbolize(
     profiles: &mut [Profile],
     path: &SymbolPath,
@@ -64,6 +83,10 @@ pub fn symbolize(
     }
     let roots = open::Roots::open(&path.dirs);
     let mut missing = Vec::new();
+    // (profile, sample) → its resolved frames by depth; stacks are rebuilt at the
+    // end, as one frame may become several.
+    let mut resolved: HashMap<(usize, usize), Vec<Named>> = HashMap::new();
+    let mut inlined_left = MAX_INLINED_FRAMES;
     for (n, (module, frames)) in by_module.into_iter().enumerate() {
         let refused = |reason| Unsymbolized { module: module.clone(), reason };
         if n >= MAX_BINARIES {
@@ -74,30 +97,50 @@ pub fn symbolize(
             missing.push(refused("the time budget was spent"));
             continue;
         }
-        let symbols = find(&module, &roots, path).and_then(|file| {
+        let binary = find(&module, &roots, path).and_then(|file| {
             let size = file.metadata().map_err(|_| "cannot be examined")?.len();
-            Symbols::read(&file, size, table_bytes)
+            Binary::read(&file, size, table_bytes, table_bytes)
         });
-        let symbols = match symbols {
-            Ok(symbols) => symbols,
+        let mut binary = match binary {
+            Ok(binary) => binary,
             Err(reason) => {
                 missing.push(refused(reason));
                 continue;
             }
         };
         for (p, s, depth) in frames {
-            let Some(frame) =
-                profiles.get_mut(p).and_then(|p| p.samples.get_mut(s)).and_then(|s| s.stack.get_mut(depth))
-            else {
+            let Some(frame) = profiles.get(p).and_then(|p| p.samples.get(s)).and_then(|s| s.stack.get(depth)) else {
                 continue;
             };
             let Some(offset) = frame.address else { continue };
             // Return addresses point after the call: look up the call itself.
             let at = if depth > 0 { offset.saturating_sub(1) } else { offset };
-            if let Some(name) = symbols.lookup(at) {
-                frame.function = name;
+            if let Some(frames) = binary.frames(frame, at, MAX_INLINED.min(inlined_left)) {
+                inlined_left = inlined_left.saturating_sub(frames.len().saturating_sub(1));
+                resolved.entry((p, s)).or_default().push((depth, frames));
             }
         }
+        if let Some(note) = binary.note {
+            missing.push(refused(note));
+        }
+    }
+    for ((p, s), mut frames) in resolved {
+        let Some(sample) = profiles.get_mut(p).and_then(|p| p.samples.get_mut(s)) else { continue };
+        frames.sort_unstable_by_key(|(depth, _)| *depth);
+        let mut frames = frames.into_iter().peekable();
+        let stack = std::mem::take(&mut sample.stack);
+        for (depth, frame) in stack.into_iter().enumerate() {
+            match frames.next_if(|(d, _)| *d == depth) {
+                Some((_, named)) => sample.stack.extend(named),
+                None => sample.stack.push(frame),
+            }
+        }
+    }
+    if inlined_left == 0 {
+        missing.push(Unsymbolized {
+            module: "(inlined calls)".to_owned(),
+            reason: "more inlined calls than are named for one artifact: the rest show only their caller",
+        });
     }
     missing
 }
@@ -123,14 +166,14 @@ fn find(module: &str, roots: &open::Roots, path: &SymbolPath) -> Result<std::fs:
     open::at_recorded_path(module, path.readable_by)
 }
 
-/// Function names from binaries opened by path, their symbol tables kept
-/// across calls (keyed by the file's device and inode, so one library reached
-/// through different paths, e.g. `/proc/PID/root/...` of several processes, is
-/// read once). Bounded: past `MAX_MODULES` binaries or `MAX_CACHED_BYTES` of
-/// symbols the cache starts over.
+/// Function names, source lines and inlined calls from binaries opened by
+/// path, their symbols and debug info kept across calls (keyed by the file's
+/// device and inode, so one library reached through different paths, e.g.
+/// `/proc/PID/root/...` of several processes, is read once). Bounded: past
+/// `MAX_MODULES` binaries or `MAX_CACHED_BYTES` of them the cache starts over.
 #[derive(Debug, Default)]
 pub struct Symbolizer {
-    cache: HashMap<(u64, u64), Option<Symbols>>,
+    cache: HashMap<(u64, u64), Option<Binary>>,
     cached_bytes: usize,
     /// Path → (device, inode), so a path is opened once, not once per frame.
     identities: HashMap<PathBuf, Option<(u64, u64)>>,
@@ -139,52 +182,70 @@ pub struct Symbolizer {
 impl Symbolizer {
     const MAX_MODULES: usize = 256;
     const MAX_PATHS: usize = 4096;
-    const MAX_CACHED_BYTES: usize = 64 << 20;
+    const MAX_CACHED_BYTES: usize = 192 << 20;
     /// Symbol tables read per binary at most.
     const TABLE_BYTES: u64 = 32 << 20;
+    /// Debug info read per binary at most (a C or C++ service's is a few MiB;
+    /// a large Rust binary's can be hundreds: its frames keep function names).
+    const DEBUG_BYTES: u64 = 64 << 20;
 
-    /// Forgets which file each path named (keeping the symbol tables): paths
-    /// can be reused (a pid, an upgraded library), so a long-lived symbolizer
-    /// calls this between batches.
+    /// Forgets which file each path named (keeping what was read): paths can
+    /// be reused (a pid, an upgraded library), so a long-lived symbolizer calls
+    /// this between batches.
     pub fn forget_paths(&mut self) {
         self.identities.clear();
     }
 
-    /// The function at file offset `offset` of the binary at `binary` (opened
-    /// with the checks of `open`); `return_address`: the offset follows a call,
-    /// so look up the byte before it.
-    pub fn function(&mut self, binary: &Path, offset: u64, return_address: bool) -> Option<String> {
-        use std::os::unix::fs::MetadataExt;
-        if let Some(known) = self.identities.get(binary) {
-            let key = (*known)?;
-            if let Some(symbols) = self.cache.get(&key) {
-                return symbols.as_ref()?.lookup(Self::at(offset, return_address));
-            }
+    /// `frame`, a `module+0xoffset` frame of a process whose file system is
+    /// under `root`, named: the calls inlined at its address (innermost first),
+    /// then the function holding it, with source files and lines where the
+    /// module has debug info (opened with the checks of `open`); unchanged when
+    /// nothing there names it. `return_address`: the offset follows a call, so
+    /// the byte before it is looked up.
+    pub fn frames_under(&mut self, root: &Path, frame: Frame, return_address: bool) -> Vec<Frame> {
+        let (Some(module), Some(offset)) = (&frame.file, frame.address) else { return vec![frame] };
+        let binary = root.join(module.trim_start_matches('/'));
+        let at = if return_address { offset.saturating_sub(1) } else { offset };
+        match self.binary(&binary).and_then(|b| b.frames(&frame, at, MAX_INLINED)) {
+            Some(frames) => frames,
+            None => vec![frame],
         }
-        if self.identities.len() >= Self::MAX_PATHS {
-            self.identities.clear();
-        }
-        let file = binary.to_str().and_then(|b| open::at_recorded_path(b, None).ok());
-        let Some((file, meta)) = file.and_then(|f| f.metadata().ok().map(|m| (f, m))) else {
-            self.identities.insert(binary.to_path_buf(), None);
-            return None;
-        };
-        let key = (meta.dev(), meta.ino());
-        self.identities.insert(binary.to_path_buf(), Some(key));
-        if !self.cache.contains_key(&key) {
-            let symbols = Symbols::read(&file, meta.len(), Self::TABLE_BYTES).ok();
-            let bytes = symbols.as_ref().map_or(0, Symbols::bytes);
-            if self.cache.len() >= Self::MAX_MODULES || self.cached_bytes + bytes > Self::MAX_CACHED_BYTES {
-                self.cache.clear();
-                self.cached_bytes = 0;
-            }
-            self.cached_bytes += bytes;
-            self.cache.insert(key, symbols);
-        }
-        self.cache.get(&key)?.as_ref()?.lookup(Self::at(offset, return_address))
     }
 
-    fn at(offset: u64, return_address: bool) -> u64 {
-        if return_address { offset.saturating_sub(1) } else { offset }
+    /// The binary at `path`, read once per file (again after the cache started over).
+    fn binary(&mut self, path: &Path) -> Option<&mut Binary> {
+        use std::os::unix::fs::MetadataExt;
+        let cached = match self.identities.get(path) {
+            Some(None) => return None,
+            Some(Some(key)) => self.cache.contains_key(key).then_some(*key),
+            None => None,
+        };
+        let key = match cached {
+            Some(key) => key,
+            None => {
+                if self.identities.len() >= Self::MAX_PATHS {
+                    self.identities.clear();
+                }
+                let file = path.to_str().and_then(|b| open::at_recorded_path(b, None).ok());
+                let Some((file, meta)) = file.and_then(|f| f.metadata().ok().map(|m| (f, m))) else {
+                    self.identities.insert(path.to_path_buf(), None);
+                    return None;
+                };
+                let key = (meta.dev(), meta.ino());
+                self.identities.insert(path.to_path_buf(), Some(key));
+                if !self.cache.contains_key(&key) {
+                    let binary = Binary::read(&file, meta.len(), Self::TABLE_BYTES, Self::DEBUG_BYTES).ok();
+                    let bytes = binary.as_ref().map_or(0, Binary::bytes);
+                    if self.cache.len() >= Self::MAX_MODULES || self.cached_bytes + bytes > Self::MAX_CACHED_BYTES {
+                        self.cache.clear();
+                        self.cached_bytes = 0;
+                    }
+                    self.cached_bytes += bytes;
+                    self.cache.insert(key, binary);
+                }
+                key
+            }
+        };
+        self.cache.get_mut(&key)?.as_mut()
     }
 }

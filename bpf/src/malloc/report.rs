@@ -160,7 +160,7 @@ fn duty_at(segments: &[Segment], time_ns: u64) -> f64 {
 /// return address (the first one into the allocating function), so the
 /// function is the one holding the byte before it.
 fn frames(ips: &[u64], maps: &[Mapping], root: &Path, symbolizer: &mut Symbolizer) -> Vec<Frame> {
-    ips.iter().map(|&ip| user_frames::frame(ip, maps, root, symbolizer, true)).collect()
+    ips.iter().flat_map(|&ip| user_frames::frames(ip, maps, root, symbolizer, true)).collect()
 }
 
 #[cfg(test)]

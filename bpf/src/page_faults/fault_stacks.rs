@@ -129,7 +129,9 @@ pub fn frames(
     root: &Path,
     symbolizer: &mut Symbolizer,
 ) -> Vec<Frame> {
-    ips.enumerate().map(|(depth, ip)| crate::user_frames::frame(ip, mappings, root, symbolizer, depth > 0)).collect()
+    ips.enumerate()
+        .flat_map(|(depth, ip)| crate::user_frames::frames(ip, mappings, root, symbolizer, depth > 0))
+        .collect()
 }
 
 #[cfg(test)]

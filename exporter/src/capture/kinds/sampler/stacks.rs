@@ -95,18 +95,9 @@ pub struct ElfNames<'a> {
 
 impl Names for ElfNames<'_> {
     fn name(&mut self, ips: &[u64]) -> Vec<Frame> {
+        // Every address kept is a return address: look up the call before it.
         ips.iter()
-            .map(|&ip| {
-                let mut frame = heapprof::frame(ip, &self.space.files);
-                if let (Some(module), Some(offset)) = (&frame.file, frame.address) {
-                    let binary = self.root.join(module.trim_start_matches('/'));
-                    // Every address kept is a return address: look up the call before it.
-                    if let Some(name) = self.symbolizer.function(&binary, offset, true) {
-                        frame.function = name;
-                    }
-                }
-                frame
-            })
+            .flat_map(|&ip| self.symbolizer.frames_under(&self.root, heapprof::frame(ip, &self.space.files), true))
             .collect()
     }
 }
