@@ -256,4 +256,31 @@ mod tests {
         assert_eq!(m.string_table[m.sample_type[0].r#type as usize], "inuse_space");
         assert_eq!(m.string_table[m.default_sample_type as usize], "inuse_space", "opens on the first type");
     }
+
+    #[test]
+    fn an_inline_chain_is_one_location_innermost_line_first() {
+        let at = |function: &str, line, inlined| Frame {
+            function: function.into(),
+            file: Some("a.c".into()),
+            line: Some(line),
+            address: Some(0x40),
+            inlined,
+        };
+        let mut p = Profile::new("leaks", vec![INUSE_SPACE]);
+        let stack = vec![at("grab", 6, true), at("outer", 13, false), Frame::function("main")];
+        p.samples.push(Sample { stack: stack.clone(), values: vec![64], labels: vec![] });
+        let m = to_message(&p, "file");
+        assert_eq!(m.sample[0].location_id.len(), 2, "grab and outer share one address");
+        let first = m.location.iter().find(|l| l.id == m.sample[0].location_id[0]).unwrap();
+        let named: Vec<(&str, i64)> = first
+            .line
+            .iter()
+            .map(|l| (m.string_table[m.function[l.function_id as usize - 1].name as usize].as_str(), l.line))
+            .collect();
+        assert_eq!(named, [("grab", 6), ("outer", 13)]);
+        assert_eq!(first.address, 0x40);
+        // Read back, the chain is the same frames.
+        let decoded = crate::pprof_decode::decode(&encode(&p, "file")).unwrap();
+        assert_eq!(decoded.profile.samples[0].stack, stack);
+    }
 }

@@ -150,3 +150,39 @@ fn check_shape(dwarf: &gimli::Dwarf<Reader>) -> Result<(), Refusal> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DWARF 4 unit of `depth` nested DIEs (abbreviation 1: an inlined call with children).
+    fn nested(depth: usize) -> DebugSections {
+        let abbrev = vec![1, 0x1d, 1, 0, 0, 0];
+        let length = u32::try_from(2 + 4 + 1 + 2 * depth).unwrap();
+        let mut info = length.to_le_bytes().to_vec();
+        info.extend([4, 0, 0, 0, 0, 0, 8]);
+        info.extend(std::iter::repeat_n(1u8, depth));
+        info.extend(std::iter::repeat_n(0u8, depth));
+        let sections = [("debug_abbrev", abbrev), ("debug_info", info), ("debug_line", vec![0; 4])];
+        DebugSections { little_endian: true, sections: sections.into_iter().map(|(n, b)| (n.to_owned(), b)).collect() }
+    }
+
+    #[test]
+    fn a_nesting_deeper_than_real_code_is_refused_without_recursing() {
+        // Deep enough to overflow a thread's stack in a recursive parse.
+        let refused = Lines::from_sections(nested(1 << 20)).err();
+        assert_eq!(refused, Some("line info unusable: debug entries nested deeper than real code nests them"));
+        assert!(Lines::from_sections(nested(8)).is_ok(), "a shallow tree is fine");
+    }
+
+    #[test]
+    fn debug_info_past_the_budget_is_refused_and_none_is_no_error() {
+        let path = format!("{}/tests/fixtures/bin/a_cachesvc", env!("CARGO_MANIFEST_DIR"));
+        let file = File::open(path).unwrap();
+        let size = file.metadata().unwrap().len();
+        assert_eq!(Lines::read(&file, size, 1000).err(), Some("debug info larger than the budget"));
+        let lines = Lines::read(&file, size, 1 << 20).unwrap().unwrap();
+        assert!(lines.bytes() > 0);
+        assert!(Lines::from_sections(DebugSections::default()).unwrap().is_none(), "no debug info: no lines, no note");
+    }
+}
