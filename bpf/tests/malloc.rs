@@ -93,6 +93,12 @@ fn full_mode_names_the_leak_with_the_programs_own_sizes() {
     let leak = profile.samples.iter().find(|s| s.values[0] == leak_bytes).unwrap();
     let names: Vec<&str> = leak.stack.iter().map(|f| f.function.as_str()).take(4).collect();
     assert_eq!(names, ["leak_request_buffer", "handle_request", "run_service", "main"]);
+    // Its file and line from the binary's DWARF: the `malloc(` line that grep finds in the source.
+    let source = std::fs::read_to_string(program_a().parent().unwrap().join("../src/leaky_a.c")).unwrap();
+    let from = source.lines().position(|l| l.contains("char *leak_request_buffer(")).unwrap();
+    let line = source.lines().enumerate().skip(from).find(|(_, l)| l.contains("malloc(")).unwrap().0 + 1;
+    assert!(leak.stack[0].file.as_deref().unwrap().ends_with("leaky_a.c"), "{:?}", leak.stack[0]);
+    assert_eq!(leak.stack[0].line, Some(line as u32), "leaky_a.c:{line}");
     assert!(result.total("dropped_stacks") == Some(0.0) && result.left_out.is_empty(), "{:?}", result.left_out);
 }
 
