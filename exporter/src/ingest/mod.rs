@@ -37,8 +37,8 @@ pub struct Args {
     /// Largest decompressed-to-compressed ratio (past the first MiB) [default: 500].
     #[arg(long, value_name = "N")]
     pub max_ratio: Option<u64>,
-    /// Memory for the parsed stacks, samples and records, and for one binary's symbol tables;
-    /// past it the rest is left out and the summary says so [default: 1073741824].
+    /// Memory for the parsed stacks, samples and records, for one binary's symbol tables and for
+    /// its debug info; past it the rest is left out and the summary says so [default: 1073741824].
     #[arg(long, value_name = "BYTES")]
     pub max_parsed_bytes: Option<u64>,
     /// Largest outputs of one file, all together [default: 2147483648].

@@ -48,8 +48,8 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     pub max_ratio: Option<u64>,
 
-    /// Memory for a file's parsed stacks, samples and records, and for one binary's symbol
-    /// tables; past it the rest is left out and the summary says so [default: 8388608].
+    /// Memory for a file's parsed stacks, samples and records, for one binary's symbol tables
+    /// and for its debug info; past it the rest is left out and the summary says so [default: 8388608].
     #[arg(long, value_name = "BYTES")]
     pub max_parsed_bytes: Option<u64>,
 
