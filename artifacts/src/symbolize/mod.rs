@@ -182,12 +182,13 @@ pub struct Symbolizer {
 impl Symbolizer {
     const MAX_MODULES: usize = 256;
     const MAX_PATHS: usize = 4096;
-    const MAX_CACHED_BYTES: usize = 192 << 20;
+    /// What stays cached at most: the exporter's unit caps its memory at 64 MiB.
+    const MAX_CACHED_BYTES: usize = 64 << 20;
     /// Symbol tables read per binary at most.
     const TABLE_BYTES: u64 = 32 << 20;
-    /// Debug info read per binary at most (a C or C++ service's is a few MiB;
-    /// a large Rust binary's can be hundreds: its frames keep function names).
-    const DEBUG_BYTES: u64 = 64 << 20;
+    /// Debug info read per binary at most (a C service's is a few MiB; a
+    /// large C++ or Rust binary's can be hundreds: its frames keep function names).
+    const DEBUG_BYTES: u64 = 16 << 20;
 
     /// Forgets which file each path named (keeping what was read): paths can
     /// be reused (a pid, an upgraded library), so a long-lived symbolizer calls
