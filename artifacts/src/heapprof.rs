@@ -17,6 +17,10 @@ pub struct Mapping {
     pub end: u64,
     pub file_offset: u64,
     pub path: String,
+    /// The mapped file's device (as `st_dev`) and inode: which file it was
+    /// when mapped, whatever its path names now (0 when the line had none).
+    pub dev: u64,
+    pub inode: u64,
 }
 
 /// Parses maps lines (`/proc/PID/maps` format) into the file-backed mappings,
@@ -37,7 +41,7 @@ fn collect<'a>(
             break;
         }
         let mut fields = line.split_whitespace();
-        let (Some(range), Some(_perms), Some(offset), Some(_dev), Some(_inode), Some(path)) =
+        let (Some(range), Some(_perms), Some(offset), Some(dev), Some(inode), Some(path)) =
             (fields.next(), fields.next(), fields.next(), fields.next(), fields.next(), fields.next())
         else {
             continue;
@@ -48,11 +52,19 @@ fn collect<'a>(
             && path.starts_with('/')
         {
             charge(path)?;
-            out.push(Mapping { start, end, file_offset, path: path.to_owned() });
+            let (dev, inode) = (device(dev).unwrap_or(0), inode.parse().unwrap_or(0));
+            out.push(Mapping { start, end, file_offset, path: path.to_owned(), dev, inode });
         }
     }
     out.sort_by_key(|m| m.start);
     Ok(out)
+}
+
+/// `fd:01` (maps' hexadecimal major:minor) as `st_dev` encodes it.
+fn device(text: &str) -> Option<u64> {
+    let (major, minor) = text.split_once(':')?;
+    let (major, minor) = (u32::from_str_radix(major, 16).ok()?, u32::from_str_radix(minor, 16).ok()?);
+    Some(rustix::fs::makedev(major, minor))
 }
 
 /// The mappings of the dump's `MAPPED_LIBRARIES:` section; its absence means
@@ -89,7 +101,7 @@ pub fn stack(text: &str, maps: &[Mapping], meter: &mut Meter) -> Option<Vec<Fram
 }
 
 /// The mapping of `maps` (sorted by start) that holds `address`.
-fn find(maps: &[Mapping], address: u64) -> Option<&Mapping> {
+pub fn find(maps: &[Mapping], address: u64) -> Option<&Mapping> {
     let i = maps.partition_point(|m| m.start <= address).checked_sub(1)?;
     maps.get(i).filter(|m| address < m.end)
 }

@@ -9,6 +9,7 @@ mod dwarf;
 mod elf;
 mod open;
 
+use crate::heapprof::{self, Mapping};
 use crate::model::{Frame, Profile};
 use binary::Binary;
 use elf::Symbols;
@@ -145,11 +146,18 @@ pub fn symbolize(
     missing
 }
 
-/// The file offsets of the functions of `names` that the binary at `binary`
-/// defines (opened with the checks of `open`, its symbols read within
-/// `table_bytes`): where uprobes go, and whether this binary provides them.
-pub fn function_offsets(binary: &Path, names: &[&str], table_bytes: u64) -> Result<Vec<(String, u64)>, open::Refusal> {
-    let file = open::at_recorded_path(binary.to_str().ok_or("not a UTF-8 path")?, None)?;
+/// The file offsets of the functions of `names` that the file `mapping` maps
+/// in the live process whose root is `root` (its `/proc/PID/root`) defines,
+/// its symbols read within `table_bytes`: where uprobes go, and whether this
+/// binary provides them. Opened as `open::mapped` does: never a file the
+/// process's paths lead to instead.
+pub fn function_offsets(
+    root: &Path,
+    mapping: &Mapping,
+    names: &[&str],
+    table_bytes: u64,
+) -> Result<Vec<(String, u64)>, open::Refusal> {
+    let file = open::mapped(root, mapping)?;
     let size = file.metadata().map_err(|_| "cannot be examined")?.len();
     let symbols = Symbols::read(&file, size, table_bytes)?;
     Ok(names.iter().filter_map(|n| symbols.file_offset_of(n).map(|o| ((*n).to_owned(), o))).collect())
@@ -166,22 +174,27 @@ fn find(module: &str, roots: &open::Roots, path: &SymbolPath) -> Result<std::fs:
     open::at_recorded_path(module, path.readable_by)
 }
 
-/// Function names, source lines and inlined calls from binaries opened by
-/// path, their symbols and debug info kept across calls (keyed by the file's
-/// device and inode, so one library reached through different paths, e.g.
-/// `/proc/PID/root/...` of several processes, is read once). Bounded: past
-/// `MAX_MODULES` binaries or `MAX_CACHED_BYTES` of them the cache starts over.
+/// Function names, source lines and inlined calls from the binaries live
+/// processes map, their symbols and debug info kept across calls (keyed by the
+/// file's device and inode, so one library mapped by several processes is
+/// read once). Bounded: past `MAX_MODULES` binaries or `MAX_CACHED_BYTES` of
+/// them the cache starts over.
 #[derive(Debug, Default)]
 pub struct Symbolizer {
     cache: HashMap<(u64, u64), Option<Binary>>,
     cached_bytes: usize,
-    /// Path → (device, inode), so a path is opened once, not once per frame.
-    identities: HashMap<PathBuf, Option<(u64, u64)>>,
+    /// (process root, mapping start) → the mapped file's (device, inode), so a
+    /// mapping is opened once, not once per frame; `None`: it could not be.
+    identities: HashMap<(PathBuf, u64), Option<(u64, u64)>>,
+    /// Modules whose mapped file could not be read, and why (the first reason).
+    unmatched: BTreeMap<String, &'static str>,
 }
 
 impl Symbolizer {
     const MAX_MODULES: usize = 256;
     const MAX_PATHS: usize = 4096;
+    /// Modules listed as unmatched at most.
+    const MAX_UNMATCHED: usize = 64;
     /// What stays cached at most: the exporter's unit caps its memory at 64 MiB.
     const MAX_CACHED_BYTES: usize = 64 << 20;
     /// Symbol tables read per binary at most.
@@ -190,33 +203,41 @@ impl Symbolizer {
     /// large C++ or Rust binary's can be hundreds: its frames keep function names).
     const DEBUG_BYTES: u64 = 16 << 20;
 
-    /// Forgets which file each path named (keeping what was read): paths can
-    /// be reused (a pid, an upgraded library), so a long-lived symbolizer calls
-    /// this between batches.
+    /// Forgets which file each mapping held (keeping what was read): pids and
+    /// addresses are reused, so a long-lived symbolizer calls this between batches.
     pub fn forget_paths(&mut self) {
         self.identities.clear();
+        self.unmatched.clear();
     }
 
-    /// `frame`, a `module+0xoffset` frame of a process whose file system is
-    /// under `root`, named: the calls inlined at its address (innermost first),
-    /// then the function holding it, with source files and lines where the
-    /// module has debug info (opened with the checks of `open`); unchanged when
-    /// nothing there names it. `return_address`: the offset follows a call, so
-    /// the byte before it is looked up.
-    pub fn frames_under(&mut self, root: &Path, frame: Frame, return_address: bool) -> Vec<Frame> {
-        let (Some(module), Some(offset)) = (&frame.file, frame.address) else { return vec![frame] };
-        let binary = root.join(module.trim_start_matches('/'));
+    /// Address `ip` of a live process whose file system is `root` (its
+    /// `/proc/PID/root`) and whose file-backed mappings are `maps` (sorted by
+    /// start), as frames: the calls inlined there (innermost first), then the
+    /// function holding it, with source files and lines where the module has
+    /// debug info; read from the very file the process mapped (`open::mapped`),
+    /// never from whatever its path names now. `module+0xoffset` (see
+    /// `unmatched`) when that file cannot be read or nothing there names it.
+    /// `return_address`: the address follows a call, so the byte before it is looked up.
+    pub fn frames_of(&mut self, root: &Path, ip: u64, maps: &[Mapping], return_address: bool) -> Vec<Frame> {
+        let frame = heapprof::frame(ip, maps);
+        let (Some(mapping), Some(offset)) = (heapprof::find(maps, ip), frame.address) else { return vec![frame] };
         let at = if return_address { offset.saturating_sub(1) } else { offset };
-        match self.binary(&binary).and_then(|b| b.frames(&frame, at, MAX_INLINED)) {
+        match self.binary(root, mapping).and_then(|b| b.frames(&frame, at, MAX_INLINED)) {
             Some(frames) => frames,
             None => vec![frame],
         }
     }
 
-    /// The binary at `path`, read once per file (again after the cache started over).
-    fn binary(&mut self, path: &Path) -> Option<&mut Binary> {
-        use std::os::unix::fs::MetadataExt;
-        let cached = match self.identities.get(path) {
+    /// The modules whose mapped file could not be read since `forget_paths`
+    /// (their frames stay `module+0xoffset`), and why.
+    pub fn unmatched(&self) -> Vec<Unsymbolized> {
+        self.unmatched.iter().map(|(module, reason)| Unsymbolized { module: module.clone(), reason }).collect()
+    }
+
+    /// The binary `mapping` maps, read once per file (again after the cache started over).
+    fn binary(&mut self, root: &Path, mapping: &Mapping) -> Option<&mut Binary> {
+        let seen = (root.to_path_buf(), mapping.start);
+        let cached = match self.identities.get(&seen) {
             Some(None) => return None,
             Some(Some(key)) => self.cache.contains_key(key).then_some(*key),
             None => None,
@@ -227,15 +248,24 @@ impl Symbolizer {
                 if self.identities.len() >= Self::MAX_PATHS {
                     self.identities.clear();
                 }
-                let file = path.to_str().and_then(|b| open::at_recorded_path(b, None).ok());
-                let Some((file, meta)) = file.and_then(|f| f.metadata().ok().map(|m| (f, m))) else {
-                    self.identities.insert(path.to_path_buf(), None);
-                    return None;
+                let file = open::mapped(root, mapping).and_then(|f| {
+                    let size = f.metadata().map_err(|_| "cannot be examined")?.len();
+                    Ok((f, size))
+                });
+                let (file, size) = match file {
+                    Ok(opened) => opened,
+                    Err(reason) => {
+                        if self.unmatched.len() < Self::MAX_UNMATCHED {
+                            self.unmatched.entry(mapping.path.clone()).or_insert(reason);
+                        }
+                        self.identities.insert(seen, None);
+                        return None;
+                    }
                 };
-                let key = (meta.dev(), meta.ino());
-                self.identities.insert(path.to_path_buf(), Some(key));
+                let key = (mapping.dev, mapping.inode);
+                self.identities.insert(seen, Some(key));
                 if !self.cache.contains_key(&key) {
-                    let binary = Binary::read(&file, meta.len(), Self::TABLE_BYTES, Self::DEBUG_BYTES).ok();
+                    let binary = Binary::read(&file, size, Self::TABLE_BYTES, Self::DEBUG_BYTES).ok();
                     let bytes = binary.as_ref().map_or(0, Binary::bytes);
                     if self.cache.len() >= Self::MAX_MODULES || self.cached_bytes + bytes > Self::MAX_CACHED_BYTES {
                         self.cache.clear();

@@ -1,9 +1,11 @@
 //! Opening a binary named inside an artifact without trusting the name: only
 //! a regular, non-empty file within a size cap, on a real file system, never
 //! through a symbolic link as its last component, never blocking; under the
-//! `--symbols` folders by file name, or at the recorded path on this host.
+//! `--symbols` folders by file name, or at the recorded path on this host;
+//! for a live process, the very file it mapped (`mapped`).
 
-use rustix::fs::{FileType, FsWord, Mode, OFlags, fstat, fstatfs, open, openat};
+use crate::heapprof::Mapping;
+use rustix::fs::{FileType, FsWord, Mode, OFlags, ResolveFlags, fstat, fstatfs, open, openat, openat2};
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path};
@@ -72,6 +74,43 @@ pub fn at_recorded_path(module: &str, readable_by: Option<u32>) -> Result<File, 
     match open(module, FLAGS, Mode::empty()) {
         Ok(fd) => checked(fd, readable_by),
         Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => Err("not found"),
+        Err(rustix::io::Errno::LOOP) => Err("a symbolic link"),
+        Err(_) => Err("cannot be opened"),
+    }
+}
+
+/// The file `mapping` of a live process maps, the process's file system being
+/// `root` (its `/proc/PID/root`): first the mapping's own file through
+/// `/proc/PID/map_files` (still the mapped one if it was deleted or replaced
+/// since; needs root or ptrace access), else its path resolved inside `root`
+/// and never out of it (`RESOLVE_IN_ROOT`: the process's absolute symbolic
+/// links stay in its namespace; no magic links). Either way accepted only when
+/// it is the mapped file (its device and inode): a path the process controls
+/// never makes us read another file.
+pub fn mapped(root: &Path, mapping: &Mapping) -> Result<File, Refusal> {
+    let mapped = root.parent().map(|process| process.join(format!("map_files/{:x}-{:x}", mapping.start, mapping.end)));
+    // Following the link is the point: the kernel hands over the mapping's file, not a path lookup.
+    let through_map_files = mapped.and_then(|p| open(&p, FLAGS.difference(OFlags::NOFOLLOW), Mode::empty()).ok());
+    let fd = match through_map_files {
+        Some(fd) => fd,
+        None => in_root(root, &mapping.path)?,
+    };
+    let stat = fstat(&fd).map_err(|_| "cannot be examined")?;
+    if (stat.st_dev, stat.st_ino) != (mapping.dev, mapping.inode) {
+        return Err("the file at its path is not the one mapped (replaced or deleted since)");
+    }
+    checked(fd, None)
+}
+
+/// `path` (absolute in the process's view) opened inside `root`, resolved as the process would.
+fn in_root(root: &Path, path: &str) -> Result<OwnedFd, Refusal> {
+    let dir = open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|_| "the process's root cannot be opened")?;
+    let relative = path.trim_start_matches('/');
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    match openat2(&dir, relative, FLAGS, Mode::empty(), resolve) {
+        Ok(fd) => Ok(fd),
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => Err("not found (deleted since it was mapped?)"),
         Err(rustix::io::Errno::LOOP) => Err("a symbolic link"),
         Err(_) => Err("cannot be opened"),
     }
@@ -153,6 +192,33 @@ mod tests {
         let me = rustix::process::geteuid().as_raw();
         assert!(at_recorded_path(&path(&binary), Some(me)).is_ok());
         assert_eq!(at_recorded_path(&path(&binary), Some(me + 1)).err(), Some("not readable by the artifact's owner"));
+    }
+
+    #[test]
+    fn a_path_is_resolved_inside_the_process_root() {
+        use std::io::Read;
+        // The process's root holds `/lib/real` and `/lib/sub`, an absolute link
+        // to `/only-inside`: walked from our root, the link leads to a folder of ours.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("real"), b"host file").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("only-inside")).unwrap();
+        std::fs::write(root.path().join("only-inside/real"), b"process file").unwrap();
+        std::fs::create_dir(root.path().join("lib")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("lib/out")).unwrap();
+        std::os::unix::fs::symlink("/only-inside", root.path().join("lib/sub")).unwrap();
+        let read = |fd: OwnedFd| {
+            let mut text = String::new();
+            File::from(fd).read_to_string(&mut text).unwrap();
+            text
+        };
+        assert_eq!(read(in_root(root.path(), "/lib/sub/real").unwrap()), "process file");
+        // `outside` is absolute: inside the root it names nothing.
+        assert!(std::fs::read(root.path().join("lib/out/real")).is_ok(), "the walk by name escapes");
+        assert!(in_root(root.path(), "/lib/out/real").is_err());
+        std::fs::write(root.path().join("real"), b"process file").unwrap();
+        let dotdot = "/lib/../../../../../../../../../../real";
+        assert_eq!(read(in_root(root.path(), dotdot).unwrap()), "process file", "`..` stops at the root");
     }
 
     #[test]

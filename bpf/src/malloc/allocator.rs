@@ -126,7 +126,9 @@ pub struct Allocator {
     pub name: String,
     /// The binary as the process maps it.
     pub module: String,
-    /// The same file reached through `/proc/PID/root` (the process's mount namespace).
+    /// A path the kernel resolves to the very file the process mapped (uprobes
+    /// attach by path): its `/proc/PID/map_files` entry, or its path under
+    /// `/proc/PID/root` when that still names the mapped file.
     pub binary: PathBuf,
     pub entry_points: Vec<EntryPoint>,
 }
@@ -150,11 +152,14 @@ pub fn find(procfs: &Path, pid: u32) -> Result<Vec<Allocator>, String> {
     let exe = std::fs::read_link(procfs.join(pid.to_string()).join("exe")).ok();
     let root = procfs.join(pid.to_string()).join("root");
     let mut modules: Vec<&str> = Vec::new();
+    let mut mapping_of: Vec<&Mapping> = Vec::new();
     for m in &maps {
         if m.path.starts_with('/') && !modules.contains(&m.path.as_str()) {
             modules.push(&m.path);
+            mapping_of.push(m);
         }
     }
+    let mapping_of = |module: &str| mapping_of.iter().copied().find(|m| m.path == module);
     // The order the dynamic linker's lookup favours: the executable, then
     // other objects (an interposing allocator library), libc last.
     let is_libc = |m: &str| file_name(m).starts_with("libc.so") || file_name(m).starts_with("libc-");
@@ -162,7 +167,8 @@ pub fn find(procfs: &Path, pid: u32) -> Result<Vec<Allocator>, String> {
     let mut found = Vec::new();
     let mut standard = false;
     for module in modules {
-        let binary = root.join(module.trim_start_matches('/'));
+        let Some(mapping) = mapping_of(module) else { continue };
+        let Some(binary) = attach_path(&root, mapping) else { continue };
         let wanted: Vec<&str> = STANDARD
             .iter()
             .chain(RUST_JEMALLOC)
@@ -170,7 +176,7 @@ pub fn find(procfs: &Path, pid: u32) -> Result<Vec<Allocator>, String> {
             .chain(CXX_REPLACED)
             .map(|(name, _)| *name)
             .collect();
-        let Ok(offsets) = symbolize::function_offsets(&binary, &wanted, TABLE_BYTES) else { continue };
+        let Ok(offsets) = symbolize::function_offsets(&root, mapping, &wanted, TABLE_BYTES) else { continue };
         let has = |name: &str| offsets.iter().any(|(n, _)| n == name);
         let mut add = |table: &[(&'static str, Shape)], name: String| {
             let entry_points: Vec<EntryPoint> = table
@@ -205,6 +211,22 @@ pub fn find(procfs: &Path, pid: u32) -> Result<Vec<Allocator>, String> {
         ));
     }
     Ok(found)
+}
+
+/// A path the kernel resolves to the file `mapping` maps in the process whose
+/// root is `root`: its `map_files` entry (the mapping's own file; needs root),
+/// else its path under `root` when a lookup there (walked as the kernel will,
+/// so an absolute symbolic link the process planted would lead elsewhere)
+/// reaches the mapped file. `None`: neither does, so nothing is attached there.
+fn attach_path(root: &Path, mapping: &Mapping) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let is_mapped = |p: &Path| std::fs::metadata(p).is_ok_and(|m| (m.dev(), m.ino()) == (mapping.dev, mapping.inode));
+    let map_files = root.parent()?.join(format!("map_files/{:x}-{:x}", mapping.start, mapping.end));
+    if is_mapped(&map_files) {
+        return Some(map_files);
+    }
+    let by_name = root.join(mapping.path.trim_start_matches('/'));
+    is_mapped(&by_name).then_some(by_name)
 }
 
 fn file_name(module: &str) -> &str {

@@ -1,0 +1,155 @@
+//! Frames of a live process are named from the file it mapped, never from the
+//! file its path names now: not after the library was replaced on disk, not
+//! when the process swapped a folder of its own mount namespace for a symbolic
+//! link into a host-only folder (the exporter is root: following it would read
+//! host files a container chose). Needs root (`unshare -m`, `map_files`): in CI.
+
+use memleak_artifacts::heapprof::{self, Mapping};
+use memleak_artifacts::symbolize::{self, Symbolizer};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// Root, or a skip outside CI (a failure under CI=true, where tests run as root).
+fn root_or_skip() -> bool {
+    let root = rustix::process::geteuid().is_root();
+    if !root {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "these tests need root (CI runs them as root)");
+    }
+    root
+}
+
+/// This process's C library mapping: the pristine file the copies are made of.
+fn own_libc() -> Mapping {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    heapprof::mappings(maps.lines()).into_iter().find(|m| m.path.contains("/libc.so.6")).expect("libc.so.6 is mapped")
+}
+
+/// Kills the child when the test ends, however it ends.
+struct Reaped(Child);
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until `pid` maps a file whose path ends with `suffix`; that mapping's
+/// address where the pristine libc has `malloc` (`offset` in the file).
+fn mapped_address(pid: u32, suffix: &str, offset: u64) -> (Vec<Mapping>, u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let maps = heapprof::mappings(std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default().lines());
+        let holding =
+            maps.iter().find(|m| m.path.ends_with(suffix) && m.file_offset <= offset && offset < m.file_offset + (m.end - m.start));
+        if let Some(m) = holding {
+            let address = m.start + offset - m.file_offset;
+            return (maps, address);
+        }
+        assert!(Instant::now() < deadline, "process {pid} never mapped {suffix}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `malloc`'s offset in the pristine libc, and the name its frame gets there (a malloc alias).
+fn malloc_in_libc() -> (u64, String) {
+    let libc = own_libc();
+    let root = Path::new("/proc/self/root");
+    let offsets = symbolize::function_offsets(root, &libc, &["malloc"], 64 << 20).unwrap();
+    let offset = offsets.first().expect("libc defines malloc").1;
+    let maps = heapprof::mappings(std::fs::read_to_string("/proc/self/maps").unwrap().lines());
+    let own = maps.iter().find(|m| m.path == libc.path && m.file_offset <= offset && offset < m.file_offset + (m.end - m.start));
+    let own = own.expect("malloc's page is mapped");
+    let frames = Symbolizer::default().frames_of(root, own.start + offset - own.file_offset, &maps, false);
+    assert!(frames[0].function.contains("malloc"), "{frames:?}");
+    (offset, frames[0].function.clone())
+}
+
+fn other_library(libc: &Mapping) -> PathBuf {
+    Path::new(&libc.path).with_file_name("libm.so.6")
+}
+
+#[test]
+fn a_library_replaced_after_it_was_mapped_is_named_from_the_mapped_file() {
+    if !root_or_skip() {
+        return;
+    }
+    let (offset, malloc) = malloc_in_libc();
+    let libc = own_libc();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("libc.so.6");
+    std::fs::copy(&libc.path, &copy).unwrap();
+    // Preloaded, the copy (same soname) is the process's C library.
+    let child = Command::new("sleep").arg("60").env("LD_PRELOAD", &copy).spawn().unwrap();
+    let child = Reaped(child);
+    let pid = child.0.id();
+    let (maps, address) = mapped_address(pid, &copy.to_string_lossy(), offset);
+    // Replaced on disk: another library now sits at the mapped path.
+    let replacement = dir.path().join("new");
+    std::fs::copy(other_library(&libc), &replacement).unwrap();
+    std::fs::rename(&replacement, &copy).unwrap();
+    let root = PathBuf::from(format!("/proc/{pid}/root"));
+    let mut symbolizer = Symbolizer::default();
+    let frames = symbolizer.frames_of(&root, address, &maps, false);
+    assert_eq!(frames[0].function, malloc, "named from the file at the path, not the mapped one: {frames:?}");
+    assert!(symbolizer.unmatched().is_empty(), "{:?}", symbolizer.unmatched());
+}
+
+#[test]
+fn a_folder_swapped_for_a_symbolic_link_out_of_the_mount_namespace_is_not_followed() {
+    if !root_or_skip() {
+        return;
+    }
+    let (offset, malloc) = malloc_in_libc();
+    let libc = own_libc();
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().to_str().unwrap().to_owned();
+    // The host's own folder, which the namespace hides: a library of another name table.
+    std::fs::create_dir_all(format!("{w}/hostonly")).unwrap();
+    std::fs::create_dir_all(format!("{w}/ns")).unwrap();
+    std::fs::copy(other_library(&libc), format!("{w}/hostonly/libc.so.6")).unwrap();
+    let script = format!(
+        "set -e; mount -t tmpfs none {w}/ns; mount -t tmpfs none {w}/hostonly; mkdir {w}/ns/sub; \
+         cp {libc} {w}/ns/sub/libc.so.6; LD_PRELOAD={w}/ns/sub/libc.so.6 sleep 60 & echo $! > {w}/pid.tmp; \
+         mv {w}/pid.tmp {w}/pid; while [ ! -e {w}/swap ]; do sleep 0.05; done; \
+         rm -r {w}/ns/sub; ln -s {w}/hostonly {w}/ns/sub; touch {w}/swapped; wait",
+        libc = libc.path
+    );
+    let shell = Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]).spawn();
+    let _shell = Reaped(shell.expect("unshare (util-linux) runs"));
+    let wait_for = |name: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !Path::new(&format!("{w}/{name}")).exists() {
+            assert!(Instant::now() < deadline, "the namespace never wrote {name}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for("pid");
+    let pid: u32 = std::fs::read_to_string(format!("{w}/pid")).unwrap().trim().parse().unwrap();
+    let _target = ReapedPid(pid);
+    let (maps, address) = mapped_address(pid, "/ns/sub/libc.so.6", offset);
+    std::fs::write(format!("{w}/swap"), b"").unwrap();
+    wait_for("swapped");
+    let root = PathBuf::from(format!("/proc/{pid}/root"));
+    // The walk by name that used to be made leads to the host's file: the attack is in place.
+    let walked = root.join(format!("{w}/ns/sub/libc.so.6").trim_start_matches('/'));
+    assert_eq!(std::fs::read(&walked).unwrap(), std::fs::read(format!("{w}/hostonly/libc.so.6")).unwrap());
+    let mut symbolizer = Symbolizer::default();
+    let frames = symbolizer.frames_of(&root, address, &maps, false);
+    assert_eq!(frames[0].function, malloc, "not named from the mapped library: {frames:?}");
+    // The allocator lookup reads the same mapped file: malloc where the pristine libc has it.
+    let mapping = heapprof::find(&maps, address).unwrap();
+    let found = symbolize::function_offsets(&root, mapping, &["malloc"], 64 << 20).unwrap();
+    assert_eq!(found.first().map(|f| f.1), Some(offset));
+}
+
+/// Kills a grandchild by pid when the test ends.
+struct ReapedPid(u32);
+impl Drop for ReapedPid {
+    fn drop(&mut self) {
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(self.0 as i32).expect("a pid is positive"),
+            rustix::process::Signal::KILL,
+        );
+    }
+}
