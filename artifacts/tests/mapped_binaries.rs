@@ -4,6 +4,7 @@
 //! link into a host-only folder (the exporter is root: following it would read
 //! host files a container chose). Needs root (`unshare -m`, `map_files`): in CI.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 use memleak_artifacts::heapprof::{self, Mapping};
 use memleak_artifacts::symbolize::{self, Symbolizer};
 use std::path::{Path, PathBuf};
@@ -40,8 +41,9 @@ fn mapped_address(pid: u32, suffix: &str, offset: u64) -> (Vec<Mapping>, u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let maps = heapprof::mappings(std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default().lines());
-        let holding =
-            maps.iter().find(|m| m.path.ends_with(suffix) && m.file_offset <= offset && offset < m.file_offset + (m.end - m.start));
+        let holding = maps.iter().find(|m| {
+            m.path.ends_with(suffix) && m.file_offset <= offset && offset < m.file_offset + (m.end - m.start)
+        });
         if let Some(m) = holding {
             let address = m.start + offset - m.file_offset;
             return (maps, address);
@@ -58,7 +60,9 @@ fn malloc_in_libc() -> (u64, String) {
     let offsets = symbolize::function_offsets(root, &libc, &["malloc"], 64 << 20).unwrap();
     let offset = offsets.first().expect("libc defines malloc").1;
     let maps = heapprof::mappings(std::fs::read_to_string("/proc/self/maps").unwrap().lines());
-    let own = maps.iter().find(|m| m.path == libc.path && m.file_offset <= offset && offset < m.file_offset + (m.end - m.start));
+    let own = maps
+        .iter()
+        .find(|m| m.path == libc.path && m.file_offset <= offset && offset < m.file_offset + (m.end - m.start));
     let own = own.expect("malloc's page is mapped");
     let frames = Symbolizer::default().frames_of(root, own.start + offset - own.file_offset, &maps, false);
     assert!(frames[0].function.contains("malloc"), "{frames:?}");

@@ -142,7 +142,14 @@ mod tests {
     #[test]
     fn stacks_add_up_per_region_and_cgroup_and_are_bounded() {
         let profile = FaultProfile::default();
-        let maps = [heapprof::Mapping { start: 0x1000, end: 0x2000, file_offset: 0, path: "/bin/app".into(), dev: 0, inode: 0 }];
+        let maps = [heapprof::Mapping {
+            start: 0x1000,
+            end: 0x2000,
+            file_offset: 0,
+            path: "/bin/app".into(),
+            dev: 0,
+            inode: 0,
+        }];
         let nowhere = Path::new("/nonexistent");
         let stack = frames([0x1010, 0x1800, 0x9999].into_iter(), &maps, nowhere, &mut Symbolizer::default());
         assert_eq!(stack[0].function, "app+0x10", "a module that cannot be read stays module+offset");

@@ -96,9 +96,7 @@ pub struct ElfNames<'a> {
 impl Names for ElfNames<'_> {
     fn name(&mut self, ips: &[u64]) -> Vec<Frame> {
         // Every address kept is a return address: look up the call before it.
-        ips.iter()
-            .flat_map(|&ip| self.symbolizer.frames_of(&self.root, ip, &self.space.files, true))
-            .collect()
+        ips.iter().flat_map(|&ip| self.symbolizer.frames_of(&self.root, ip, &self.space.files, true)).collect()
     }
 }
 
