@@ -100,7 +100,7 @@ pub fn read(
             _ => Vec::new(),
         };
         let mut stack = frames(&ips, maps, root, &mut symbolizer);
-        let truncated = truncated(&stack);
+        let truncated = truncated(ips.len(), &stack);
         if stack.is_empty() {
             stack.push(Frame::function(if *id < 0 { "(no stack: lost or unreadable)" } else { "(stack evicted)" }));
         }
@@ -134,12 +134,13 @@ pub fn read(
     Report { profile, ranked, truncated_stacks, stacks: ids.len(), outstanding_sampled, window_ns }
 }
 
-/// Whether a stack was cut: it fills the depth limit, or it reaches neither
-/// a function that starts the process or a thread nor the C library (whose
-/// outermost frames, `__libc_start_call_main` and `clone3`, its stripped
-/// symbol table does not name).
-fn truncated(stack: &[Frame]) -> bool {
-    if stack.len() >= crate::shared::MAX_STACK_DEPTH {
+/// Whether a stack was cut: the kernel gave as many `addresses` as the depth
+/// limit (inlined calls add frames, not addresses), or its frames reach
+/// neither a function that starts the process or a thread nor the C library
+/// (whose outermost frames, `__libc_start_call_main` and `clone3`, its
+/// stripped symbol table does not name).
+fn truncated(addresses: usize, stack: &[Frame]) -> bool {
+    if addresses >= crate::shared::MAX_STACK_DEPTH {
         return true;
     }
     let started = stack.iter().any(|f| OUTERMOST.contains(&f.function.as_str()));
@@ -180,13 +181,19 @@ mod tests {
     fn a_stack_is_whole_when_it_reaches_a_start_or_the_c_library() {
         let at =
             |function: &str, file: Option<&str>| Frame { file: file.map(str::to_owned), ..Frame::function(function) };
-        assert!(!truncated(&[at("leak", None), at("main", None), at("libc.so.6+0x2724a", Some("/lib/libc.so.6"))]));
-        assert!(!truncated(&[at("work", None), at("libc.so.6+0x1", Some("/usr/lib/x86_64-linux-gnu/libc.so.6"))]));
+        assert!(!truncated(3, &[at("leak", None), at("main", None), at("libc.so.6+0x2724a", Some("/lib/libc.so.6"))]));
+        assert!(!truncated(2, &[at("work", None), at("libc.so.6+0x1", Some("/usr/lib/x86_64-linux-gnu/libc.so.6"))]));
         assert!(
-            truncated(&[at("leak", Some("/opt/app")), at("0x1234", None)]),
+            truncated(2, &[at("leak", Some("/opt/app")), at("0x1234", None)]),
             "cut by a frame without a frame pointer"
         );
         let deep: Vec<Frame> = (0..crate::shared::MAX_STACK_DEPTH).map(|_| at("main", None)).collect();
-        assert!(truncated(&deep), "cut at the depth limit");
+        assert!(truncated(deep.len(), &deep), "cut at the depth limit");
+        // A few addresses whose inlined calls make more frames than the limit: whole.
+        let inlined: Vec<Frame> = (0..crate::shared::MAX_STACK_DEPTH + 5)
+            .map(|_| Frame { inlined: true, ..at("helper", None) })
+            .chain([at("main", None)])
+            .collect();
+        assert!(!truncated(4, &inlined), "inlined frames are not addresses");
     }
 }
