@@ -96,7 +96,18 @@ fn a_library_replaced_after_it_was_mapped_is_named_from_the_mapped_file() {
     let mut symbolizer = Symbolizer::default();
     let frames = symbolizer.frames_of(&root, address, &maps, false);
     assert_eq!(frames[0].function, malloc, "named from the file at the path, not the mapped one: {frames:?}");
-    assert!(symbolizer.unmatched().is_empty(), "{:?}", symbolizer.unmatched());
+    assert!(symbolizer.unsymbolized().is_empty(), "{:?}", symbolizer.unsymbolized());
+    // A file that is not the one the maps line names (device and inode) is not read, and the result says so.
+    let mut forged = maps.clone();
+    let at = forged.iter().position(|m| m.start <= address && address < m.end).unwrap();
+    forged[at].inode += 1;
+    let mut symbolizer = Symbolizer::default();
+    let frames = symbolizer.frames_of(&root, address, &forged, false);
+    assert!(frames[0].function.starts_with("libc.so.6+0x"), "{frames:?}");
+    let said = symbolizer.unsymbolized();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert_eq!(said[0].module, forged[at].path);
+    assert!(said[0].reason.contains("not the one mapped"), "{said:?}");
 }
 
 #[test]

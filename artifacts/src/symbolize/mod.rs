@@ -186,15 +186,16 @@ pub struct Symbolizer {
     /// (process root, mapping start) → the mapped file's (device, inode), so a
     /// mapping is opened once, not once per frame; `None`: it could not be.
     identities: HashMap<(PathBuf, u64), Option<(u64, u64)>>,
-    /// Modules whose mapped file could not be read, and why (the first reason).
-    unmatched: BTreeMap<String, &'static str>,
+    /// Modules whose mapped file could not be read, or whose debug info is
+    /// unusable, and why (the first reason).
+    unsymbolized: BTreeMap<String, &'static str>,
 }
 
 impl Symbolizer {
     const MAX_MODULES: usize = 256;
     const MAX_PATHS: usize = 4096;
-    /// Modules listed as unmatched at most.
-    const MAX_UNMATCHED: usize = 64;
+    /// Modules listed as unsymbolized at most.
+    const MAX_UNSYMBOLIZED: usize = 64;
     /// What stays cached at most: the exporter's unit caps its memory at 64 MiB.
     const MAX_CACHED_BYTES: usize = 64 << 20;
     /// Symbol tables read per binary at most.
@@ -207,7 +208,7 @@ impl Symbolizer {
     /// addresses are reused, so a long-lived symbolizer calls this between batches.
     pub fn forget_paths(&mut self) {
         self.identities.clear();
-        self.unmatched.clear();
+        self.unsymbolized.clear();
     }
 
     /// Address `ip` of a live process whose file system is `root` (its
@@ -216,22 +217,33 @@ impl Symbolizer {
     /// function holding it, with source files and lines where the module has
     /// debug info; read from the very file the process mapped (`open::mapped`),
     /// never from whatever its path names now. `module+0xoffset` (see
-    /// `unmatched`) when that file cannot be read or nothing there names it.
+    /// `unsymbolized`) when that file cannot be read or nothing there names it.
     /// `return_address`: the address follows a call, so the byte before it is looked up.
     pub fn frames_of(&mut self, root: &Path, ip: u64, maps: &[Mapping], return_address: bool) -> Vec<Frame> {
         let frame = heapprof::frame(ip, maps);
         let (Some(mapping), Some(offset)) = (heapprof::find(maps, ip), frame.address) else { return vec![frame] };
         let at = if return_address { offset.saturating_sub(1) } else { offset };
-        match self.binary(root, mapping).and_then(|b| b.frames(&frame, at, MAX_INLINED)) {
-            Some(frames) => frames,
-            None => vec![frame],
+        let (frames, note) = match self.binary(root, mapping) {
+            Some(binary) => (binary.frames(&frame, at, MAX_INLINED), binary.note),
+            None => (None, None),
+        };
+        if let Some(note) = note {
+            self.unsymbolized_because(&mapping.path, note);
         }
+        frames.unwrap_or_else(|| vec![frame])
     }
 
-    /// The modules whose mapped file could not be read since `forget_paths`
-    /// (their frames stay `module+0xoffset`), and why.
-    pub fn unmatched(&self) -> Vec<Unsymbolized> {
-        self.unmatched.iter().map(|(module, reason)| Unsymbolized { module: module.clone(), reason }).collect()
+    /// The modules since `forget_paths` whose mapped file could not be read
+    /// (their frames stay `module+0xoffset`), or whose debug info is unusable
+    /// (their frames have no lines), and why.
+    pub fn unsymbolized(&self) -> Vec<Unsymbolized> {
+        self.unsymbolized.iter().map(|(module, reason)| Unsymbolized { module: module.clone(), reason }).collect()
+    }
+
+    fn unsymbolized_because(&mut self, module: &str, reason: &'static str) {
+        if self.unsymbolized.len() < Self::MAX_UNSYMBOLIZED && !self.unsymbolized.contains_key(module) {
+            self.unsymbolized.insert(module.to_owned(), reason);
+        }
     }
 
     /// The binary `mapping` maps, read once per file (again after the cache started over).
@@ -255,9 +267,7 @@ impl Symbolizer {
                 let (file, size) = match file {
                     Ok(opened) => opened,
                     Err(reason) => {
-                        if self.unmatched.len() < Self::MAX_UNMATCHED {
-                            self.unmatched.entry(mapping.path.clone()).or_insert(reason);
-                        }
+                        self.unsymbolized_because(&mapping.path, reason);
                         self.identities.insert(seen, None);
                         return None;
                     }

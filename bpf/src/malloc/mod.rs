@@ -154,6 +154,10 @@ pub fn trace(
             ),
         ));
     }
+    if !report.unsymbolized.is_empty() {
+        let modules: Vec<String> = report.unsymbolized.iter().map(|u| format!("{} ({})", u.module, u.reason)).collect();
+        out.attributes.push(("unsymbolized".to_owned(), modules.join(", ")));
+    }
     for (what, n) in [
         ("allocations not recorded: the outstanding map (262,144) was full", counters.outstanding_full),
         (

@@ -13,7 +13,7 @@ use crate::user_frames;
 use memleak_artifacts::ages::{self, Ages};
 use memleak_artifacts::heapprof::Mapping;
 use memleak_artifacts::model::{ALLOC_OBJECTS, ALLOC_SPACE, INUSE_OBJECTS, INUSE_SPACE};
-use memleak_artifacts::symbolize::Symbolizer;
+use memleak_artifacts::symbolize::{Symbolizer, Unsymbolized};
 use memleak_artifacts::{Frame, Profile, Sample};
 use std::collections::HashMap;
 use std::path::Path;
@@ -47,6 +47,8 @@ pub struct Report {
     pub ranked: Vec<(usize, Ages, f64)>,
     pub truncated_stacks: usize,
     pub stacks: usize,
+    /// Modules whose frames stay `module+0xoffset`, or have no lines, and why.
+    pub unsymbolized: Vec<Unsymbolized>,
     pub outstanding_sampled: usize,
     /// What the profile covers: from the first counted segment to the end.
     pub window_ns: u64,
@@ -131,7 +133,8 @@ pub fn read(
         .into_iter()
         .filter_map(|i| ranked_ages.get(i).map(|a| (i, *a, ages::spread(a, &seen))))
         .collect();
-    Report { profile, ranked, truncated_stacks, stacks: ids.len(), outstanding_sampled, window_ns }
+    let unsymbolized = symbolizer.unsymbolized();
+    Report { profile, ranked, truncated_stacks, stacks: ids.len(), unsymbolized, outstanding_sampled, window_ns }
 }
 
 /// Whether a stack was cut: the kernel gave as many `addresses` as the depth
