@@ -168,3 +168,38 @@ impl Drop for ReapedPid {
         );
     }
 }
+
+#[test]
+fn unusable_line_info_of_a_mapped_binary_reaches_the_result() {
+    use object::{Object, ObjectSection};
+    if !root_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("idle.c");
+    std::fs::write(&source, "#include <unistd.h>\nint main(void) { for (;;) pause(); }\n").unwrap();
+    let binary = dir.path().join("idle");
+    let built = Command::new("cc").args(["-g", "-O0", "-o"]).arg(&binary).arg(&source).status();
+    assert!(built.is_ok_and(|s| s.success()), "cc (gcc) builds a C program (install-test-deps.sh)");
+    // Its .debug_line overwritten with bytes that are no line program.
+    let mut bytes = std::fs::read(&binary).unwrap();
+    let (at, size) =
+        object::File::parse(bytes.as_slice()).unwrap().section_by_name(".debug_line").unwrap().file_range().unwrap();
+    let (at, size) = (at as usize, size as usize);
+    bytes[at..at + size].iter_mut().enumerate().for_each(|(i, b)| *b = (i as u8).wrapping_mul(151) | 0x80);
+    std::fs::write(&binary, &bytes).unwrap();
+    let child = Reaped(Command::new(&binary).spawn().unwrap());
+    let pid = child.0.id();
+    let root = PathBuf::from(format!("/proc/{pid}/root"));
+    let (maps, _) = mapped_address(pid, "/idle", 0);
+    let mapping = maps.iter().find(|m| m.path.ends_with("/idle")).unwrap();
+    let main = symbolize::function_offsets(&root, mapping, &["main"], 64 << 20).unwrap()[0].1;
+    let (maps, address) = mapped_address(pid, "/idle", main);
+    let mut symbolizer = Symbolizer::default();
+    let frames = symbolizer.frames_of(&root, address, &maps, false);
+    assert_eq!(frames[0].function, "main", "{frames:?}");
+    assert_eq!(frames[0].line, None, "{frames:?}");
+    let said = symbolizer.unsymbolized();
+    let note = said.iter().find(|u| u.module.ends_with("/idle")).unwrap_or_else(|| panic!("{said:?}"));
+    assert!(note.reason.starts_with("line info unusable"), "{note:?}");
+}
