@@ -18,6 +18,8 @@
 #   bpftool (package `bpftool`): the ebpf-malloc kill test lists the kernel's BPF programs and links;
 #   bpftrace (package `bpftrace`): the peer of the ebpf-malloc capture in benches/ebpf_malloc.sh;
 #   jsonnet (package `jsonnet`): renders the monitoring mixin (mixin/) into the rule file and dashboards;
+#   libc's separate debug file (package `libc6-dbg`): symbolization names libc's local functions
+#     (`__libc_start_call_main`) from its build-id debug file's symbol table;
 #   zstd (package `zstd`): compresses the decompression bombs of the watched-folder budget tests;
 #   a Python venv (package `python3-venv`) with the OTLP receivers of the OTLP tests: rotel (its
 #     rotel-agent binary receives metrics and logs) and the official opentelemetry-proto and grpcio
@@ -43,6 +45,7 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v bpftool >/dev/null 2>&1 || [ -x /usr/sbin/bpftool ] || missing+=(bpftool)
 command -v bpftrace >/dev/null 2>&1 || missing+=(bpftrace)
+dpkg-query -W -f='${Status}' libc6-dbg 2>/dev/null | grep -q 'ok installed' || missing+=(libc6-dbg)
 command -v jsonnet >/dev/null 2>&1 || missing+=(jsonnet)
 compgen -G '/usr/lib/*/libtcmalloc.so.4' >/dev/null || missing+=(libgoogle-perftools4)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)

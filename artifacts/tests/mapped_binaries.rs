@@ -203,3 +203,61 @@ fn unusable_line_info_of_a_mapped_binary_reaches_the_result() {
     let note = said.iter().find(|u| u.module.ends_with("/idle")).unwrap_or_else(|| panic!("{said:?}"));
     assert!(note.reason.starts_with("line info unusable"), "{note:?}");
 }
+
+/// `tool`'s output; a skip outside CI when it is missing (binutils).
+fn output(tool: &str, args: &[&str]) -> Option<String> {
+    match Command::new(tool).args(args).output() {
+        Ok(out) if out.status.success() => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{tool} (binutils) is missing (install-test-deps.sh)"
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn a_stripped_library_is_named_from_its_build_id_debug_file() {
+    let libc = own_libc();
+    let Some(notes) = output("readelf", &["-n", &libc.path]) else { return };
+    let id = notes.lines().find_map(|l| l.trim().strip_prefix("Build ID: ")).expect("Debian's libc has a build id");
+    let debug = format!("/usr/lib/debug/.build-id/{}/{}.debug", &id[..2], &id[2..]);
+    if !Path::new(&debug).exists() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{debug} is missing: libc6-dbg (install-test-deps.sh)");
+        return;
+    }
+    // Only the debug file's .symtab names it (libc's .dynsym does not): nm says where.
+    let Some(symbols) = output("nm", &["--defined-only", &debug]) else { return };
+    let vaddr = symbols
+        .lines()
+        .find_map(|l| l.strip_suffix(" __libc_start_call_main").and_then(|l| u64::from_str_radix(&l[..16], 16).ok()))
+        .expect("the debug file names __libc_start_call_main");
+    let Some(dynamic) = output("nm", &["-D", "--defined-only", &libc.path]) else { return };
+    assert!(!dynamic.contains(" __libc_start_call_main\n"), "libc itself exports it: the test shows nothing");
+    // Its file offset, from the loadable segment readelf says holds it.
+    let Some(segments) = output("readelf", &["-lW", &libc.path]) else { return };
+    let offset = segments
+        .lines()
+        .filter(|l| l.trim_start().starts_with("LOAD"))
+        .find_map(|l| {
+            let f: Vec<u64> = l
+                .split_whitespace()
+                .skip(1)
+                .take(5)
+                .filter_map(|x| u64::from_str_radix(x.trim_start_matches("0x"), 16).ok())
+                .collect();
+            let (file_offset, start, size) = (f[0], f[1], f[3]);
+            (start <= vaddr && vaddr < start + size).then(|| vaddr - start + file_offset)
+        })
+        .expect("a LOAD segment holds it");
+    let maps = heapprof::mappings(std::fs::read_to_string("/proc/self/maps").unwrap().lines());
+    let m = maps
+        .iter()
+        .find(|m| m.path == libc.path && m.file_offset <= offset && offset < m.file_offset + (m.end - m.start))
+        .expect("its code is mapped");
+    let address = m.start + offset - m.file_offset + 1;
+    let frames = Symbolizer::default().frames_of(Path::new("/proc/self/root"), address, &maps, false);
+    assert_eq!(frames.last().unwrap().function, "__libc_start_call_main", "{frames:?}");
+}

@@ -3,8 +3,8 @@
 //! inlined there.
 
 use super::dwarf::Lines;
-use super::elf::Symbols;
-use super::open::Refusal;
+use super::elf::{self, Symbols};
+use super::open::{self, Refusal};
 use crate::model::Frame;
 use std::fs::File;
 
@@ -22,7 +22,16 @@ impl Binary {
     /// debug info within `debug_bytes`; debug info that cannot be used leaves a
     /// `note`, not an error: the functions are still named.
     pub fn read(file: &File, size: u64, table_bytes: u64, debug_bytes: u64) -> Result<Binary, Refusal> {
-        let symbols = Symbols::read(file, size, table_bytes)?;
+        let mut symbols = Symbols::read(file, size, table_bytes)?;
+        // A stripped binary's separate debug file (same build id) has the full
+        // symbol table. (Its DWARF is not read: libc's takes seconds to index.)
+        let debug = elf::build_id(file, size).and_then(|id| open::debug_file(&id));
+        if let Some(debug) = debug
+            && let Ok(debug_size) = debug.metadata().map(|m| m.len())
+            && let Ok(more) = Symbols::read(&debug, debug_size, table_bytes)
+        {
+            symbols.add_functions(more);
+        }
         let (lines, note) = match Lines::read(file, size, debug_bytes) {
             Ok(lines) => (lines, None),
             Err(why) => (None, Some(why)),

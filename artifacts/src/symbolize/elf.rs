@@ -3,10 +3,10 @@
 //! budget checked before each read (a section header may claim any size).
 
 use super::open::Refusal;
-use object::Endianness;
 use object::elf;
 use object::pod;
 use object::read::elf::{FileHeader, ProgramHeader, SectionHeader, Sym};
+use object::{Endian, Endianness};
 use std::fs::File;
 use std::mem::size_of;
 use std::os::unix::fs::FileExt;
@@ -44,6 +44,26 @@ impl Symbols {
             + self.functions.len() * size_of::<(u64, u64, u32, u32)>()
             + self.aliases.len() * size_of::<(u64, u32, u32)>()
             + self.names.len()
+    }
+
+    /// Adds the functions of `other`, the symbols of the same binary's
+    /// separate debug file (its `.symtab`, which a stripped binary lacks): its
+    /// segments hold no bytes, so this binary's stay the ones that map offsets.
+    pub fn add_functions(&mut self, other: Symbols) {
+        let Ok(shift) = u32::try_from(self.names.len()) else { return };
+        let shifted = |from: u32, to: u32| Some((from.checked_add(shift)?, to.checked_add(shift)?));
+        let mut functions: Vec<(u64, u64, u32, u32)> = std::mem::take(&mut self.functions);
+        functions
+            .extend(other.functions.iter().filter_map(|&(a, size, f, t)| shifted(f, t).map(|(f, t)| (a, size, f, t))));
+        self.aliases.extend(other.aliases.iter().filter_map(|&(a, f, t)| shifted(f, t).map(|(f, t)| (a, f, t))));
+        self.names.extend_from_slice(&other.names);
+        functions.sort_by_key(|f| f.0);
+        for f in functions {
+            match self.functions.last() {
+                Some(last) if last.0 == f.0 => self.aliases.push((f.0, f.2, f.3)),
+                _ => self.functions.push(f),
+            }
+        }
     }
 
     /// The file offset of the function named `name` (exactly, mangled), when
@@ -104,6 +124,21 @@ pub fn debug_sections(file: &File, size: u64, budget: u64, wanted: &[&str]) -> R
     }
 }
 
+/// The GNU build id of `file` (`size` bytes), from its note sections; `None`
+/// when it has none. Reads the section headers and notes only.
+pub fn build_id(file: &File, size: u64) -> Option<Vec<u8>> {
+    let mut head = [0u8; 64];
+    let len = head.len().min(size as usize);
+    file.read_exact_at(&mut head[..len], 0).ok()?;
+    // Notes are small; a binary whose headers and notes exceed this has no usable build id.
+    let reader = Reader { file, size, budget: 1 << 20, spent: 0 };
+    match head.get(4) {
+        Some(&elf::ELFCLASS32) => reader.build_id::<elf::FileHeader32<Endianness>>(&head[..len]),
+        Some(&elf::ELFCLASS64) => reader.build_id::<elf::FileHeader64<Endianness>>(&head[..len]),
+        _ => None,
+    }
+}
+
 /// Positioned reads of one file, charged to a budget before they allocate.
 struct Reader<'a> {
     file: &'a File,
@@ -145,6 +180,30 @@ impl Reader<'_> {
         let bytes = self.take(header.e_shoff(endian).into(), (count * size_of::<H::SectionHeader>()) as u64)?;
         let (sections, _) = pod::slice_from_bytes::<H::SectionHeader>(&bytes, count).map_err(|_| "not an ELF file")?;
         Ok(sections.to_vec())
+    }
+
+    fn build_id<H: FileHeader<Endian = Endianness>>(mut self, head: &[u8]) -> Option<Vec<u8>> {
+        let header = H::parse(head).ok()?;
+        let endian = header.endian().ok()?;
+        let sections = self.section_headers(header, endian).ok()?;
+        for notes in sections.iter().filter(|s| s.sh_type(endian) == elf::SHT_NOTE) {
+            let bytes = self.take(notes.sh_offset(endian).into(), notes.sh_size(endian).into()).ok()?;
+            let mut rest = bytes.as_slice();
+            // Each note: name size, descriptor size, type, then the name and descriptor, 4-aligned.
+            while rest.len() >= 12 {
+                let word =
+                    |at: usize| rest.get(at..at + 4).map(|w| endian.read_u32_bytes([w[0], w[1], w[2], w[3]]) as usize);
+                let (name_size, desc_size, kind) = (word(0)?, word(4)?, word(8)?);
+                let name_end = 12usize.checked_add(name_size.checked_add(3)? & !3)?;
+                let desc_end = name_end.checked_add(desc_size.checked_add(3)? & !3)?;
+                let name = rest.get(12..12 + name_size)?;
+                if kind == elf::NT_GNU_BUILD_ID as usize && name == b"GNU\0" && (1..=64).contains(&desc_size) {
+                    return rest.get(name_end..name_end + desc_size).map(<[u8]>::to_vec);
+                }
+                rest = rest.get(desc_end..)?;
+            }
+        }
+        None
     }
 
     fn debug_sections<H: FileHeader<Endian = Endianness>>(

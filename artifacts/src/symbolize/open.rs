@@ -116,6 +116,18 @@ fn in_root(root: &Path, path: &str) -> Result<OwnedFd, Refusal> {
     }
 }
 
+/// Where distributions install the separate debug files of their binaries, by build id.
+const BUILD_ID_DEBUG_DIR: &str = "/usr/lib/debug/.build-id";
+
+/// The separate debug file of the binary whose GNU build id is `build_id`
+/// (e.g. libc6-dbg's for a stripped libc), opened with the checks of
+/// `at_recorded_path`; matched by build id, so it describes those very bytes.
+pub fn debug_file(build_id: &[u8]) -> Option<File> {
+    let (first, rest) = build_id.split_first()?;
+    let rest: String = rest.iter().map(|b| format!("{b:02x}")).collect();
+    at_recorded_path(&format!("{BUILD_ID_DEBUG_DIR}/{first:02x}/{rest}.debug"), None).ok()
+}
+
 /// The last component of `module` when it is a plain file name.
 fn file_name(module: &str) -> Option<&str> {
     match Path::new(module).components().next_back()? {
