@@ -371,3 +371,88 @@ fn a_replaced_operator_new_is_probed_and_nothing_is_counted_twice() {
         assert_eq!(top[0].frame.function, "leak_request", "{variant}: {top:?}");
     }
 }
+
+#[test]
+fn a_process_forked_by_the_target_ends_the_trace_before_it_pays_for_the_breakpoints() {
+    if !common::can_run_privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = Command::new(common::compile("tests/helpers/malloc_fork.c", dir.path()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200)); // the dynamic loader maps libc
+    let pid = target.id();
+    let mut stdin = target.stdin.take().unwrap();
+    // The fork comes 20 waits (about 0.2 s) into the window: the probes are
+    // attached (its first cycle, planned quiet), the free probes throughout.
+    let mut waits = 0;
+    let mut wait = |d: Duration| -> Result<(), String> {
+        waits += 1;
+        if waits == 20 {
+            std::io::Write::write_all(&mut stdin, b"fork\n").unwrap();
+        }
+        std::thread::sleep(d);
+        Ok(())
+    };
+    // A window shorter than the child's 3 s: unfixed, the child traps until
+    // it ends and runs free after; its last second is the rate to compare with.
+    let options = Options { budget: 0.05, full: false };
+    let traced = trace(Path::new("/proc"), pid, &options, Duration::from_secs(1), &mut wait).unwrap();
+    drop(stdin);
+    let output = target.wait_with_output().unwrap();
+    let output = String::from_utf8(output.stdout).unwrap();
+    let line = |prefix: &str| output.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{output}"));
+    let child: u32 = line("forked ").split_whitespace().nth(1).unwrap().parse().unwrap();
+    let slices: Vec<f64> = line("child ").split_whitespace().skip(3).map(|n| n.parse().unwrap()).collect();
+    assert_eq!(slices.len(), 30, "{output}");
+    // The child's malloc/free pairs in its first half second (100 ms slices),
+    // the trace's end and the probes' removal included, against its last
+    // second: unfixed, the first half second ran 300 to 3000 times slower.
+    // Within a factor of two allows for the tick, the removal and the other
+    // work of a loaded 2-core host.
+    let first: f64 = slices[..5].iter().sum::<f64>() / 0.5;
+    let last: f64 = slices[20..].iter().sum::<f64>();
+    eprintln!(
+        "forked child: {first:.0} pairs/s in its first half second, {last:.0} in its last second; {:?}",
+        traced.ending
+    );
+    assert!(first >= last / 2.0, "the child ran {first:.0} pairs/s under the trace, {last:.0} after: {output}");
+    let Ending::Forked(reason) = &traced.ending else { panic!("{:?}", traced.ending) };
+    assert!(reason.contains(&format!("process {pid} forked child {child}")), "{reason}");
+}
+
+#[test]
+fn a_process_forked_by_the_target_that_execs_at_once_leaves_the_trace_running() {
+    if !common::can_run_privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut target = Command::new(common::compile("tests/helpers/malloc_fork.c", dir.path()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200)); // the dynamic loader maps libc
+    let pid = target.id();
+    let mut stdin = target.stdin.take().unwrap();
+    // A service spawning a command: fork, then exec (a new program, no
+    // breakpoints) that outlives the window.
+    let mut waits = 0;
+    let mut wait = |d: Duration| -> Result<(), String> {
+        waits += 1;
+        if waits == 20 {
+            std::io::Write::write_all(&mut stdin, b"exec\n").unwrap();
+        }
+        std::thread::sleep(d);
+        Ok(())
+    };
+    let options = Options { budget: 0.05, full: false };
+    let traced = trace(Path::new("/proc"), pid, &options, Duration::from_secs(1), &mut wait).unwrap();
+    drop(stdin);
+    let output = String::from_utf8(target.wait_with_output().unwrap().stdout).unwrap();
+    assert!(output.starts_with("forked "), "the target forked: {output}");
+    assert_eq!(traced.ending, Ending::Elapsed);
+}

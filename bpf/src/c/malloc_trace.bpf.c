@@ -60,6 +60,16 @@ struct {
     __type(value, __u64);
 } malloc_frozen SEC(".maps");
 
+/* The processes the target forked that still run its program (they have
+ * neither exec'd nor exited), with bpf_ktime_get_ns() at the fork: see
+ * process_forked. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, MALLOC_MAX_CHILDREN);
+    __type(key, __u32); /* the child's pid */
+    __type(value, __u64);
+} malloc_children SEC(".maps");
+
 static __always_inline int traced(void)
 {
     if ((bpf_get_current_pid_tgid() >> 32) != target_tgid)
@@ -157,6 +167,70 @@ int free_enter(struct pt_regs *ctx)
      * count measures the activity that goes on whether those are attached or not. */
     bump(&malloc_counters, MALLOC_FREE_CALLS, 1);
     forget(ctx->di);
+    return 0;
+}
+
+/* task_newtask's record (this kernel's format file). */
+struct task_newtask_args {
+    __u64 common;
+    int pid;
+    char comm[16];
+    __u64 clone_flags;
+    short oom_score_adj;
+};
+
+#define CLONE_VFORK 0x00004000
+#define CLONE_THREAD 0x00010000
+
+/* The target made a process (not a thread): a fork copies the probed pages,
+ * breakpoints included, and the kernel never removes a uprobe_multi link's
+ * breakpoint from a process its pid filter rejects (the handler returns 0):
+ * the child traps on every allocator call until the links go, unless it
+ * execs (a new program, no breakpoints) or exits first. User space ends the
+ * window when a child outlives a tick here. A vfork child borrows the
+ * target's memory only until it execs or exits, while the target waits: not
+ * counted. */
+SEC("tracepoint/task/task_newtask")
+int process_forked(struct task_newtask_args *ctx)
+{
+    if ((bpf_get_current_pid_tgid() >> 32) != target_tgid)
+        return 0;
+    if (ctx->clone_flags & (CLONE_THREAD | CLONE_VFORK))
+        return 0;
+    __u32 child = (__u32)ctx->pid;
+    __u64 now = bpf_ktime_get_ns();
+    bump(&malloc_counters, MALLOC_FORKS, 1);
+    if (bpf_map_update_elem(&malloc_children, &child, &now, BPF_ANY) != 0)
+        bump(&malloc_counters, MALLOC_CHILDREN_FULL, 1);
+    return 0;
+}
+
+/* A child that exec'd runs another program: no breakpoints left. */
+SEC("tracepoint/sched/sched_process_exec")
+int child_exec(void *ctx)
+{
+    __u32 process = bpf_get_current_pid_tgid() >> 32;
+    bpf_map_delete_elem(&malloc_children, &process);
+    return 0;
+}
+
+/* sched_process_exit's record: comm[16], pid, prio, group_dead. */
+struct child_exit_args {
+    __u64 common;
+    char comm[16];
+    int pid;
+    int prio;
+    unsigned char group_dead;
+};
+
+/* A child whose last thread exited. */
+SEC("tracepoint/sched/sched_process_exit")
+int child_exit(struct child_exit_args *ctx)
+{
+    if (!ctx->group_dead)
+        return 0;
+    __u32 process = bpf_get_current_pid_tgid() >> 32;
+    bpf_map_delete_elem(&malloc_children, &process);
     return 0;
 }
 

@@ -138,7 +138,11 @@ struct malloc_site_totals {
 #define MALLOC_OUTSTANDING_FULL 4  /* allocations not recorded: the outstanding map was full */
 #define MALLOC_STACK_LOST 5        /* allocations recorded without a stack (collision, no frame) */
 #define MALLOC_SITES_FULL 6        /* allocations not added to per-stack totals: that map was full */
-#define MALLOC_COUNTERS 7
+#define MALLOC_FORKS 7             /* processes the target forked (each inherits the breakpoints) */
+#define MALLOC_CHILDREN_FULL 8     /* forked processes not followed: malloc_children was full */
+#define MALLOC_COUNTERS 9
+/* Forked processes followed until they exec or exit (malloc_trace.bpf.c). */
+#define MALLOC_MAX_CHILDREN 256
 
 /* Where an allocation entry finds its arguments: the cookie of its probe. */
 #define MALLOC_SHAPE_SIZE_FIRST 0     /* malloc(size), mallocx(size, flags), valloc(size), pvalloc(size) */

@@ -42,6 +42,9 @@ pub enum Ending {
     Interrupted(String),
     /// Even the lowest sampling rate would cost more than the budget.
     OverBudget(String),
+    /// The target forked a process: it carries the breakpoints, and the
+    /// kernel traps it on every call until they go, so they went at once.
+    Forked(String),
 }
 
 /// A finished trace.

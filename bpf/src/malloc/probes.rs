@@ -12,6 +12,7 @@ use crate::loader::{per_cpu_sum, typed_map};
 use crate::shared;
 use aya::Ebpf;
 use aya::maps::PerCpuArray;
+use aya::programs::TracePoint;
 use memleak_signals::{Problem, ProblemKind};
 use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
@@ -23,6 +24,13 @@ pub const PROGRAMS: [&str; 3] = ["alloc_enter", "alloc_return", "free_enter"];
 const ENTER: usize = 0;
 const RETURN: usize = 1;
 const FREE: usize = 2;
+/// The tracepoint programs that follow the processes the target forks until
+/// they exec or exit: (program, tracepoint category, tracepoint name).
+const CHILD_PROGRAMS: [(&str, &str, &str); 3] = [
+    ("process_forked", "task", "task_newtask"),
+    ("child_exec", "sched", "sched_process_exec"),
+    ("child_exit", "sched", "sched_process_exit"),
+];
 
 /// The counters of the object, summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,6 +42,10 @@ pub struct Counters {
     pub outstanding_full: u64,
     pub stack_lost: u64,
     pub sites_full: u64,
+    /// Processes the target forked (each inherits the breakpoints).
+    pub forks: u64,
+    /// Of them, those not followed (the map of children was full).
+    pub children_full: u64,
 }
 
 /// The entry points of one kind in one binary: one link each way.
@@ -72,9 +84,19 @@ impl Probes {
         if pid == 0 {
             return Err(Problem::new(ProblemKind::Unsupported, object.file, "pid 0 cannot be traced", ""));
         }
-        let bpf = object.load(&[("target_tgid", u64::from(pid))])?;
+        let mut bpf = object.load(&[("target_tgid", u64::from(pid))])?;
         let programs = multi::load_programs(object.bytes, &bpf, &PROGRAMS)
             .map_err(|e| object.denied("cannot load the uprobe_multi programs", &e))?;
+        // Before any probe: a process forked by the target carries the
+        // breakpoints, and the window ends as soon as this counts one.
+        crate::loader::ensure_tracefs()?;
+        for (name, category, tracepoint) in CHILD_PROGRAMS {
+            let program: &mut TracePoint = object.program_mut(&mut bpf, name)?;
+            program.load().map_err(|e| object.denied(&format!("the kernel refused {name}"), &e))?;
+            program
+                .attach(category, tracepoint)
+                .map_err(|e| object.denied(&format!("cannot attach to {category}:{tracepoint}"), &e))?;
+        }
         let (mut allocation, mut free) = (Vec::new(), Vec::new());
         for allocator in allocators {
             let binary = CString::new(allocator.binary.as_os_str().as_bytes()).map_err(|_| {
@@ -172,6 +194,11 @@ impl Probes {
         Detaching::start(links).join();
     }
 
+    /// The traced process.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     pub fn counters(&self) -> Counters {
         let Ok(map) = typed_map::<PerCpuArray<_, u64>>(&self.bpf, "malloc_counters") else {
             return Counters::default();
@@ -184,7 +211,18 @@ impl Probes {
             outstanding_full: per_cpu_sum(&map, shared::MALLOC_OUTSTANDING_FULL),
             stack_lost: per_cpu_sum(&map, shared::MALLOC_STACK_LOST),
             sites_full: per_cpu_sum(&map, shared::MALLOC_SITES_FULL),
+            forks: per_cpu_sum(&map, shared::MALLOC_FORKS),
+            children_full: per_cpu_sum(&map, shared::MALLOC_CHILDREN_FULL),
         }
+    }
+
+    /// A process the target forked at or before `forked_by_ns`
+    /// (CLOCK_MONOTONIC) that still runs its program: it has neither exec'd
+    /// nor exited, and traps on the breakpoints it inherited.
+    pub fn lasting_child(&self, forked_by_ns: u64) -> Option<u32> {
+        let map = typed_map::<aya::maps::HashMap<_, u32, u64>>(&self.bpf, "malloc_children").ok()?;
+        // At most MALLOC_MAX_CHILDREN entries.
+        map.iter().filter_map(Result::ok).find(|(_, forked_ns)| *forked_ns <= forked_by_ns).map(|(pid, _)| pid)
     }
 }
 

@@ -6,7 +6,9 @@
 //! weigh the inverse of the share of its activity (its frees) sampled.
 //! Detaching removes the breakpoints at once but then waits for an RCU grace
 //! period (tens of milliseconds here) before the probes can be attached
-//! again, so cycles last seconds, not milliseconds.
+//! again, so cycles last seconds, not milliseconds. A process the target
+//! forks that still runs its program a tick later ends the window: it
+//! inherited the breakpoints, and only detaching removes them from it.
 
 use super::governor::{self, Allowance, Costs, Rates};
 use super::probes::{Counters, Detaching, Probes};
@@ -134,8 +136,8 @@ pub fn run(
             let frees_ahead = frees_per_s * costs.free_ns / 1e9 * cycle.saturating_sub(begun.elapsed()).as_secs_f64();
             let within = allowance.charge(spent, tick.took.as_secs_f64())
                 && (options.full || cycle_spent + frees_ahead <= cycle_budget);
-            if let Err(reason) = waited {
-                stop = Some(Ending::Interrupted(reason));
+            if let Err(ending) = waited {
+                stop = Some(ending);
                 break;
             }
             if within {
@@ -176,8 +178,8 @@ pub fn run(
                 let spent = charge(&mut out, costs, &tick, 0.0);
                 cycle_spent += spent;
                 let within = allowance.charge(spent, tick.took.as_secs_f64());
-                if let Err(reason) = waited {
-                    stop = Some(Ending::Interrupted(reason));
+                if let Err(ending) = waited {
+                    stop = Some(ending);
                     break;
                 }
                 if !within && frees_alone_over(costs, &tick, options) {
@@ -237,15 +239,38 @@ fn tick(
     left: Duration,
     attached: bool,
     wait: &mut dyn FnMut(Duration) -> Result<(), String>,
-) -> (Tick, Result<(), String>) {
+) -> (Tick, Result<(), Ending>) {
     let ticked = Instant::now();
     let waited = wait(TICK.min(left));
     let took = ticked.elapsed();
     out.longest_tick = out.longest_tick.max(took);
     let frees_before = meter.last.free_calls;
-    let rates = meter.rates(probes.counters(), if attached { took } else { Duration::ZERO }, took);
+    let now = probes.counters();
+    let rates = meter.rates(now, if attached { took } else { Duration::ZERO }, took);
     let frees = meter.last.free_calls.saturating_sub(frees_before);
-    (Tick { rates, took, frees }, waited)
+    (Tick { rates, took, frees }, stop_for(probes, now, waited))
+}
+
+/// Why the window must end after a wait: the caller's reason, or a process
+/// the target forked that has run its copy of the program (breakpoints
+/// included) for a tick: it traps on every allocator call until the probes
+/// go, 300 to 3000 times slower in a malloc loop. (One that execs or exits
+/// first pays for a few calls: a service that spawns commands goes on.)
+fn stop_for(probes: &Probes, now: Counters, waited: Result<(), String>) -> Result<(), Ending> {
+    waited.map_err(Ending::Interrupted)?;
+    if now.forks == 0 {
+        return Ok(());
+    }
+    let forked_by = calibrate::monotonic_ns().saturating_sub(TICK.as_nanos() as u64);
+    let child = match probes.lasting_child(forked_by) {
+        Some(pid) => format!("child {pid}"),
+        None if now.children_full > 0 => format!("{} children it could not follow", now.children_full),
+        None => return Ok(()),
+    };
+    Err(Ending::Forked(format!(
+        "process {} forked {child}, which runs its copy of the program: the probes were removed to spare it (a forked process inherits the breakpoints, and the kernel traps it on every allocator call until they go)",
+        probes.pid()
+    )))
 }
 
 /// One tick's hits.
@@ -296,13 +321,14 @@ fn measure(
     out.longest_tick = out.longest_tick.max(attached.elapsed());
     let took = begun.elapsed();
     let before = meter.last;
-    let rates = meter.rates(probes.counters(), took, took);
+    let now = probes.counters();
+    let rates = meter.rates(now, took, took);
     let frees = meter.last.free_calls.saturating_sub(before.free_calls);
     charge(out, costs, &Tick { rates, took, frees }, 1.0);
     // Its allocations count in the allocated totals (scaled by the time attached), not in the in-use profile.
     out.attached += begun.elapsed();
-    if let Err(reason) = waited {
-        return Ok((0.0, rates, Some(Ending::Interrupted(reason))));
+    if let Err(ending) = stop_for(probes, now, waited) {
+        return Ok((0.0, rates, Some(ending)));
     }
     // A few calls in 10 ms are no rate (one iteration of a slow target read
     // as hundreds a second): attached throughout, planned as quiet, until the

@@ -97,7 +97,7 @@ impl Run for Trace {
                 (Status::Partial, Some(format!("{reason}: the allocations it held when it exited")))
             }
             Ending::Interrupted(reason) => (Status::Cancelled, Some(reason)),
-            Ending::OverBudget(reason) => (Status::Partial, Some(reason)),
+            Ending::OverBudget(reason) | Ending::Forked(reason) => (Status::Partial, Some(reason)),
         };
         Finished { status, reason, result: Some(result) }
     }
