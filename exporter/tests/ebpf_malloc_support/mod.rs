@@ -85,7 +85,7 @@ pub fn finished(c: &Value) -> bool {
 }
 
 /// The programs of bpf/src/c/malloc_trace.bpf.c.
-const PROGRAMS: [&str; 3] = ["alloc_enter", "alloc_return", "free_enter"];
+const PROGRAMS: [&str; 6] = ["alloc_enter", "alloc_return", "free_enter", "process_forked", "child_exec", "child_exit"];
 
 /// The tracer's programs loaded in the kernel (`bpftool prog show`), by name.
 pub fn tracer_programs() -> Vec<String> {
@@ -103,7 +103,7 @@ pub fn tracer_programs() -> Vec<String> {
         .collect()
 }
 
-/// The links (uprobe_multi) attached to the tracer's programs.
+/// The links (uprobe_multi, tracepoint) attached to the tracer's programs.
 pub fn tracer_links() -> usize {
     let Some(bpftool) = common::require_tool("bpftool", "bpftool") else { return 0 };
     let programs = Command::new(&bpftool).args(["-j", "prog", "show"]).output().unwrap();
