@@ -35,10 +35,10 @@ pub fn cost(costs: Costs, rates: Rates, duty: f64) -> f64 {
 }
 
 /// The highest duty whose cost stays within `budget` (a share of one CPU),
-/// among `DUTIES` (only 1.0 in full mode); None when even the lowest exceeds it.
-pub fn choose(costs: Costs, rates: Rates, budget: f64, full: bool) -> Option<f64> {
-    let allowed: &[f64] = if full { &DUTIES[..1] } else { &DUTIES };
-    allowed.iter().copied().find(|d| cost(costs, rates, *d) <= budget)
+/// among `DUTIES`; None when even the lowest exceeds it. (Full mode has no
+/// choice: its window's allowance decides when it stops.)
+pub fn choose(costs: Costs, rates: Rates, budget: f64) -> Option<f64> {
+    DUTIES.iter().copied().find(|d| cost(costs, rates, *d) <= budget)
 }
 
 /// Frees counted that make a rate, not a burst.
@@ -70,17 +70,27 @@ pub fn ceiling(costs: Costs, planned: Rates, duty: f64, budget: f64) -> f64 {
 pub struct Allowance {
     budget: f64,
     left: f64,
+    /// The most it holds, in seconds of `budget`.
+    horizon: f64,
 }
 
 impl Allowance {
     /// A full bucket for `budget` (a share of one CPU: the rate it fills at).
     pub fn new(budget: f64) -> Allowance {
-        Allowance { budget, left: budget * HORIZON }
+        Allowance { budget, left: budget * HORIZON, horizon: HORIZON }
+    }
+
+    /// Full mode's: it starts with `HORIZON`'s worth of `budget` and keeps
+    /// what is not spent for up to `window` seconds, so that a burst may
+    /// spend what the quiet part of the window saved while the cost so far
+    /// stays within the budget over the time so far (plus `HORIZON`'s).
+    pub fn over_window(budget: f64, window: f64) -> Allowance {
+        Allowance { budget, left: budget * HORIZON, horizon: window.max(HORIZON) }
     }
 
     /// Takes `spent` CPU-seconds over `elapsed` seconds; false once overdrawn.
     pub fn charge(&mut self, spent: f64, elapsed: f64) -> bool {
-        self.left = (self.left + self.budget * elapsed).min(self.budget * HORIZON) - spent;
+        self.left = (self.left + self.budget * elapsed).min(self.budget * self.horizon) - spent;
         self.left >= 0.0
     }
 }
@@ -113,21 +123,37 @@ mod tests {
         assert_eq!(ceiling(COSTS, planned, 0.0, 0.05), 0.05, "detached: the frees' 0.02 % is under the budget");
     }
 
+    #[test]
+    fn full_modes_allowance_lets_a_burst_spend_what_the_quiet_window_saved() {
+        let mut full = Allowance::over_window(0.05, 60.0);
+        // 2 s quiet in 10 ms ticks: 100 ms of CPU saved (and the first 5 ms).
+        assert!((0..200).all(|_| full.charge(0.0, 0.01)));
+        // A burst of 100 ms of CPU in one tick fits: 5 % of the 2 s so far, plus the horizon's.
+        assert!(full.charge(0.1, 0.01));
+        // Then it holds next to nothing: a loop at a whole CPU is stopped in its first tick.
+        assert!(!full.charge(0.01, 0.01));
+        // The same burst right at the start is over the budget.
+        assert!(!Allowance::over_window(0.05, 60.0).charge(0.1, 0.01));
+        // Kept for no longer than the window: 100 s quiet of a 2 s window keeps 2 s' worth.
+        let mut short = Allowance::over_window(0.05, 2.0);
+        assert!(short.charge(0.0, 100.0));
+        assert!(!short.charge(0.1 + 0.001, 0.0), "0.1 CPU-seconds kept at most");
+    }
+
     const COSTS: Costs = Costs { allocation_ns: 5_000.0, free_ns: 1_000.0 };
 
     #[test]
     fn the_duty_falls_as_the_rate_rises_and_stops_past_the_lowest() {
         let quiet = Rates { allocations_per_attached_s: 100.0, frees_per_s: 100.0 };
-        assert_eq!(choose(COSTS, quiet, 0.05, false), Some(1.0), "0.06 % of a CPU fits 5 %");
+        assert_eq!(choose(COSTS, quiet, 0.05), Some(1.0), "0.06 % of a CPU fits 5 %");
         // 100,000 allocations/s cost 50 % at full rate: 0.05 fits with the frees (10 % alone... no: 100/s).
         let busy = Rates { allocations_per_attached_s: 100_000.0, frees_per_s: 100.0 };
-        let duty = choose(COSTS, busy, 0.05, false).unwrap();
+        let duty = choose(COSTS, busy, 0.05).unwrap();
         assert_eq!(duty, 0.05);
         assert!(cost(COSTS, busy, duty) <= 0.05);
-        assert_eq!(choose(COSTS, busy, 0.05, true), None, "full mode does not sample: it stops instead");
         // Frees alone cost 10 %: no duty fits a 5 % budget.
         let frees = Rates { allocations_per_attached_s: 100_000.0, frees_per_s: 100_000.0 };
-        assert_eq!(choose(COSTS, frees, 0.05, false), None);
+        assert_eq!(choose(COSTS, frees, 0.05), None);
         assert!(frees_alone_over(COSTS, frees, 1_000.0, 0.05), "100,000 frees/s cost 10 %");
         assert!(!frees_alone_over(COSTS, frees, 99.0, 0.05), "99 frees are a burst, not a rate");
         assert!(!frees_alone_over(COSTS, busy, 1_000.0, 0.05), "100 frees/s cost 0.01 %, whatever the allocations");

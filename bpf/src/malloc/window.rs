@@ -89,6 +89,12 @@ pub fn run(
         out.ending = ending;
         return finish(probes, out, start, None);
     }
+    // Full mode, where nothing may be sampled, accounts its budget over the
+    // whole window: a burst spends what the quiet time before it saved (a
+    // burst of a thousand allocations, read over 100 ms, stopped it at 35 %
+    // while the window's mean was 1.7 %). Its measurement is charged too.
+    let mut full_allowance = Allowance::over_window(options.budget, duration.as_secs_f64());
+    full_allowance.charge(out.cost_cpu_seconds, start.elapsed().as_secs_f64());
     // The measurement's probes stay attached into the first cycle: detaching
     // them to attach them again at once cost a grace period during which the
     // free probes trapped uncharged (a loop starting then paid for it unseen).
@@ -117,12 +123,14 @@ pub fn run(
         let cycle_budget = options.budget * cycle.as_secs_f64();
         let mut cycle_spent = 0.0;
         // Attached: every tick charged to an allowance at twice the planned
-        // cost (the budget in full mode) and to the cycle's budget; either
+        // cost (the window's in full mode) and to the cycle's budget; either
         // overdrawn, the allocation probes go for the rest of the cycle (in full
         // mode, where nothing may be sampled, the trace stops).
-        let ceiling =
-            if options.full { options.budget } else { governor::ceiling(costs, planned, 1.0, options.budget) };
-        let mut allowance = Allowance::new(ceiling);
+        let mut allowance = if options.full {
+            full_allowance
+        } else {
+            Allowance::new(governor::ceiling(costs, planned, 1.0, options.budget))
+        };
         while begun.elapsed() < on_for {
             let (tick, waited) = tick(probes, &mut meter, &mut out, on_for - begun.elapsed(), true, wait);
             let rates = tick.rates;
@@ -146,7 +154,7 @@ pub fn run(
             // The frees alone are judged once detached, by their own allowance:
             // one tick of a paced service's burst here reads as over the budget.
             if options.full {
-                stop = Some(over_budget(costs, rates, options));
+                stop = Some(full_over_budget(&out, rates, options, start.elapsed()));
             }
             break;
         }
@@ -207,10 +215,14 @@ pub fn run(
         if let Some(ending) = stop {
             break 'cycles ending;
         }
+        if options.full {
+            // Its one cycle lasted the window.
+            continue;
+        }
         let frees_per_s = frees_in_cycle as f64 / cycle_time.as_secs_f64().max(1e-3);
         let rates = Rates { allocations_per_attached_s: allocation_rate, frees_per_s };
         planned = rates;
-        match governor::choose(costs, rates, options.budget, options.full) {
+        match governor::choose(costs, rates, options.budget) {
             Some(next) => duty = next,
             None => break 'cycles over_budget(costs, rates, options),
         }
@@ -337,15 +349,18 @@ fn measure(
     // in its first 10 ms stopped the trace): the lowest share, planned as
     // quiet, so that the allowances (at the budget) tell within a tick
     // whether it lasts, and the frees' one stops the trace if so.
+    if options.full {
+        // The window's allowance judges it, this measurement included.
+        return Ok((1.0, rates, None));
+    }
     let quiet = Rates { allocations_per_attached_s: 0.0, frees_per_s: 0.0 };
     let calls = meter.last.allocation_calls.saturating_sub(before.allocation_calls) + frees;
-    if !options.full && (calls as f64) < governor::RATE_FREES {
+    if (calls as f64) < governor::RATE_FREES {
         return Ok((1.0, quiet, None));
     }
     let lowest = governor::DUTIES[governor::DUTIES.len() - 1];
-    Ok(match governor::choose(costs, rates, options.budget, options.full) {
+    Ok(match governor::choose(costs, rates, options.budget) {
         Some(duty) => (duty, rates, None),
-        None if options.full => (0.0, rates, Some(over_budget(costs, rates, options))),
         None => (lowest, quiet, None),
     })
 }
@@ -370,23 +385,31 @@ fn finish(
     Ok(out)
 }
 
+/// Full mode's window allowance overdrawn: what it cost so far, against the budget over that time.
+fn full_over_budget(out: &Outcome, rates: Rates, options: &Options, elapsed: Duration) -> Ending {
+    Ending::OverBudget(format!(
+        "stopped by the overhead governor: full mode had cost the target {:.3} CPU-seconds in {:.2} s ({:.0} allocations/s in the last 10 ms), over the budget of {:.2} % of a CPU over the window so far: the sampled mode (the default) stays within it",
+        out.cost_cpu_seconds,
+        elapsed.as_secs_f64(),
+        rates.allocations_per_attached_s,
+        options.budget * 100.0
+    ))
+}
+
 fn over_budget(costs: Costs, rates: Rates, options: &Options) -> Ending {
     Ending::OverBudget(over_budget_reason(costs, rates, options))
 }
 
 fn over_budget_reason(costs: Costs, rates: Rates, options: &Options) -> String {
-    let lowest = if options.full { 1.0 } else { governor::DUTIES[governor::DUTIES.len() - 1] };
+    let lowest = governor::DUTIES[governor::DUTIES.len() - 1];
     format!(
-        "stopped by the overhead governor: at {:.0} allocations/s and {:.0} frees/s, {} would cost the target {:.2} % of a CPU, over the budget of {:.2} %",
+        "stopped by the overhead governor: at {:.0} allocations/s and {:.0} frees/s, even the lowest rate (allocations traced {:.1} % of the time) would cost the target {:.2} % of a CPU, over the budget of {:.2} % (the free probes stay attached: about {:.0} frees/s fit the budget on this host); the capture kinds sampler or allocator-profile cost such a target less",
         rates.allocations_per_attached_s,
         rates.frees_per_s,
-        if options.full {
-            "full mode".to_owned()
-        } else {
-            format!("even the lowest rate (allocations traced {:.1} % of the time)", lowest * 100.0)
-        },
+        lowest * 100.0,
         governor::cost(costs, rates, lowest) * 100.0,
-        options.budget * 100.0
+        options.budget * 100.0,
+        options.budget * 1e9 / costs.free_ns.max(1.0)
     )
 }
 
