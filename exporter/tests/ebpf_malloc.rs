@@ -267,3 +267,42 @@ fn without_cap_bpf_the_capture_fails_clearly_and_the_exporter_goes_on() {
     assert!(reason.contains("CAP_BPF and CAP_PERFMON"), "{reason}");
     assert!(exporter.metrics().contains("memleak_exporter_build_info"), "the exporter goes on");
 }
+
+#[test]
+fn a_pure_go_target_fails_naming_its_pid_once_and_the_allocator_profile_kind() {
+    if !privileged() {
+        return;
+    }
+    // The Go service of the capture tests: no cgo, its runtime allocates without malloc.
+    let Some(go) = common::require_tool("go", "golang-go") else { return };
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-cache");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ebpf-malloc-go");
+    std::fs::create_dir_all(&dir).unwrap();
+    let binary = dir.join("leakysvc"); // its command name is the alert's group
+    let built = Command::new(go)
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(common::repo("exporter/tests/helpers/leakysvc.go"))
+        .env("GOCACHE", &cache)
+        .env("GOPATH", cache.join("gopath"))
+        .env("HOME", &cache)
+        .env("GO111MODULE", "off")
+        .env("CGO_ENABLED", "0")
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let mut child = Command::new(&binary).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut address = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut address).unwrap();
+    let target = Guard(child);
+    let pid = target.0.id().to_string();
+    let exporter = Exporter::start(&[]);
+    let labels = json!({ "group": "leakysvc", "pid": pid });
+    let id = start_capture(&exporter, alert("go1", labels, json!({ "capture_duration": "5s" })));
+    let done = wait_for(&exporter, &id, "finished", finished);
+    assert_eq!(done["status"], "failed", "{done}");
+    let reason = done["reason"].as_str().unwrap();
+    assert_eq!(reason.matches(&pid).count(), 1, "the pid once: {reason}");
+    assert!(reason.contains("no object that defines malloc and free"), "{reason}");
+    assert!(reason.contains("allocator-profile") && reason.contains("pprof_url"), "{reason}");
+}

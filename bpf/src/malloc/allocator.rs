@@ -206,9 +206,10 @@ pub fn find(procfs: &Path, pid: u32) -> Result<Vec<Allocator>, String> {
         }
     }
     if found.is_empty() {
-        return Err(format!(
-            "process {pid} maps no object that defines malloc and free (looked in the symbol tables of its executable and libraries)"
-        ));
+        return Err(
+            "it maps no object that defines malloc and free (looked in the symbol tables of its executable and libraries)"
+                .to_owned(),
+        );
     }
     Ok(found)
 }

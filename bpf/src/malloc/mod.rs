@@ -77,7 +77,13 @@ pub fn trace(
     // First what needs privileges (loading BPF), so that their lack is what an unprivileged exporter reports.
     let costs = calibrate::costs()?;
     let allocators = allocator::find(procfs, pid).map_err(|e| {
-        Problem::new(ProblemKind::Unsupported, format!("pid {pid}"), e, "trace a process that allocates with malloc")
+        // The caller names the process: said once.
+        Problem::new(
+            ProblemKind::Unsupported,
+            "allocator",
+            e,
+            "a program that does not allocate with malloc (pure Go, for one) has none to probe: ask for the capture kind allocator-profile with a pprof_url annotation (Go's /debug/pprof/heap)",
+        )
     })?;
     let comm = std::fs::read_to_string(procfs.join(pid.to_string()).join("comm")).unwrap_or_default();
     let start_maps = allocator::read_maps(procfs, pid).unwrap_or_default();
