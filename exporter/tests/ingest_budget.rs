@@ -81,6 +81,12 @@ impl Cage {
         procs.lines().filter_map(|l| l.trim().parse().ok()).collect()
     }
 
+    /// The most memory the kernel charged to the cage (anonymous and page cache), when it says.
+    fn charged_peak(&self) -> Option<u64> {
+        let file = if self.v2 { "memory.peak" } else { "memory.max_usage_in_bytes" };
+        std::fs::read_to_string(self.dir.join(file)).ok()?.trim().parse().ok()
+    }
+
     /// How many processes the kernel killed for running out of the cage's memory.
     fn oom_kills(&self) -> u64 {
         let file = if self.v2 { "memory.events" } else { "memory.oom_control" };
@@ -302,6 +308,7 @@ fn bombs_are_refused_within_the_shipped_memory_limit_and_the_next_file_is_still_
     let exporter = cage.start(&args(&watched).iter().map(String::as_str).collect::<Vec<_>>());
     let pid = cage.pids()[0];
     let baseline = status_bytes(pid, "VmRSS");
+    let baseline_anon = status_bytes(pid, "RssAnon");
     let started = Instant::now();
     let cpu_before = cpu_seconds(pid);
     drop_files(
@@ -362,13 +369,20 @@ fn bombs_are_refused_within_the_shipped_memory_limit_and_the_next_file_is_still_
     let peak = status_bytes(pid, "VmHWM");
     let cpu = cpu_seconds(pid) - cpu_before;
     eprintln!(
-        "bombs: baseline RSS {} MiB, peak RSS (VmHWM) {} MiB under a {} MiB limit; {cpu:.1} CPU s, {:.1} s wall",
+        "bombs: baseline RSS {} MiB (anon {} MiB), peak RSS (VmHWM) {} MiB, charged peak {:?} MiB under a {} MiB limit; {cpu:.1} CPU s, {:.1} s wall",
         baseline >> 20,
+        baseline_anon >> 20,
         peak >> 20,
+        cage.charged_peak().map(|p| p >> 20),
         MEMORY_MAX >> 20,
         elapsed.as_secs_f64()
     );
-    assert!(peak < MEMORY_MAX, "VmHWM {peak} bytes, over the {MEMORY_MAX}-byte limit");
+    // What the limit holds is what the kernel charges to the cage (anonymous memory and the page
+    // cache it reads), its memory.peak. VmHWM also counts the text pages of the 230 MB debug
+    // binary, charged to whichever cgroup first read them (30 of the 33 MiB at rest): measured
+    // 62 MiB of VmHWM for a charged peak of 40 MiB. It stands in only where the kernel has no peak.
+    let charged = cage.charged_peak().unwrap_or(peak);
+    assert!(charged < MEMORY_MAX, "charged peak {charged} bytes (VmHWM {peak}), over the {MEMORY_MAX}-byte limit");
     assert_eq!(cage.oom_kills(), 0, "the exporter was OOM-killed");
     drop(exporter);
 }
