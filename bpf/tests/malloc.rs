@@ -372,13 +372,23 @@ fn a_replaced_operator_new_is_probed_and_nothing_is_counted_twice() {
     }
 }
 
-#[test]
-fn a_process_forked_by_the_target_ends_the_trace_before_it_pays_for_the_breakpoints() {
-    if !common::can_run_privileged() {
-        return;
-    }
+/// A helper program traced while it is told what to do.
+struct Told {
+    pid: u32,
+    traced: Traced,
+    /// What the helper printed.
+    output: String,
+    /// The system CPU seconds the helper spent during the trace (uprobe traps are charged there).
+    system_added: f64,
+}
+
+/// Traces `helper` (a C file of tests/helpers, run with `args`) for `window`, writing `command` to
+/// its standard input at the trace's `at_wait`th wait (20 waits: about 0.2 s in, when the probes
+/// are attached, its first cycle planned quiet, the free probes throughout).
+fn trace_told(helper: &str, args: &[&str], command: &[u8], at_wait: u32, options: Options, window: Duration) -> Told {
     let dir = tempfile::tempdir().unwrap();
-    let mut target = Command::new(common::compile("tests/helpers/malloc_fork.c", dir.path()))
+    let mut target = Command::new(common::compile(&format!("tests/helpers/{helper}"), dir.path()))
+        .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -386,24 +396,33 @@ fn a_process_forked_by_the_target_ends_the_trace_before_it_pays_for_the_breakpoi
     std::thread::sleep(Duration::from_millis(200)); // the dynamic loader maps libc
     let pid = target.id();
     let mut stdin = target.stdin.take().unwrap();
-    // The fork comes 20 waits (about 0.2 s) into the window: the probes are
-    // attached (its first cycle, planned quiet), the free probes throughout.
     let mut waits = 0;
     let mut wait = |d: Duration| -> Result<(), String> {
         waits += 1;
-        if waits == 20 {
-            std::io::Write::write_all(&mut stdin, b"fork\n").unwrap();
+        if waits == at_wait {
+            std::io::Write::write_all(&mut stdin, command).unwrap();
         }
         std::thread::sleep(d);
         Ok(())
     };
+    let system_before = system_seconds(pid);
+    let traced = trace(Path::new("/proc"), pid, &options, window, &mut wait).unwrap();
+    let system_added = system_seconds(pid) - system_before;
+    drop(stdin);
+    let output = String::from_utf8(target.wait_with_output().unwrap().stdout).unwrap();
+    Told { pid, traced, output, system_added }
+}
+
+#[test]
+fn a_process_forked_by_the_target_ends_the_trace_before_it_pays_for_the_breakpoints() {
+    if !common::can_run_privileged() {
+        return;
+    }
     // A window shorter than the child's 3 s: unfixed, the child traps until
     // it ends and runs free after; its last second is the rate to compare with.
     let options = Options { budget: 0.05, full: false };
-    let traced = trace(Path::new("/proc"), pid, &options, Duration::from_secs(1), &mut wait).unwrap();
-    drop(stdin);
-    let output = target.wait_with_output().unwrap();
-    let output = String::from_utf8(output.stdout).unwrap();
+    let Told { pid, traced, output, .. } =
+        trace_told("malloc_fork.c", &[], b"fork\n", 20, options, Duration::from_secs(1));
     let line = |prefix: &str| output.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{output}"));
     let child: u32 = line("forked ").split_whitespace().nth(1).unwrap().parse().unwrap();
     let slices: Vec<f64> = line("child ").split_whitespace().skip(3).map(|n| n.parse().unwrap()).collect();
@@ -429,30 +448,10 @@ fn a_process_forked_by_the_target_that_execs_at_once_leaves_the_trace_running() 
     if !common::can_run_privileged() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let mut target = Command::new(common::compile("tests/helpers/malloc_fork.c", dir.path()))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(200)); // the dynamic loader maps libc
-    let pid = target.id();
-    let mut stdin = target.stdin.take().unwrap();
     // A service spawning a command: fork, then exec (a new program, no
     // breakpoints) that outlives the window.
-    let mut waits = 0;
-    let mut wait = |d: Duration| -> Result<(), String> {
-        waits += 1;
-        if waits == 20 {
-            std::io::Write::write_all(&mut stdin, b"exec\n").unwrap();
-        }
-        std::thread::sleep(d);
-        Ok(())
-    };
     let options = Options { budget: 0.05, full: false };
-    let traced = trace(Path::new("/proc"), pid, &options, Duration::from_secs(1), &mut wait).unwrap();
-    drop(stdin);
-    let output = String::from_utf8(target.wait_with_output().unwrap().stdout).unwrap();
+    let Told { traced, output, .. } = trace_told("malloc_fork.c", &[], b"exec\n", 20, options, Duration::from_secs(1));
     assert!(output.starts_with("forked "), "the target forked: {output}");
     assert_eq!(traced.ending, Ending::Elapsed);
 }
@@ -474,32 +473,10 @@ fn full_mode_counts_a_burst_leak_exactly_within_the_budget_over_the_window() {
     // 12 ms of the target's CPU in one tick, more than the 5 ms that 100 ms of
     // a 5 % budget holds, less than what half a second of it saved.
     const BLOCKS: i64 = 2000;
-    let dir = tempfile::tempdir().unwrap();
-    let mut target = Command::new(common::compile("tests/helpers/malloc_burst.c", dir.path()))
-        .arg(BLOCKS.to_string())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(200)); // the dynamic loader maps libc
-    let pid = target.id();
-    let mut stdin = target.stdin.take().unwrap();
-    let mut waits = 0;
-    let mut wait = |d: Duration| -> Result<(), String> {
-        waits += 1;
-        if waits == 50 {
-            std::io::Write::write_all(&mut stdin, b"burst\n").unwrap();
-        }
-        std::thread::sleep(d);
-        Ok(())
-    };
-    let system_before = system_seconds(pid);
-    let traced =
-        trace(Path::new("/proc"), pid, &Options { budget: 0.05, full: true }, Duration::from_secs(2), &mut wait)
-            .unwrap();
-    let added = system_seconds(pid) - system_before;
-    drop(stdin);
-    let output = String::from_utf8(target.wait_with_output().unwrap().stdout).unwrap();
+    let options = Options { budget: 0.05, full: true };
+    let blocks = BLOCKS.to_string();
+    let told = trace_told("malloc_burst.c", &[&blocks], b"burst\n", 50, options, Duration::from_secs(2));
+    let Told { traced, output, system_added: added, .. } = told;
     assert_eq!(output.trim(), format!("burst {BLOCKS}"));
     assert_eq!(traced.ending, Ending::Elapsed, "the burst fits the budget over the window");
     let result = &traced.result;

@@ -196,15 +196,16 @@ impl Symbolizer {
     const MAX_PATHS: usize = 4096;
     /// Modules listed as unsymbolized at most.
     const MAX_UNSYMBOLIZED: usize = 64;
-    /// What stays cached at most: the page-fault profile keeps one symbolizer for the
-    /// exporter's life, in a unit whose memory the watched folder's budget sizes for 64 MiB
-    /// (the bombs test of exporter/tests/ingest_budget.rs measures the peak under it).
-    const MAX_CACHED_BYTES: usize = 12 << 20;
+    /// What stays cached at most. Past it the cache starts over, so it must hold the few
+    /// binaries one profile's frames alternate between (a debug Rust binary's symbol table
+    /// alone is 10–20 MiB: at 12 MiB every libc frame re-read it, and the page-fault
+    /// profile's first scrape took over 30 s).
+    const MAX_CACHED_BYTES: usize = 64 << 20;
     /// Symbol tables read per binary at most.
     const TABLE_BYTES: u64 = 32 << 20;
     /// Debug info read per binary at most (a C service's is a few MiB; a
     /// large C++ or Rust binary's can be hundreds: its frames keep function names).
-    const DEBUG_BYTES: u64 = 8 << 20;
+    const DEBUG_BYTES: u64 = 16 << 20;
 
     /// Forgets which file each mapping held (keeping what was read): pids and
     /// addresses are reused, so a long-lived symbolizer calls this between batches.

@@ -214,18 +214,9 @@ int child_exec(void *ctx)
     return 0;
 }
 
-/* sched_process_exit's record: comm[16], pid, prio, group_dead. */
-struct child_exit_args {
-    __u64 common;
-    char comm[16];
-    int pid;
-    int prio;
-    unsigned char group_dead;
-};
-
 /* A child whose last thread exited. */
 SEC("tracepoint/sched/sched_process_exit")
-int child_exit(struct child_exit_args *ctx)
+int child_exit(struct process_exit_args *ctx)
 {
     if (!ctx->group_dead)
         return 0;

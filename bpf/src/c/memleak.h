@@ -151,6 +151,16 @@ struct malloc_site_totals {
 #define MALLOC_SHAPE_SIZE_SECOND 3    /* aligned_alloc(alignment, size), memalign(alignment, size) */
 #define MALLOC_SHAPE_POSIX_MEMALIGN 4 /* posix_memalign(&ptr, alignment, size): the block is written to ptr */
 
+/* sched_process_exit's record (tracefs events/sched/sched_process_exit/format): comm[16], pid,
+ * prio, group_dead (the process's last thread). */
+struct process_exit_args {
+    __u64 common;
+    char comm[16];
+    int pid;
+    int prio;
+    unsigned char group_dead;
+};
+
 /* An allocation between its entry and its return. */
 struct malloc_pending {
     __u64 size;

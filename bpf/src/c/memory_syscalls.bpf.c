@@ -239,15 +239,6 @@ static __always_inline void forget_break(void)
         bump(&memory_syscall_counters, SYSCALL_BREAK_DELETES, 1);
 }
 
-/* sched_process_exit's record: comm[16], pid, prio, group_dead. */
-struct process_exit_args {
-    __u64 common;
-    char comm[16];
-    int pid;
-    int prio;
-    unsigned char group_dead;
-};
-
 /* The last thread of a process is gone: forget its break. */
 SEC("tracepoint/sched/sched_process_exit")
 int process_exit(struct process_exit_args *ctx)
