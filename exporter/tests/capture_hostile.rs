@@ -40,7 +40,7 @@ fn sleeper(name: &str) -> Guard {
     if !path.exists() {
         std::fs::copy("/bin/sleep", &path).unwrap();
     }
-    Guard(Command::new(&path).arg("300").spawn().unwrap())
+    Guard(common::spawn_just_written(Command::new(&path).arg("300")))
 }
 
 #[test]

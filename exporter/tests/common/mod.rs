@@ -319,6 +319,23 @@ impl Drop for Guard {
     }
 }
 
+/// Spawns a program this test process has just written (a copied binary).
+/// Another test thread forking at the moment of the copy keeps the file open
+/// for writing in its child until that child's exec closes it, and exec of a
+/// file open for writing fails with "Text file busy": that window is short,
+/// so the spawn is tried again for up to five seconds.
+pub fn spawn_just_written(command: &mut Command) -> Child {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match command.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            result => return result.unwrap_or_else(|e| panic!("spawning {command:?}: {e}")),
+        }
+    }
+}
+
 /// The status of a GET, or `None` when the connection fails.
 pub fn http_get_status(port: u16, path: &str) -> Option<u16> {
     try_get(port, path)
