@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub use open::MAX_BINARY_BYTES;
+pub use open::{MAX_BINARY_BYTES, mapped as open_mapped};
 
 /// Binaries read for one artifact at most (a process maps a few hundred);
 /// the frames of the others stay `module+0xoffset`.

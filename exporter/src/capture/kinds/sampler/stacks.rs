@@ -116,9 +116,11 @@ pub fn bytes_before(pid: u32, ip: u64) -> Option<[u8; 7]> {
 /// is not: such code is rare and only costs the caller's frame).
 pub fn bytes_before_in_file(space: &Space, root: &Path, ip: u64) -> Option<[u8; 7]> {
     use std::io::{Read, Seek, SeekFrom};
-    let frame = heapprof::frame(ip, &space.files);
-    let (path, offset) = (frame.file?, frame.address?);
-    let mut file = std::fs::File::open(root.join(path.trim_start_matches('/'))).ok()?;
+    let mapping = heapprof::find(&space.files, ip)?;
+    let offset = ip - mapping.start + mapping.file_offset;
+    // The very file mapped, never what its path names now: a process (or a
+    // container's symbolic link) must not make the exporter read another file.
+    let mut file = memleak_artifacts::symbolize::open_mapped(root, mapping).ok()?;
     file.seek(SeekFrom::Start(offset.checked_sub(7)?)).ok()?;
     let mut out = [0u8; 7];
     file.read_exact(&mut out).ok()?;
@@ -169,5 +171,41 @@ mod tests {
         assert!(ends_with_call(&[0, 0, 0, 0, 0xFF, 0x50, 0x08]));
         assert!(!ends_with_call(&[0xCC; 7]));
         assert!(!ends_with_call(&[0x90; 7]));
+    }
+
+    /// A maps line for `path` (as the process sees it) at 0x400000, for the file `identity` is.
+    fn maps_line(path: &str, identity: &std::fs::Metadata) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let dev = identity.dev();
+        let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+        format!("400000-401000 r-xp 00000000 {major:x}:{minor:x} {} {path}\n", identity.ino())
+    }
+
+    #[test]
+    fn code_bytes_come_only_from_the_mapped_file_inside_the_process_root() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(outside.path(), [0xE8u8; 32]).unwrap();
+        std::fs::write(root.path().join("app"), [0x90, 0x90, 0x90, 0xE8, 1, 2, 3, 4, 0x90, 0x90]).unwrap();
+        let app = std::fs::metadata(root.path().join("app")).unwrap();
+        let ip = 0x400000 + 8;
+
+        // The mapped file, found in the root by its path: the 7 bytes before `ip`, a call.
+        let space = Space::parse(&maps_line("/app", &app), "/none");
+        assert_eq!(bytes_before_in_file(&space, root.path(), ip), Some([0x90, 0x90, 0xE8, 1, 2, 3, 4]));
+
+        // Replaced since by another file: not the mapped one, nothing read.
+        std::fs::rename(root.path().join("app"), root.path().join("old")).unwrap();
+        std::fs::write(root.path().join("app"), [0xE8u8; 32]).unwrap();
+        assert_eq!(bytes_before_in_file(&space, root.path(), ip), None);
+
+        // An absolute symbolic link to a file of the host, even one whose identity the
+        // maps name: resolved inside the root, where it names nothing.
+        std::os::unix::fs::symlink(outside.path(), root.path().join("link")).unwrap();
+        let outside_identity = std::fs::metadata(outside.path()).unwrap();
+        let space = Space::parse(&maps_line("/link", &outside_identity), "/none");
+        assert_eq!(bytes_before_in_file(&space, root.path(), ip), None);
+        // (Read by its name from outside the root, the link would have led there.)
+        assert_eq!(std::fs::read(root.path().join("link")).unwrap()[0], 0xE8);
     }
 }
