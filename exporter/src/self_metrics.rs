@@ -44,7 +44,7 @@ pub static CAPTURES: MetricSpec = MetricSpec::counter(
 );
 pub static CAPTURE_REJECTIONS: MetricSpec = MetricSpec::counter(
     "memleak_exporter_capture_rejections_total",
-    "Alerts that started no capture, by kind and reason (duplicate, not_this_host, no_such_target, invalid, unknown_kind, concurrency, cooldown, rate, spool).",
+    "Alerts that started no capture, by kind and reason (duplicate, not_this_host, no_such_target, invalid, unknown_kind, concurrency, cooldown, busy, rate, spool).",
     &["kind", "reason"],
 );
 pub static CAPTURE_DURATION: MetricSpec = MetricSpec::histogram(

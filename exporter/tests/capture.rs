@@ -292,6 +292,36 @@ fn limits_hold_concurrency_duplicates_cooldown_duration_rate_and_spool_count() {
 }
 
 #[test]
+fn a_process_in_a_running_capture_waits_for_it_whatever_the_target_is_called() {
+    let Some(binary) = go_service() else { return };
+    let service = Service::start(&binary);
+    // Room for two at once and no cooldown: only the shared process holds the second back.
+    let exporter =
+        Exporter::start(&["--capture.pprof.allow=127.0.0.1:*", "--capture.max-concurrent=2", "--capture.cooldown=0s"]);
+    let url = json!({ "pprof_url": service.heap_url(), "capture_duration": "2s" });
+    let pid = service.pid().to_string();
+    let outcome = |fp: &str, labels: Value| post_all(&exporter, &[alert(fp, labels, url.clone())])[0].clone();
+    let first = outcome("w1", json!({ "group": "leakysvc" }));
+    assert_eq!(first["outcome"], "accepted", "{first}");
+    let a = first["capture"].as_str().unwrap().to_owned();
+    // Another alert, another spelling (the group narrowed to its pid): the same process.
+    let waits = outcome("w2", json!({ "group": "leakysvc", "pid": pid }));
+    assert_eq!(waits["outcome"], "refused", "{waits}");
+    let reason = waits["reason"].as_str().unwrap();
+    assert!(reason.contains(&format!("process {pid}")) && reason.contains(&a), "{waits}");
+    assert!(
+        exporter
+            .metrics()
+            .contains("memleak_exporter_capture_rejections_total{kind=\"allocator-profile\",reason=\"busy\"} 1"),
+        "{}",
+        exporter.metrics()
+    );
+    wait_for(&exporter, &a, "finished", finished);
+    let second = outcome("w2", json!({ "group": "leakysvc", "pid": pid }));
+    assert_eq!(second["outcome"], "accepted", "once the first ended: {second}");
+}
+
+#[test]
 fn a_target_that_exits_mid_capture_gives_a_partial_result() {
     let Some(binary) = go_service() else { return };
     let service = Service::start(&binary);

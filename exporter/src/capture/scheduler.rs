@@ -1,5 +1,6 @@
-//! The scheduler: hard limits on captures (concurrency, per-target cooldown, a
-//! global hourly rate, room in the spool), duplicates by alert fingerprint,
+//! The scheduler: hard limits on captures (concurrency, per-target cooldown, one
+//! capture per process at a time, a global hourly rate, room in the spool),
+//! duplicates by alert fingerprint,
 //! cancellation, and the run of each capture on a thread of its own, whose
 //! result goes to the spool with a log record. Every decision is counted and
 //! logged once with the alert's fingerprint.
@@ -41,7 +42,7 @@ pub struct Start {
 /// Why a capture did not start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
-    /// `duplicate`, `cooldown`, `concurrency`, `rate`, `spool`.
+    /// `duplicate`, `cooldown`, `busy`, `concurrency`, `rate`, `spool`.
     pub reason: &'static str,
     pub message: String,
 }
@@ -50,6 +51,8 @@ pub struct Refused {
 struct State {
     /// Running captures by fingerprint: (capture id, its cancel).
     running: HashMap<String, (String, Arc<Cancel>)>,
+    /// The processes each running capture acts on, by fingerprint.
+    pids: HashMap<String, Vec<u32>>,
     /// When each fingerprint's last capture finished.
     finished: HashMap<String, Instant>,
     /// When each target's last capture started.
@@ -149,6 +152,9 @@ impl Scheduler {
                     ),
                 );
             }
+            if let Some(message) = busy(&state, &start.target.pids()) {
+                return refuse("busy", message);
+            }
             if state.starts.len() >= self.limits.max_per_hour {
                 return refuse(
                     "rate",
@@ -177,6 +183,7 @@ impl Scheduler {
                 return refuse("spool", format!("cannot write to the spool {}: {e}", self.spool.shown().display()));
             }
             state.running.insert(fingerprint.clone(), (start.info.id.clone(), Arc::clone(&cancel)));
+            state.pids.insert(fingerprint.clone(), start.target.pids());
             state.targets.insert(start.target.key(), now);
             state.starts.push_back(now);
         }
@@ -187,6 +194,7 @@ impl Scheduler {
             tracing::error!(capture = %id, fingerprint = %fingerprint, "cannot start the capture thread: {e}");
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.running.remove(&fingerprint);
+            state.pids.remove(&fingerprint);
             return refuse("concurrency", format!("cannot start a thread: {e}"));
         }
         Ok(id)
@@ -275,12 +283,27 @@ impl Scheduler {
         {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.running.remove(&info.fingerprint);
+            state.pids.remove(&info.fingerprint);
             state.finished.insert(info.fingerprint.clone(), Instant::now());
         }
         for id in spool.evict() {
             tracing::info!(capture = %id, "evicted from the spool (--capture.keep, --capture.max-spool-bytes)");
         }
     }
+}
+
+/// Why a capture acting on `pids` must wait: one of them is in a running capture's target.
+/// Two captures on one process would add their costs unseen by each other (two sets of
+/// probes, each governor spending the whole budget; pauses; signals) and mix their results.
+fn busy(state: &State, pids: &[u32]) -> Option<String> {
+    state.pids.iter().find_map(|(fingerprint, theirs)| {
+        let pid = pids.iter().find(|p| theirs.contains(p))?;
+        let id = state.running.get(fingerprint).map_or("?", |(id, _)| id.as_str());
+        Some(format!(
+            "process {pid} is in the target of running capture {id}: one capture per process at a time \
+             (their costs would add); it can start once that one ends"
+        ))
+    })
 }
 
 fn forget_oldest(map: &mut HashMap<String, Instant>) {
