@@ -38,7 +38,27 @@ fn library() -> Option<PathBuf> {
         );
         eprintln!("SKIP: libmemleak_sampler.so is not built: cargo build -p memleak-sampler");
     }
+    if let Some(library) = &found {
+        // `cargo test -p memleak-exporter` alone does not rebuild the library: one older than its
+        // sources tests yesterday's sampler (and fails in ways that point elsewhere).
+        let built = std::fs::metadata(library).unwrap().modified().unwrap();
+        let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sampler/src");
+        let stale = newest_modification(&sources).is_some_and(|newest| newest > built);
+        assert!(!stale, "{} is older than sampler/src: cargo build -p memleak-sampler", library.display());
+    }
     found
+}
+
+/// The latest modification time of the files under `dir`.
+fn newest_modification(dir: &Path) -> Option<std::time::SystemTime> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let meta = entry.metadata().ok()?;
+            if meta.is_dir() { newest_modification(&entry.path()) } else { meta.modified().ok() }
+        })
+        .max()
 }
 
 /// The gate library (tests/helpers/gate.c), compiled into `dir`.
