@@ -20,6 +20,10 @@ pub struct Symbols {
     functions: Vec<(u64, u64, u32, u32)>,
     /// (address, name start, name end) of the other names of an address in `functions`.
     aliases: Vec<(u64, u32, u32)>,
+    /// (address, name start, name end) of the global and weak functions: what
+    /// another object (or the dynamic linker) can call by name. A file-local
+    /// `static int malloc(int)` is named in stacks but is never the allocator.
+    exports: Vec<(u64, u32, u32)>,
     /// The functions' names, mangled, one after the other.
     names: Vec<u8>,
 }
@@ -42,7 +46,7 @@ impl Symbols {
     pub fn bytes(&self) -> usize {
         self.segments.len() * size_of::<(u64, u64, u64)>()
             + self.functions.len() * size_of::<(u64, u64, u32, u32)>()
-            + self.aliases.len() * size_of::<(u64, u32, u32)>()
+            + (self.aliases.len() + self.exports.len()) * size_of::<(u64, u32, u32)>()
             + self.names.len()
     }
 
@@ -56,6 +60,7 @@ impl Symbols {
         functions
             .extend(other.functions.iter().filter_map(|&(a, size, f, t)| shifted(f, t).map(|(f, t)| (a, size, f, t))));
         self.aliases.extend(other.aliases.iter().filter_map(|&(a, f, t)| shifted(f, t).map(|(f, t)| (a, f, t))));
+        self.exports.extend(other.exports.iter().filter_map(|&(a, f, t)| shifted(f, t).map(|(f, t)| (a, f, t))));
         self.names.extend_from_slice(&other.names);
         functions.sort_by_key(|f| f.0);
         for f in functions {
@@ -66,17 +71,13 @@ impl Symbols {
         }
     }
 
-    /// The file offset of the function named `name` (exactly, mangled), when
-    /// the binary defines it in a loadable segment: where a uprobe goes.
+    /// The file offset of the global or weak function named `name` (exactly,
+    /// mangled), when the binary defines it in a loadable segment: where a
+    /// uprobe goes. File-local functions of that name are not it.
     pub fn file_offset_of(&self, name: &str) -> Option<u64> {
         let named =
             |from: u32, to: u32| self.names.get(from as usize..to as usize).is_some_and(|n| n == name.as_bytes());
-        let address = self
-            .functions
-            .iter()
-            .find(|&&(_, _, from, to)| named(from, to))
-            .map(|f| f.0)
-            .or_else(|| self.aliases.iter().find(|&&(_, from, to)| named(from, to)).map(|a| a.0))?;
+        let address = self.exports.iter().find(|&&(_, from, to)| named(from, to)).map(|e| e.0)?;
         let &(start, end, vaddr) =
             self.segments.iter().find(|&&(s, e, v)| v <= address && address - v < e.saturating_sub(s))?;
         let offset = address - vaddr + start;
@@ -295,6 +296,10 @@ impl Reader<'_> {
                 out.names.extend_from_slice(name);
                 let to = u32::try_from(out.names.len()).map_err(|_| "symbol tables larger than the budget")?;
                 out.functions.push((address, sym.st_size(endian).into(), from, to));
+                if matches!(sym.st_bind(), elf::STB_GLOBAL | elf::STB_WEAK | elf::STB_GNU_UNIQUE) {
+                    self.charge(size_of::<(u64, u32, u32)>() as u64)?;
+                    out.exports.push((address, from, to));
+                }
             }
             // The raw tables are dropped here: only what was kept stays charged.
             self.spent = self.spent.saturating_sub((data.len() + strings.len()) as u64);
@@ -340,6 +345,13 @@ mod tests {
         let offset = symbols.file_offset_of("leak_request_buffer").unwrap();
         assert_eq!(symbols.lookup(offset).as_deref(), Some("leak_request_buffer"));
         assert_eq!(symbols.file_offset_of("malloc"), None);
+        // A file-local function (`static void say`, LOCAL in readelf -s) is named in stacks but
+        // has no offset by name: a `static int malloc(int)` must never be taken for the allocator.
+        let say = names.iter().position(|n| n == "say").unwrap();
+        let offset = symbols.functions[say].0; // the text segment's file offsets are its addresses
+        assert_eq!(symbols.address_of(offset), Some(offset));
+        assert_eq!(symbols.lookup(offset).as_deref(), Some("say"));
+        assert_eq!(symbols.file_offset_of("say"), None);
         assert_eq!(Symbols::read(&file, size, 1000).err(), Some("symbol tables larger than the budget"));
     }
 
