@@ -122,6 +122,8 @@ pub struct Site {
 }
 
 /// Sites summed by function, largest first by sample type `index`; at most `n`.
+/// A site whose sum there is zero is left out: it allocated during a window
+/// but holds nothing, or its growth cancelled out, and is no leak site.
 pub fn top(profile: &Profile, index: usize, n: usize) -> Vec<Site> {
     let mut by_function: HashMap<&str, Site> = HashMap::new();
     for sample in &profile.samples {
@@ -133,7 +135,8 @@ pub fn top(profile: &Profile, index: usize, n: usize) -> Vec<Site> {
             *total += v;
         }
     }
-    let mut sites: Vec<Site> = by_function.into_values().collect();
+    let mut sites: Vec<Site> =
+        by_function.into_values().filter(|s| s.values.get(index).copied().unwrap_or(0) != 0).collect();
     sites.sort_by(|a, b| {
         let (va, vb) = (a.values.get(index).copied().unwrap_or(0), b.values.get(index).copied().unwrap_or(0));
         vb.cmp(&va).then_with(|| a.frame.function.cmp(&b.frame.function))
@@ -170,5 +173,22 @@ mod tests {
         assert_eq!(site(&go).map(|f| f.function.as_str()), Some("main.leakRequestBuffer"));
         let only_runtime = vec![Frame::function("malloc")];
         assert_eq!(site(&only_runtime).map(|f| f.function.as_str()), Some("malloc"));
+    }
+
+    #[test]
+    fn sites_holding_nothing_by_the_ranked_type_are_left_out() {
+        use crate::model::{ALLOC_SPACE, INUSE_SPACE, Profile, Sample};
+        let mut profile = Profile::new("inuse", vec![ALLOC_SPACE, INUSE_SPACE]);
+        let sample = |function: &str, alloc: i64, inuse: i64| Sample {
+            stack: vec![Frame::function("malloc"), Frame::function(function), Frame::function("main")],
+            values: vec![alloc, inuse],
+            labels: Vec::new(),
+        };
+        // Allocated and freed within the window; a leak; a growth that cancelled out over two stacks.
+        profile.samples = vec![sample("churn", 9000, 0), sample("leak", 300, 300), sample("even", 10, 5)];
+        profile.samples.push(sample("even", 10, -5));
+        let names = |index| top(&profile, index, 10).into_iter().map(|s| s.frame.function).collect::<Vec<_>>();
+        assert_eq!(names(1), ["leak"]);
+        assert_eq!(names(0), ["churn", "leak", "even"]);
     }
 }
