@@ -14,6 +14,7 @@
 
 mod allocator;
 pub mod calibrate;
+mod callers;
 pub mod governor;
 mod multi;
 mod probes;
@@ -87,7 +88,9 @@ pub fn trace(
     })?;
     let comm = std::fs::read_to_string(procfs.join(pid.to_string()).join("comm")).unwrap_or_default();
     let start_maps = allocator::read_maps(procfs, pid).unwrap_or_default();
-    let mut probes = probes::Probes::load(pid, &allocators)?;
+    let code = callers::Code::read(procfs, pid)
+        .map_err(|e| Problem::new(ProblemKind::Read, format!("{}/{pid}/maps", procfs.display()), e.to_string(), ""))?;
+    let mut probes = probes::Probes::load(pid, &allocators, code)?;
     probes.attach_frees()?;
 
     let window = window::run(&mut probes, costs, options, duration, wait)?;

@@ -1,0 +1,188 @@
+//! The callers the kernel's frame-pointer walk skips, put back: a function without a frame
+//! pointer between the allocator and its caller (libstdc++'s `operator new`, glibc's `strdup`)
+//! leaves `rbp` to its caller, or clobbers it, so the walk from the allocator's return skips
+//! that caller. The BPF program keeps the first words above the stack pointer that point into
+//! the process's code (`Code`, written before the probes go in); here the first of them that
+//! follows a call instruction goes in after the walk's first address, unless the walk has it.
+
+use crate::return_address;
+use crate::shared::{MALLOC_MAX_CODE_RANGES, MallocCodeRanges};
+use memleak_artifacts::heapprof::Mapping;
+use std::io::Read;
+use std::path::Path;
+
+/// `/proc/PID/maps` read at most (as `allocator::read_maps`).
+const MAX_MAPS_BYTES: u64 = 8 << 20;
+
+/// The process's file-backed code when the trace began.
+#[derive(Debug, Clone)]
+pub struct Code {
+    /// Executable file mappings, sorted: where a return address can be.
+    executable: Vec<(u64, u64)>,
+    /// What the BPF program searches: the same, neighbours merged across what holds no
+    /// anonymous memory (a library's data between its code and the next library's), then the
+    /// closest merged until `MALLOC_MAX_CODE_RANGES` are left. Wider than the code, never
+    /// narrower: it only keeps data words out so that one call path makes one site.
+    pub ranges: MallocCodeRanges,
+}
+
+impl Code {
+    /// Reads `/proc/PID/maps` under `procfs`.
+    pub fn read(procfs: &Path, pid: u32) -> std::io::Result<Code> {
+        let mut text = String::new();
+        std::fs::File::open(procfs.join(pid.to_string()).join("maps"))?
+            .take(MAX_MAPS_BYTES)
+            .read_to_string(&mut text)?;
+        Ok(Code::parse(&text))
+    }
+
+    /// Parses maps text (`/proc/PID/maps` format).
+    pub fn parse(maps: &str) -> Code {
+        let mut executable = Vec::new();
+        // Merged ranges, and whether anonymous memory came since the last one's end.
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        let mut anonymous_since = true;
+        for line in maps.lines() {
+            let mut fields = line.split_whitespace();
+            let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
+            let path = fields.nth(3).unwrap_or("");
+            let Some((start, end)) = range.split_once('-') else { continue };
+            let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16)) else { continue };
+            if !path.starts_with('/') {
+                anonymous_since = true;
+                continue;
+            }
+            if !perms.contains('x') {
+                continue;
+            }
+            executable.push((start, end));
+            match merged.last_mut() {
+                Some(last) if !anonymous_since && last.1 <= start => last.1 = end,
+                _ => merged.push((start, end)),
+            }
+            anonymous_since = false;
+        }
+        executable.sort_unstable();
+        merged.sort_unstable();
+        while merged.len() > MALLOC_MAX_CODE_RANGES {
+            // Merge the two neighbours with the smallest gap.
+            let Some(i) = (1..merged.len()).min_by_key(|&i| merged[i].0.saturating_sub(merged[i - 1].1)) else {
+                break;
+            };
+            let next = merged.remove(i);
+            merged[i - 1].1 = merged[i - 1].1.max(next.1);
+        }
+        let mut ranges = MallocCodeRanges {
+            count: merged.len() as u64,
+            start: [0; MALLOC_MAX_CODE_RANGES],
+            end: [0; MALLOC_MAX_CODE_RANGES],
+        };
+        for (i, (start, end)) in merged.into_iter().enumerate() {
+            ranges.start[i] = start;
+            ranges.end[i] = end;
+        }
+        Code { executable, ranges }
+    }
+
+    fn is_code(&self, ip: u64) -> bool {
+        self.executable.iter().any(|&(s, e)| (s..e).contains(&ip))
+    }
+
+    /// Whether `ip` is a return address of process `pid`: in its code, after a call instruction
+    /// (read from its memory, or from the file `files` say it mapped, read through `root`).
+    pub fn is_return_address(&self, pid: u32, files: &[Mapping], root: &Path, ip: u64) -> bool {
+        self.is_code(ip) && return_address::follows_call(pid, files, root, ip)
+    }
+}
+
+/// The stack of an allocation: `walk` (the kernel's, from the allocator's return: its first
+/// address is the return into the function that called the allocator) with the first of
+/// `callers` that `is_return` says is a return address put in after that first address,
+/// unless the walk already has it (the caller kept a frame pointer: the walk is whole).
+pub fn rebuild(walk: &[u64], callers: &[u64], is_return: &mut dyn FnMut(u64) -> bool) -> Vec<u64> {
+    let mut stack = walk.to_vec();
+    if walk.is_empty() {
+        return stack;
+    }
+    if let Some(caller) = callers.iter().copied().filter(|&c| c != 0).find(|&c| is_return(c))
+        && !walk.contains(&caller)
+    {
+        stack.insert(1, caller);
+    }
+    stack
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skipped_caller_goes_in_after_the_function_that_called_the_allocator() {
+        let returns = |ip: u64| ip != 0x400100;
+        // operator new (no frame pointer) called by leak_objects: the walk goes from
+        // operator new to main; the words hold a code pointer that follows no call, then the
+        // return into leak_objects.
+        let walk = [0x7f00_0050, 0x400300, 0x400400];
+        assert_eq!(
+            rebuild(&walk, &[0x400100, 0x400200], &mut { returns }),
+            vec![0x7f00_0050, 0x400200, 0x400300, 0x400400]
+        );
+        // A caller with a frame pointer: the first code word is the walk's next address, not doubled.
+        assert_eq!(rebuild(&walk, &[0x400300, 0x400400], &mut { returns }), walk.to_vec());
+        // strdup clobbers rbp: the walk stops at strdup; the caller comes from the words.
+        assert_eq!(rebuild(&[0x7f00_0090], &[0x400200, 0], &mut { returns }), vec![0x7f00_0090, 0x400200]);
+        // No stack, no code words, or none that follows a call: as the walk.
+        assert_eq!(rebuild(&[], &[0x400200, 0], &mut { returns }), Vec::<u64>::new());
+        assert_eq!(rebuild(&walk, &[0, 0], &mut { returns }), walk.to_vec());
+        assert_eq!(rebuild(&walk, &[0x400100, 0], &mut { returns }), walk.to_vec());
+    }
+
+    #[test]
+    fn code_ranges_cover_every_executable_file_mapping_and_no_anonymous_memory() {
+        let maps = "\
+55d000-55e000 r-xp 00001000 fe:01 10 /srv/app
+55e000-55f000 rw-p 00002000 fe:01 10 /srv/app
+560000-580000 rw-p 00000000 00:00 0 [heap]
+7f0000-7f1000 r-xp 00001000 fe:01 11 /lib/libc.so.6
+7f1000-7f2000 r--p 00002000 fe:01 11 /lib/libc.so.6
+7f2000-7f3000 r-xp 00001000 fe:01 12 /lib/libstdc++.so.6
+7f3000-7f4000 rw-p 00000000 00:00 0
+7f4000-7f5000 r-xp 00001000 fe:01 13 /lib/ld.so
+7ffd000-7ffe000 r-xp 00000000 00:00 0 [vdso]
+";
+        let code = Code::parse(maps);
+        assert_eq!(
+            code.executable,
+            vec![(0x55d000, 0x55e000), (0x7f0000, 0x7f1000), (0x7f2000, 0x7f3000), (0x7f4000, 0x7f5000)]
+        );
+        // libc and libstdc++ merge across libc's read-only data; the heap and the anonymous
+        // mapping separate the others; the vdso is no file.
+        assert_eq!(code.ranges.count, 3);
+        assert_eq!((code.ranges.start[0], code.ranges.end[0]), (0x55d000, 0x55e000));
+        assert_eq!((code.ranges.start[1], code.ranges.end[1]), (0x7f0000, 0x7f3000));
+        assert_eq!((code.ranges.start[2], code.ranges.end[2]), (0x7f4000, 0x7f5000));
+        assert!(code.is_code(0x7f2800) && !code.is_code(0x7f1800) && !code.is_code(0x560000));
+    }
+
+    #[test]
+    fn more_code_ranges_than_the_program_searches_merge_the_closest_and_still_cover_all() {
+        let maps: String = (0..200u64)
+            .map(|i| {
+                let start = 0x10_0000 + i * 0x10_000 + (i % 7) * 0x1000;
+                format!(
+                    "{start:x}-{:x} r-xp 0 fe:01 {i} /lib/l{i}.so\n{:x}-{:x} rw-p 0 00:00 0\n",
+                    start + 0x1000,
+                    start + 0x1000,
+                    start + 0x2000
+                )
+            })
+            .collect();
+        let code = Code::parse(&maps);
+        assert_eq!(code.ranges.count as usize, MALLOC_MAX_CODE_RANGES);
+        let n = MALLOC_MAX_CODE_RANGES;
+        assert!(code.ranges.start[..n].windows(2).all(|w| w[0] < w[1]), "sorted");
+        for &(s, e) in &code.executable {
+            assert!((0..n).any(|i| code.ranges.start[i] <= s && e <= code.ranges.end[i]), "{s:x}-{e:x} covered");
+        }
+    }
+}
