@@ -111,6 +111,9 @@ static __always_inline int pending(__u64 size, __u64 out)
 static __always_inline int in_code(const struct malloc_code_ranges *code, __u64 word)
 {
     __u32 low = 0, high = code->count < MALLOC_MAX_CODE_RANGES ? code->count : MALLOC_MAX_CODE_RANGES;
+    /* Most data words (small integers, stack addresses) lie outside all code: one test each. */
+    if (high == 0 || word < code->start[0] || word >= code->end[(high - 1) & (MALLOC_MAX_CODE_RANGES - 1)])
+        return 0;
     /* log2(MALLOC_MAX_CODE_RANGES) + 1 halvings end any search. */
     for (int step = 0; step < 7 && low < high; step++) {
         __u32 middle = (low + high) / 2;
