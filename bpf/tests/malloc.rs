@@ -58,6 +58,20 @@ fn site(profile: &Profile, function: &str) -> (i64, i64, i64) {
 }
 
 #[test]
+fn the_objects_maps_have_the_shapes_the_rust_side_reads() {
+    use memleak_bpf::shared::{MallocAlloc, MallocCodeRanges, MallocSiteKey, MallocSiteTotals};
+    let Some(object) = common::parsed_object(memleak_bpf::MALLOC_TRACE.bytes) else { return };
+    let size = |n: usize| u32::try_from(n).unwrap();
+    // Hashes (1) of address → allocation and site → totals, an array (2) of one code table.
+    assert_eq!(common::map_shape(&object, "malloc_outstanding"), (1, 8, size(size_of::<MallocAlloc>()), 262_144));
+    assert_eq!(
+        common::map_shape(&object, "malloc_sites"),
+        (1, size(size_of::<MallocSiteKey>()), size(size_of::<MallocSiteTotals>()), 16_384)
+    );
+    assert_eq!(common::map_shape(&object, "malloc_code"), (2, 4, size(size_of::<MallocCodeRanges>()), 1));
+}
+
+#[test]
 fn full_mode_names_the_leak_with_the_programs_own_sizes() {
     if !common::can_run_privileged() {
         return;
