@@ -47,9 +47,13 @@ pub fn bytes_before_in_file(files: &[Mapping], root: &Path, ip: u64) -> Option<[
     Some(out)
 }
 
-/// Whether `ip` follows a call in process `pid`: read from its memory, or from its mapped file.
-pub fn follows_call(pid: u32, files: &[Mapping], root: &Path, ip: u64) -> bool {
-    bytes_before(pid, ip).or_else(|| bytes_before_in_file(files, root, ip)).is_some_and(|b| ends_with_call(&b))
+/// Whether `ip` follows a call: read from the memory of process `memory` (when it still runs
+/// the image `files` describe), or from the mapped file.
+pub fn follows_call(memory: Option<u32>, files: &[Mapping], root: &Path, ip: u64) -> bool {
+    memory
+        .and_then(|pid| bytes_before(pid, ip))
+        .or_else(|| bytes_before_in_file(files, root, ip))
+        .is_some_and(|b| ends_with_call(&b))
 }
 
 #[cfg(test)]

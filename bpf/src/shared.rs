@@ -189,6 +189,7 @@ pub const MALLOC_STACK_LOST: u32 = 5;
 pub const MALLOC_SITES_FULL: u32 = 6;
 pub const MALLOC_FORKS: u32 = 7;
 pub const MALLOC_CHILDREN_FULL: u32 = 8;
+pub const MALLOC_EXECS: u32 = 9;
 
 /// Cookies of the allocation entry probes (`MALLOC_SHAPE_*`): where the arguments are.
 pub const MALLOC_SHAPE_SIZE_FIRST: u64 = 0;

@@ -477,6 +477,26 @@ fn a_process_forked_by_the_target_that_execs_at_once_leaves_the_trace_running() 
     assert_eq!(traced.ending, Ending::Elapsed);
 }
 
+#[test]
+fn a_target_that_execs_ends_the_trace_with_what_it_held_named_from_its_old_image() {
+    if !common::can_run_privileged() {
+        return;
+    }
+    // It leaks 100 blocks of 48 B, execs itself, and the new image leaks as many more in
+    // another function: those are another program's, and its old blocks went with the exec.
+    let options = Options { budget: 1.0, full: true };
+    let Told { pid, traced, output, .. } =
+        trace_told("malloc_exec.c", &[], b"go\n", 20, options, Duration::from_secs(5));
+    let Ending::Exec(reason) = &traced.ending else { panic!("{:?}: {output}", traced.ending) };
+    assert!(reason.starts_with(&format!("process {pid} exec'd")), "{reason}");
+    let field = |n: usize| -> i64 { output.split_whitespace().nth(n).unwrap().parse().unwrap() };
+    let profile = &traced.result.profiles[0];
+    // Full mode, named from the image it ran then: every block, with the program's sizes.
+    let (bytes, objects, _) = site(profile, "leak_before_exec");
+    assert_eq!((bytes, objects), (field(1), field(2)), "{output}");
+    assert_eq!(held_through(profile, "leak_after_exec"), (0, 0), "nothing of the new image");
+}
+
 /// The system CPU seconds of process `pid` so far (/proc/PID/stat, in clock ticks of 10 ms).
 fn system_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();

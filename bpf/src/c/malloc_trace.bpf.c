@@ -266,11 +266,22 @@ int process_forked(struct task_newtask_args *ctx)
     return 0;
 }
 
-/* A child that exec'd runs another program: no breakpoints left. */
+/* A child that exec'd runs another program: no breakpoints left. The target
+ * itself: its blocks went with its old image, and the probes would go on in
+ * the new one, whose stacks the old image's maps do not name. The maps freeze
+ * as they were at the exec; user space ends the window at its next tick. */
 SEC("tracepoint/sched/sched_process_exec")
 int child_exec(void *ctx)
 {
     __u32 process = bpf_get_current_pid_tgid() >> 32;
+    if (process == target_tgid) {
+        __u32 zero = 0;
+        __u64 *frozen = bpf_map_lookup_elem(&malloc_frozen, &zero);
+        if (frozen)
+            *frozen = 1;
+        bump(&malloc_counters, MALLOC_EXECS, 1);
+        return 0;
+    }
     bpf_map_delete_elem(&malloc_children, &process);
     return 0;
 }

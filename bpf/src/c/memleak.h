@@ -161,7 +161,8 @@ struct malloc_site_totals {
 #define MALLOC_SITES_FULL 6        /* allocations not added to per-stack totals: that map was full */
 #define MALLOC_FORKS 7             /* processes the target forked (each inherits the breakpoints) */
 #define MALLOC_CHILDREN_FULL 8     /* forked processes not followed: malloc_children was full */
-#define MALLOC_COUNTERS 9
+#define MALLOC_EXECS 9             /* the target exec'd: the maps froze then */
+#define MALLOC_COUNTERS 10
 /* Forked processes followed until they exec or exit (malloc_trace.bpf.c). */
 #define MALLOC_MAX_CHILDREN 256
 

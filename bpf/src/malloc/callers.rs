@@ -88,10 +88,10 @@ impl Code {
         self.executable.iter().any(|&(s, e)| (s..e).contains(&ip))
     }
 
-    /// Whether `ip` is a return address of process `pid`: in its code, after a call instruction
-    /// (read from its memory, or from the file `files` say it mapped, read through `root`).
-    pub fn is_return_address(&self, pid: u32, files: &[Mapping], root: &Path, ip: u64) -> bool {
-        self.is_code(ip) && return_address::follows_call(pid, files, root, ip)
+    /// Whether `ip` is a return address: in the code, after a call instruction (read from the
+    /// memory of process `memory`, or from the file `files` say was mapped, read through `root`).
+    pub fn is_return_address(&self, memory: Option<u32>, files: &[Mapping], root: &Path, ip: u64) -> bool {
+        self.is_code(ip) && return_address::follows_call(memory, files, root, ip)
     }
 }
 

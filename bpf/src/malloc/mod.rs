@@ -46,6 +46,8 @@ pub enum Ending {
     /// The target forked a process: it carries the breakpoints, and the
     /// kernel traps it on every call until they go, so they went at once.
     Forked(String),
+    /// The target exec'd: the maps froze then, and are named with its maps from the start.
+    Exec(String),
 }
 
 /// A finished trace.
@@ -96,8 +98,12 @@ pub fn trace(
     let window = window::run(&mut probes, costs, options, duration, wait)?;
     let end_ns = window.end_ns;
     let counters = probes.counters();
+    // After an exec its memory and maps are another image's: its stacks are named from the
+    // files it mapped at the start, never from its memory.
+    let exec = matches!(window.ending, Ending::Exec(_));
     let (maps, root) = match allocator::read_maps(procfs, pid) {
-        Ok(maps) if !maps.is_empty() => (maps, procfs.join(pid.to_string()).join("root")),
+        Ok(maps) if !maps.is_empty() && !exec => (maps, procfs.join(pid.to_string()).join("root")),
+        Ok(_) if exec => (start_maps, procfs.join(pid.to_string()).join("root")),
         _ => (start_maps, Path::new("/").to_path_buf()),
     };
     let (attached, elapsed) = (window.attached, window.elapsed);
@@ -111,7 +117,8 @@ pub fn trace(
         Some(share) => 1.0 / share,
         None => elapsed.as_secs_f64() / attached.as_secs_f64().max(1e-6),
     };
-    let report = report::read(&probes, &window.segments, end_ns, allocated_scale, &maps, &root);
+    let memory = (!exec).then_some(pid);
+    let report = report::read(&probes, &window.segments, end_ns, allocated_scale, &maps, &root, memory);
     drop(probes);
 
     let mut out = Ingested::new("ebpf-malloc");

@@ -47,6 +47,8 @@ pub struct Counters {
     pub forks: u64,
     /// Of them, those not followed (the map of children was full).
     pub children_full: u64,
+    /// Execs of the target (the maps froze at the first).
+    pub execs: u64,
 }
 
 /// The entry points of one kind in one binary: one link each way.
@@ -217,6 +219,7 @@ impl Probes {
             sites_full: per_cpu_sum(&map, shared::MALLOC_SITES_FULL),
             forks: per_cpu_sum(&map, shared::MALLOC_FORKS),
             children_full: per_cpu_sum(&map, shared::MALLOC_CHILDREN_FULL),
+            execs: per_cpu_sum(&map, shared::MALLOC_EXECS),
         }
     }
 

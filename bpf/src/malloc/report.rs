@@ -57,7 +57,8 @@ pub struct Report {
 }
 
 /// Reads the maps of `probes` and builds the report. `maps` are the process's
-/// mappings (read at the end, or at the start if it has exited); `root` its root directory.
+/// mappings (read at the end, or at the start if it has exited or exec'd); `root` its root
+/// directory; `memory` the process whose memory holds the code `maps` map (none after an exec).
 pub fn read(
     probes: &Probes,
     segments: &[Segment],
@@ -65,6 +66,7 @@ pub fn read(
     allocated_scale: f64,
     maps: &[Mapping],
     root: &Path,
+    memory: Option<u32>,
 ) -> Report {
     // The profile covers the segments that traced (not the first, measuring one of a sampled trace).
     let window_ns = end_ns.saturating_sub(segments.iter().find(|s| s.duty > 0.0).map_or(end_ns, |s| s.start_ns));
@@ -97,7 +99,7 @@ pub fn read(
     keys.dedup();
     let mut merged: Vec<(Vec<u64>, usize, i32, Site, MallocSiteTotals)> = Vec::new();
     let mut index_of: HashMap<Vec<u64>, usize> = HashMap::new();
-    let mut is_return = |ip: u64| probes.code.is_return_address(probes.pid(), maps, root, ip);
+    let mut is_return = |ip: u64| probes.code.is_return_address(memory, maps, root, ip);
     for key in &keys {
         let walk: Vec<u64> = match (&stacks, u32::try_from(key.stack_id)) {
             (Some(stacks), Ok(id)) => {
