@@ -64,14 +64,7 @@ impl Code {
         }
         executable.sort_unstable();
         merged.sort_unstable();
-        while merged.len() > MALLOC_MAX_CODE_RANGES {
-            // Merge the two neighbours with the smallest gap.
-            let Some(i) = (1..merged.len()).min_by_key(|&i| merged[i].0.saturating_sub(merged[i - 1].1)) else {
-                break;
-            };
-            let next = merged.remove(i);
-            merged[i - 1].1 = merged[i - 1].1.max(next.1);
-        }
+        let merged = fewest_gaps(merged);
         let mut ranges = MallocCodeRanges {
             count: merged.len() as u64,
             start: [0; MALLOC_MAX_CODE_RANGES],
@@ -85,7 +78,9 @@ impl Code {
     }
 
     fn is_code(&self, ip: u64) -> bool {
-        self.executable.iter().any(|&(s, e)| (s..e).contains(&ip))
+        // Maps do not overlap: the last range starting at or below `ip` is the only candidate.
+        let i = self.executable.partition_point(|&(start, _)| start <= ip);
+        i.checked_sub(1).and_then(|i| self.executable.get(i)).is_some_and(|&(_, end)| ip < end)
     }
 
     /// Whether `ip` is a return address: in the code, after a call instruction (read from the
@@ -93,6 +88,27 @@ impl Code {
     pub fn is_return_address(&self, memory: Option<u32>, files: &[Mapping], root: &Path, ip: u64) -> bool {
         self.is_code(ip) && return_address::follows_call(memory, files, root, ip)
     }
+}
+
+/// `ranges` (sorted) as at most `MALLOC_MAX_CODE_RANGES`, split only at the widest gaps, in
+/// O(n log n): a target's maps may hold a hundred thousand code mappings.
+fn fewest_gaps(ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    if ranges.len() <= MALLOC_MAX_CODE_RANGES {
+        return ranges;
+    }
+    let mut gaps: Vec<(u64, usize)> =
+        ranges.windows(2).enumerate().map(|(i, w)| (w[1].0.saturating_sub(w[0].1), i + 1)).collect();
+    gaps.sort_unstable_by(|a, b| b.cmp(a));
+    let mut splits: Vec<usize> = gaps.iter().take(MALLOC_MAX_CODE_RANGES - 1).map(|&(_, i)| i).collect();
+    splits.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(MALLOC_MAX_CODE_RANGES);
+    for (i, &(start, end)) in ranges.iter().enumerate() {
+        match out.last_mut() {
+            Some(last) if splits.binary_search(&i).is_err() => last.1 = last.1.max(end),
+            _ => out.push((start, end)),
+        }
+    }
+    out
 }
 
 /// The stack of an allocation: `walk` (the kernel's, from the allocator's return: its first
@@ -165,24 +181,28 @@ mod tests {
     }
 
     #[test]
-    fn more_code_ranges_than_the_program_searches_merge_the_closest_and_still_cover_all() {
-        let maps: String = (0..200u64)
-            .map(|i| {
-                let start = 0x10_0000 + i * 0x10_000 + (i % 7) * 0x1000;
-                format!(
-                    "{start:x}-{:x} r-xp 0 fe:01 {i} /lib/l{i}.so\n{:x}-{:x} rw-p 0 00:00 0\n",
-                    start + 0x1000,
-                    start + 0x1000,
-                    start + 0x2000
-                )
-            })
-            .collect();
+    fn more_code_ranges_than_the_program_searches_split_at_the_widest_gaps_and_still_cover_all() {
+        // A hundred thousand libraries (a hostile target can map as many), each followed by
+        // anonymous memory; every 1,000th gap is the widest.
+        let gap = |i: u64| if i % 1000 == 999 { 0x100_000 } else { 0x1000 + (i % 7) * 0x1000 };
+        let mut start = 0x10_0000u64;
+        let mut maps = String::new();
+        for i in 0..100_000u64 {
+            maps.push_str(&format!("{start:x}-{:x} r-xp 0 fe:01 {i} /lib/l{i}.so\n", start + 0x1000));
+            maps.push_str(&format!("{:x}-{:x} rw-p 0 00:00 0\n", start + 0x1000, start + 0x1000 + gap(i)));
+            start += 0x1000 + gap(i);
+        }
         let code = Code::parse(&maps);
-        assert_eq!(code.ranges.count as usize, MALLOC_MAX_CODE_RANGES);
         let n = MALLOC_MAX_CODE_RANGES;
+        assert_eq!(code.ranges.count as usize, n);
         assert!(code.ranges.start[..n].windows(2).all(|w| w[0] < w[1]), "sorted");
         for &(s, e) in &code.executable {
             assert!((0..n).any(|i| code.ranges.start[i] <= s && e <= code.ranges.end[i]), "{s:x}-{e:x} covered");
         }
+        // The 63 separations are the widest gaps: each range but the last ends before one.
+        for i in 0..n - 1 {
+            assert_eq!(code.ranges.start[i + 1] - code.ranges.end[i], 0x100_000, "range {i}");
+        }
+        assert!(code.is_code(0x10_0800) && !code.is_code(0x10_1800));
     }
 }
