@@ -20,8 +20,8 @@ pub struct Code {
     /// Executable file mappings, sorted: where a return address can be.
     executable: Vec<(u64, u64)>,
     /// What the BPF program searches: the same, neighbours merged across what holds no
-    /// anonymous memory (a library's data between its code and the next library's), then the
-    /// closest merged until `MALLOC_MAX_CODE_RANGES` are left. Wider than the code, never
+    /// anonymous memory (a library's data between its code and the next library's), then split
+    /// only at the widest gaps when more than `MALLOC_MAX_CODE_RANGES` are left. Wider than the code, never
     /// narrower: it only keeps data words out so that one call path makes one site.
     pub ranges: MallocCodeRanges,
 }
