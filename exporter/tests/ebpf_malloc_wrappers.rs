@@ -4,7 +4,8 @@
 //! both built with frame pointers. Their own code keeps them; the wrappers do
 //! not, so the kernel's frame-pointer walk skips the leaking function (or
 //! stops at the wrapper), and the capture must put it back from the words
-//! above the stack pointer. Ground truth: each program counts what it leaks.
+//! above the stack pointer. And a target that execs: the capture ends partial
+//! with what it held then. Ground truth: each program counts what it leaks.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -113,4 +114,27 @@ fn a_c_leak_through_strdup_names_the_leaking_function() {
     assert_eq!(leaked, (bytes, objects), "{:?}", stacks(&profile));
     assert_eq!(sites::top(&profile, 0, 1)[0].values[0], bytes, "{:?}", stacks(&profile));
     assert_eq!(held(&profile, &["*", "parse_line"]).0, 0, "the parsed copies are all freed");
+}
+
+#[test]
+fn a_target_that_execs_ends_the_capture_partial_with_what_it_held() {
+    if !privileged() {
+        return;
+    }
+    // bpf/tests/helpers/malloc_exec.c: leaks 100 blocks of 48 B in leak_before_exec, then execs
+    // itself into an image that leaks in leak_after_exec.
+    let binary = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("malloc_exec");
+    let status = Command::new("cc")
+        .args(["-O0", "-fno-omit-frame-pointer", "-o"])
+        .arg(&binary)
+        .arg(common::repo("bpf/tests/helpers/malloc_exec.c"))
+        .status();
+    assert!(status.is_ok_and(|s| s.success()), "cc failed (Debian package gcc)");
+    let exporter = Exporter::start(&[]);
+    let (done, profile, bytes, objects) = capture(&exporter, &binary, "exec");
+    assert_eq!(done["status"], "partial", "{done}");
+    let pid = done["pids"][0].as_u64().unwrap();
+    assert!(done["reason"].as_str().unwrap().starts_with(&format!("process {pid} exec'd")), "{done}");
+    assert_eq!(held(&profile, &["leak_before_exec"]), (bytes, objects), "{:?}", stacks(&profile));
+    assert_eq!(held(&profile, &["leak_after_exec"]), (0, 0), "nothing of the new image");
 }
