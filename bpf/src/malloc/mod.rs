@@ -9,8 +9,10 @@
 //! profile ranked by allocation age (`report`).
 //!
 //! Bounds (fixed, in `memleak.h`): 262,144 outstanding allocations, 16,384
-//! distinct stacks of 32 frames, 4,096 threads between an allocation's entry
-//! and return; what does not fit is counted and stated in the result.
+//! distinct stacks of 32 frames (with two code words each, from which
+//! `callers` puts back a caller the walk skipped), 4,096 threads between an
+//! allocation's entry and return; what does not fit is counted and stated in
+//! the result.
 
 mod allocator;
 pub mod calibrate;
@@ -90,8 +92,14 @@ pub fn trace(
     })?;
     let comm = std::fs::read_to_string(procfs.join(pid.to_string()).join("comm")).unwrap_or_default();
     let start_maps = allocator::read_maps(procfs, pid).unwrap_or_default();
-    let code = callers::Code::read(procfs, pid)
-        .map_err(|e| Problem::new(ProblemKind::Read, format!("{}/{pid}/maps", procfs.display()), e.to_string(), ""))?;
+    let code = callers::Code::read(procfs, pid).map_err(|e| {
+        Problem::new(
+            ProblemKind::Read,
+            format!("{}/{pid}/maps", procfs.display()),
+            format!("cannot read the process's code ranges: {e}"),
+            "the process must still run, and the exporter read its maps (root, or CAP_SYS_PTRACE)",
+        )
+    })?;
     let mut probes = probes::Probes::load(pid, &allocators, code)?;
     probes.attach_frees()?;
 
