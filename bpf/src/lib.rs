@@ -9,6 +9,7 @@ mod loader;
 pub mod malloc;
 pub mod memory_syscalls;
 pub mod page_faults;
+pub mod return_address;
 pub mod sampler_markers;
 pub mod shared;
 mod user_frames;

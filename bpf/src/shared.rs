@@ -135,6 +135,32 @@ pub const MALLOC_MAX_OUTSTANDING: u32 = 262_144;
 /// Distinct stacks kept at most (`MALLOC_MAX_STACKS`).
 pub const MALLOC_MAX_STACKS: u32 = 16_384;
 
+/// Code words of the user stack kept per site (`MALLOC_CALLER_WORDS`).
+pub const MALLOC_CALLER_WORDS: usize = 2;
+/// Code ranges the BPF program tells code words by (`MALLOC_MAX_CODE_RANGES`).
+pub const MALLOC_MAX_CODE_RANGES: usize = 64;
+
+/// `struct malloc_code_ranges`: the process's file-backed code, sorted.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MallocCodeRanges {
+    pub count: u64,
+    pub start: [u64; MALLOC_MAX_CODE_RANGES],
+    /// Exclusive.
+    pub end: [u64; MALLOC_MAX_CODE_RANGES],
+}
+
+/// `struct malloc_site_key`: the kernel's stack and the code words above the stack pointer.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct MallocSiteKey {
+    /// In `malloc_stacks`, or a negative errno (no stack).
+    pub stack_id: i32,
+    pub pad: u32,
+    /// The first words above the stack pointer at the return that point into code (0: none).
+    pub callers: [u64; MALLOC_CALLER_WORDS],
+}
+
 /// `struct malloc_alloc`: one outstanding allocation.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -142,9 +168,7 @@ pub struct MallocAlloc {
     pub size: u64,
     /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when it returned.
     pub time_ns: u64,
-    /// In `malloc_stacks`, or a negative errno (no stack).
-    pub stack_id: i32,
-    pub pad: u32,
+    pub site: MallocSiteKey,
 }
 
 /// `struct malloc_site_totals`: what one stack allocated during the capture.
@@ -165,6 +189,7 @@ pub const MALLOC_STACK_LOST: u32 = 5;
 pub const MALLOC_SITES_FULL: u32 = 6;
 pub const MALLOC_FORKS: u32 = 7;
 pub const MALLOC_CHILDREN_FULL: u32 = 8;
+pub const MALLOC_EXECS: u32 = 9;
 
 /// Cookies of the allocation entry probes (`MALLOC_SHAPE_*`): where the arguments are.
 pub const MALLOC_SHAPE_SIZE_FIRST: u64 = 0;
@@ -173,9 +198,15 @@ pub const MALLOC_SHAPE_REALLOC: u64 = 2;
 pub const MALLOC_SHAPE_SIZE_SECOND: u64 = 3;
 pub const MALLOC_SHAPE_POSIX_MEMALIGN: u64 = 4;
 
-const _: () = assert!(size_of::<MallocAlloc>() == 24);
+const _: () = assert!(size_of::<MallocCodeRanges>() == 8 + 16 * MALLOC_MAX_CODE_RANGES);
+const _: () = assert!(size_of::<MallocSiteKey>() == 24);
+const _: () = assert!(size_of::<MallocAlloc>() == 40);
 const _: () = assert!(size_of::<MallocSiteTotals>() == 16);
 // SAFETY: plain integers, no padding (asserted above).
 unsafe impl aya::Pod for MallocAlloc {}
+// SAFETY: plain integers, no padding (asserted above).
+unsafe impl aya::Pod for MallocSiteKey {}
+// SAFETY: plain integers, no padding (asserted above).
+unsafe impl aya::Pod for MallocCodeRanges {}
 // SAFETY: plain integers, no padding.
 unsafe impl aya::Pod for MallocSiteTotals {}

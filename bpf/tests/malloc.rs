@@ -58,6 +58,20 @@ fn site(profile: &Profile, function: &str) -> (i64, i64, i64) {
 }
 
 #[test]
+fn the_objects_maps_have_the_shapes_the_rust_side_reads() {
+    use memleak_bpf::shared::{MallocAlloc, MallocCodeRanges, MallocSiteKey, MallocSiteTotals};
+    let Some(object) = common::parsed_object(memleak_bpf::MALLOC_TRACE.bytes) else { return };
+    let size = |n: usize| u32::try_from(n).unwrap();
+    // Hashes (1) of address → allocation and site → totals, an array (2) of one code table.
+    assert_eq!(common::map_shape(&object, "malloc_outstanding"), (1, 8, size(size_of::<MallocAlloc>()), 262_144));
+    assert_eq!(
+        common::map_shape(&object, "malloc_sites"),
+        (1, size(size_of::<MallocSiteKey>()), size(size_of::<MallocSiteTotals>()), 16_384)
+    );
+    assert_eq!(common::map_shape(&object, "malloc_code"), (2, 4, size(size_of::<MallocCodeRanges>()), 1));
+}
+
+#[test]
 fn full_mode_names_the_leak_with_the_programs_own_sizes() {
     if !common::can_run_privileged() {
         return;
@@ -351,15 +365,22 @@ fn a_replaced_operator_new_is_probed_and_nothing_is_counted_twice() {
         let profile = &result.profiles[0];
         assert_eq!(truth_bytes, 200 * 60);
         if variant == "plain" {
-            // libstdc++'s operator new has no frame pointer: the stack taken at
-            // malloc's return goes from it to main, its caller's frame skipped.
-            // Counted once all the same: the leaked Requests, and nothing of the deleted ones.
-            let through_new = profile
+            // libstdc++'s operator new keeps no frame pointer: the walk from malloc's
+            // return goes from it to main; the return into leak_request, read above the
+            // stack pointer, is put back between them. Every leaked Request once, under
+            // operator new called by leak_request, and nothing of the deleted ones.
+            let leaked = profile
                 .samples
                 .iter()
-                .filter(|s| s.stack.first().is_some_and(|f| f.function.starts_with("operator new")))
+                .filter(|s| {
+                    s.stack.first().is_some_and(|f| f.function.starts_with("operator new"))
+                        && s.stack.get(1).is_some_and(|f| f.function == "leak_request")
+                        && s.stack.get(2).is_some_and(|f| f.function == "main")
+                })
                 .fold((0, 0), |(b, o), s| (b + s.values[0], o + s.values[1]));
-            assert_eq!(through_new, (truth_bytes, truth_objects), "{variant}: {allocators}");
+            let stacks: Vec<_> = profile.samples.iter().map(|s| (&s.values, &s.stack)).collect();
+            assert_eq!(leaked, (truth_bytes, truth_objects), "{variant}: {stacks:?}");
+            assert_eq!(held_through(profile, "churn_request"), (0, 0), "{variant}");
             continue;
         }
         // Every leaked Request once, with its 200 B (the program's count): the
@@ -454,6 +475,26 @@ fn a_process_forked_by_the_target_that_execs_at_once_leaves_the_trace_running() 
     let Told { traced, output, .. } = trace_told("malloc_fork.c", &[], b"exec\n", 20, options, Duration::from_secs(1));
     assert!(output.starts_with("forked "), "the target forked: {output}");
     assert_eq!(traced.ending, Ending::Elapsed);
+}
+
+#[test]
+fn a_target_that_execs_ends_the_trace_with_what_it_held_named_from_its_old_image() {
+    if !common::can_run_privileged() {
+        return;
+    }
+    // It leaks 100 blocks of 48 B, execs itself, and the new image leaks as many more in
+    // another function: those are another program's, and its old blocks went with the exec.
+    let options = Options { budget: 1.0, full: true };
+    let Told { pid, traced, output, .. } =
+        trace_told("malloc_exec.c", &[], b"go\n", 20, options, Duration::from_secs(5));
+    let Ending::Exec(reason) = &traced.ending else { panic!("{:?}: {output}", traced.ending) };
+    assert!(reason.starts_with(&format!("process {pid} exec'd")), "{reason}");
+    let field = |n: usize| -> i64 { output.split_whitespace().nth(n).unwrap().parse().unwrap() };
+    let profile = &traced.result.profiles[0];
+    // Full mode, named from the image it ran then: every block, with the program's sizes.
+    let (bytes, objects, _) = site(profile, "leak_before_exec");
+    assert_eq!((bytes, objects), (field(1), field(2)), "{output}");
+    assert_eq!(held_through(profile, "leak_after_exec"), (0, 0), "nothing of the new image");
 }
 
 /// The system CPU seconds of process `pid` so far (/proc/PID/stat, in clock ticks of 10 ms).

@@ -4,6 +4,11 @@
  * time, and free-like entries remove it. What is left at the end is what is
  * outstanding. The stack is taken at the return, where the frame pointer is
  * the caller's again: at the entry it would still skip the direct caller.
+ * A caller that keeps no frame pointer (libstdc++'s operator new, strdup)
+ * is skipped all the same, with its caller: so the first code words above
+ * the stack pointer at the return (its frame, then the return address into
+ * its caller) are kept with the stack, for user space to tell which is a
+ * return address and put it back in the stack (see find_callers).
  * Each program is attached to all its entry points by one uprobe_multi link
  * (one RCU wait to detach them all); an entry's cookie says where its
  * arguments are (MALLOC_SHAPE_*). Only `target_tgid` is traced (the links
@@ -40,9 +45,17 @@ struct {
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, MALLOC_MAX_STACKS);
-    __type(key, __s32); /* stack id, or the negative errno of a lost stack */
+    __type(key, struct malloc_site_key);
     __type(value, struct malloc_site_totals);
 } malloc_sites SEC(".maps");
+
+/* Slot 0: the process's code (written once, before any probe is attached). */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct malloc_code_ranges);
+} malloc_code SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -94,6 +107,54 @@ static __always_inline int pending(__u64 size, __u64 out)
     return 0;
 }
 
+/* Whether `word` points into one of the sorted `code` ranges (a binary search). */
+static __always_inline int in_code(const struct malloc_code_ranges *code, __u64 word)
+{
+    __u32 low = 0, high = code->count < MALLOC_MAX_CODE_RANGES ? code->count : MALLOC_MAX_CODE_RANGES;
+    /* Most data words (small integers, stack addresses) lie outside all code: one test each. */
+    if (high == 0 || word < code->start[0] || word >= code->end[(high - 1) & (MALLOC_MAX_CODE_RANGES - 1)])
+        return 0;
+    /* log2(MALLOC_MAX_CODE_RANGES) + 1 halvings end any search. */
+    for (int step = 0; step < 7 && low < high; step++) {
+        __u32 middle = (low + high) / 2;
+        if (middle >= MALLOC_MAX_CODE_RANGES)
+            return 0;
+        if (word < code->start[middle])
+            high = middle;
+        else if (word >= code->end[middle])
+            low = middle + 1;
+        else
+            return 1;
+    }
+    return 0;
+}
+
+/* The first MALLOC_CALLER_WORDS words of the user stack from `sp` up that
+ * point into code, into `callers`. Data (saved registers, heap pointers,
+ * counters) is left out so that one call path makes one site, not one per
+ * call. Which of them is a return address (the bytes before it a call) is
+ * for user space to tell: reading code here would cost every hit. */
+static __always_inline void find_callers(__u64 sp, __u64 *callers)
+{
+    __u32 zero = 0;
+    const struct malloc_code_ranges *code = bpf_map_lookup_elem(&malloc_code, &zero);
+    __u64 words[MALLOC_STACK_WORDS];
+    if (!code || bpf_probe_read_user(words, sizeof words, (const void *)sp) != 0)
+        return;
+    int found = 0;
+    for (int i = 0; i < MALLOC_STACK_WORDS; i++) {
+        if (!in_code(code, words[i]))
+            continue;
+        if (found == 0) {
+            callers[0] = words[i];
+            found = 1;
+        } else {
+            callers[1] = words[i];
+            return;
+        }
+    }
+}
+
 /* The entry of every allocation function; its cookie is its MALLOC_SHAPE_*. */
 SEC("uprobe")
 int alloc_enter(struct pt_regs *ctx)
@@ -126,7 +187,7 @@ int alloc_return(struct pt_regs *ctx)
     if (!call)
         return 0;
     __u64 address = ctx->ax;
-    struct malloc_alloc alloc = {.size = call->size, .time_ns = bpf_ktime_get_ns(), .stack_id = 0, .pad = 0};
+    struct malloc_alloc alloc = {.size = call->size, .time_ns = bpf_ktime_get_ns()};
     if (call->out) {
         /* posix_memalign returns 0 and writes the block, or an error and nothing. */
         void *out = (void *)call->out;
@@ -141,17 +202,17 @@ int alloc_return(struct pt_regs *ctx)
     long stack = bpf_get_stackid(ctx, &malloc_stacks, BPF_F_USER_STACK);
     if (stack < 0)
         bump(&malloc_counters, MALLOC_STACK_LOST, 1);
-    alloc.stack_id = (__s32)stack;
+    alloc.site.stack_id = (__s32)stack;
+    find_callers(ctx->sp, alloc.site.callers);
     if (bpf_map_update_elem(&malloc_outstanding, &address, &alloc, BPF_ANY) != 0)
         bump(&malloc_counters, MALLOC_OUTSTANDING_FULL, 1);
-    __s32 site = alloc.stack_id;
-    struct malloc_site_totals *totals = bpf_map_lookup_elem(&malloc_sites, &site);
+    struct malloc_site_totals *totals = bpf_map_lookup_elem(&malloc_sites, &alloc.site);
     if (totals) {
         __sync_fetch_and_add(&totals->bytes, alloc.size);
         __sync_fetch_and_add(&totals->count, 1);
     } else {
         struct malloc_site_totals first = {.bytes = alloc.size, .count = 1};
-        if (bpf_map_update_elem(&malloc_sites, &site, &first, BPF_NOEXIST) != 0)
+        if (bpf_map_update_elem(&malloc_sites, &alloc.site, &first, BPF_NOEXIST) != 0)
             bump(&malloc_counters, MALLOC_SITES_FULL, 1);
     }
     return 0;
@@ -205,11 +266,22 @@ int process_forked(struct task_newtask_args *ctx)
     return 0;
 }
 
-/* A child that exec'd runs another program: no breakpoints left. */
+/* A child that exec'd runs another program: no breakpoints left. The target
+ * itself: its blocks went with its old image, and the probes would go on in
+ * the new one, whose stacks the old image's maps do not name. The maps freeze
+ * as they were at the exec; user space ends the window at its next tick. */
 SEC("tracepoint/sched/sched_process_exec")
 int child_exec(void *ctx)
 {
     __u32 process = bpf_get_current_pid_tgid() >> 32;
+    if (process == target_tgid) {
+        __u32 zero = 0;
+        __u64 *frozen = bpf_map_lookup_elem(&malloc_frozen, &zero);
+        if (frozen)
+            *frozen = 1;
+        bump(&malloc_counters, MALLOC_EXECS, 1);
+        return 0;
+    }
     bpf_map_delete_elem(&malloc_children, &process);
     return 0;
 }

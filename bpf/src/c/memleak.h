@@ -116,15 +116,36 @@ struct memory_syscall_stats {
 /* Distinct user stacks kept (a stack-trace map: a colliding stack is lost, counted). */
 #define MALLOC_MAX_STACKS 16384
 
+/* Words of the user stack read at an allocation's return, from its stack pointer up. */
+#define MALLOC_STACK_WORDS 16
+/* Of them, the first ones that point into the process's code, kept: the
+ * return address into a caller the frame-pointer walk skips is among them. */
+#define MALLOC_CALLER_WORDS 2
+/* Executable ranges of the process's files that tell code words from data. */
+#define MALLOC_MAX_CODE_RANGES 64
+
+/* The process's file-backed code, sorted, written by user space before the probes go in. */
+struct malloc_code_ranges {
+    __u64 count;
+    __u64 start[MALLOC_MAX_CODE_RANGES];
+    __u64 end[MALLOC_MAX_CODE_RANGES]; /* exclusive */
+};
+
+/* A user stack: the kernel's frame-pointer walk and the code words above the stack pointer. */
+struct malloc_site_key {
+    __s32 stack_id; /* in malloc_stacks, or a negative errno (no stack) */
+    __u32 pad;
+    __u64 callers[MALLOC_CALLER_WORDS]; /* 0 where fewer were found */
+};
+
 /* One outstanding allocation. */
 struct malloc_alloc {
     __u64 size;
-    __u64 time_ns;  /* bpf_ktime_get_ns() when it returned */
-    __s32 stack_id; /* in malloc_stacks, or a negative errno (no stack) */
-    __u32 pad;
+    __u64 time_ns; /* bpf_ktime_get_ns() when it returned */
+    struct malloc_site_key site;
 };
 
-/* What one stack allocated during the capture (freed or not). */
+/* What one site (struct malloc_site_key) allocated during the capture (freed or not). */
 struct malloc_site_totals {
     __u64 bytes;
     __u64 count;
@@ -140,7 +161,8 @@ struct malloc_site_totals {
 #define MALLOC_SITES_FULL 6        /* allocations not added to per-stack totals: that map was full */
 #define MALLOC_FORKS 7             /* processes the target forked (each inherits the breakpoints) */
 #define MALLOC_CHILDREN_FULL 8     /* forked processes not followed: malloc_children was full */
-#define MALLOC_COUNTERS 9
+#define MALLOC_EXECS 9             /* the target exec'd: the maps froze then */
+#define MALLOC_COUNTERS 10
 /* Forked processes followed until they exec or exit (malloc_trace.bpf.c). */
 #define MALLOC_MAX_CHILDREN 256
 

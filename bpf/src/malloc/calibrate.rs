@@ -4,6 +4,7 @@
 //! probes, in the calling thread's CPU time (which the traps are charged to).
 
 use super::allocator::{Allocator, EntryPoint, Shape, read_maps};
+use super::callers::Code;
 use super::governor::Costs;
 use super::probes::Probes;
 use memleak_signals::{Problem, ProblemKind};
@@ -49,12 +50,16 @@ fn measure() -> Result<Costs, Problem> {
         binary: Path::new("/proc/self/root").join(mapping.path.trim_start_matches('/')),
         entry_points: vec![EntryPoint { symbol: "memleak_malloc_calibration_target", shape, offset }],
     };
+    // The exporter's own code: the return program searches it as it would a target's.
+    let code = Code::read(Path::new("/proc"), pid).map_err(|e| {
+        Problem::new(ProblemKind::Read, "/proc/self/maps", format!("cannot read it to calibrate the probes: {e}"), "")
+    })?;
     let bare = cheapest();
-    let mut allocation = Probes::load(pid, &[stand_in(Shape::Malloc)])?;
+    let mut allocation = Probes::load(pid, &[stand_in(Shape::Malloc)], code.clone())?;
     allocation.attach_allocations()?;
     let with_allocation = cheapest();
     drop(allocation);
-    let mut free = Probes::load(pid, &[stand_in(Shape::Free)])?;
+    let mut free = Probes::load(pid, &[stand_in(Shape::Free)], code)?;
     free.attach_frees()?;
     let with_free = cheapest();
     drop(free);

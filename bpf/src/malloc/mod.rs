@@ -9,11 +9,14 @@
 //! profile ranked by allocation age (`report`).
 //!
 //! Bounds (fixed, in `memleak.h`): 262,144 outstanding allocations, 16,384
-//! distinct stacks of 32 frames, 4,096 threads between an allocation's entry
-//! and return; what does not fit is counted and stated in the result.
+//! distinct stacks of 32 frames (with two code words each, from which
+//! `callers` puts back a caller the walk skipped), 4,096 threads between an
+//! allocation's entry and return; what does not fit is counted and stated in
+//! the result.
 
 mod allocator;
 pub mod calibrate;
+mod callers;
 pub mod governor;
 mod multi;
 mod probes;
@@ -45,6 +48,8 @@ pub enum Ending {
     /// The target forked a process: it carries the breakpoints, and the
     /// kernel traps it on every call until they go, so they went at once.
     Forked(String),
+    /// The target exec'd: the maps froze then, and are named with its maps from the start.
+    Exec(String),
 }
 
 /// A finished trace.
@@ -87,14 +92,26 @@ pub fn trace(
     })?;
     let comm = std::fs::read_to_string(procfs.join(pid.to_string()).join("comm")).unwrap_or_default();
     let start_maps = allocator::read_maps(procfs, pid).unwrap_or_default();
-    let mut probes = probes::Probes::load(pid, &allocators)?;
+    let code = callers::Code::read(procfs, pid).map_err(|e| {
+        Problem::new(
+            ProblemKind::Read,
+            format!("{}/{pid}/maps", procfs.display()),
+            format!("cannot read the process's code ranges: {e}"),
+            "the process must still run, and the exporter read its maps (root, or CAP_SYS_PTRACE)",
+        )
+    })?;
+    let mut probes = probes::Probes::load(pid, &allocators, code)?;
     probes.attach_frees()?;
 
     let window = window::run(&mut probes, costs, options, duration, wait)?;
     let end_ns = window.end_ns;
     let counters = probes.counters();
+    // After an exec its memory and maps are another image's: its stacks are named from the
+    // files it mapped at the start, never from its memory.
+    let exec = matches!(window.ending, Ending::Exec(_));
     let (maps, root) = match allocator::read_maps(procfs, pid) {
-        Ok(maps) if !maps.is_empty() => (maps, procfs.join(pid.to_string()).join("root")),
+        Ok(maps) if !maps.is_empty() && !exec => (maps, procfs.join(pid.to_string()).join("root")),
+        Ok(_) if exec => (start_maps, procfs.join(pid.to_string()).join("root")),
         _ => (start_maps, Path::new("/").to_path_buf()),
     };
     let (attached, elapsed) = (window.attached, window.elapsed);
@@ -108,7 +125,8 @@ pub fn trace(
         Some(share) => 1.0 / share,
         None => elapsed.as_secs_f64() / attached.as_secs_f64().max(1e-6),
     };
-    let report = report::read(&probes, &window.segments, end_ns, allocated_scale, &maps, &root);
+    let memory = (!exec).then_some(pid);
+    let report = report::read(&probes, &window.segments, end_ns, allocated_scale, &maps, &root, memory);
     drop(probes);
 
     let mut out = Ingested::new("ebpf-malloc");

@@ -7,6 +7,7 @@
 //! link takes its breakpoints out at once, then waits for a grace period.
 
 use super::allocator::{Allocator, Shape};
+use super::callers::Code;
 use super::multi;
 use crate::loader::{per_cpu_sum, typed_map};
 use crate::shared;
@@ -46,6 +47,8 @@ pub struct Counters {
     pub forks: u64,
     /// Of them, those not followed (the map of children was full).
     pub children_full: u64,
+    /// Execs of the target (the maps froze at the first).
+    pub execs: u64,
 }
 
 /// The entry points of one kind in one binary: one link each way.
@@ -62,6 +65,8 @@ pub struct Probes {
     pub bpf: Ebpf,
     programs: Vec<OwnedFd>,
     pid: u32,
+    /// The process's code, as written to `malloc_code`.
+    pub code: Code,
     allocation: Vec<Target>,
     free: Vec<Target>,
     allocation_links: Vec<OwnedFd>,
@@ -78,13 +83,14 @@ impl std::fmt::Debug for Probes {
 }
 
 impl Probes {
-    /// Loads the object for process `pid` (its programs, not yet attached).
-    pub fn load(pid: u32, allocators: &[Allocator]) -> Result<Probes, Problem> {
+    /// Loads the object for process `pid` whose code is `code` (its programs, not yet attached).
+    pub fn load(pid: u32, allocators: &[Allocator], code: Code) -> Result<Probes, Problem> {
         let object = &crate::MALLOC_TRACE;
         if pid == 0 {
             return Err(Problem::new(ProblemKind::Unsupported, object.file, "pid 0 cannot be traced", ""));
         }
         let mut bpf = object.load(&[("target_tgid", u64::from(pid))])?;
+        write_code(&mut bpf, &code)?;
         let programs = multi::load_programs(object.bytes, &bpf, &PROGRAMS)
             .map_err(|e| object.denied("cannot load the uprobe_multi programs", &e))?;
         // Before any probe: a process forked by the target carries the
@@ -120,7 +126,7 @@ impl Probes {
             allocation.extend(Some(allocations).filter(|t| !t.offsets.is_empty()));
             free.extend(Some(frees).filter(|t| !t.offsets.is_empty()));
         }
-        Ok(Probes { bpf, programs, pid, allocation, free, allocation_links: Vec::new(), free_links: Vec::new() })
+        Ok(Probes { bpf, programs, pid, code, allocation, free, allocation_links: Vec::new(), free_links: Vec::new() })
     }
 
     /// Attaches the free probes (kept until the end).
@@ -213,6 +219,7 @@ impl Probes {
             sites_full: per_cpu_sum(&map, shared::MALLOC_SITES_FULL),
             forks: per_cpu_sum(&map, shared::MALLOC_FORKS),
             children_full: per_cpu_sum(&map, shared::MALLOC_CHILDREN_FULL),
+            execs: per_cpu_sum(&map, shared::MALLOC_EXECS),
         }
     }
 
@@ -224,6 +231,16 @@ impl Probes {
         // At most MALLOC_MAX_CHILDREN entries.
         map.iter().filter_map(Result::ok).find(|(_, forked_ns)| *forked_ns <= forked_by_ns).map(|(pid, _)| pid)
     }
+}
+
+/// Writes the code ranges the allocation return program tells code words by.
+fn write_code(bpf: &mut Ebpf, code: &Code) -> Result<(), Problem> {
+    let failed = |e: &dyn std::fmt::Display| {
+        Problem::new(ProblemKind::Unsupported, "malloc_code", format!("cannot write the map: {e}"), "rebuild")
+    };
+    let map = bpf.map_mut("malloc_code").ok_or_else(|| failed(&"missing from the object"))?;
+    let mut ranges = aya::maps::Array::<_, shared::MallocCodeRanges>::try_from(map).map_err(|e| failed(&e))?;
+    ranges.set(0, code.ranges, 0).map_err(|e| failed(&e))
 }
 
 /// Links being closed, each on a thread of its own so that their grace

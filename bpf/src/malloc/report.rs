@@ -3,12 +3,14 @@
 //! then in-use objects, allocated bytes and objects), each sampled allocation
 //! weighted by the inverse of the share of its second during which the
 //! allocation probes were attached; stacks named from the process's maps and
-//! its binaries' symbols (read through `/proc/PID/root`); sites ranked by the
+//! its binaries' symbols (read through `/proc/PID/root`), with the callers
+//! the frame-pointer walk skipped put back (`callers`); sites ranked by the
 //! spread of their live allocations' ages (`memleak_artifacts::ages`).
 
+use super::callers;
 use super::probes::Probes;
 use crate::loader::typed_map;
-use crate::shared::{MallocAlloc, MallocSiteTotals};
+use crate::shared::{MallocAlloc, MallocSiteKey, MallocSiteTotals};
 use crate::user_frames;
 use memleak_artifacts::ages::{self, Ages};
 use memleak_artifacts::heapprof::Mapping;
@@ -55,7 +57,8 @@ pub struct Report {
 }
 
 /// Reads the maps of `probes` and builds the report. `maps` are the process's
-/// mappings (read at the end, or at the start if it has exited); `root` its root directory.
+/// mappings (read at the end, or at the start if it has exited or exec'd); `root` its root
+/// directory; `memory` the process whose memory holds the code `maps` map (none after an exec).
 pub fn read(
     probes: &Probes,
     segments: &[Segment],
@@ -63,10 +66,11 @@ pub fn read(
     allocated_scale: f64,
     maps: &[Mapping],
     root: &Path,
+    memory: Option<u32>,
 ) -> Report {
     // The profile covers the segments that traced (not the first, measuring one of a sampled trace).
     let window_ns = end_ns.saturating_sub(segments.iter().find(|s| s.duty > 0.0).map_or(end_ns, |s| s.start_ns));
-    let mut sites: HashMap<i32, Site> = HashMap::new();
+    let mut sites: HashMap<MallocSiteKey, Site> = HashMap::new();
     let mut outstanding_sampled = 0;
     if let Ok(outstanding) = typed_map::<aya::maps::HashMap<_, u64, MallocAlloc>>(&probes.bpf, "malloc_outstanding") {
         for (_, alloc) in outstanding.iter().flatten() {
@@ -76,38 +80,66 @@ pub fn read(
             }
             outstanding_sampled += 1;
             let weight = 1.0 / duty;
-            let site = sites.entry(alloc.stack_id).or_default();
+            let site = sites.entry(alloc.site).or_default();
             site.inuse_bytes += alloc.size as f64 * weight;
             site.inuse_objects += weight;
             site.ages.add(end_ns.saturating_sub(alloc.time_ns), window_ns, alloc.size);
         }
     }
-    let mut allocated: HashMap<i32, MallocSiteTotals> = HashMap::new();
-    if let Ok(totals) = typed_map::<aya::maps::HashMap<_, i32, MallocSiteTotals>>(&probes.bpf, "malloc_sites") {
+    let mut allocated: HashMap<MallocSiteKey, MallocSiteTotals> = HashMap::new();
+    if let Ok(totals) = typed_map::<aya::maps::HashMap<_, MallocSiteKey, MallocSiteTotals>>(&probes.bpf, "malloc_sites")
+    {
         allocated.extend(totals.iter().flatten());
     }
     let stacks = typed_map::<aya::maps::StackTraceMap<_>>(&probes.bpf, "malloc_stacks").ok();
+    // Keys whose walks differ only by the words kept beside them (data that looked like code)
+    // make one stack: merged by the addresses rebuilt.
+    let mut keys: Vec<MallocSiteKey> = sites.keys().chain(allocated.keys()).copied().collect();
+    keys.sort_unstable_by_key(|k| (k.stack_id, k.callers));
+    keys.dedup();
+    let mut merged: Vec<(Vec<u64>, usize, i32, Site, MallocSiteTotals)> = Vec::new();
+    let mut index_of: HashMap<Vec<u64>, usize> = HashMap::new();
+    let mut is_return = |ip: u64| probes.code.is_return_address(memory, maps, root, ip);
+    for key in &keys {
+        let walk: Vec<u64> = match (&stacks, u32::try_from(key.stack_id)) {
+            (Some(stacks), Ok(id)) => {
+                stacks.get(&id, 0).map(|t| t.frames().iter().map(|f| f.ip).collect()).unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
+        let ips = callers::rebuild(&walk, &key.callers, &mut is_return);
+        let site = sites.remove(key).unwrap_or_default();
+        let totals = allocated.get(key).copied().unwrap_or_default();
+        match index_of.get(&ips) {
+            Some(&i) => {
+                let (_, _, _, into, sum) = &mut merged[i];
+                into.inuse_bytes += site.inuse_bytes;
+                into.inuse_objects += site.inuse_objects;
+                merge_ages(&mut into.ages, &site.ages);
+                sum.bytes += totals.bytes;
+                sum.count += totals.count;
+            }
+            None => {
+                index_of.insert(ips.clone(), merged.len());
+                merged.push((ips, walk.len(), key.stack_id, site, totals));
+            }
+        }
+    }
     let mut symbolizer = Symbolizer::default();
     let mut profile = Profile::new("inuse", vec![INUSE_SPACE, INUSE_OBJECTS, ALLOC_SPACE, ALLOC_OBJECTS]);
     let mut ranked_ages = Vec::new();
     let mut truncated_stacks = 0;
-    let mut ids: Vec<i32> = sites.keys().chain(allocated.keys()).copied().collect();
-    ids.sort_unstable();
-    ids.dedup();
-    for id in &ids {
-        let ips: Vec<u64> = match (&stacks, u32::try_from(*id)) {
-            (Some(stacks), Ok(key)) => {
-                stacks.get(&key, 0).map(|t| t.frames().iter().map(|f| f.ip).collect()).unwrap_or_default()
-            }
-            _ => Vec::new(),
-        };
+    let stack_count = merged.len();
+    for (ips, walked, stack_id, site, totals) in merged {
         let mut stack = frames(&ips, maps, root, &mut symbolizer);
-        let truncated = truncated(ips.len(), &stack);
+        let truncated = truncated(walked, &stack);
         if stack.is_empty() {
-            stack.push(Frame::function(if *id < 0 { "(no stack: lost or unreadable)" } else { "(stack evicted)" }));
+            stack.push(Frame::function(if stack_id < 0 {
+                "(no stack: lost or unreadable)"
+            } else {
+                "(stack evicted)"
+            }));
         }
-        let site = sites.remove(id).unwrap_or_default();
-        let totals = allocated.get(id).copied().unwrap_or_default();
         let mut labels = vec![
             ("age_spread".to_owned(), site.ages.shape()),
             ("oldest_age_s".to_owned(), format!("{:.1}", site.ages.oldest_ns as f64 / 1e9)),
@@ -134,7 +166,7 @@ pub fn read(
         .filter_map(|i| ranked_ages.get(i).map(|a| (i, *a, ages::spread(a, &seen))))
         .collect();
     let unsymbolized = symbolizer.unsymbolized();
-    Report { profile, ranked, truncated_stacks, stacks: ids.len(), unsymbolized, outstanding_sampled, window_ns }
+    Report { profile, ranked, truncated_stacks, stacks: stack_count, unsymbolized, outstanding_sampled, window_ns }
 }
 
 /// Whether a stack was cut: the kernel gave as many `addresses` as the depth
@@ -152,6 +184,15 @@ fn truncated(addresses: usize, stack: &[Frame]) -> bool {
         name.starts_with("libc.so") || name.starts_with("libc-")
     });
     !(started || in_libc)
+}
+
+/// Adds the live allocations of `other` to `into`.
+fn merge_ages(into: &mut Ages, other: &Ages) {
+    for (slot, n) in into.buckets.iter_mut().zip(other.buckets) {
+        *slot += n;
+    }
+    into.bytes = into.bytes.saturating_add(other.bytes);
+    into.oldest_ns = into.oldest_ns.max(other.oldest_ns);
 }
 
 /// The share of its second during which allocations made at `time_ns` were traced.

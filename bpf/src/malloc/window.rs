@@ -270,6 +270,12 @@ fn tick(
 /// first pays for a few calls: a service that spawns commands goes on.)
 fn stop_for(probes: &Probes, now: Counters, waited: Result<(), String>) -> Result<(), Ending> {
     waited.map_err(Ending::Interrupted)?;
+    if now.execs > 0 {
+        return Err(Ending::Exec(format!(
+            "process {} exec'd: its frames after that name another image (the profile holds what it held then)",
+            probes.pid()
+        )));
+    }
     if now.forks == 0 {
         return Ok(());
     }

@@ -102,7 +102,9 @@ impl Run for Trace {
                 (Status::Partial, Some(format!("{reason}: the allocations it held when it exited")))
             }
             Ending::Interrupted(reason) => (Status::Cancelled, Some(reason)),
-            Ending::OverBudget(reason) | Ending::Forked(reason) => (Status::Partial, Some(reason)),
+            Ending::OverBudget(reason) | Ending::Forked(reason) | Ending::Exec(reason) => {
+                (Status::Partial, Some(reason))
+            }
         };
         Finished { status, reason, result: Some(result) }
     }

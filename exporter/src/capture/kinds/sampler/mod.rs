@@ -170,11 +170,8 @@ impl Run for Capture {
             };
             let root = at_open.root(m.pid);
             let mut names = ElfNames { space: &space, root: root.clone(), symbolizer: Symbolizer::default() };
-            let follows_call = |ip: u64| {
-                stacks::bytes_before(m.pid, ip)
-                    .or_else(|| stacks::bytes_before_in_file(&space, &root, ip))
-                    .is_some_and(|b| stacks::ends_with_call(&b))
-            };
+            let follows_call =
+                |ip: u64| memleak_bpf::return_address::follows_call(Some(m.pid), space.files(), &root, ip);
             for (i, (_, block)) in outstanding.iter().enumerate() {
                 let addresses = stacks::addresses(block.stack(), block.words(), &space, &follows_call);
                 blocks.push(Block {
