@@ -135,11 +135,44 @@ fn describe(err: &(dyn std::error::Error + 'static)) -> (String, Option<i32>) {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             errno = errno.or(io.raw_os_error());
         }
-        if !std::ptr::addr_eq(e, err) {
+        // aya's wrappers often repeat their source's message ("failed to create map `x`: failed to create map `x`").
+        let message = e.to_string();
+        if !std::ptr::addr_eq(e, err) && !text.contains(&message) {
             text.push_str(": ");
-            text.push_str(&e.to_string());
+            text.push_str(&message);
         }
         current = e.source();
     }
     (text, errno)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    /// An error saying `text`, caused by `source`.
+    #[derive(Debug)]
+    struct Wrapped(&'static str, Option<std::io::Error>);
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_ref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn the_chain_is_said_once_with_its_errno() {
+        let denied = || Some(std::io::Error::from_raw_os_error(libc::EPERM));
+        let (text, errno) = describe(&Wrapped("failed to create map `m`", denied()));
+        assert_eq!(errno, Some(libc::EPERM));
+        assert_eq!(text, format!("failed to create map `m`: {}", std::io::Error::from_raw_os_error(libc::EPERM)));
+        // A wrapper that already says its source's message does not get it twice.
+        let io = std::io::Error::other(Wrapped("failed to create map `m`", None));
+        let (text, _) = describe(&Wrapped("failed to create map `m`", Some(io)));
+        assert_eq!(text, "failed to create map `m`");
+    }
 }

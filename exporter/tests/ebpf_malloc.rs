@@ -269,6 +269,24 @@ fn without_cap_bpf_the_capture_fails_clearly_and_the_exporter_goes_on() {
 }
 
 #[test]
+fn a_target_killed_before_its_window_opens_is_said_to_have_exited_and_nothing_else() {
+    if !privileged() {
+        return;
+    }
+    let exporter = Exporter::start(&[]);
+    let mut target = Guard(program_a(20_000));
+    let labels = json!({ "group": "a_cachesvc", "pid": target.0.id().to_string() });
+    let id = start_capture(&exporter, alert("k1", labels, json!({ "capture_duration": "5s" })));
+    // The first capture of an exporter calibrates first (20,000 probed calls): the window is not open yet.
+    target.0.kill().unwrap();
+    target.0.wait().unwrap();
+    let done = wait_for(&exporter, &id, "finished", finished);
+    assert_eq!(done["status"], "failed", "{done}");
+    // Not the allocator lookup's complaint about a process without malloc (and its Go hint).
+    assert_eq!(done["reason"], format!("process {} exited before its window opened", target.0.id()), "{done}");
+}
+
+#[test]
 fn a_pure_go_target_fails_naming_its_pid_once_and_the_allocator_profile_kind() {
     if !privileged() {
         return;

@@ -111,7 +111,9 @@ pub fn run(
         let start_ns = calibrate::monotonic_ns();
         let begun = Instant::now();
         let frees_at_start = probes.counters().free_calls;
-        probes.attach_allocations()?;
+        if let Some(ending) = attach_or_end(probes, wait)? {
+            break 'cycles ending;
+        }
         // Sampling begins when the return probes are in, at the end of the
         // attaching: the time it took is part of the cycle, not of its share.
         let attached_at = Instant::now();
@@ -263,6 +265,20 @@ fn tick(
     (Tick { rates, took, frees }, stop_for(probes, now, waited))
 }
 
+/// Attaches the allocation probes; when that fails because the target exec'd
+/// or exited since the last cycle (the mapped files named by its old maps are
+/// gone), the window ends there with what it traced, as after a tick.
+fn attach_or_end(
+    probes: &mut Probes,
+    wait: &mut dyn FnMut(Duration) -> Result<(), String>,
+) -> Result<Option<Ending>, Problem> {
+    let Err(problem) = probes.attach_allocations() else { return Ok(None) };
+    match stop_for(probes, probes.counters(), wait(Duration::ZERO)) {
+        Err(ending) => Ok(Some(ending)),
+        Ok(()) => Err(problem),
+    }
+}
+
 /// Why the window must end after a wait: the caller's reason, or a process
 /// the target forked that has run its copy of the program (breakpoints
 /// included) for a tick: it traps on every allocator call until the probes
@@ -315,8 +331,7 @@ fn frees_alone_over(costs: Costs, tick: &Tick, options: &Options) -> bool {
 }
 
 fn frees_over_ending(costs: Costs, rates: Rates, options: &Options, when: &str) -> Ending {
-    let reason = over_budget_reason(costs, rates, options);
-    Ending::OverBudget(format!("{reason} (the frees alone, {when})"))
+    Ending::OverBudget(over_budget_reason(costs, rates, options, &format!(" (the frees alone, {when})")))
 }
 
 /// Every probe attached for `MEASURE`: the duty to start with, or why to stop
@@ -332,7 +347,9 @@ fn measure(
 ) -> Result<(f64, Rates, Option<Ending>), Problem> {
     out.segments.push(Segment { start_ns: calibrate::monotonic_ns(), duty: if options.full { 1.0 } else { 0.0 } });
     let begun = Instant::now();
-    probes.attach_allocations()?;
+    if let Some(ending) = attach_or_end(probes, wait)? {
+        return Ok((0.0, Rates { allocations_per_attached_s: 0.0, frees_per_s: 0.0 }, Some(ending)));
+    }
     let attached = Instant::now();
     let waited = wait(MEASURE);
     // A tick too: a loop that starts in it pays for it before the allowances see it.
@@ -403,17 +420,19 @@ fn full_over_budget(out: &Outcome, rates: Rates, options: &Options, elapsed: Dur
 }
 
 fn over_budget(costs: Costs, rates: Rates, options: &Options) -> Ending {
-    Ending::OverBudget(over_budget_reason(costs, rates, options))
+    Ending::OverBudget(over_budget_reason(costs, rates, options, ""))
 }
 
-fn over_budget_reason(costs: Costs, rates: Rates, options: &Options) -> String {
+/// Why the governor stopped the trace; `measured` says what the cost was measured on.
+fn over_budget_reason(costs: Costs, rates: Rates, options: &Options, measured: &str) -> String {
     let lowest = governor::DUTIES[governor::DUTIES.len() - 1];
     format!(
-        "stopped by the overhead governor: at {:.0} allocations/s and {:.0} frees/s, even the lowest rate (allocations traced {:.1} % of the time) would cost the target {:.2} % of a CPU, over the budget of {:.2} % (the free probes stay attached: about {:.0} frees/s fit the budget on this host); the capture kinds sampler or allocator-profile cost such a target less",
+        "stopped by the overhead governor: at {:.0} allocations/s and {:.0} frees/s, even the lowest rate (allocations traced {:.1} % of the time) would cost the target {:.2} % of a CPU{}, over the budget of {:.2} % (the free probes stay attached: about {:.0} frees/s fit the budget on this host); the capture kinds sampler or allocator-profile cost such a target less",
         rates.allocations_per_attached_s,
         rates.frees_per_s,
         lowest * 100.0,
         governor::cost(costs, rates, lowest) * 100.0,
+        measured,
         options.budget * 100.0,
         options.budget * 1e9 / costs.free_ns.max(1.0)
     )

@@ -75,6 +75,10 @@ impl Run for Trace {
         };
         let traced = match malloc::trace(Path::new("/proc"), process.pid, &self.options, job.duration, &mut wait) {
             Ok(traced) => traced,
+            // Gone before the window opened, what failed (its maps, its allocator) followed from that.
+            Err(_) if !opened.get() && (!process.is_alive() || exited_unreaped(process.pid)) => {
+                return Finished::failed(format!("process {} exited before its window opened", process.pid));
+            }
             Err(problem) if !process.is_alive() || exited_unreaped(process.pid) => {
                 return Finished::failed(format!(
                     "process {} exited before it could be traced ({problem})",
