@@ -446,20 +446,32 @@ fn a_process_forked_by_the_target_ends_the_trace_before_it_pays_for_the_breakpoi
         trace_told("malloc_fork.c", &[], b"fork\n", 20, options, Duration::from_secs(1));
     let line = |prefix: &str| output.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{output}"));
     let child: u32 = line("forked ").split_whitespace().nth(1).unwrap().parse().unwrap();
-    let slices: Vec<f64> = line("child ").split_whitespace().skip(3).map(|n| n.parse().unwrap()).collect();
-    assert_eq!(slices.len(), 30, "{output}");
-    // The child's malloc/free pairs in its first half second (100 ms slices),
-    // the trace's end and the probes' removal included, against its last
-    // second: unfixed, the first half second ran 300 to 3000 times slower.
-    // Within a factor of two allows for the tick, the removal and the other
-    // work of a loaded 2-core host.
-    let first: f64 = slices[..5].iter().sum::<f64>() / 0.5;
-    let last: f64 = slices[20..].iter().sum::<f64>();
+    let numbers = |after: &str| -> Vec<f64> {
+        let fields = line("child ").split(after).nth(1).unwrap_or_else(|| panic!("{output}"));
+        fields.split_whitespace().map_while(|n| n.parse().ok()).collect()
+    };
+    let (pairs, cpu_us) = (numbers(" slices "), numbers(" cpu_us "));
+    assert_eq!((pairs.len(), cpu_us.len()), (30, 30), "{output}");
+    // The child's malloc/free pairs per second of its own CPU in its first half
+    // second (100 ms slices), the trace's end and the probes' removal included,
+    // against its last second: unfixed, every pair traps into the kernel and the
+    // first half second ran 300 to 3000 times slower. Per CPU second, not per
+    // second of the clock: on a loaded host the child gets only part of a slice.
+    // Within a factor of two allows for the tick and the removal.
+    let per_cpu_second = |range: std::ops::Range<usize>| {
+        let cpu: f64 = cpu_us[range.clone()].iter().sum::<f64>() / 1e6;
+        assert!(cpu > 0.0, "the child had no CPU in slices {range:?}: {output}");
+        pairs[range].iter().sum::<f64>() / cpu
+    };
+    let (first, last) = (per_cpu_second(0..5), per_cpu_second(20..30));
     eprintln!(
-        "forked child: {first:.0} pairs/s in its first half second, {last:.0} in its last second; {:?}",
+        "forked child: {first:.0} pairs per CPU second in its first half second, {last:.0} in its last second; {:?}",
         traced.ending
     );
-    assert!(first >= last / 2.0, "the child ran {first:.0} pairs/s under the trace, {last:.0} after: {output}");
+    assert!(
+        first >= last / 2.0,
+        "the child ran {first:.0} pairs per CPU second under the trace, {last:.0} after: {output}"
+    );
     let Ending::Forked(reason) = &traced.ending else { panic!("{:?}", traced.ending) };
     assert!(reason.contains(&format!("process {pid} forked child {child}")), "{reason}");
 }
