@@ -225,12 +225,38 @@ impl Probes {
 
     /// A process the target forked at or before `forked_by_ns`
     /// (CLOCK_MONOTONIC) that still runs its program: it has neither exec'd
-    /// nor exited, and traps on the breakpoints it inherited.
+    /// nor exited, has had `CHILD_CPU` of CPU since (a child a loaded host has
+    /// not run yet pays nothing and may still exec), and traps on the
+    /// breakpoints it inherited.
     pub fn lasting_child(&self, forked_by_ns: u64) -> Option<u32> {
         let map = typed_map::<aya::maps::HashMap<_, u32, u64>>(&self.bpf, "malloc_children").ok()?;
         // At most MALLOC_MAX_CHILDREN entries.
-        map.iter().filter_map(Result::ok).find(|(_, forked_ns)| *forked_ns <= forked_by_ns).map(|(pid, _)| pid)
+        map.iter()
+            .filter_map(Result::ok)
+            .find(|&(pid, forked_ns)| forked_ns <= forked_by_ns && cpu_ns(pid).is_none_or(|cpu| cpu >= CHILD_CPU_NS))
+            .map(|(pid, _)| pid)
     }
+}
+
+/// CPU time a forked child may run its copy of the program before the trace
+/// ends for it: its fork and exec take well under a millisecond, while a
+/// trapped allocation loop reaches it within one tick.
+const CHILD_CPU_NS: u64 = 5_000_000;
+
+/// The CPU time process `pid` has used (its process CPU clock); None when it
+/// cannot be read (gone, or not allowed).
+fn cpu_ns(pid: u32) -> Option<u64> {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: `clock` is a valid out-pointer for the call's duration.
+    if unsafe { libc::clock_getcpuclockid(pid as libc::pid_t, &mut clock) } != 0 {
+        return None;
+    }
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid out-pointer for the call's duration.
+    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
+        return None;
+    }
+    Some(u64::try_from(now.tv_sec).ok()? * 1_000_000_000 + u64::try_from(now.tv_nsec).ok()?)
 }
 
 /// Writes the code ranges the allocation return program tells code words by.
