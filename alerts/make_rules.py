@@ -21,9 +21,11 @@ The leak test is one statistical argument applied at several time scales (docs/d
 * Steady: no slowing down (the recent half's slope at least C times the earlier half's), no onset
   inside the span (the first third's slope at least C times the middle third's), and no higher
   rate a little earlier (the span's slope at least C times the highest span slope of the last few
-  floors, and at least C times the previous span's), each give or take Z standard errors. An
+  floors, at least C times the previous span's, and at least C times every span slope of the last two
+  spans that began two hours or more after the start), each give or take Z standard errors. An
   approach to a plateau slows down; a curve seen from its onset has a kink; a curve past its peak
-  rate has come down from it; growth that slows like a logarithm slows more from span to span.
+  rate has come down from it; growth that slows like a logarithm slows more from span to span, and
+  a leak's rate was never higher in the hours before.
 * Rate: the span's slope is at least the scale's lowest rate, relative to the floor.
 * History: ten floors present, no restart within the span or the floor before it (the process
   start time; for a cgroup, a reset of its page-fault counter, which a recreated cgroup starts again
@@ -65,6 +67,11 @@ PERSIST = 2  # consecutive floors at which the growth was steady
 # How many floors back the highest earlier span slope is looked for (four by default): at the scales of
 # the 2 h and 4 h deadlines only two, so that a leak that follows a warm-up is reported in time.
 LOOKBACK = {FAST: 2, 15 * MIN: 2}
+# The span's slope is compared with every span slope of the last SETTLED_SPANS spans whose span began at least
+# SETTLED after the start: a leak's rate never was higher, a curve that slows down had a steeper span. A leak's
+# own warm-up after a start is over by then (six time constants of up to 20 min); a longer wait hides more.
+SETTLED_SPANS = 2
+SETTLED = 2 * HOUR
 OOM_WINDOW = 36 * HOUR  # repeated OOM kills count within this window
 LATE = 30 * MIN  # the end of an incarnation judged by late_growth_rules
 RHO_LATE = 0.03  # its lowest rate, relative to the level per hour: incarnations of up to ~2h growing 10 % or more
@@ -120,7 +127,7 @@ def evidence_name(target, f):
     return f"memleak:{target}_anon_bytes:leak_evidence{name(9 * f)}"
 
 
-def scale(target, f, rho, guard):
+def scale(target, f, rho, guard, settled_guard):
     """The floor-trend test at one scale: its statistics, recorded once per f, and its evidence."""
     F = floor(target, f)
     span, n = 9 * f, 10
@@ -129,6 +136,7 @@ def scale(target, f, rho, guard):
     recent, earlier = f"{pre}deriv{name(4 * f)}", f"{pre}deriv{name(4 * f)}_offset{name(5 * f)}"
     first, middle = f"{pre}deriv{name(3 * f)}_offset{name(6 * f)}", f"{pre}deriv{name(3 * f)}_offset{name(3 * f)}"
     previous = f"{pre}deriv{name(span)}_offset{name(span)}"
+    settled = f"{pre}deriv{name(span)}_settled"
     steady = f"memleak:{target}_anon_bytes:steady_growth{name(span)}"
     ft = t(f)
     var_t = ft * ft * (n * n - 1) / 12  # variance of ten evenly spaced times
@@ -144,6 +152,7 @@ def scale(target, f, rho, guard):
     # that rose faster then than now is slowing down, which is what tells it from a leak.
     guard_previous = guard(2 * span + 2 * f)
     back = LOOKBACK.get(f, 4)
+    highest_settled = f"max_over_time({settled}[{dur(SETTLED_SPANS * span)}])"
     return [
         # Slopes only of spans within one incarnation: the highest recent one is compared with the current.
         (slope, f"deriv({F}[{dur(span)}])\nand {g}\nand {b}"),
@@ -153,6 +162,8 @@ def scale(target, f, rho, guard):
         (middle, f"deriv({F}[{dur(3 * f)}] offset {dur(3 * f)})\nand {b}"),
         # The slope of the span before, within the same incarnation.
         (previous, f"{slope} offset {dur(span)}\nand {guard_previous}\nand {b}"),
+        # The slopes of the spans that began SETTLED or more after the start, the earlier rates a leak never exceeds.
+        (settled, f"{slope}\nand {settled_guard(span + max(2 * f, SETTLED))}"),
         (resid, f"sqrt(clamp_min(stdvar_over_time({F}[{dur(span)}]) - {slope} ^ 2 * {num(var_t)}, 0) * {num(n / (n - 2))})"),
         (steady, "\nand ".join([
             slope,
@@ -162,6 +173,7 @@ def scale(target, f, rho, guard):
             f"{first} >= {C} * {middle} - {z[4]} * {resid}",
             f"{slope} >= {C} * max_over_time({slope}[{dur(back * f)}]) - {z[n]} * {resid}",
             f"({slope} >= {C} * {previous} - {z[n]} * {resid} or {slope} unless {previous})",
+            f"({slope} >= {C} * {highest_settled} - {z[n]} * {resid} or {slope} unless {highest_settled})",
             f"{slope} * {num(t(HOUR))} >= {rho} * {F}",
             f"count_over_time({F}[{dur(span)}]) == {n}",
         ])),
@@ -175,6 +187,12 @@ def process_guard(seconds):
 
 def cgroup_guard(seconds):
     return f"sum_over_time(memleak:cgroup_page_faults:resets10m[{dur(seconds)}]) == 0"
+
+
+def cgroup_settled_guard(seconds):
+    """No restart within `seconds`, and the cgroup's series already existed then: a cgroup has no start time,
+    and the warm-up of one created after the exporter started shows no counter reset."""
+    return f"{cgroup_guard(seconds)}\nand present_over_time(memleak_cgroup_page_faults_total[{dur(10 * MIN)}] offset {dur(seconds)})"
 
 
 def held(target, f):
@@ -244,7 +262,7 @@ def late_growth_rules():
 def process_rules():
     rules = floors("process", "memleak_process_anon_bytes")
     for f, rho in SCALES:
-        rules += scale("process", f, rho, process_guard)
+        rules += scale("process", f, rho, process_guard, process_guard)
     return rules + [
         # Restarts, recorded only at the ten-minute boundary after them. A change between the window's first
         # sample and the previous window's last lies in neither window: it shows as a last value that differs.
@@ -282,7 +300,7 @@ def cgroup_rules():
     ]
     rules += floors("cgroup", "memleak_cgroup_anon_bytes")
     for f, rho in SCALES:
-        rules += scale("cgroup", f, rho, cgroup_guard)
+        rules += scale("cgroup", f, rho, cgroup_guard, cgroup_settled_guard)
     return rules + [
         # An OOM kill in the cgroup, or the cgroup recreated while at its limit (within 3 %).
         ("memleak:cgroup_usage_bytes:limit_restarts10m",
