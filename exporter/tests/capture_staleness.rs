@@ -78,10 +78,18 @@ fn staleness_ranks_a_leak_never_touched_above_a_cache_read_constantly() {
         Some((u64::from_str_radix(start, 16).ok()?, u64::from_str_radix(end, 16).ok()?))
     };
     let holding = |addr: u64| sites.iter().find(|(n, _)| range_of(n).is_some_and(|(s, e)| (s..e).contains(&addr)));
-    let (cache_site, cache_stale) = holding(cache).unwrap_or_else(|| panic!("no mapping holds the cache: {sites:?}"));
+    // Top sites list what holds stale bytes (at most 10): a mapping missing from a shorter list holds none.
+    let cache_stale = match holding(cache) {
+        Some((_, stale)) => *stale,
+        None => {
+            assert!(sites.len() < 10, "the cache's mapping may have been cut from the list: {sites:?}");
+            0.0
+        }
+    };
     let mut leak_sites: Vec<&(String, f64)> = leaks.iter().map(|&a| holding(a).unwrap()).collect();
     leak_sites.dedup();
-    assert!(leak_sites.iter().all(|(n, _)| n != cache_site), "the guard keeps the cache apart: {sites:?}");
+    let holds_cache = |name: &str| range_of(name).is_some_and(|(s, e)| (s..e).contains(&cache));
+    assert!(leak_sites.iter().all(|(n, _)| !holds_cache(n)), "the guard keeps the cache apart: {sites:?}");
     // Truth: the leaks were written once before the window and never touched in it: each is an
     // mmap'd chunk of 1 MiB and a page (malloc's header), every page of it written by memset;
     // the cache's 8 MiB were read every millisecond, so none of it is stale.
@@ -94,7 +102,7 @@ fn staleness_ranks_a_leak_never_touched_above_a_cache_read_constantly() {
     );
     assert!(leak_stale >= 16.0 * MIB, "{sites:?}");
     assert!(leak_stale <= 16.0 * (MIB + 4096.0), "{sites:?}");
-    assert!(*cache_stale <= 64.0 * 1024.0, "the cache was read all along: {sites:?}");
+    assert!(cache_stale <= 64.0 * 1024.0, "the cache was read all along: {sites:?}");
     // Ranked: the leaks' mapping comes first.
     assert!(leak_sites.iter().any(|(n, _)| *n == sites[0].0), "{sites:?}");
     assert!(summary["totals"]["stale_anonymous_bytes"].as_f64().unwrap() >= 16.0 * MIB);
