@@ -50,10 +50,22 @@ pub fn bytes_before_in_file(files: &[Mapping], root: &Path, ip: u64) -> Option<[
 /// Whether `ip` follows a call: read from the memory of process `memory` (when it still runs
 /// the image `files` describe), or from the mapped file.
 pub fn follows_call(memory: Option<u32>, files: &[Mapping], root: &Path, ip: u64) -> bool {
-    memory
-        .and_then(|pid| bytes_before(pid, ip))
-        .or_else(|| bytes_before_in_file(files, root, ip))
-        .is_some_and(|b| ends_with_call(&b))
+    read_before(memory, files, root, ip).is_some_and(|b| ends_with_call(&b))
+}
+
+/// Where the direct call (`call rel32`) that returns to `ip` went, read from the 5 bytes before
+/// it (`before`: the 7 bytes before `ip`); None for any other call (indirect, through a register
+/// or memory), whose target the bytes do not say.
+pub fn direct_call_target(ip: u64, before: &[u8; 7]) -> Option<u64> {
+    (before[2] == 0xE8).then(|| {
+        let relative = i32::from_le_bytes([before[3], before[4], before[5], before[6]]);
+        ip.wrapping_add_signed(i64::from(relative))
+    })
+}
+
+/// The bytes before `ip`: from the process's memory while it runs, else from its mapped file.
+pub fn read_before(memory: Option<u32>, files: &[Mapping], root: &Path, ip: u64) -> Option<[u8; 7]> {
+    memory.and_then(|pid| bytes_before(pid, ip)).or_else(|| bytes_before_in_file(files, root, ip))
 }
 
 #[cfg(test)]
@@ -105,5 +117,14 @@ mod tests {
         assert_eq!(bytes_before_in_file(&files, root.path(), ip), None);
         // (Read by its name from outside the root, the link would have led there.)
         assert_eq!(std::fs::read(root.path().join("link")).unwrap()[0], 0xE8);
+    }
+
+    #[test]
+    fn a_direct_call_says_where_it_went() {
+        // call rel32 = -0x100 ending at 0x401005: it went to 0x400f05.
+        let before = [0x90, 0x90, 0xE8, 0x00, 0xFF, 0xFF, 0xFF];
+        assert_eq!(direct_call_target(0x401005, &before), Some(0x400f05));
+        // call *0x10(%rip): no target in the bytes.
+        assert_eq!(direct_call_target(0x401005, &[0x90, 0xFF, 0x15, 0x10, 0, 0, 0]), None);
     }
 }

@@ -115,9 +115,24 @@ fn fewest_gaps(ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
 /// address is the return into the function that called the allocator) with the first of
 /// `callers` that `is_return` says is a return address put in after that first address,
 /// unless the walk already has it (the caller kept a frame pointer: the walk is whole).
-pub fn rebuild(walk: &[u64], callers: &[u64], is_return: &mut dyn FnMut(u64) -> bool) -> Vec<u64> {
+///
+/// `called_from`: whether the walk's second address returns from a direct call into the
+/// function that holds its first, i.e. the walk skipped nothing (a function with a frame pointer
+/// that called the allocator itself). Its frame may hold stale return addresses of calls made
+/// earlier (an uninitialised array): put in, one would be a false caller.
+pub fn rebuild(
+    walk: &[u64],
+    callers: &[u64],
+    is_return: &mut dyn FnMut(u64) -> bool,
+    called_from: &mut dyn FnMut(u64, u64) -> bool,
+) -> Vec<u64> {
     let mut stack = walk.to_vec();
     if walk.is_empty() {
+        return stack;
+    }
+    if let [first, second, ..] = walk
+        && called_from(*second, *first)
+    {
         return stack;
     }
     if let Some(caller) = callers.iter().copied().filter(|&c| c != 0).find(|&c| is_return(c))
@@ -140,17 +155,25 @@ mod tests {
         // return into leak_objects.
         let walk = [0x7f00_0050, 0x400300, 0x400400];
         assert_eq!(
-            rebuild(&walk, &[0x400100, 0x400200], &mut { returns }),
+            rebuild(&walk, &[0x400100, 0x400200], &mut { returns }, &mut |_, _| false),
             vec![0x7f00_0050, 0x400200, 0x400300, 0x400400]
         );
         // A caller with a frame pointer: the first code word is the walk's next address, not doubled.
-        assert_eq!(rebuild(&walk, &[0x400300, 0x400400], &mut { returns }), walk.to_vec());
+        assert_eq!(rebuild(&walk, &[0x400300, 0x400400], &mut { returns }, &mut |_, _| false), walk.to_vec());
         // strdup clobbers rbp: the walk stops at strdup; the caller comes from the words.
-        assert_eq!(rebuild(&[0x7f00_0090], &[0x400200, 0], &mut { returns }), vec![0x7f00_0090, 0x400200]);
+        assert_eq!(
+            rebuild(&[0x7f00_0090], &[0x400200, 0], &mut { returns }, &mut |_, _| false),
+            vec![0x7f00_0090, 0x400200]
+        );
         // No stack, no code words, or none that follows a call: as the walk.
-        assert_eq!(rebuild(&[], &[0x400200, 0], &mut { returns }), Vec::<u64>::new());
-        assert_eq!(rebuild(&walk, &[0, 0], &mut { returns }), walk.to_vec());
-        assert_eq!(rebuild(&walk, &[0x400100, 0], &mut { returns }), walk.to_vec());
+        assert_eq!(rebuild(&[], &[0x400200, 0], &mut { returns }, &mut |_, _| false), Vec::<u64>::new());
+        assert_eq!(rebuild(&walk, &[0, 0], &mut { returns }, &mut |_, _| false), walk.to_vec());
+        assert_eq!(rebuild(&walk, &[0x400100, 0], &mut { returns }, &mut |_, _| false), walk.to_vec());
+        // A function with a frame pointer that called malloc itself: main's return address follows
+        // a direct call into it, so the walk is whole; a stale return address in its frame (an
+        // uninitialised array) must not go in.
+        let whole = |ret: u64, inner: u64| (ret, inner) == (0x400300, 0x7f00_0050);
+        assert_eq!(rebuild(&walk, &[0x400200, 0], &mut { returns }, &mut { whole }), walk.to_vec());
     }
 
     #[test]

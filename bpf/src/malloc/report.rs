@@ -100,6 +100,8 @@ pub fn read(
     let mut merged: Vec<(Vec<u64>, usize, i32, Site, MallocSiteTotals)> = Vec::new();
     let mut index_of: HashMap<Vec<u64>, usize> = HashMap::new();
     let mut is_return = |ip: u64| probes.code.is_return_address(memory, maps, root, ip);
+    let mut symbolizer = Symbolizer::default();
+    let mut called_from = |ret: u64, inner: u64| walk_is_whole(ret, inner, memory, maps, root, &mut symbolizer);
     for key in &keys {
         let walk: Vec<u64> = match (&stacks, u32::try_from(key.stack_id)) {
             (Some(stacks), Ok(id)) => {
@@ -107,7 +109,7 @@ pub fn read(
             }
             _ => Vec::new(),
         };
-        let ips = callers::rebuild(&walk, &key.callers, &mut is_return);
+        let ips = callers::rebuild(&walk, &key.callers, &mut is_return, &mut called_from);
         let site = sites.remove(key).unwrap_or_default();
         let totals = allocated.get(key).copied().unwrap_or_default();
         match index_of.get(&ips) {
@@ -125,7 +127,6 @@ pub fn read(
             }
         }
     }
-    let mut symbolizer = Symbolizer::default();
     let mut profile = Profile::new("inuse", vec![INUSE_SPACE, INUSE_OBJECTS, ALLOC_SPACE, ALLOC_OBJECTS]);
     let mut ranked_ages = Vec::new();
     let mut truncated_stacks = 0;
@@ -204,6 +205,34 @@ fn duty_at(segments: &[Segment], time_ns: u64) -> f64 {
 /// The frames of a stack taken at an allocation's return: every address is a
 /// return address (the first one into the allocating function), so the
 /// function is the one holding the byte before it.
+/// Whether return address `ret` follows a direct call into the function that holds return
+/// address `inner`, both named from the symbols of their binaries (false when either is unnamed
+/// or the call is indirect: the caller words are then used as before).
+fn walk_is_whole(
+    ret: u64,
+    inner: u64,
+    memory: Option<u32>,
+    maps: &[Mapping],
+    root: &Path,
+    symbolizer: &mut Symbolizer,
+) -> bool {
+    use crate::return_address;
+    let Some(target) = return_address::read_before(memory, maps, root, ret)
+        .and_then(|before| return_address::direct_call_target(ret, &before))
+    else {
+        return false;
+    };
+    // The function holding an address: the last of its frames (the others are inlined into it).
+    let mut function = |ip: u64, is_return: bool| {
+        let frames = symbolizer.frames_of(root, ip, maps, is_return);
+        frames.last().map(|f| f.function.clone()).filter(|name| !name.starts_with("0x") && !name.contains("+0x"))
+    };
+    match (function(target, false), function(inner, true)) {
+        (Some(called), Some(holding)) => called == holding,
+        _ => false,
+    }
+}
+
 fn frames(ips: &[u64], maps: &[Mapping], root: &Path, symbolizer: &mut Symbolizer) -> Vec<Frame> {
     ips.iter().flat_map(|&ip| user_frames::frames(ip, maps, root, symbolizer, true)).collect()
 }
