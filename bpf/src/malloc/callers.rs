@@ -19,6 +19,8 @@ const MAX_MAPS_BYTES: u64 = 8 << 20;
 pub struct Code {
     /// Executable file mappings, sorted: where a return address can be.
     executable: Vec<(u64, u64)>,
+    /// Executable anonymous mappings, sorted (JIT-compiled code): frames a walk may pass through.
+    anonymous: Vec<(u64, u64)>,
     /// What the BPF program searches: the same, neighbours merged across what holds no
     /// anonymous memory (a library's data between its code and the next library's), then split
     /// only at the widest gaps when more than `MALLOC_MAX_CODE_RANGES` are left. Wider than the code, never
@@ -39,6 +41,7 @@ impl Code {
     /// Parses maps text (`/proc/PID/maps` format).
     pub fn parse(maps: &str) -> Code {
         let mut executable = Vec::new();
+        let mut anonymous = Vec::new();
         // Merged ranges, and whether anonymous memory came since the last one's end.
         let mut merged: Vec<(u64, u64)> = Vec::new();
         let mut anonymous_since = true;
@@ -50,6 +53,9 @@ impl Code {
             let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16)) else { continue };
             if !path.starts_with('/') {
                 anonymous_since = true;
+                if perms.contains('x') {
+                    anonymous.push((start, end));
+                }
                 continue;
             }
             if !perms.contains('x') {
@@ -63,6 +69,7 @@ impl Code {
             anonymous_since = false;
         }
         executable.sort_unstable();
+        anonymous.sort_unstable();
         merged.sort_unstable();
         let merged = fewest_gaps(merged);
         let mut ranges = MallocCodeRanges {
@@ -74,19 +81,40 @@ impl Code {
             ranges.start[i] = start;
             ranges.end[i] = end;
         }
-        Code { executable, ranges }
+        Code { executable, anonymous, ranges }
     }
 
     fn is_code(&self, ip: u64) -> bool {
-        // Maps do not overlap: the last range starting at or below `ip` is the only candidate.
-        let i = self.executable.partition_point(|&(start, _)| start <= ip);
-        i.checked_sub(1).and_then(|i| self.executable.get(i)).is_some_and(|&(_, end)| ip < end)
+        within(&self.executable, ip)
+    }
+
+    /// Whether `ip` was in executable memory when the trace began, file-backed or not.
+    pub fn is_executable(&self, ip: u64) -> bool {
+        within(&self.executable, ip) || within(&self.anonymous, ip)
     }
 
     /// Whether `ip` is a return address: in the code, after a call instruction (read from the
     /// memory of process `memory`, or from the file `files` say was mapped, read through `root`).
     pub fn is_return_address(&self, memory: Option<u32>, files: &[Mapping], root: &Path, ip: u64) -> bool {
         self.is_code(ip) && return_address::follows_call(memory, files, root, ip)
+    }
+}
+
+/// Whether `ip` is in one of `ranges` (sorted, not overlapping: maps never overlap, so the
+/// last range starting at or below `ip` is the only candidate).
+fn within(ranges: &[(u64, u64)], ip: u64) -> bool {
+    let i = ranges.partition_point(|&(start, _)| start <= ip);
+    i.checked_sub(1).and_then(|i| ranges.get(i)).is_some_and(|&(_, end)| ip < end)
+}
+
+/// The stack cut at its first address after the innermost that is in no executable memory
+/// (`executable`): a function that used `rbp` as a plain register (glibc's `strndup`,
+/// `vasprintf`) leaves data there, and the kernel's walk from it returns that data (text read
+/// as an address, stack addresses) and whatever follows. Cut, the stack is labelled truncated
+/// and one call path stays one site.
+pub fn cut_at_data(stack: &mut Vec<u64>, executable: &dyn Fn(u64) -> bool) {
+    if let Some(i) = stack.iter().skip(1).position(|&ip| !executable(ip)) {
+        stack.truncate(i + 1);
     }
 }
 
@@ -174,6 +202,29 @@ mod tests {
         // uninitialised array) must not go in.
         let whole = |ret: u64, inner: u64| (ret, inner) == (0x400300, 0x7f00_0050);
         assert_eq!(rebuild(&walk, &[0x400200, 0], &mut { returns }, &mut { whole }), walk.to_vec());
+    }
+
+    #[test]
+    fn a_walk_is_cut_at_its_first_address_in_no_executable_memory() {
+        let code = Code::parse(
+            "400000-401000 r-xp 00000000 fe:01 10 /srv/app\n\
+             7f00000000-7f00001000 rwxp 00000000 00:00 0 \n\
+             7f10000000-7f10001000 r-xp 00000000 fe:01 11 /lib/libc.so.6\n\
+             7f10001000-7f10002000 rw-p 00000000 00:00 0 \n",
+        );
+        let executable = |ip: u64| code.is_executable(ip);
+        // strndup's clobbered rbp: its caller put back, then text read as an address, then more.
+        let mut stack = vec![0x7f1000_0050, 0x400200, 0x6968_7420_2c64_6c72, 0x400300];
+        cut_at_data(&mut stack, &executable);
+        assert_eq!(stack, [0x7f1000_0050, 0x400200]);
+        // A JIT frame (anonymous, executable) is kept; libc's data page is not.
+        let mut stack = vec![0x7f1000_0050, 0x7f0000_0100, 0x400300, 0x7f1000_1100, 0x400400];
+        cut_at_data(&mut stack, &executable);
+        assert_eq!(stack, [0x7f1000_0050, 0x7f0000_0100, 0x400300]);
+        // The innermost address is never cut (it is where the probe fired).
+        let mut stack = vec![0x1234];
+        cut_at_data(&mut stack, &executable);
+        assert_eq!(stack, [0x1234]);
     }
 
     #[test]

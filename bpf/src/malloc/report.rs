@@ -13,7 +13,7 @@ use crate::loader::typed_map;
 use crate::shared::{MallocAlloc, MallocSiteKey, MallocSiteTotals};
 use crate::user_frames;
 use memleak_artifacts::ages::{self, Ages};
-use memleak_artifacts::heapprof::Mapping;
+use memleak_artifacts::heapprof::{self, Mapping};
 use memleak_artifacts::model::{ALLOC_OBJECTS, ALLOC_SPACE, INUSE_OBJECTS, INUSE_SPACE};
 use memleak_artifacts::symbolize::{Symbolizer, Unsymbolized};
 use memleak_artifacts::{Frame, Profile, Sample};
@@ -109,7 +109,9 @@ pub fn read(
             }
             _ => Vec::new(),
         };
-        let ips = callers::rebuild(&walk, &key.callers, &mut is_return, &mut called_from);
+        let mut ips = callers::rebuild(&walk, &key.callers, &mut is_return, &mut called_from);
+        // Code mapped since the trace began (a library loaded in the window) is in the end's maps.
+        callers::cut_at_data(&mut ips, &|ip| probes.code.is_executable(ip) || heapprof::find(maps, ip).is_some());
         let site = sites.remove(key).unwrap_or_default();
         let totals = allocated.get(key).copied().unwrap_or_default();
         match index_of.get(&ips) {
