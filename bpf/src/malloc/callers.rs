@@ -214,13 +214,13 @@ mod tests {
         );
         let executable = |ip: u64| code.is_executable(ip);
         // strndup's clobbered rbp: its caller put back, then text read as an address, then more.
-        let mut stack = vec![0x7f1000_0050, 0x400200, 0x6968_7420_2c64_6c72, 0x400300];
+        let mut stack = vec![0x7f10000050, 0x400200, 0x696874202c646c72, 0x400300];
         cut_at_data(&mut stack, &executable);
-        assert_eq!(stack, [0x7f1000_0050, 0x400200]);
+        assert_eq!(stack, [0x7f10000050, 0x400200]);
         // A JIT frame (anonymous, executable) is kept; libc's data page is not.
-        let mut stack = vec![0x7f1000_0050, 0x7f0000_0100, 0x400300, 0x7f1000_1100, 0x400400];
+        let mut stack = vec![0x7f10000050, 0x7f00000100, 0x400300, 0x7f10001100, 0x400400];
         cut_at_data(&mut stack, &executable);
-        assert_eq!(stack, [0x7f1000_0050, 0x7f0000_0100, 0x400300]);
+        assert_eq!(stack, [0x7f10000050, 0x7f00000100, 0x400300]);
         // The innermost address is never cut (it is where the probe fired).
         let mut stack = vec![0x1234];
         cut_at_data(&mut stack, &executable);
