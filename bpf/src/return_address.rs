@@ -7,6 +7,16 @@
 use memleak_artifacts::heapprof::{self, Mapping};
 use std::path::Path;
 
+/// One `/proc/PID/maps` line as (start, end, permissions, path; empty when anonymous): where
+/// both callers find the process's code.
+pub fn maps_line(line: &str) -> Option<(u64, u64, &str, &str)> {
+    let mut fields = line.split_whitespace();
+    let (range, perms) = (fields.next()?, fields.next()?);
+    let path = fields.nth(3).unwrap_or("");
+    let (start, end) = range.split_once('-')?;
+    Some((u64::from_str_radix(start, 16).ok()?, u64::from_str_radix(end, 16).ok()?, perms, path))
+}
+
 /// Whether `before`, the bytes that end just before a return address, end with a call.
 pub fn ends_with_call(before: &[u8; 7]) -> bool {
     let b = before;

@@ -46,11 +46,7 @@ impl Code {
         let mut merged: Vec<(u64, u64)> = Vec::new();
         let mut anonymous_since = true;
         for line in maps.lines() {
-            let mut fields = line.split_whitespace();
-            let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
-            let path = fields.nth(3).unwrap_or("");
-            let Some((start, end)) = range.split_once('-') else { continue };
-            let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16)) else { continue };
+            let Some((start, end, perms, path)) = return_address::maps_line(line) else { continue };
             if !path.starts_with('/') {
                 anonymous_since = true;
                 if perms.contains('x') {

@@ -28,11 +28,7 @@ impl Space {
     pub fn parse(maps: &str, sampler_path: &str) -> Space {
         let mut space = Space { files: heapprof::mappings(maps.lines()), ..Space::default() };
         for line in maps.lines() {
-            let mut fields = line.split_whitespace();
-            let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
-            let path = fields.nth(3).unwrap_or("");
-            let Some((start, end)) = range.split_once('-') else { continue };
-            let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16)) else { continue };
+            let Some((start, end, perms, path)) = memleak_bpf::return_address::maps_line(line) else { continue };
             if perms.contains('x') {
                 space.code.push((start, end));
                 if path == sampler_path {
