@@ -9,7 +9,7 @@
 mod common;
 
 use common::captures::post_all;
-use common::{Exporter, Guard, captures, free_port, request, require_tool};
+use common::{Exporter, Guard, captures, free_port, libtcmalloc, request, require_tool};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -384,24 +384,6 @@ fn tcleak() -> Option<PathBuf> {
         },
         ("cc", "gcc"),
     )
-}
-
-/// libtcmalloc with the heap profiler (Debian `libgoogle-perftools4`).
-fn libtcmalloc() -> Option<PathBuf> {
-    let found = std::fs::read_dir("/usr/lib")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|d| d.path().join("libtcmalloc.so.4"))
-        .find(|p| p.is_file());
-    if let Some(path) = found {
-        return Some(path);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("libtcmalloc.so.4 is required under CI=true: install the Debian package `libgoogle-perftools4`");
-    }
-    eprintln!("SKIP: libtcmalloc.so.4 not found; install the Debian package `libgoogle-perftools4`");
-    None
 }
 
 #[test]

@@ -10,7 +10,7 @@
 mod common;
 
 use common::captures::post_all;
-use common::{Exporter, Guard, captures, request, require_tool};
+use common::{Exporter, Guard, captures, libtcmalloc, request};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -84,25 +84,9 @@ fn a_pid_label_never_reaches_a_process_outside_the_alerts_group() {
 }
 
 fn tcleak(name: &str) -> Option<PathBuf> {
-    require_tool("cc", "gcc")?;
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile");
     std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join(name);
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/tcleak.c");
-    let built = Command::new("cc").args(["-g", "-O0", "-o"]).arg(&out).arg(source).output().unwrap();
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
-    Some(out)
-}
-
-fn libtcmalloc() -> Option<PathBuf> {
-    let found = ["/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4", "/usr/lib/aarch64-linux-gnu/libtcmalloc.so.4"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file());
-    if found.is_none() && std::env::var("CI").as_deref() == Ok("true") {
-        panic!("libtcmalloc.so.4 is required under CI=true: install the Debian package `libgoogle-perftools4`");
-    }
-    found
+    common::compile("cc", "gcc", &["-g", "-O0"], "exporter/tests/helpers/tcleak.c", &dir.join(name))
 }
 
 /// Starts tcleak (with gperftools' signal handler when `prefix` is given); waits for "ready".

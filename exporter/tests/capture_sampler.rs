@@ -9,7 +9,7 @@
 mod common;
 
 use common::captures::{alert, post, privileged, state, summary, wait_for};
-use common::{Exporter, request, require_tool};
+use common::{Exporter, compile, request};
 use serde_json::json;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -63,13 +63,8 @@ fn newest_modification(dir: &Path) -> Option<std::time::SystemTime> {
 
 /// The gate library (tests/helpers/gate.c), compiled into `dir`.
 fn gate(dir: &Path) -> Option<PathBuf> {
-    require_tool("cc", "gcc")?;
-    let out = dir.join("libgate.so");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/gate.c");
-    let status =
-        Command::new("cc").args(["-O1", "-shared", "-fPIC", "-Wall", "-Werror", "-o"]).arg(&out).arg(source).status();
-    assert!(status.is_ok_and(|s| s.success()), "cc failed on tests/helpers/gate.c");
-    Some(out)
+    let flags = ["-O1", "-shared", "-fPIC", "-Wall", "-Werror"];
+    compile("cc", "gcc", &flags, "exporter/tests/helpers/gate.c", &dir.join("libgate.so"))
 }
 
 /// Program A of the fixtures (a copy kept by the sampler crate's tests).
@@ -238,13 +233,8 @@ fn a_process_without_the_sampler_is_named_as_such() {
 
 /// `big_heap` (tests/helpers/big_heap.c) with `mib` MiB written and four threads allocating, sampled.
 fn big_heap(dir: &Path, mib: u32) -> Option<Held> {
-    require_tool("cc", "gcc")?;
     let library = library()?;
-    let binary = dir.join("big_heap");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/big_heap.c");
-    let status =
-        Command::new("cc").args(["-O1", "-pthread", "-Wall", "-Werror", "-o"]).arg(&binary).arg(source).status();
-    assert!(status.is_ok_and(|s| s.success()), "cc failed on tests/helpers/big_heap.c");
+    let binary = helper(dir, "big_heap")?;
     let mut child = Command::new(&binary)
         .arg(mib.to_string())
         .env("LD_PRELOAD", &library)
@@ -322,12 +312,7 @@ fn a_target_killed_during_the_pause_ends_the_capture_cleanly() {
 
 /// tests/helpers/fork_realloc.c, compiled into `dir` (at -O1: its calls stay, see its header).
 fn fork_realloc(dir: &Path) -> Option<PathBuf> {
-    require_tool("cc", "gcc")?;
-    let binary = dir.join("fork_realloc");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/fork_realloc.c");
-    let status = Command::new("cc").args(["-O1", "-Wall", "-Werror", "-o"]).arg(&binary).arg(source).status();
-    assert!(status.is_ok_and(|s| s.success()), "cc failed on tests/helpers/fork_realloc.c");
-    Some(binary)
+    helper(dir, "fork_realloc")
 }
 
 /// A FIFO at `path`.
@@ -482,13 +467,8 @@ fn a_reallocated_block_is_one_block_of_its_new_size() {
 
 /// tests/helpers/`name`.c compiled into `dir` at -O1 (its header says why its calls stay).
 fn helper(dir: &Path, name: &str) -> Option<PathBuf> {
-    require_tool("cc", "gcc")?;
-    let binary = dir.join(name);
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/helpers/{name}.c"));
-    let status =
-        Command::new("cc").args(["-O1", "-pthread", "-Wall", "-Werror", "-o"]).arg(&binary).arg(source).status();
-    assert!(status.is_ok_and(|s| s.success()), "cc failed on tests/helpers/{name}.c");
-    Some(binary)
+    let flags = ["-O1", "-pthread", "-Wall", "-Werror"];
+    compile("cc", "gcc", &flags, &format!("exporter/tests/helpers/{name}.c"), &dir.join(name))
 }
 
 /// tests/helpers/retitle.c with `library` preloaded at `mean`, once it has rewritten its

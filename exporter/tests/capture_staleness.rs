@@ -8,10 +8,9 @@
 mod common;
 
 use common::captures::{alert, post, privileged, summary, wait_for};
-use common::{Exporter, require_tool};
+use common::Exporter;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 const MIB: f64 = 1048576.0;
@@ -40,12 +39,10 @@ fn staleness_ranks_a_leak_never_touched_above_a_cache_read_constantly() {
     if !privileged("the staleness capture") {
         return;
     }
-    let Some(_) = require_tool("cc", "gcc") else { return };
     let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("stale_cache");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/stale_cache.c");
-    let status = Command::new("cc").args(["-O1", "-Wall", "-Werror", "-o"]).arg(&binary).arg(source).status();
-    assert!(status.is_ok_and(|s| s.success()), "cc failed on tests/helpers/stale_cache.c");
+    let flags = ["-O1", "-Wall", "-Werror"];
+    let source = "exporter/tests/helpers/stale_cache.c";
+    let Some(binary) = common::compile("cc", "gcc", &flags, source, &dir.path().join("stale_cache")) else { return };
     let mut child = Killed(Command::new(&binary).stdout(Stdio::piped()).spawn().unwrap());
     let mut cache = 0u64;
     let mut leaks = Vec::new();

@@ -23,15 +23,9 @@ use std::process::{Command, Stdio};
 /// `source` (in exporter/tests/helpers) compiled by `compiler` at -O1 with frame pointers, named
 /// as the source without its extension (its process's group).
 fn build(compiler: &str, package: &str, source: &str) -> PathBuf {
-    let name = source.split('.').next().unwrap();
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let status = Command::new(compiler)
-        .args(["-O1", "-fno-omit-frame-pointer", "-o"])
-        .arg(&out)
-        .arg(common::repo(&format!("exporter/tests/helpers/{source}")))
-        .status();
-    assert!(status.is_ok_and(|s| s.success()), "{compiler} failed on {source} (Debian package {package})");
-    out
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(source.split('.').next().unwrap());
+    let flags = ["-O1", "-fno-omit-frame-pointer"];
+    common::compile(compiler, package, &flags, &format!("exporter/tests/helpers/{source}"), &out).unwrap()
 }
 
 /// Runs `binary` (200 iterations) under a full-mode capture opened before its loop, kept
@@ -123,13 +117,9 @@ fn a_target_that_execs_ends_the_capture_partial_with_what_it_held() {
     }
     // bpf/tests/helpers/malloc_exec.c: leaks 100 blocks of 48 B in leak_before_exec, then execs
     // itself into an image that leaks in leak_after_exec.
-    let binary = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("malloc_exec");
-    let status = Command::new("cc")
-        .args(["-O0", "-fno-omit-frame-pointer", "-o"])
-        .arg(&binary)
-        .arg(common::repo("bpf/tests/helpers/malloc_exec.c"))
-        .status();
-    assert!(status.is_ok_and(|s| s.success()), "cc failed (Debian package gcc)");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("malloc_exec");
+    let flags = ["-O0", "-fno-omit-frame-pointer"];
+    let binary = common::compile("cc", "gcc", &flags, "bpf/tests/helpers/malloc_exec.c", &out).unwrap();
     let exporter = Exporter::start(&[]);
     let (done, profile, bytes, objects) = capture(&exporter, &binary, "exec");
     assert_eq!(done["status"], "partial", "{done}");

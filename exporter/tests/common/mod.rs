@@ -240,6 +240,35 @@ pub fn require_tool(name: &str, package: &str) -> Option<PathBuf> {
     }
 }
 
+/// `source` (a path in the repository) compiled by `compiler` (a C or C++ compiler from the
+/// Debian package `package`) with `flags` into `out`: `out`, or a skip (None) when the
+/// compiler is missing (a failure under CI=true). A failed build fails the test with the
+/// compiler's messages.
+pub fn compile(compiler: &str, package: &str, flags: &[&str], source: &str, out: &Path) -> Option<PathBuf> {
+    require_tool(compiler, package)?;
+    let built = Command::new(compiler).args(flags).arg("-o").arg(out).arg(repo(source)).output().unwrap();
+    assert!(built.status.success(), "{compiler} failed on {source}:\n{}", String::from_utf8_lossy(&built.stderr));
+    Some(out.to_path_buf())
+}
+
+/// gperftools' libtcmalloc (with the heap profiler): its path, or a skip (None) when it is
+/// not installed (a failure under CI=true).
+pub fn libtcmalloc() -> Option<PathBuf> {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("libtcmalloc.so.4"))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("libtcmalloc.so.4 is required under CI=true: install the Debian package `libgoogle-perftools4`");
+        }
+        eprintln!("SKIP: libtcmalloc.so.4 not found; install the Debian package `libgoogle-perftools4`");
+    }
+    found
+}
+
 /// Runs an instant Prometheus query on `port` and returns the first result's value.
 pub fn query(port: u16, promql: &str) -> Option<f64> {
     let encoded: String = promql

@@ -37,13 +37,9 @@ pub fn churn() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("malloc_churn");
-            let status = Command::new("cc")
-                .args(["-O2", "-fno-omit-frame-pointer", "-o"])
-                .arg(&out)
-                .arg(common::repo("bpf/tests/helpers/malloc_churn.c"))
-                .status();
-            assert!(status.is_ok_and(|s| s.success()), "cc failed (Debian package gcc)");
-            out
+            let flags = ["-O2", "-fno-omit-frame-pointer"];
+            common::compile("cc", "gcc", &flags, "bpf/tests/helpers/malloc_churn.c", &out)
+                .expect("cc (Debian package gcc)")
         })
         .clone()
 }
