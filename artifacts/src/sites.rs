@@ -102,11 +102,22 @@ pub fn is_runtime(frame: &Frame) -> bool {
         _ => f,
     };
     ALLOCATORS.contains(&f)
+        || is_reserved(f)
         || RUNTIME_PREFIXES.iter().any(|p| f.starts_with(p) || unqualified.starts_with(p))
         || frame
             .file
             .as_deref()
             .is_some_and(|file| RUNTIME_FILES.iter().any(|r| file.starts_with(r) || file.contains(&format!("/{r}"))))
+}
+
+/// Whether `name` is reserved to the implementation (C11 7.1.3, C++ [lex.name]: a leading
+/// `__`, or `_` and a capital): the C library's and the compiler runtime's own functions
+/// (glibc's `__getdelim` under `getline`, `__vasprintf_internal`, `_IO_file_doallocate`),
+/// which a program may not define. Named once their library's symbols are read, they would
+/// otherwise be taken for the program's code.
+fn is_reserved(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next() == Some('_') && chars.next().is_some_and(|c| c == '_' || c.is_ascii_uppercase())
 }
 
 /// The innermost program frame of a stack, or the innermost frame if all are runtime.
@@ -171,6 +182,14 @@ mod tests {
         let go: Vec<Frame> =
             ["runtime.growslice", "main.leakRequestBuffer", "main.main"].into_iter().map(Frame::function).collect();
         assert_eq!(site(&go).map(|f| f.function.as_str()), Some("main.leakRequestBuffer"));
+        // glibc's own functions, named from its symbols, under the program's.
+        let glibc: Vec<Frame> = ["__getdelim", "keep_line", "main"].into_iter().map(Frame::function).collect();
+        assert_eq!(site(&glibc).map(|f| f.function.as_str()), Some("keep_line"));
+        let stdio: Vec<Frame> = ["_IO_file_doallocate", "_IO_doallocbuf", "_log_line", "__x", "main"]
+            .into_iter()
+            .map(Frame::function)
+            .collect();
+        assert_eq!(site(&stdio).map(|f| f.function.as_str()), Some("_log_line"), "one underscore and a small letter");
         let only_runtime = vec![Frame::function("malloc")];
         assert_eq!(site(&only_runtime).map(|f| f.function.as_str()), Some("malloc"));
     }

@@ -136,7 +136,7 @@ pub const MALLOC_MAX_OUTSTANDING: u32 = 262_144;
 pub const MALLOC_MAX_STACKS: u32 = 16_384;
 
 /// Code words of the user stack kept per site (`MALLOC_CALLER_WORDS`).
-pub const MALLOC_CALLER_WORDS: usize = 2;
+pub const MALLOC_CALLER_WORDS: usize = 4;
 /// Code ranges the BPF program tells code words by (`MALLOC_MAX_CODE_RANGES`).
 pub const MALLOC_MAX_CODE_RANGES: usize = 64;
 
@@ -199,8 +199,8 @@ pub const MALLOC_SHAPE_SIZE_SECOND: u64 = 3;
 pub const MALLOC_SHAPE_POSIX_MEMALIGN: u64 = 4;
 
 const _: () = assert!(size_of::<MallocCodeRanges>() == 8 + 16 * MALLOC_MAX_CODE_RANGES);
-const _: () = assert!(size_of::<MallocSiteKey>() == 24);
-const _: () = assert!(size_of::<MallocAlloc>() == 40);
+const _: () = assert!(size_of::<MallocSiteKey>() == 40);
+const _: () = assert!(size_of::<MallocAlloc>() == 56);
 const _: () = assert!(size_of::<MallocSiteTotals>() == 16);
 // SAFETY: plain integers, no padding (asserted above).
 unsafe impl aya::Pod for MallocAlloc {}

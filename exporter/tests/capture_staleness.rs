@@ -7,8 +7,8 @@
 
 mod common;
 
-use common::captures::{alert, post, privileged, summary, wait_for};
 use common::Exporter;
+use common::captures::{alert, post, privileged, summary, wait_for};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

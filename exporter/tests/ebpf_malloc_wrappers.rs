@@ -111,6 +111,24 @@ fn a_c_leak_through_strdup_names_the_leaking_function() {
 }
 
 #[test]
+fn a_leak_allocated_inside_glibc_is_sited_at_the_program_function_that_kept_it() {
+    if !privileged() {
+        return;
+    }
+    // getline's buffer comes from __getdelim: no frame pointer, rbp used as data, and two of
+    // fmemopen's function pointers above the stack pointer before the return into keep_line.
+    let binary = build("cc", "gcc", "getline_leak.c");
+    let exporter = Exporter::start(&[]);
+    let (done, profile, bytes, objects) = capture(&exporter, &binary, "getline");
+    assert_eq!(done["status"], "done", "{done}");
+    // Its source: 200 lines, each in a buffer of its own.
+    assert_eq!(objects, 200);
+    assert_eq!(done["summary"]["top_sites"][0]["function"], "keep_line", "{done}");
+    assert_eq!(done["summary"]["top_sites"][0]["values"]["inuse_space"], bytes, "{done}");
+    assert_eq!(held(&profile, &["*", "keep_line"]), (bytes, objects), "{:?}", stacks(&profile));
+}
+
+#[test]
 fn a_target_that_execs_ends_the_capture_partial_with_what_it_held() {
     if !privileged() {
         return;

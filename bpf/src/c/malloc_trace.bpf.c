@@ -129,11 +129,13 @@ static __always_inline int in_code(const struct malloc_code_ranges *code, __u64 
     return 0;
 }
 
-/* The first MALLOC_CALLER_WORDS words of the user stack from `sp` up that
- * point into code, into `callers`. Data (saved registers, heap pointers,
- * counters) is left out so that one call path makes one site, not one per
- * call. Which of them is a return address (the bytes before it a call) is
- * for user space to tell: reading code here would cost every hit. */
+/* The first MALLOC_CALLER_WORDS distinct words of the user stack from `sp`
+ * up that point into code, into `callers`. Data (saved registers, heap
+ * pointers, counters) is left out so that one call path makes one site, not
+ * one per call; a word seen already is left out so that a function pointer
+ * held twice takes one place. Which of them is a return address (the bytes
+ * before it a call) is for user space to tell: reading code here would cost
+ * every hit. */
 static __always_inline void find_callers(__u64 sp, __u64 *callers)
 {
     __u32 zero = 0;
@@ -142,16 +144,16 @@ static __always_inline void find_callers(__u64 sp, __u64 *callers)
     if (!code || bpf_probe_read_user(words, sizeof words, (const void *)sp) != 0)
         return;
     int found = 0;
-    for (int i = 0; i < MALLOC_STACK_WORDS; i++) {
+    for (int i = 0; i < MALLOC_STACK_WORDS && found < MALLOC_CALLER_WORDS; i++) {
         if (!in_code(code, words[i]))
             continue;
-        if (found == 0) {
-            callers[0] = words[i];
-            found = 1;
-        } else {
-            callers[1] = words[i];
-            return;
-        }
+        int seen = 0;
+        for (int j = 0; j < MALLOC_CALLER_WORDS; j++)
+            seen |= j < found && callers[j] == words[i];
+        if (seen)
+            continue;
+        callers[found & (MALLOC_CALLER_WORDS - 1)] = words[i];
+        found++;
     }
 }
 

@@ -118,9 +118,11 @@ struct memory_syscall_stats {
 
 /* Words of the user stack read at an allocation's return, from its stack pointer up. */
 #define MALLOC_STACK_WORDS 16
-/* Of them, the first ones that point into the process's code, kept: the
- * return address into a caller the frame-pointer walk skips is among them. */
-#define MALLOC_CALLER_WORDS 2
+/* Of them, the first distinct ones that point into the process's code, kept:
+ * the return address into a caller the frame-pointer walk skips is among them,
+ * after function pointers a wrapper's frame may hold (glibc's getdelim keeps
+ * two of fmemopen's there, and the return into its caller is the 12th word). */
+#define MALLOC_CALLER_WORDS 4
 /* Executable ranges of the process's files that tell code words from data. */
 #define MALLOC_MAX_CODE_RANGES 64
 

@@ -9,7 +9,7 @@
 //! profile ranked by allocation age (`report`).
 //!
 //! Bounds (fixed, in `memleak.h`): 262,144 outstanding allocations, 16,384
-//! distinct stacks of 32 frames (with two code words each, from which
+//! distinct stacks of 32 frames (with four code words each, from which
 //! `callers` puts back a caller the walk skipped), 4,096 threads between an
 //! allocation's entry and return; what does not fit is counted and stated in
 //! the result.
