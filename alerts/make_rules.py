@@ -29,7 +29,7 @@ The leak test is one statistical argument applied at several time scales (docs/d
 * Rate: the span's slope is at least the scale's lowest rate, relative to the floor.
 * History: ten floors present, no restart within the span or the floor before it (the process
   start time; for a cgroup, a reset of its page-fault counter, which a recreated cgroup starts again
-  from zero), and steady at two consecutive floors. The span before is compared under the same guard.
+  from zero, or an OOM kill in it, after which its workload starts afresh), and steady at two consecutive floors. The span before is compared under the same guard.
 * Values: a leak alert's value is the slope of the finest scale that holds, in bytes per hour; its
   description shows it humanized.
 """
@@ -186,7 +186,7 @@ def process_guard(seconds):
 
 
 def cgroup_guard(seconds):
-    return f"sum_over_time(memleak:cgroup_page_faults:resets10m[{dur(seconds)}]) == 0"
+    return f"sum_over_time({CGROUP_INCARNATIONS}[{dur(seconds)}]) == 0"
 
 
 def cgroup_settled_guard(seconds):
@@ -285,6 +285,8 @@ def process_rules():
 
 
 OOM_KILLS = 'memleak_cgroup_events_total{event="oom_kill"}'
+# A new incarnation of the cgroup's workload: the cgroup recreated, or an OOM kill in it.
+CGROUP_INCARNATIONS = "memleak:cgroup_incarnations:new10m"
 
 
 def cgroup_rules():
@@ -297,6 +299,13 @@ def cgroup_rules():
          f"  min_over_time(memleak_cgroup_page_faults_total[{dur(10 * MIN)}])\n"
          f"  < bool last_over_time(memleak_cgroup_page_faults_total[{dur(10 * MIN)}] offset {dur(10 * MIN)})\n)\n"
          f"and {at_boundary(10 * MIN)}"),
+        # An OOM kill ends an incarnation even where the cgroup survives it (a unit, a pod): the killed
+        # workload's memory is freed and its successor starts afresh, so a span across the kill mixes two
+        # incarnations. A 0 in every other window, so that the guard's sum sees the windows without one.
+        (CGROUP_INCARNATIONS,
+         "memleak:cgroup_page_faults:resets10m > 0\n"
+         f"or\nsum without (event) {window_increase(OOM_KILLS)}\nand {at_boundary(10 * MIN)}\n"
+         "or\nmemleak:cgroup_page_faults:resets10m"),
     ]
     rules += floors("cgroup", "memleak_cgroup_anon_bytes")
     for f, rho in SCALES:

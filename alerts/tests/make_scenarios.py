@@ -153,6 +153,20 @@ def recreated_cgroup(cg, every, minutes):
     ]
 
 
+def surviving_oom_cgroup(cg, first, every, minutes):
+    """A cgroup that survives its OOM kills (a unit, a pod): its workload holds 600 MiB for its first five
+    minutes, then leaks from 1 GiB at 345 MiB/h, noise-free; it is killed first at `first`, then every `every`
+    minutes, and starts again while the page-fault counter runs on. A span across a kill (the drop, then the
+    warm-up) is steeper than the leak, and the no-steeper-span test compares with spans up to two spans back."""
+    def age(t):
+        return t if t < first else (t - first) % every
+
+    def anon(t):
+        return 600 * MiB if age(t) < 5 else ramp(GiB, 345 * MiB, 5)(age(t))
+
+    return cgroup(cg, anon, minutes, limit=2 * GB, kills=lambda t: 0 if t < first else 1 + (t - first) // every)
+
+
 # A leak becomes visible once the floors of its first span all follow the onset: nothing can fire
 # before the onset plus a span plus a floor window.
 FAST_SPAN = 9 * 10 + 10
@@ -211,6 +225,11 @@ def scenarios():
         ("cgroup recreated at its limit every 2h, each time across a 10-minute boundary", "leak", 6 * 60,
          *recreated_cgroup("/system.slice/recreated.service", 120, 6 * 60),
          {"CgroupMemoryLeakAcrossRestarts": (200, 250, "2")}),
+        # An OOM kill starts a new incarnation where the cgroup survives it: the leak test's guard counts it, so
+        # that the second incarnation is judged on its own (without it, never reported in 8 hours).
+        ("cgroup that survives its OOM kills: leaking, killed at 2h and then every 2h30m", "leak", 8 * 60,
+         *surviving_oom_cgroup("/system.slice/killed.service", 120, 150, 8 * 60),
+         {"CgroupMemoryLeak": (120 + FAST_SPAN - 10, 120 + 140, "345Mi")}),
         ("GC sawtooth over a flat floor: 500 MB + 0..300 MB every 7 min", "no leak", 24 * 60,
          *process("gc-sawtooth", lambda t: 500 * MB + (t % 7) * 300 * MB / 7 + n4(), 24 * 60), {}),
         ("cache warm-up: 200 MB -> 1.2 GB, tau 1 h, from 1h", "no leak", 24 * 60,
