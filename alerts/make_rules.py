@@ -76,6 +76,8 @@ OOM_WINDOW = 36 * HOUR  # repeated OOM kills count within this window
 LATE = 30 * MIN  # the end of an incarnation judged by late_growth_rules
 RHO_LATE = 0.03  # its lowest rate, relative to the level per hour: incarnations of up to ~2h growing 10 % or more
 LIMIT_HORIZON = 4 * HOUR
+# How long the fast scale's evidence is held within the incarnation that showed it (until its restart).
+INCARNATION_HOLD = 12 * HOUR
 RUNBOOK = "https://github.com/memleak-exporter/memleak-exporter/blob/main/alerts/runbook.md#"
 HERE = os.path.dirname(os.path.abspath(__file__))
 MIXIN = os.path.join(HERE, "..", "mixin")
@@ -200,6 +202,15 @@ def held(target, f):
     return f"last_over_time({evidence_name(target, f)}[{dur(f - EVAL)}])"
 
 
+def held_in_incarnation(f):
+    """The process evidence at scale f, held from its last record until the incarnation that showed it ends
+    (up to INCARNATION_HOLD): a leak's rate relative to its floor falls as the floor rises, so the fast
+    scale's evidence ends within a long incarnation while the leak goes on."""
+    w = dur(INCARNATION_HOLD)
+    return (f"{held('process', f)}\nor\nlast_over_time({evidence_name('process', f)}[{w}])\n"
+            f"and last_over_time({evidence_start_time(f)}[{w}]) == memleak_process_start_time_seconds")
+
+
 def any_scale(target, scales):
     return "\nor\n".join(held(target, f) for f in scales)
 
@@ -259,11 +270,18 @@ def late_growth_rules():
     ]
 
 
+def evidence_start_time(f):
+    return f"{evidence_name('process', f)}_start_time"
+
+
 def process_rules():
     rules = floors("process", "memleak_process_anon_bytes")
     for f, rho in SCALES:
         rules += scale("process", f, rho, process_guard, process_guard)
     return rules + [
+        # The start time of the incarnation in which the fast scale's evidence held, so that the evidence can
+        # be held for the rest of that incarnation.
+        (evidence_start_time(FAST), f"memleak_process_start_time_seconds\nand {evidence_name('process', FAST)}"),
         # Restarts, recorded only at the ten-minute boundary after them. A change between the window's first
         # sample and the previous window's last lies in neither window: it shows as a last value that differs.
         ("memleak:process_start_time_seconds:changes10m",
@@ -351,9 +369,10 @@ def alerts():
     leak, restarts = "leakKeepFiringFor", "restartsKeepFiringFor"
     capture, confirmed = "leakCapture", "confirmedLeakCapture"
     return [
-        alert("ProcessMemoryLeakFast", per_hour("process", [FAST]), 0, leak, "warning", capture,
-              f"Fast memory leak in {g}",
-              f"The floor of {{{{ $labels.group }}}}'s anonymous memory {steady} {rate} (3 %/h or more) for 1h30m."),
+        alert("ProcessMemoryLeakFast", f"(\n{held_in_incarnation(FAST)}\n)\n* {num(t(HOUR))}", 0, leak, "warning",
+              capture, f"Fast memory leak in {g}",
+              f"The floor of {{{{ $labels.group }}}}'s anonymous memory {steady} {rate} (3 %/h or more) for 1h30m"
+              " in its current incarnation."),
         alert("ProcessMemoryLeak", per_hour("process", slower), 0, leak, "warning", capture,
               f"Memory leak suspected in {g}",
               f"The floor of {{{{ $labels.group }}}}'s anonymous memory {steady} {rate} for 2h15m to 15h."),
@@ -380,8 +399,10 @@ def alerts():
         alert("CgroupMemoryLeakConfirmed", per_hour("cgroup", [CONFIRMED]), 0, leak, "critical", confirmed,
               f"Confirmed memory leak in {c}",
               f"The floor of the cgroup's anonymous memory {steady} {rate} for 15h: capture allocation stacks."),
+        # Held as long as the across-restarts alerts: a cgroup that reaches its limit is OOM-killed and approaches it
+        # again in its next incarnation, one incident that a 6 h hold split at every kill of a 10-16 h cycle.
         alert("CgroupMemoryLimitApproaching", f"memleak:cgroup_usage_bytes:seconds_to_limit < {num(t(LIMIT_HORIZON))}",
-              0, leak, "warning", None, f"Cgroup {{{{ $labels.cgroup }}}} on {{{{ $labels.instance }}}} will reach its memory limit within 4h",
+              0, restarts, "warning", None, f"Cgroup {{{{ $labels.cgroup }}}} on {{{{ $labels.instance }}}} will reach its memory limit within 4h",
               "Its anonymous memory grows steadily at a rate that reaches memory.max in {{ $value | humanizeDuration }};"
               " the OOM killer follows."),
         alert("HostMemoryExhaustionPredicted",

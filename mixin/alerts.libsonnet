@@ -101,6 +101,7 @@
           { record: "memleak:process_anon_bytes:min1h40m_resid15h", expr: "sqrt(clamp_min(stdvar_over_time(memleak:process_anon_bytes:min1h40m[15h]) - memleak:process_anon_bytes:min1h40m_deriv15h ^ 2 * 2.97e+08, 0) * 1.25)" },
           { record: "memleak:process_anon_bytes:steady_growth15h", expr: "memleak:process_anon_bytes:min1h40m_deriv15h\nand memleak:process_anon_bytes:min1h40m_deriv6h40m >= 0.000158114 * memleak:process_anon_bytes:min1h40m_resid15h\nand memleak:process_anon_bytes:min1h40m_deriv6h40m_offset8h20m >= 0.000158114 * memleak:process_anon_bytes:min1h40m_resid15h\nand memleak:process_anon_bytes:min1h40m_deriv6h40m >= 0.75 * memleak:process_anon_bytes:min1h40m_deriv6h40m_offset8h20m - 3.72678e-05 * memleak:process_anon_bytes:min1h40m_resid15h\nand memleak:process_anon_bytes:min1h40m_deriv5h_offset10h >= 0.75 * memleak:process_anon_bytes:min1h40m_deriv5h_offset5h - 5.27046e-05 * memleak:process_anon_bytes:min1h40m_resid15h\nand memleak:process_anon_bytes:min1h40m_deriv15h >= 0.75 * max_over_time(memleak:process_anon_bytes:min1h40m_deriv15h[6h40m]) - 1.2975e-05 * memleak:process_anon_bytes:min1h40m_resid15h\nand (memleak:process_anon_bytes:min1h40m_deriv15h >= 0.75 * memleak:process_anon_bytes:min1h40m_deriv15h_offset15h - 1.2975e-05 * memleak:process_anon_bytes:min1h40m_resid15h or memleak:process_anon_bytes:min1h40m_deriv15h unless memleak:process_anon_bytes:min1h40m_deriv15h_offset15h)\nand (memleak:process_anon_bytes:min1h40m_deriv15h >= 0.75 * max_over_time(memleak:process_anon_bytes:min1h40m_deriv15h_settled[30h]) - 1.2975e-05 * memleak:process_anon_bytes:min1h40m_resid15h or memleak:process_anon_bytes:min1h40m_deriv15h unless max_over_time(memleak:process_anon_bytes:min1h40m_deriv15h_settled[30h]))\nand memleak:process_anon_bytes:min1h40m_deriv15h * 3600 >= 0.00075 * memleak:process_anon_bytes:min1h40m\nand count_over_time(memleak:process_anon_bytes:min1h40m[15h]) == 10\n" },
           { record: "memleak:process_anon_bytes:leak_evidence15h", expr: "memleak:process_anon_bytes:steady_growth15h\nand count_over_time(memleak:process_anon_bytes:steady_growth15h[1h40m]) == 2\n" },
+          { record: "memleak:process_anon_bytes:leak_evidence1h30m_start_time", expr: "memleak_process_start_time_seconds%(memleakSelectorBraces)s\nand memleak:process_anon_bytes:leak_evidence1h30m\n" % $._config },
           { record: "memleak:process_start_time_seconds:changes10m", expr: "(\n  changes(memleak_process_start_time_seconds%(memleakSelectorBraces)s[10m]) > 0\n  or\n  last_over_time(memleak_process_start_time_seconds%(memleakSelectorBraces)s[10m]) != last_over_time(memleak_process_start_time_seconds%(memleakSelectorBraces)s[10m] offset 10m)\n)\nand on () (vector(time()) %% 600 < 60)\n" % $._config },
           { record: "memleak:process_start_time_seconds:oom_restarts10m", expr: "memleak:process_start_time_seconds:changes10m\nand on (instance, job) (\n  increase(memleak_host_memory_oom_kills_total%(memleakSelectorBraces)s[10m]) > 0\n  or\n  last_over_time(memleak_host_memory_oom_kills_total%(memleakSelectorBraces)s[10m]) > last_over_time(memleak_host_memory_oom_kills_total%(memleakSelectorBraces)s[10m] offset 10m)\n)\n" % $._config },
           { record: "memleak:process_anon_bytes:resid30m", expr: "sqrt(\n  clamp_min(stdvar_over_time(memleak_process_anon_bytes%(memleakSelectorBraces)s[30m]) - deriv(memleak_process_anon_bytes%(memleakSelectorBraces)s[30m]) ^ 2 * 270000, 0)\n  * count_over_time(memleak_process_anon_bytes%(memleakSelectorBraces)s[30m]) / (count_over_time(memleak_process_anon_bytes%(memleakSelectorBraces)s[30m]) - 2)\n)\n" % $._config },
@@ -235,12 +236,12 @@
         rules: [
           {
             alert: "ProcessMemoryLeakFast",
-            expr: "(\nlast_over_time(memleak:process_anon_bytes:leak_evidence1h30m[9m])\n)\n* 3600\n",
+            expr: "(\nlast_over_time(memleak:process_anon_bytes:leak_evidence1h30m[9m])\nor\nlast_over_time(memleak:process_anon_bytes:leak_evidence1h30m[12h])\nand last_over_time(memleak:process_anon_bytes:leak_evidence1h30m_start_time[12h]) == memleak_process_start_time_seconds%(memleakSelectorBraces)s\n)\n* 3600\n" % $._config,
             keep_firing_for: $._config.leakKeepFiringFor,
             labels: { severity: "warning" } + (if $._config.leakCapture != '' then { capture: $._config.leakCapture } else {}),
             annotations: {
               summary: "Fast memory leak in process group {{ $labels.group }} on {{ $labels.instance }}",
-              description: "The floor of {{ $labels.group }}'s anonymous memory has grown steadily, beyond its noise and without slowing down, by {{ $value | humanize1024 }}B/h (3 %/h or more) for 1h30m.",
+              description: "The floor of {{ $labels.group }}'s anonymous memory has grown steadily, beyond its noise and without slowing down, by {{ $value | humanize1024 }}B/h (3 %/h or more) for 1h30m in its current incarnation.",
               runbook_url: $._config.runbookURLBase + "processmemoryleakfast",
             },
           },
@@ -324,7 +325,7 @@
           {
             alert: "CgroupMemoryLimitApproaching",
             expr: "memleak:cgroup_usage_bytes:seconds_to_limit < 14400",
-            keep_firing_for: $._config.leakKeepFiringFor,
+            keep_firing_for: $._config.restartsKeepFiringFor,
             labels: { severity: "warning" },
             annotations: {
               summary: "Cgroup {{ $labels.cgroup }} on {{ $labels.instance }} will reach its memory limit within 4h",
