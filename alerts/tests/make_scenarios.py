@@ -180,6 +180,7 @@ def scenarios():
     ramp's floors lie on one line, whose slope is the leak's rate (humanize1024: 120 MiB/h -> "120Mi")."""
     restart_every = 150  # minutes between OOM kills of the restarting leaker
     redeploy_every = 80  # minutes between redeploys of the leaker no OOM kill reveals
+    redeploy_long = 21 * 60  # minutes of the first incarnation of a leak whose fast evidence ends within it
     # 172 MiB of headroom at 2 MiB/min is 86 min; 17476 B more is 0.49999 s at 120 MiB/h (humanizeDuration
     # truncates to whole seconds: a headroom of a whole number of seconds would sit on a rounding edge).
     headroom_at_2h = 2 * GiB + 17476
@@ -203,6 +204,13 @@ def scenarios():
         ("OOM kills and restarts every 2h30m between two scrapes that straddle a 10-minute boundary", "leak", 6 * 60,
          *straddling_oom_restarts("straddling-oom-leak", restart_every, 6 * 60),
          {"ProcessMemoryLeakAcrossRestarts": (2 * restart_every, 2 * restart_every + 20, "2")}),
+        # 60 MiB/h is 3 %/h of a floor of 2000 MiB, reached 16h20m into each incarnation: the fast scale's evidence
+        # ends there while the leak goes on. Held until the restart at 21h and 6h after it, the alert bridges the
+        # 2 h until the next incarnation shows the evidence again; held only 6h, it had resolved by 22h40m.
+        ("leak redeployed after 21h: 1 GiB + 60 MiB/h from each start, noise-free", "leak", 23 * 60,
+         *process("long-incarnations", lambda t: ramp(GiB, 60 * MiB, 0)(t % redeploy_long), 23 * 60,
+                  start=lambda t: LONG_AGO if t < redeploy_long else redeploy_long * 60),
+         {"ProcessMemoryLeakFast": (FAST_SPAN - 10, redeploy_long + 100, "60Mi")}),
         ("leak through redeploys every 1h20m: 200 MB + 240 MiB/h from each start, noise-free", "leak", 5 * 60,
          *process("redeployed-leak", lambda t: 200 * MB + ramp(0, 240 * MiB, 0)(t % redeploy_every), 5 * 60,
                   start=lambda t: LONG_AGO if t < redeploy_every else (t // redeploy_every) * redeploy_every * 60),
