@@ -22,10 +22,12 @@ The leak test is one statistical argument applied at several time scales (docs/d
   inside the span (the first third's slope at least C times the middle third's), and no higher
   rate a little earlier (the span's slope at least C times the highest span slope of the last few
   floors, at least C times the previous span's, and at least C times every span slope of the last two
-  spans that began two hours or more after the start), each give or take Z standard errors. An
+  spans that began two hours or more after the start), each give or take Z standard errors; and a new
+  high (the floor above every floor of the two spans before the span). An
   approach to a plateau slows down; a curve seen from its onset has a kink; a curve past its peak
   rate has come down from it; growth that slows like a logarithm slows more from span to span, and
-  a leak's rate was never higher in the hours before.
+  a leak's rate was never higher in the hours before, and its floor never as high; a slow wander that
+  rode one rise through a span has often only climbed back to an earlier level.
 * Rate: the span's slope is at least the scale's lowest rate, relative to the floor.
 * History: ten floors present, no restart within the span or the floor before it (the process
   start time; for a cgroup, a reset of its page-fault counter, which a recreated cgroup starts again
@@ -153,6 +155,13 @@ def scale(target, f, rho, guard, settled_guard):
     # The span before likewise, from the moment its own first floor began a floor after the start: a warm-up
     # that rose faster then than now is slowing down, which is what tells it from a leak.
     guard_previous = guard(2 * span + 2 * f)
+    # A new high: the floor is above every floor of the two spans before the span. A leak's floor rises by more than
+    # eight times the floors' residual per span (the halves test), so it keeps setting new highs; a slow wander that rode one
+    # rise through a span has often only climbed back to where it was a few hours before. Judged where those floors
+    # lie in the incarnation (a leak's previous incarnation ended higher) and the series existed a floor before the
+    # first of them (a series' first floor is the minimum of a part window, as high as any of its samples).
+    guard_high = f"{guard(3 * span + 2 * f)}\nand present_over_time(memleak_{target}_anon_bytes[{dur(f)}] offset {dur(3 * span + f)})"
+    earlier_high = f"max_over_time({F}[{dur(2 * span - f)}] offset {dur(span + f)})"
     back = LOOKBACK.get(f, 4)
     highest_settled = f"max_over_time({settled}[{dur(SETTLED_SPANS * span)}])"
     return [
@@ -176,6 +185,7 @@ def scale(target, f, rho, guard, settled_guard):
             f"{slope} >= {C} * max_over_time({slope}[{dur(back * f)}]) - {z[n]} * {resid}",
             f"({slope} >= {C} * {previous} - {z[n]} * {resid} or {slope} unless {previous})",
             f"({slope} >= {C} * {highest_settled} - {z[n]} * {resid} or {slope} unless {highest_settled})",
+            f"({F} > {earlier_high} and {guard_high} or {slope} unless ({earlier_high} and {guard_high}))",
             f"{slope} * {num(t(HOUR))} >= {rho} * {F}",
             f"count_over_time({F}[{dur(span)}]) == {n}",
         ])),
