@@ -36,9 +36,9 @@ LEAK_ALERTS = {"ProcessMemoryLeakFast", "ProcessMemoryLeak", "ProcessMemoryLeakA
 # Alerts about one event each (an OOM kill): every kill is its own incident, so they fire once per kill.
 EVENT_ALERTS = {"OOMKillsDetected", "CgroupOOMKills"}
 # What the rules measured on the held-out seed ci-heldout-1, 15 draws per family, when they were last
-# changed (round 5: no steeper span in the last two spans): 130 of 135 leaks detected by their
-# deadlines, 6 of 165 non-leaks alerting (round 4 measured 130/135 and 7/165, round 3 128/135 and
-# 7/165). --no-worse fails when the rules do worse on either: the gate the test suite applies while
+# changed (round 6: the holds, the cgroup OOM-kill guard and a new high; round 5: no steeper span in
+# the last two spans): 130 of 135 leaks detected by their deadlines, 6 of 165 non-leaks alerting
+# (round 4 measured 130/135 and 7/165, round 3 128/135 and 7/165). --no-worse fails when the rules do worse on either: the gate the test suite applies while
 # the targets are not met (docs/detection.md says by how much and on which families).
 PREVIOUS_DETECTED = 130 / 135
 PREVIOUS_FALSE_POSITIVES = 6 / 165
