@@ -114,10 +114,11 @@ pub fn is_runtime(frame: &Frame) -> bool {
 /// `__`, or `_` and a capital): the C library's and the compiler runtime's own functions
 /// (glibc's `__getdelim` under `getline`, `__vasprintf_internal`, `_IO_file_doallocate`),
 /// which a program may not define. Named once their library's symbols are read, they would
-/// otherwise be taken for the program's code.
+/// otherwise be taken for the program's code. Mangled names (`_Z…` C++, `_R…` Rust) are the
+/// program's own functions left undemangled, judged by the prefixes above instead.
 fn is_reserved(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next() == Some('_') && chars.next().is_some_and(|c| c == '_' || c.is_ascii_uppercase())
+    chars.next() == Some('_') && chars.next().is_some_and(|c| c == '_' || (c.is_ascii_uppercase() && !"ZR".contains(c)))
 }
 
 /// The innermost program frame of a stack, or the innermost frame if all are runtime.
@@ -190,6 +191,10 @@ mod tests {
             .map(Frame::function)
             .collect();
         assert_eq!(site(&stdio).map(|f| f.function.as_str()), Some("_log_line"), "one underscore and a small letter");
+        // A program's function left mangled is the program's, not the implementation's.
+        let mangled: Vec<Frame> =
+            ["__getdelim", "_ZN5Cache6insertEi", "main"].into_iter().map(Frame::function).collect();
+        assert_eq!(site(&mangled).map(|f| f.function.as_str()), Some("_ZN5Cache6insertEi"));
         let only_runtime = vec![Frame::function("malloc")];
         assert_eq!(site(&only_runtime).map(|f| f.function.as_str()), Some("malloc"));
     }
